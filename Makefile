@@ -1,0 +1,26 @@
+# Two entry points: `make run` (install, then pretrain on the built-in world) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test test-slow bench clean
+
+$(BIN)/cacl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/cacl
+
+install: $(BIN)/cacl
+
+run: install
+	$(BIN)/cacl pretrain --preset tiny-world
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

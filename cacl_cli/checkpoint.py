@@ -1,0 +1,92 @@
+"""The one place that saves and restores a run.
+
+A run folder holds ``config.yaml``, ``metrics.jsonl`` and ``checkpoints/step-NNNNNNN.pt``, plus a
+``checkpoints/latest`` pointer written after the checkpoint it names. Checkpoints are written to a
+temporary name and renamed, and read with ``weights_only=True``, so a checkpoint can never run code
+and a killed run never leaves a half-written one behind.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cacl_cli.errors import CaclError
+from cacl_cli.files import atomic_path, write_text_atomic
+
+CHECKPOINT_DIR = "checkpoints"
+POINTER = "latest"
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}.pt"
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` as the checkpoint of ``step``, move the pointer, prune old ones."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    path = folder / checkpoint_name(step)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    write_text_atomic(folder / POINTER, path.name + "\n")
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    found = [p for p in folder.glob("step-*.pt") if _NAME.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; anything that is not one becomes a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaclError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many kinds for truncated or foreign files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CaclError(f"{path} is not a readable cacl checkpoint ({reason[:120]})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
+    return state
+
+
+def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads; damaged ones are reported and skipped."""
+    candidates = list_checkpoints(run_dir)
+    pointer = Path(run_dir) / CHECKPOINT_DIR / POINTER
+    if pointer.is_file():
+        named = pointer.parent / pointer.read_text().strip()
+        if named in candidates:  # the pointer's choice first, then the rest newest first
+            candidates.remove(named)
+            candidates.append(named)
+    for path in reversed(candidates):
+        try:
+            return path, load_checkpoint(path)
+        except CaclError as err:
+            warn(f"warning: skipping damaged checkpoint: {err}")
+    return None
+
+
+def find_checkpoint(path: Path) -> Path:
+    """A checkpoint file from a path that names one or a run folder holding some."""
+    path = Path(path)
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise CaclError(f"run folder {path} holds no checkpoints/step-*.pt")
+        pointer = path / CHECKPOINT_DIR / POINTER
+        named = pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
+        return named if named in found else found[-1]
+    if not path.exists():
+        raise CaclError(f"checkpoint {path} does not exist; give a run folder or a .pt file")
+    return path

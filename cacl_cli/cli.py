@@ -1,0 +1,23 @@
+"""The ``cacl`` command line: one Typer app, one thin module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from cacl_cli.commands import presets, pretrain, world
+
+app = typer.Typer(
+    name="cacl",
+    help="Cycle-Attention Contrastive Learning: learn segmentation features from unlabeled video.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("pretrain")(pretrain.pretrain_command)
+app.command("presets")(presets.presets_command)
+app.command("world")(world.world_command)
+
+
+def main() -> None:
+    app()

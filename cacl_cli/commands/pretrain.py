@@ -1,0 +1,52 @@
+"""``cacl pretrain``: train CACL (or an ablation) from a preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cacl_cli.commands import options
+from cacl_cli.config import Config, resolve
+from cacl_cli.errors import CaclError, report_errors
+
+DEFAULT_PRESET = "tiny-world"
+
+
+def pretrain_command(
+    preset: Optional[str] = options.Preset,
+    overrides: Optional[List[str]] = options.Set,
+    out: Optional[Path] = options.Out,
+    device: str = options.Device,
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the run in --out from its newest good checkpoint."),
+) -> None:
+    """Pretrain a backbone with CACL on frame pairs (default: the built-in world).
+
+    Writes config.yaml, metrics.jsonl (losses and health diagnostics) and checkpoints/ into the
+    run folder. If a run collapses (spread near 0, top1_batch at chance), try a lower optim.lr.
+    """
+    with report_errors():
+        from cacl_cli.device import resolve_device
+        from cacl_cli.train import pretrain
+
+        cfg = _config(preset, overrides or [], out, resume)
+        run_dir = out or Path("runs") / cfg.preset.name
+        if not resume and (run_dir / "checkpoints").is_dir():
+            raise CaclError(f"{run_dir} already holds a run; pass --resume to continue it "
+                            "or --out to start a new one elsewhere")
+        pretrain(cfg, run_dir, resolve_device(device), resume=resume)
+
+
+def _config(preset: Optional[str], overrides: list[str], out: Optional[Path],
+            resume: bool) -> Config:
+    """A new run's config from the preset; a resumed run keeps the one in its folder."""
+    saved = out / "config.yaml" if out else None
+    if resume and saved and saved.is_file():
+        if preset or overrides:
+            raise CaclError(f"a resumed run keeps its config ({saved}); drop --preset and --set")
+        return resolve(str(saved))
+    if resume and not out:
+        raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
+    return resolve(preset or DEFAULT_PRESET, overrides)

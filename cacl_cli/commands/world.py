@@ -1,0 +1,37 @@
+"""``cacl world``: write the built-in world to disk as mp4 clips and a VOC-style labelled set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from cacl_cli.commands import options
+from cacl_cli.config import resolve
+from cacl_cli.errors import report_errors
+
+
+def world_command(
+    out: Path = typer.Argument(..., help="Folder to write videos/ and voc/ into."),
+    clips: int = typer.Option(20, "--clips", min=0, help="Training clips to write as mp4."),
+    train_images: int = typer.Option(200, "--train-images", min=0, help="Labelled train images."),
+    val_images: int = typer.Option(100, "--val-images", min=0, help="Labelled val images."),
+    preset: Optional[str] = options.Preset,
+    overrides: Optional[List[str]] = options.Set,
+) -> None:
+    """Export the built-in world (the `world` section of the preset) to disk."""
+    with report_errors():
+        from cacl_cli.data.world import World, WorldConfig
+        from cacl_cli.data.world_export import export_labelled, export_videos
+
+        cfg = resolve(preset or "tiny-world", overrides or [])
+        world = World(WorldConfig.from_config(cfg.world))
+        console = Console()
+        with console.status("writing clips"):
+            videos = export_videos(world, out / "videos", clips)
+        with console.status("writing labelled images"):
+            voc = export_labelled(world, out / "voc",
+                                  {"train": train_images, "val": val_images})
+        console.print(f"{len(videos)} clips in {out / 'videos'}; labelled set in {voc}")

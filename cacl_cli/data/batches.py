@@ -1,0 +1,48 @@
+"""Training batches indexed by step: batch ``s`` is a pure function of ``(seed, s)``.
+
+A source only has to offer ``pair(rng, stride)`` -> two uint8 RGB frames. Because no state carries
+from one batch to the next, a resumed run sees exactly the batches an unbroken run would, and
+loader workers can build batches in any order.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cacl_cli.data.augment import PairAugment
+
+
+class PairSource(Protocol):
+    def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class StepBatches(Dataset):
+    """``self[step]`` -> (v, v_plus), each (batch_size, 3, size, size)."""
+
+    def __init__(self, source: PairSource, augment: PairAugment, batch_size: int, stride: int,
+                 seed: int) -> None:
+        self.source, self.augment = source, augment
+        self.batch_size, self.stride, self.seed = batch_size, stride, seed
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        pairs = [self.augment(*self.source.pair(rng, self.stride), rng)
+                 for _ in range(self.batch_size)]
+        return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+
+
+def _single_thread_worker(_: int) -> None:
+    torch.set_num_threads(1)  # workers share the cores with the training step
+
+
+def step_loader(batches: StepBatches, first_step: int, last_step: int,
+                num_workers: int) -> DataLoader:
+    """Batches for steps first_step .. last_step - 1, in order, built by ``num_workers``."""
+    return DataLoader(batches, batch_size=None, sampler=range(first_step, last_step),
+                      num_workers=num_workers, worker_init_fn=_single_thread_worker,
+                      prefetch_factor=4 if num_workers else None,
+                      persistent_workers=False)

@@ -1,0 +1,198 @@
+"""The built-in world: procedurally generated videos with ground-truth semantic masks.
+
+Each clip is a panning view over a textured background drawn from a few shared families (the
+"stuff" class, label 0) with several moving, occluding object instances. An object class is a
+shape family *and* a texture family; colours are drawn per instance, so colour alone says nothing
+about the class: recognising a class means seeing its shape or its texture. Everything derives from
+``(seed, clip index)``, so any frame of any clip is reproducible on any machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from cacl_cli.errors import CaclError
+
+# Shapes and textures work in sprite coordinates (u, v) in [-1, 1], already rotated.
+SHAPES = {
+    "disc": lambda u, v: u * u + v * v < 1.0,
+    "square": lambda u, v: np.maximum(np.abs(u), np.abs(v)) < 0.8,
+    "triangle": lambda u, v: (v < 0.8) & (np.abs(u) < (v + 1.0) / 2.0),
+    "ring": lambda u, v: (u * u + v * v < 1.0) & (u * u + v * v > 0.3),
+    "cross": lambda u, v: ((np.abs(u) < 0.33) & (np.abs(v) < 0.95))
+    | ((np.abs(v) < 0.33) & (np.abs(u) < 0.95)),
+    "diamond": lambda u, v: np.abs(u) + np.abs(v) < 1.0,
+}
+TEXTURES = {
+    "stripes": lambda u, v, f: np.sin(f * math.pi * u) > 0,
+    "checker": lambda u, v, f: np.sin(f * math.pi * u) * np.sin(f * math.pi * v) > 0,
+    "dots": lambda u, v, f: (np.mod(f * u, 1.0) - 0.5) ** 2 + (np.mod(f * v, 1.0) - 0.5) ** 2 < 0.08,
+    "rings": lambda u, v, f: np.sin(f * math.pi * np.sqrt(u * u + v * v)) > 0,
+    "waves": lambda u, v, f: np.sin(f * math.pi * u + 2.5 * np.sin(f * math.pi * v)) > 0,
+    "grid": lambda u, v, f: (np.abs(np.sin(f * math.pi * u)) < 0.35)
+    | (np.abs(np.sin(f * math.pi * v)) < 0.35),
+}
+# Object classes, labels 1..N in this order; label 0 is the background.
+CLASSES = (
+    ("disc", "stripes"), ("square", "checker"), ("triangle", "dots"),
+    ("ring", "waves"), ("cross", "grid"), ("diamond", "rings"),
+)
+BACKGROUNDS = ("grain", "bricks", "clouds")
+
+
+def class_names(num_classes: int) -> list[str]:
+    return ["background"] + [f"{s}-{t}" for s, t in CLASSES[:num_classes]]
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """What the world looks like; the ``world`` section of a preset."""
+
+    size: int = 96  # frame side in pixels
+    classes: int = 5  # object classes, at most len(CLASSES)
+    objects_min: int = 2
+    objects_max: int = 4
+    scale_min: float = 0.3  # object size relative to the frame side
+    scale_max: float = 0.6
+    speed: float = 1.5  # object speed, pixels per frame at most
+    pan: float = 1.0  # camera pan, pixels per frame at most
+    frames: int = 32  # frames per clip
+    clips: int = 10000  # clips in the training split
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, section) -> "WorldConfig":
+        return cls(**{k: section[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class _Instance:
+    label: int
+    rgb: np.ndarray  # d x d x 3 uint8
+    mask: np.ndarray  # d x d bool
+    start: np.ndarray  # centre at t = 0, (x, y)
+    velocity: np.ndarray
+
+
+def _two_colours(rng: np.random.Generator, contrast: float) -> np.ndarray:
+    """Two random colours at least ``contrast`` apart, so a texture is always visible."""
+    first = rng.uniform(0, 255, 3)
+    direction = rng.normal(size=3)
+    second = first + direction / np.linalg.norm(direction) * contrast * 255
+    return np.clip(np.stack([first, second]), 0, 255)
+
+
+def _colourise(pattern: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Blend two colours by a pattern in [0, 1]: (h, w) -> (h, w, 3) uint8."""
+    p = pattern.astype(np.float32)[..., None]
+    return ((1 - p) * colours[0] + p * colours[1]).astype(np.uint8)
+
+
+def _smooth_noise(rng: np.random.Generator, side: int, cell: int) -> np.ndarray:
+    """Value noise: random cells upsampled smoothly to ``side`` x ``side``, in [0, 1]."""
+    coarse = rng.uniform(0, 1, (side // cell + 2, side // cell + 2)).astype(np.float32)
+    return cv2.resize(coarse, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def _background(rng: np.random.Generator, family: str, side: int) -> np.ndarray:
+    if family == "grain":
+        pattern = _smooth_noise(rng, side, 2)
+    elif family == "clouds":
+        pattern = _smooth_noise(rng, side, 12)
+    else:  # bricks: rows of offset rectangles with dark mortar
+        brick_h = int(rng.integers(6, 11))
+        brick_w = 2 * brick_h + int(rng.integers(0, 5))
+        yy, xx = np.mgrid[0:side, 0:side]
+        row = yy // brick_h
+        xs = (xx + (row % 2) * (brick_w // 2)) % brick_w
+        pattern = ((yy % brick_h) < 2) | (xs < 2)
+    return _colourise(pattern, _two_colours(rng, 0.25))
+
+
+def _sprite(rng: np.random.Generator, label: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    shape, texture = CLASSES[label - 1]
+    grid = (np.arange(side, dtype=np.float32) + 0.5) / side * 2 - 1
+    x, y = np.meshgrid(grid, grid)
+    angle = rng.uniform(0, 2 * math.pi)
+    u = math.cos(angle) * x + math.sin(angle) * y
+    v = -math.sin(angle) * x + math.cos(angle) * y
+    mask = SHAPES[shape](u, v)
+    pattern = TEXTURES[texture](u, v, rng.uniform(2.5, 4.0))
+    return _colourise(pattern, _two_colours(rng, 0.45)), mask
+
+
+def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Reflect a straight path into [low, high], as a ball bouncing between walls."""
+    span = high - low
+    x = np.mod(position - low, 2 * span)
+    return low + np.where(x > span, 2 * span - x, x)
+
+
+class Clip:
+    """One clip of the world: ``frame(t)`` renders frame t and its label mask."""
+
+    def __init__(self, cfg: WorldConfig, index: int) -> None:
+        rng = np.random.default_rng([cfg.seed, index])
+        self.cfg = cfg
+        margin = int(math.ceil(cfg.pan * cfg.frames)) + 1
+        self.background = _background(rng, BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
+                                      cfg.size + 2 * margin)
+        self.camera_start = rng.uniform(0, 2 * margin, 2)
+        self.camera_velocity = rng.uniform(-cfg.pan, cfg.pan, 2)
+        count = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
+        self.instances = [self._instance(rng) for _ in range(count)]  # back to front
+
+    def _instance(self, rng: np.random.Generator) -> _Instance:
+        label = int(rng.integers(1, self.cfg.classes + 1))
+        side = max(4, int(rng.uniform(self.cfg.scale_min, self.cfg.scale_max) * self.cfg.size))
+        rgb, mask = _sprite(rng, label, side)
+        start = rng.uniform(0, self.cfg.size, 2)
+        velocity = rng.uniform(-self.cfg.speed, self.cfg.speed, 2)
+        return _Instance(label, rgb, mask, start, velocity)
+
+    def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame t: (size, size, 3) uint8 RGB and (size, size) uint8 labels."""
+        n = self.cfg.size
+        margin = (self.background.shape[0] - n) // 2
+        cx, cy = _bounce(self.camera_start + self.camera_velocity * t, 0, 2 * margin).astype(int)
+        image = self.background[cy:cy + n, cx:cx + n].copy()
+        labels = np.zeros((n, n), np.uint8)
+        for inst in self.instances:
+            x, y = _bounce(inst.start + inst.velocity * t, 0, n).astype(int)
+            _paste(image, labels, inst, x - inst.mask.shape[1] // 2, y - inst.mask.shape[0] // 2)
+        return image, labels
+
+
+def _paste(image: np.ndarray, labels: np.ndarray, inst: _Instance, left: int, top: int) -> None:
+    """Draw a sprite with its top-left corner at (left, top), clipped to the frame."""
+    n, d = image.shape[0], inst.mask.shape[0]
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + d, n), min(left + d, n)
+    if y0 >= y1 or x0 >= x1:
+        return
+    sy, sx = slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)
+    mask = inst.mask[sy, sx]
+    image[y0:y1, x0:x1][mask] = inst.rgb[sy, sx][mask]
+    labels[y0:y1, x0:x1][mask] = inst.label
+
+
+class World:
+    """The set of clips a config describes; clip ``i`` is the same on every machine."""
+
+    def __init__(self, cfg: WorldConfig) -> None:
+        if not 1 <= cfg.classes <= len(CLASSES):
+            raise CaclError(f"key 'world.classes' must be 1 to {len(CLASSES)}, got {cfg.classes}")
+        self.cfg = cfg
+
+    def clip(self, index: int) -> Clip:
+        return Clip(self.cfg, index)
+
+    def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two frames ``stride`` apart from a random training clip (RGB uint8 each)."""
+        clip = self.clip(int(rng.integers(self.cfg.clips)))
+        t = int(rng.integers(max(1, self.cfg.frames - stride)))
+        return clip.frame(t)[0], clip.frame(t + stride)[0]

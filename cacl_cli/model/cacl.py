@@ -1,0 +1,243 @@
+"""The CACL model: Figure 2 of the paper in one module.
+
+An online network (backbone ``f`` + heads ``g_G``, ``g_P``, ``g_C``) sees frame v; its momentum
+copy sees v+ (a later frame of the same video, same crop box). Each head has its own queue of
+negatives. The total loss is w_G L_G + w_P L_P + w_C L_C (eqs. 3, 4, 6); each term can be switched
+off for the ablations, and ``symmetric`` adds the v+ -> v direction.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cacl_cli.model import losses
+from cacl_cli.model.backbone import build_backbone
+from cacl_cli.errors import CaclError
+from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
+from cacl_cli.model.queues import FeatureQueue
+from cacl_cli.model.shuffle import in_shuffled_groups, random_roll, rolled
+
+
+@dataclass
+class CACLOutput:
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each weighted loss term
+    diagnostics: dict[str, float] = field(default_factory=dict)  # health signals, no gradient
+
+
+class Encoder(nn.Module):
+    """Backbone plus the heads in use; returns the backbone map and each head's unit-vector map."""
+
+    def __init__(self, arch: str, width: int, dim: int, heads: tuple[str, ...]) -> None:
+        super().__init__()
+        self.backbone = build_backbone(arch, width)
+        channels = self.backbone.out_channels
+        self.heads = nn.ModuleDict({name: ProjectionHead(channels, dim) for name in heads})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.backbone(x)  # B x C x H/8 x W/8
+        out = {"backbone": h}
+        for name, head in self.heads.items():
+            raw = head(h)  # B x D x H/8 x W/8
+            out[name] = normalize_pixels(raw)
+            if name == "global":
+                out["global_vector"] = global_vector(raw)  # B x D
+        return out
+
+
+class CACL(nn.Module):
+    """Cycle-Attention Contrastive Learning on top of MoCo.
+
+    Args:
+        arch, width: the backbone (``resnet18``/``resnet50``, first-stage channels).
+        dim: channels of the contrastive space (128).
+        heads: which of ``global``, ``pixel``, ``cycle`` are trained.
+        weights: loss weight per head.
+        queue_size: Q, negatives per head.
+        momentum: m of the momentum encoder's EMA.
+        tau: temperature of every softmax.
+        soft_cycle: KL to the global head's affinities instead of the hard identity target.
+        pixel_positive: ``global`` (eq. 4, match by the global head) or ``position`` (same cell).
+        pixel_shuffle: ``off``, ``shared`` (one roll for v and v+) or ``independent``.
+        shuffle_bn_groups: groups with their own BN statistics in the momentum encoder.
+        pixels_per_image: momentum pixels per image fed to the pixel and cycle queues each step.
+        symmetric: also compute the losses with v and v+ swapped (and average).
+    """
+
+    def __init__(self, arch: str = "resnet18", width: int = 64, dim: int = 128,
+                 heads: tuple[str, ...] = HEAD_NAMES, weights: dict[str, float] | None = None,
+                 queue_size: int = 16384, momentum: float = 0.999, tau: float = 0.07,
+                 soft_cycle: bool = True, pixel_positive: str = "global",
+                 pixel_shuffle: str = "independent", shuffle_bn_groups: int = 4,
+                 pixels_per_image: int = 8, symmetric: bool = False) -> None:
+        super().__init__()
+        self.heads = tuple(h for h in HEAD_NAMES if h in heads)
+        self.online = Encoder(arch, width, dim, self.heads)
+        self.momentum_encoder = copy.deepcopy(self.online)
+        for p in self.momentum_encoder.parameters():
+            p.requires_grad = False
+        self.queues = nn.ModuleDict({h: FeatureQueue(queue_size, dim) for h in self.heads})
+        self.weights = {h: 1.0 for h in self.heads} | (weights or {})
+        self.m, self.tau = momentum, tau
+        self.soft_cycle, self.pixel_positive = soft_cycle, pixel_positive
+        self.pixel_shuffle, self.shuffle_bn_groups = pixel_shuffle, shuffle_bn_groups
+        self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
+
+    # ------------------------------------------------------------ the two encoders
+
+    @torch.no_grad()
+    def _momentum_update(self) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q; BN running statistics stay the momentum net's."""
+        for p_q, p_k in zip(self.online.parameters(), self.momentum_encoder.parameters()):
+            p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
+
+    def _shifts(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+        h, w = x.shape[2:]
+        if self.pixel_shuffle == "off":
+            return (0, 0), (0, 0)
+        first = random_roll(h, w)
+        return first, first if self.pixel_shuffle == "shared" else random_roll(h, w)
+
+    def encode(self, v: torch.Tensor, v_plus: torch.Tensor
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Online features of v and momentum features (keys, no gradient) of v+."""
+        shift, shift_plus = self._shifts(v)
+        q = rolled(self.online, v, shift)
+        with torch.no_grad():
+            k = rolled(lambda x: in_shuffled_groups(self.momentum_encoder, x,
+                                                    self.shuffle_bn_groups), v_plus, shift_plus)
+        return q, k
+
+    # ------------------------------------------------------------ the losses
+
+    def _terms(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+               ) -> dict[str, torch.Tensor]:
+        """Each head's loss for online features q of one frame and keys k of the other."""
+        terms = {}
+        if "global" in self.heads:
+            terms["global"] = losses.info_nce(q["global_vector"], k["global_vector"],
+                                              self.queues["global"](), self.tau)
+        if "pixel" in self.heads:
+            terms["pixel"] = losses.pixel_info_nce(q["pixel"], k["pixel"], self._match(q, k),
+                                                   self.queues["pixel"](), self.tau)
+        if "cycle" in self.heads:
+            target = None
+            if self.soft_cycle:
+                target = losses.soft_cycle_target(q["global"], k["global"], self.tau)
+            terms["cycle"] = losses.cycle_loss(q["cycle"], k["cycle"], self.queues["cycle"](),
+                                               self.tau, target)
+        return terms
+
+    def _match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Positives of the pixel head: eq. (4)'s global-head argmax, or the same position."""
+        if self.pixel_positive == "global":
+            return losses.match_pixels(q["global"], k["global"])
+        b, _, h, w = q["pixel"].shape
+        return torch.arange(h * w, device=q["pixel"].device).expand(b, -1)
+
+    @torch.no_grad()
+    def _enqueue(self, k: dict[str, torch.Tensor]) -> None:
+        """After the loss: the current keys become negatives for the next steps only."""
+        for head in self.heads:
+            if head == "global":
+                self.queues[head].enqueue(k["global_vector"])
+                continue
+            b, d, h, w = k[head].shape
+            picks = torch.randint(h * w, (b, self.pixels_per_image), device=k[head].device)
+            self.queues[head].enqueue(losses.gather_pixels(k[head], picks).reshape(-1, d))
+
+    # ------------------------------------------------------------ one step
+
+    def forward(self, v: torch.Tensor, v_plus: torch.Tensor) -> CACLOutput:
+        """Loss for a batch of frame pairs (B, 3, H, W) each; updates momentum net and queues."""
+        with torch.no_grad():
+            self._momentum_update()
+        q, k = self.encode(v, v_plus)
+        terms = self._terms(q, k)
+        keys = [k]
+        if self.symmetric:
+            q2, k2 = self.encode(v_plus, v)
+            terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), self._terms(q2, k2).values())}
+            keys.append(k2)
+        terms = {h: self.weights[h] * t for h, t in terms.items()}
+        diagnostics = self.diagnostics(q, k)
+        for key in keys:
+            self._enqueue(key)
+        return CACLOutput(sum(terms.values()), terms, diagnostics)
+
+    @torch.no_grad()
+    def diagnostics(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor],
+                    max_cycle_images: int = 4) -> dict[str, float]:
+        """Signals that tell a healthy run from a collapsed one or a position shortcut.
+
+        ``top1_queue``: the positive outranks every queued negative. ``top1_batch``: q_i's nearest
+        key in the batch is k_i (chance 1/B, independent of the queue's state). ``spread``: mean
+        per-channel std of the unit vectors times sqrt(D): about 1 for well-spread features, 0 when
+        collapsed. ``same_position``: share of pixel positives at the query's own cell.
+        ``back_rate``: pixels whose most likely cycle return is themselves.
+        """
+        out: dict[str, float] = {}
+        for head in self.heads:
+            out[f"{head}/spread"] = _spread(q[head])
+        if "global" in self.heads:
+            g_q, g_k = q["global_vector"], k["global_vector"]
+            out["global/top1_queue"] = _top1(g_q, g_k, self.queues["global"].features, self.tau)
+            out["global/top1_batch"] = _rate((g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q),
+                                                                                   device=g_q.device))
+        if "pixel" in self.heads:
+            match = self._match(q, k)
+            positions = torch.arange(match.shape[1], device=match.device)
+            out["pixel/same_position"] = _rate(match == positions)
+            d = q["pixel"].shape[1]
+            p_q = losses._flat_pixels(q["pixel"]).reshape(-1, d)
+            p_k = losses.gather_pixels(k["pixel"], match).reshape(-1, d)
+            out["pixel/top1_queue"] = _top1(p_q, p_k, self.queues["pixel"].features, self.tau)
+        if "cycle" in self.heads:
+            n = max_cycle_images
+            out["cycle/back_rate"] = float(losses.cycle_back_rate(
+                q["cycle"][:n], k["cycle"][:n], self.queues["cycle"].features, self.tau))
+        return out
+
+    def chance_loss(self) -> float:
+        """log(Q + 1): what a contrastive term reads when the positive is no better than noise."""
+        return math.log(next(iter(self.queues.values())).size + 1) if self.queues else 0.0
+
+
+def _rate(hits: torch.Tensor) -> float:
+    return float(hits.float().mean())
+
+
+def _top1(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
+    return _rate(losses.contrast_logits(q, k, queue, tau).argmax(dim=1) == 0)
+
+
+def _spread(x: torch.Tensor) -> float:
+    flat = x.float().transpose(0, 1).reshape(x.shape[1], -1)  # D x (B*H*W)
+    return float(flat.std(dim=1).mean() * math.sqrt(x.shape[1]))
+
+
+def build_model(cfg) -> CACL:
+    """The CACL model a resolved config describes."""
+    heads = tuple(h for h in HEAD_NAMES if cfg.heads[h])
+    if not heads:
+        raise CaclError("keys 'heads.*' are all false; turn on at least one head")
+    if "global" not in heads:
+        if "pixel" in heads and cfg.loss.pixel_positive == "global":
+            raise CaclError("key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
+                            "set loss.pixel_positive=position or heads.global=true")
+        if "cycle" in heads and cfg.loss.soft_cycle:
+            raise CaclError("key 'loss.soft_cycle' needs the global head's affinities but "
+                            "'heads.global' is off; set loss.soft_cycle=false or heads.global=true")
+    return CACL(
+        arch=cfg.model.arch, width=cfg.model.width, dim=cfg.model.dim, heads=heads,
+        weights={h: cfg.loss[f"{h}_weight"] for h in heads}, queue_size=cfg.moco.queue_size,
+        momentum=cfg.moco.momentum, tau=cfg.loss.tau, soft_cycle=cfg.loss.soft_cycle,
+        pixel_positive=cfg.loss.pixel_positive, pixel_shuffle=cfg.model.pixel_shuffle,
+        shuffle_bn_groups=cfg.moco.shuffle_bn_groups, pixels_per_image=cfg.moco.pixels_per_image,
+        symmetric=cfg.loss.symmetric,
+    )

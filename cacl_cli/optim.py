@@ -1,0 +1,66 @@
+"""LARS and the learning-rate schedule of the paper's pretraining.
+
+LARS (You et al. 2017) scales each weight's update by trust * ||w|| / ||g + wd w||; biases and
+normalisation parameters are excluded from both that scaling and weight decay, as usual. The
+schedule is a precomputed per-step array (linear warm-up, then cosine to zero), so resuming needs
+only the step index.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise trust ratios; groups with ``lars=False`` are plain SGD."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
+                 trust: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      trust=trust, lars=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's signature
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad
+                if group["lars"]:
+                    update = update.add(p, alpha=group["weight_decay"])
+                    w_norm, u_norm = torch.norm(p), torch.norm(update)
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0),
+                                        group["trust"] * w_norm / u_norm, torch.ones_like(w_norm))
+                    update = update.mul(ratio)
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = torch.clone(update).detach()
+                else:
+                    buf.mul_(group["momentum"]).add_(update)
+                p.add_(buf, alpha=-group["lr"])
+
+
+def lars_param_groups(model: nn.Module) -> list[dict]:
+    """Weights get LARS and decay; biases and norm parameters (1-d tensors) get neither."""
+    adapted, plain = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (plain if p.ndim <= 1 else adapted).append(p)
+    return [{"params": adapted}, {"params": plain, "lars": False, "weight_decay": 0.0}]
+
+
+def scaled_lr(base_lr: float, reference_batch: int, global_batch: int) -> float:
+    """Linear scaling: base_lr is right for reference_batch images per step."""
+    return base_lr * global_batch / reference_batch
+
+
+def lr_schedule(peak: float, steps: int, warmup_steps: int) -> list[float]:
+    """Per-step learning rates: linear warm-up to ``peak``, then cosine decay to zero."""
+    warmup = min(warmup_steps, steps)
+    rates = [peak * (i + 1) / warmup for i in range(warmup)]
+    decay = steps - warmup
+    rates += [peak * 0.5 * (1 + math.cos(math.pi * i / decay)) for i in range(decay)]
+    return rates

@@ -1,0 +1,42 @@
+"""Backbones keep output stride 8 and torchvision's parameter names."""
+
+import pytest
+import torch
+import torchvision
+
+from cacl_cli.errors import CaclError
+from cacl_cli.model.backbone import build_backbone
+
+
+@pytest.mark.parametrize("width,size", [(16, 64), (32, 96), (64, 224)])
+def test_resnet18_output_stride_8(width, size):
+    net = build_backbone("resnet18", width).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, size, size))
+    assert out.shape == (1, 8 * width, size // 8, size // 8)
+    assert net.out_channels == 8 * width
+
+
+def test_resnet18_dilates_its_last_two_stages():
+    net = build_backbone("resnet18", 16)
+    assert net.layer3[1].conv1.dilation == (2, 2) and net.layer4[1].conv1.dilation == (4, 4)
+    assert net.layer3[0].conv1.stride == (1, 1) and net.layer4[0].conv1.stride == (1, 1)
+    assert net.layer2[0].conv1.stride == (2, 2)
+
+
+def test_resnet18_names_match_torchvision():
+    ours = set(build_backbone("resnet18", 64).state_dict())
+    theirs = {k for k in torchvision.models.resnet18().state_dict() if not k.startswith("fc.")}
+    assert ours == theirs
+
+
+def test_resnet50_output_stride_8():
+    net = build_backbone("resnet50").eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 2048, 8, 8)
+
+
+def test_resnet50_refuses_narrow_width():
+    with pytest.raises(CaclError, match="model.width"):
+        build_backbone("resnet50", 16)

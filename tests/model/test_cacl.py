@@ -1,0 +1,125 @@
+"""The CACL module: momentum encoder, queues, and every ablation switch."""
+
+import pytest
+import torch
+
+from cacl_cli.config import resolve
+from cacl_cli.errors import CaclError
+from cacl_cli.model import losses
+from cacl_cli.model.cacl import build_model
+
+SMALL = ["model.width=8", "moco.queue_size=64", "moco.pixels_per_image=2", "data.size=32"]
+
+
+def small_model(*overrides, seed=0):
+    torch.manual_seed(seed)
+    return build_model(resolve("tiny-world", SMALL + list(overrides)))
+
+
+def frames(seed=1, batch=4, size=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=g), torch.randn(batch, 3, size, size, generator=g)
+
+
+def test_momentum_update_is_an_ema_of_parameters_only():
+    model = small_model("moco.momentum=0.9")
+    with torch.no_grad():
+        for p in model.online.parameters():
+            p.add_(1.0)
+    before_q = [p.clone() for p in model.online.parameters()]
+    before_k = [p.clone() for p in model.momentum_encoder.parameters()]
+    model.momentum_encoder.backbone.bn1.running_mean.fill_(7.0)
+    model._momentum_update()
+    for q, k, new in zip(before_q, before_k, model.momentum_encoder.parameters()):
+        torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
+    assert torch.all(model.momentum_encoder.backbone.bn1.running_mean == 7.0)
+    assert not any(p.requires_grad for p in model.momentum_encoder.parameters())
+
+
+def test_forward_updates_momentum_before_keys_and_enqueues_after_the_loss():
+    model = small_model("model.pixel_shuffle=off", "moco.shuffle_bn_groups=1")
+    v, v_plus = frames()
+    queue_before = {h: q.features.clone() for h, q in model.queues.items()}
+    ptr_before = {h: int(q.ptr) for h, q in model.queues.items()}
+    out = model(v, v_plus)
+    # Keys come from the already-updated momentum encoder, negatives from the old queue.
+    with torch.no_grad():
+        q = model.online(v)
+        k = model.momentum_encoder(v_plus)
+    expected = losses.info_nce(q["global_vector"], k["global_vector"], queue_before["global"], 0.07)
+    torch.testing.assert_close(out.terms["global"], expected, rtol=1e-4, atol=1e-5)
+    # Then the keys are enqueued: B global vectors, B x pixels_per_image pixels per dense head.
+    assert int(model.queues["global"].ptr) == ptr_before["global"] + 4
+    torch.testing.assert_close(model.queues["global"].features[:4], k["global_vector"])
+    assert int(model.queues["pixel"].ptr) == ptr_before["pixel"] + 8
+    assert int(model.queues["cycle"].ptr) == ptr_before["cycle"] + 8
+
+
+def test_gradients_reach_the_online_network_only():
+    model = small_model()
+    out = model(*frames())
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.online.parameters())
+    assert all(p.grad is None for p in model.momentum_encoder.parameters())
+
+
+def loss_terms(overrides, seed=0):
+    """Terms of one forward with fixed weights, inputs and random state."""
+    reference = small_model(seed=0)
+    model = small_model(*overrides)
+    model.load_state_dict(reference.state_dict(), strict=False)
+    torch.manual_seed(seed)
+    return {h: float(t.detach()) for h, t in model(*frames()).terms.items()}
+
+
+BASE = ["model.pixel_shuffle=off"]
+
+
+@pytest.mark.parametrize("switch,term", [
+    ("loss.soft_cycle=false", "cycle"),
+    ("loss.pixel_positive=position", "pixel"),
+    ("loss.symmetric=true", "global"),
+    ("loss.tau=0.2", "global"),
+    ("loss.cycle_weight=0.5", "cycle"),
+    ("model.pixel_shuffle=independent", "cycle"),
+])
+def test_each_switch_changes_the_loss(switch, term):
+    base = loss_terms(BASE)
+    changed = loss_terms(BASE + [switch])
+    assert changed[term] != pytest.approx(base[term], rel=1e-4)
+
+
+def test_shared_and_independent_shuffle_differ():
+    shared = loss_terms(["model.pixel_shuffle=shared"], seed=3)
+    independent = loss_terms(["model.pixel_shuffle=independent"], seed=3)
+    assert shared["cycle"] != pytest.approx(independent["cycle"], rel=1e-4)
+
+
+@pytest.mark.parametrize("off,kept", [
+    ("heads.cycle=false", {"global", "pixel"}),
+    ("heads.pixel=false", {"global", "cycle"}),
+])
+def test_switching_a_head_off_removes_its_term_and_queue(off, kept):
+    model = small_model(off)
+    assert set(model.queues) == kept
+    assert set(model(*frames()).terms) == kept
+
+
+def test_pixel_head_alone_needs_position_positives():
+    with pytest.raises(CaclError, match="loss.pixel_positive"):
+        small_model("heads.global=false", "heads.cycle=false")
+    model = small_model("heads.global=false", "heads.cycle=false", "loss.pixel_positive=position")
+    assert set(model(*frames()).terms) == {"pixel"}
+
+
+def test_diagnostics_separate_spread_features_from_collapsed_ones():
+    model = small_model()
+    v, v_plus = frames()
+    q, k = model.encode(v, v_plus)
+    healthy = model.diagnostics(q, k)
+    assert 0 <= healthy["global/top1_batch"] <= 1 and 0 <= healthy["cycle/back_rate"] <= 1
+    collapsed = {name: torch.ones_like(t) if t.dim() == 4 else t for name, t in q.items()}
+    collapsed = {n: torch.nn.functional.normalize(t, dim=1) for n, t in collapsed.items()}
+    assert model.diagnostics(collapsed, k)["cycle/spread"] == pytest.approx(0.0, abs=1e-6)
+    random = torch.nn.functional.normalize(torch.randn(64, 128, 4, 4), dim=1)
+    assert model.diagnostics({**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(1.0, abs=0.1)

@@ -1,0 +1,165 @@
+"""The public losses against straightforward float64 computations, and their limit cases."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cacl_cli.model.losses import (cycle_back_rate, cycle_loss, info_nce, pixel_contrast_loss,
+                                   soft_cycle_target)
+
+
+def unit(*shape, dim=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g), dim=dim)
+
+
+def ref_info_nce(q, k, queue, tau):
+    total = 0.0
+    for n in range(len(q)):
+        pos = math.exp(float(q[n].double() @ k[n].double()) / tau)
+        neg = sum(math.exp(float(q[n].double() @ z.double()) / tau) for z in queue)
+        total += -math.log(pos / (pos + neg))
+    return total / len(q)
+
+
+def flat(x):  # B x D x H x W -> B x HW x D, float64
+    return x.flatten(2).transpose(1, 2).double()
+
+
+def ref_cycle(c, c_plus, queue, tau, target=None):
+    losses = []
+    for b in range(c.shape[0]):
+        cb, cpb = flat(c)[b], flat(c_plus)[b]
+        first = torch.softmax(cb @ cpb.T / tau, dim=1)
+        second = torch.softmax(cpb @ torch.cat([cb, queue.double()]).T / tau, dim=1)
+        m = first @ second  # HW x (HW + Q)
+        hw = cb.shape[0]
+        if target is None:
+            losses.append(-torch.log(torch.diagonal(m[:, :hw])).mean())
+        else:
+            t = target[b].double()
+            losses.append((torch.special.xlogy(t, t) - t * torch.log(m[:, :hw])).sum(1).mean())
+    return float(torch.stack(losses).mean())
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.2, 1.0])
+@pytest.mark.parametrize("n,q_size,d", [(4, 16, 8), (7, 33, 16)])
+def test_info_nce_matches_loop(tau, n, q_size, d):
+    q, k, queue = unit(n, d, seed=1), unit(n, d, seed=2), unit(q_size, d, seed=3)
+    assert info_nce(q, k, queue, tau).item() == pytest.approx(ref_info_nce(q, k, queue, tau), rel=1e-4)
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.5])
+def test_pixel_contrast_matches_loop(tau):
+    b, d, h, w = 2, 8, 3, 4
+    p, p_plus = unit(b, d, h, w, seed=1), unit(b, d, h, w, seed=2)
+    u, u_plus = unit(b, d, h, w, seed=3), unit(b, d, h, w, seed=4)
+    queue = unit(10, d, seed=5)
+    qs, ks = [], []
+    for img in range(b):
+        for i in range(h * w):
+            ui = flat(u)[img, i]
+            j = int(torch.argmax(flat(u_plus)[img] @ ui))
+            qs.append(flat(p)[img, i])
+            ks.append(flat(p_plus)[img, j])
+    ref = ref_info_nce(torch.stack(qs), torch.stack(ks), queue, tau)
+    got = pixel_contrast_loss(p, p_plus, u, u_plus, queue, tau)
+    assert got.item() == pytest.approx(ref, rel=1e-4)
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.3])
+@pytest.mark.parametrize("soft", [False, True])
+def test_cycle_loss_matches_float64_matrices(tau, soft):
+    b, d, h, w = 2, 16, 3, 3
+    c, c_plus, queue = unit(b, d, h, w, seed=1), unit(b, d, h, w, seed=2), unit(20, d, seed=3)
+    target = soft_cycle_target(unit(b, d, h, w, seed=4), unit(b, d, h, w, seed=5), tau) if soft else None
+    got = cycle_loss(c, c_plus, queue, tau, target).item()
+    assert got == pytest.approx(ref_cycle(c, c_plus, queue, tau, target), rel=1e-4, abs=1e-6)
+
+
+def test_soft_cycle_target_rows_are_softmax_of_affinities():
+    u, u_plus = unit(2, 8, 2, 3, seed=1), unit(2, 8, 2, 3, seed=2)
+    t = soft_cycle_target(u, u_plus, 0.1)
+    assert t.shape == (2, 6, 6)
+    torch.testing.assert_close(t.sum(2), torch.ones(2, 6))
+    expected = torch.softmax(flat(u)[1, 4] @ flat(u_plus)[1].T / 0.1, dim=0)
+    torch.testing.assert_close(t[1, 4].double(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_identical_features_small_tau_stay_finite_with_finite_gradients():
+    d, h, w = 8, 4, 4
+    same = F.normalize(torch.ones(1, d, 1, 1), dim=1).expand(2, d, h, w).clone()
+    c, c_plus = same.clone().requires_grad_(), same.clone().requires_grad_()
+    queue = F.normalize(torch.ones(32, d), dim=1)
+    target = soft_cycle_target(same, same, 0.01)
+    for tgt in (None, target):
+        loss = cycle_loss(c, c_plus, queue, 0.01, tgt)
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert torch.isfinite(c.grad).all() and torch.isfinite(c_plus.grad).all()
+    # Every column is equally likely: the hard loss is log(HW + Q) ... up to the HW/(HW+Q) share.
+    hard = cycle_loss(same, same, queue, 0.01).item()
+    assert hard == pytest.approx(math.log(h * w + 32), rel=1e-4)
+
+
+def test_log_space_survives_where_float32_products_underflow():
+    # Distinct one-hot features with tau = 0.005: jumps are near one-hot, M's off-diagonal entries
+    # are ~exp(-200), which a float32 product flushes to zero (log 0 = -inf).
+    d = hw = 9
+    eye = torch.eye(d).T.reshape(1, d, 3, 3)
+    c_plus = torch.roll(eye, shifts=1, dims=2).clone()  # every pixel jumps to a different place
+    c = eye.clone().requires_grad_()
+    queue = F.normalize(torch.randn(16, d), dim=1)
+    uniform = torch.full((1, hw, hw), 1.0 / hw)
+    tau = 0.005
+    c32, cp32 = flat(c.detach()).float()[0], flat(c_plus).float()[0]
+    naive = torch.softmax(c32 @ cp32.T / tau, 1) @ torch.softmax(cp32 @ torch.cat([c32, queue]).T / tau, 1)
+    assert (naive[:, :hw] == 0).any()  # the naive product does underflow
+    loss = cycle_loss(c, c_plus, queue, tau, uniform)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(c.grad).all()
+    assert loss.item() == pytest.approx(ref_cycle(c.detach(), c_plus, queue, tau, uniform), rel=1e-6)
+
+
+def test_constant_target_is_kl_from_uniform():
+    b, d, h, w = 1, 8, 2, 2
+    c, c_plus, queue = unit(b, d, h, w, seed=1), unit(b, d, h, w, seed=2), unit(5, d, seed=3)
+    uniform = torch.full((b, h * w, h * w), 1.0 / (h * w))
+    got = cycle_loss(c, c_plus, queue, 0.1, uniform).item()
+    assert got == pytest.approx(ref_cycle(c, c_plus, queue, 0.1, uniform), rel=1e-5)
+    assert got > 0
+
+
+def test_queue_of_zeros_counts_as_logit_zero_negatives():
+    b, d, h, w = 1, 8, 2, 2
+    c, c_plus = unit(b, d, h, w, seed=1), unit(b, d, h, w, seed=2)
+    zeros = torch.zeros(6, d)
+    got = cycle_loss(c, c_plus, zeros, 0.2).item()
+    assert got == pytest.approx(ref_cycle(c, c_plus, zeros, 0.2), rel=1e-5)
+    q, k = unit(3, d, seed=4), unit(3, d, seed=5)
+    assert info_nce(q, k, zeros, 0.2).item() == pytest.approx(ref_info_nce(q, k, zeros, 0.2), rel=1e-5)
+
+
+def test_all_losses_have_finite_gradients():
+    b, d, h, w = 2, 8, 3, 3
+    tensors = [unit(b, d, h, w, seed=s).requires_grad_() for s in range(4)]
+    p, p_plus, u, u_plus = tensors
+    queue = unit(12, d, seed=9)
+    total = (pixel_contrast_loss(p, p_plus, u, u_plus, queue, 0.07)
+             + cycle_loss(p, p_plus, queue, 0.07, soft_cycle_target(u, u_plus, 0.07))
+             + info_nce(u.mean((2, 3)), u_plus.mean((2, 3)), queue, 0.07))
+    total.backward()
+    assert all(torch.isfinite(t.grad).all() for t in (p, p_plus, u))
+
+
+def test_cycle_back_rate_is_one_for_a_perfect_cycle_and_low_for_a_scrambled_one():
+    d = 16
+    eye = torch.eye(d)[:, :9].reshape(1, d, 3, 3)  # 9 orthogonal pixels
+    queue = unit(32, d, seed=1)
+    assert float(cycle_back_rate(eye, eye, queue, 0.05)) == 1.0
+    same = F.normalize(torch.ones(1, d, 3, 3), dim=1)
+    # all returns tie; argmax takes the first column, so only pixel 0 "cycles back"
+    rate = float(cycle_back_rate(same, same, F.normalize(torch.ones(4, d), dim=1), 0.05))
+    assert rate == pytest.approx(1 / 9)

@@ -1,0 +1,69 @@
+"""Saving and restoring runs: atomic files, damaged checkpoints, untrusted pickles."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from cacl_cli.checkpoint import (find_checkpoint, latest_checkpoint, list_checkpoints,
+                                 load_checkpoint, save_checkpoint)
+from cacl_cli.errors import CaclError
+
+
+def state(step):
+    return {"step": step, "model": {"w": torch.full((3,), float(step))}}
+
+
+def test_save_keeps_the_newest_and_moves_the_pointer(tmp_path):
+    for step in (10, 20, 30):
+        save_checkpoint(tmp_path, step, state(step), keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000020.pt", "step-0000030.pt"]
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-0000030.pt"
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    path, loaded = latest_checkpoint(tmp_path)
+    assert loaded["step"] == 30 and find_checkpoint(tmp_path) == path
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    save_checkpoint(tmp_path, 10, state(10))
+    newest = save_checkpoint(tmp_path, 20, state(20))
+    newest.write_bytes(newest.read_bytes()[:40])
+    warnings = []
+    path, loaded = latest_checkpoint(tmp_path, warn=warnings.append)
+    assert loaded["step"] == 10 and "step-0000020.pt" in warnings[0]
+
+
+def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(CaclError, match="junk.pt is not a readable cacl checkpoint"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CaclError, match="no 'model' entry"):
+        load_checkpoint(other)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Exploit(marker)}, evil, pickle_module=pickle)
+    with pytest.raises(CaclError, match="not a readable cacl checkpoint"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_find_checkpoint_errors_name_the_path(tmp_path):
+    with pytest.raises(CaclError, match="holds no checkpoints"):
+        find_checkpoint(tmp_path)
+    with pytest.raises(CaclError, match="does not exist"):
+        find_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,108 @@
+"""Presets: inheritance, overrides, validation, and the shipped files."""
+
+import pytest
+import yaml
+
+from cacl_cli.config import preset_dir, preset_names, resolve
+from cacl_cli.errors import CaclError
+
+PAPER_NAMES = {"tiny-world", "r18-kinetics", "r50-in-kinetics", "moco-v2-r18", "two-heads-r18"}
+
+
+def test_shipped_presets_include_the_paper_names_and_all_resolve():
+    assert PAPER_NAMES <= set(preset_names())
+    for name in preset_names():
+        cfg = resolve(name)
+        assert cfg.preset.name == name and cfg.schedule.steps > 0
+
+
+def test_presets_live_inside_the_package():
+    assert preset_dir().name == "presets"
+    assert (preset_dir() / "defaults.yaml").is_file()
+    import cacl_cli.presets  # noqa: F401 - importable as a package, so a wheel carries it
+
+
+def test_base_inheritance_and_preset_values():
+    moco = resolve("moco-v2-r18")
+    assert moco.preset.chain == ["r18-kinetics", "moco-v2-r18"]
+    assert (moco.heads["global"], moco.heads.pixel, moco.heads.cycle) == (True, False, False)
+    assert moco.data.size == 224  # from the base
+    assert resolve("tiny-world").model.width == 16
+
+
+def test_set_overrides_parse_yaml_scalars():
+    cfg = resolve("tiny-world", ["optim.lr=0.5", "loss.soft_cycle=false", "augment.crop_scale=[0.5, 1]",
+                                 "schedule.steps=12"])
+    assert cfg.optim.lr == 0.5 and cfg.loss.soft_cycle is False
+    assert cfg.augment.crop_scale == [0.5, 1] and cfg.schedule.steps == 12
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    assert resolve("tiny-world", ["optim.lr=2"]).optim.lr == 2.0
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lrr=0.5", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    ("optimm.lr=0.5", "unknown key 'optimm'"),
+    ("data.batch_size=abc", "key 'data.batch_size' must be int"),
+    ("data.batch_size=0", "key 'data.batch_size' must be above zero"),
+    ("data.batch_size=-4", "must be above zero"),
+    ("model.arch=resnet19", "must be one of resnet18, resnet50; got 'resnet19' (did you mean 'resnet18'?)"),
+    ("loss.soft_cycle=3", "key 'loss.soft_cycle' must be bool"),
+    ("optim=3", "'optim' is a section"),
+    ("novalue", "write it as KEY=VALUE"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(CaclError) as err:
+        resolve("tiny-world", [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_preset_suggests_the_closest():
+    with pytest.raises(CaclError, match="unknown preset 'tiny-wrld'.*did you mean 'tiny-world'"):
+        resolve("tiny-wrld")
+
+
+def test_preset_file_with_unknown_key_and_yaml_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: tiny-world\nmodel:\n  widht: 8\n")
+    with pytest.raises(CaclError, match=r"unknown key 'model.widht' \(did you mean 'model.width'\?\)"):
+        resolve(str(bad))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(CaclError, match="broken.yaml line .*not valid YAML"):
+        resolve(str(broken))
+
+
+def test_user_preset_file_inherits_a_shipped_one(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: tiny-world\nschedule:\n  steps: 7\n")
+    cfg = resolve(str(mine))
+    assert cfg.schedule.steps == 7 and cfg.model.width == 16
+    assert cfg.preset.chain == ["tiny-world", "mine"]
+
+
+def test_inheritance_cycle_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(CaclError, match="inherits itself"):
+        resolve(str(tmp_path / "a.yaml"))
+
+
+def test_python_tags_are_refused(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("run: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(CaclError, match="not valid YAML"):
+        resolve(str(evil))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from cacl_cli.config import write_config
+
+    cfg = resolve("two-heads-r18", ["optim.lr=0.3"])
+    write_config(cfg, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["lr"] == 0.3
+    again = resolve(str(tmp_path / "config.yaml"))
+    assert again == cfg
