@@ -34,7 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Keys whose value must be above zero.
 POSITIVE = (
     "data.batch_size", "data.size", "schedule.steps", "model.width", "model.dim",
-    "moco.queue_size", "moco.pixels_per_image", "moco.shuffle_bn_groups", "loss.tau",
+    "moco.queue_size", "moco.cycle_queue_size", "moco.pixels_per_image", "moco.shuffle_bn_groups", "loss.tau", "loss.soft_target_tau",
     "run.checkpoint_every", "run.log_every", "world.size", "world.classes", "world.frames",
     "world.clips",
 )

@@ -137,11 +137,12 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
             scaler.update()
             done = step + 1
             step_time = time.perf_counter() - tick
+            loss = float(out.loss.detach())
 
             if done % cfg.run.log_every == 0 or done == steps:
-                record = {"step": done, "lr": rates[step], "loss": float(out.loss),
-                          **{f"{h}/loss": float(t) for h, t in out.terms.items()},
-                          **out.diagnostics, "chance_loss": model.chance_loss(),
+                record = {"step": done, "lr": rates[step], "loss": loss,
+                          **{f"{h}/loss": float(t.detach()) for h, t in out.terms.items()},
+                          **out.diagnostics,
                           "step_time": step_time, "data_time": data_time,
                           "images_per_s": cfg.data.batch_size / step_time}
                 metrics.write(record)
@@ -149,7 +150,7 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
             if done % cfg.run.checkpoint_every == 0 or done == steps:
                 state = _training_state(model, optimizer, scaler, done, cfg)
                 last_path = save_checkpoint(run_dir, done, state, cfg.run.keep_checkpoints)
-            progress.update(task, completed=done, status=f"loss {float(out.loss):.3f}")
+            progress.update(task, completed=done, status=f"loss {loss:.3f}")
             tick = time.perf_counter()
     if last_path is None:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")

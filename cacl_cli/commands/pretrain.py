@@ -18,14 +18,15 @@ def pretrain_command(
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     out: Optional[Path] = options.Out,
-    device: str = options.Device,
+    device: Optional[str] = options.Device,
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the run in --out from its newest good checkpoint."),
 ) -> None:
     """Pretrain a backbone with CACL on frame pairs (default: the built-in world).
 
-    Writes config.yaml, metrics.jsonl (losses and health diagnostics) and checkpoints/ into the
-    run folder. If a run collapses (spread near 0, top1_batch at chance), try a lower optim.lr.
+    Writes config.yaml, metrics.jsonl and checkpoints/ into the run folder (default runs/PRESET).
+
+    If a run collapses (a */spread near 0, global/top1_batch at 1/batch), try a lower optim.lr.
     """
     with report_errors():
         from cacl_cli.device import resolve_device
@@ -36,7 +37,7 @@ def pretrain_command(
         if not resume and (run_dir / "checkpoints").is_dir():
             raise CaclError(f"{run_dir} already holds a run; pass --resume to continue it "
                             "or --out to start a new one elsewhere")
-        pretrain(cfg, run_dir, resolve_device(device), resume=resume)
+        pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
 def _config(preset: Optional[str], overrides: list[str], out: Optional[Path],

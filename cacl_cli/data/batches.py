@@ -42,7 +42,10 @@ def _single_thread_worker(_: int) -> None:
 def step_loader(batches: StepBatches, first_step: int, last_step: int,
                 num_workers: int) -> DataLoader:
     """Batches for steps first_step .. last_step - 1, in order, built by ``num_workers``."""
+    # Its own generator: creating the loader must not draw from the global RNG, which a resumed
+    # run restores exactly.
     return DataLoader(batches, batch_size=None, sampler=range(first_step, last_step),
                       num_workers=num_workers, worker_init_fn=_single_thread_worker,
+                      generator=torch.Generator().manual_seed(0),
                       prefetch_factor=4 if num_workers else None,
                       persistent_workers=False)

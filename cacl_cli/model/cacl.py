@@ -58,10 +58,12 @@ class CACL(nn.Module):
         dim: channels of the contrastive space (128).
         heads: which of ``global``, ``pixel``, ``cycle`` are trained.
         weights: loss weight per head.
-        queue_size: Q, negatives per head.
+        queue_size: Q, negatives of the global and pixel heads.
+        cycle_queue_size: negatives of the cycle head's second jump.
         momentum: m of the momentum encoder's EMA.
         tau: temperature of every softmax.
         soft_cycle: KL to the global head's affinities instead of the hard identity target.
+        soft_target_tau: temperature of those affinities (lower: a sharper target).
         pixel_positive: ``global`` (eq. 4, match by the global head) or ``position`` (same cell).
         pixel_shuffle: ``off``, ``shared`` (one roll for v and v+) or ``independent``.
         shuffle_bn_groups: groups with their own BN statistics in the momentum encoder.
@@ -71,8 +73,9 @@ class CACL(nn.Module):
 
     def __init__(self, arch: str = "resnet18", width: int = 64, dim: int = 128,
                  heads: tuple[str, ...] = HEAD_NAMES, weights: dict[str, float] | None = None,
-                 queue_size: int = 16384, momentum: float = 0.999, tau: float = 0.07,
-                 soft_cycle: bool = True, pixel_positive: str = "global",
+                 queue_size: int = 16384, cycle_queue_size: int = 16384,
+                 momentum: float = 0.999, tau: float = 0.07, soft_cycle: bool = True,
+                 soft_target_tau: float = 0.07, pixel_positive: str = "global",
                  pixel_shuffle: str = "independent", shuffle_bn_groups: int = 4,
                  pixels_per_image: int = 8, symmetric: bool = False) -> None:
         super().__init__()
@@ -81,10 +84,12 @@ class CACL(nn.Module):
         self.momentum_encoder = copy.deepcopy(self.online)
         for p in self.momentum_encoder.parameters():
             p.requires_grad = False
-        self.queues = nn.ModuleDict({h: FeatureQueue(queue_size, dim) for h in self.heads})
+        sizes = {"global": queue_size, "pixel": queue_size, "cycle": cycle_queue_size}
+        self.queues = nn.ModuleDict({h: FeatureQueue(sizes[h], dim) for h in self.heads})
         self.weights = {h: 1.0 for h in self.heads} | (weights or {})
         self.m, self.tau = momentum, tau
-        self.soft_cycle, self.pixel_positive = soft_cycle, pixel_positive
+        self.soft_cycle, self.soft_target_tau = soft_cycle, soft_target_tau
+        self.pixel_positive = pixel_positive
         self.pixel_shuffle, self.shuffle_bn_groups = pixel_shuffle, shuffle_bn_groups
         self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
 
@@ -128,7 +133,7 @@ class CACL(nn.Module):
         if "cycle" in self.heads:
             target = None
             if self.soft_cycle:
-                target = losses.soft_cycle_target(q["global"], k["global"], self.tau)
+                target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
             terms["cycle"] = losses.cycle_loss(q["cycle"], k["cycle"], self.queues["cycle"](),
                                                self.tau, target)
         return terms
@@ -201,11 +206,26 @@ class CACL(nn.Module):
             n = max_cycle_images
             out["cycle/back_rate"] = float(losses.cycle_back_rate(
                 q["cycle"][:n], k["cycle"][:n], self.queues["cycle"].features, self.tau))
+        out.update(self._chance_losses(q, k))
         return out
 
-    def chance_loss(self) -> float:
-        """log(Q + 1): what a contrastive term reads when the positive is no better than noise."""
-        return math.log(next(iter(self.queues.values())).size + 1) if self.queues else 0.0
+    def _chance_losses(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+                       ) -> dict[str, float]:
+        """Per head, the loss when all features are equal: a term near it has learned nothing.
+
+        Contrastive heads: log(Q + 1). Cycle head: M is uniform over HW + Q columns, so the hard
+        loss is log(HW + Q) and the soft one that minus the target's mean entropy.
+        """
+        out = {f"{h}/chance": math.log(self.queues[h].size + 1)
+               for h in self.heads if h != "cycle"}
+        if "cycle" in self.heads:
+            hw = q["cycle"].shape[2] * q["cycle"].shape[3]
+            chance = math.log(hw + self.queues["cycle"].size)
+            if self.soft_cycle:
+                target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
+                chance -= float(-torch.special.xlogy(target, target).sum(2).mean())
+            out["cycle/chance"] = chance
+        return out
 
 
 def _rate(hits: torch.Tensor) -> float:
@@ -236,7 +256,9 @@ def build_model(cfg) -> CACL:
     return CACL(
         arch=cfg.model.arch, width=cfg.model.width, dim=cfg.model.dim, heads=heads,
         weights={h: cfg.loss[f"{h}_weight"] for h in heads}, queue_size=cfg.moco.queue_size,
+        cycle_queue_size=cfg.moco.cycle_queue_size,
         momentum=cfg.moco.momentum, tau=cfg.loss.tau, soft_cycle=cfg.loss.soft_cycle,
+        soft_target_tau=cfg.loss.soft_target_tau,
         pixel_positive=cfg.loss.pixel_positive, pixel_shuffle=cfg.model.pixel_shuffle,
         shuffle_bn_groups=cfg.moco.shuffle_bn_groups, pixels_per_image=cfg.moco.pixels_per_image,
         symmetric=cfg.loss.symmetric,

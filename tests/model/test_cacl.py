@@ -72,7 +72,7 @@ def loss_terms(overrides, seed=0):
     return {h: float(t.detach()) for h, t in model(*frames()).terms.items()}
 
 
-BASE = ["model.pixel_shuffle=off"]
+BASE = ["model.pixel_shuffle=off", "loss.soft_cycle=true"]
 
 
 @pytest.mark.parametrize("switch,term", [

@@ -1,0 +1,156 @@
+"""`cacl pretrain` end to end: run folder, learning signal, exact resume, one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
+from cacl_cli.config import resolve
+from cacl_cli.train import pretrain
+from tests.conftest import TINY, run_cacl, sets
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cli_run_writes_config_metrics_and_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    result = run_cacl("pretrain", "--preset", "tiny-world", "--out", run,
+                      *sets("schedule.steps=6", "run.checkpoint_every=3"))
+    assert result.returncode == 0, result.stderr
+    assert "pretrain" in result.stdout  # the progress display
+    config = resolve(str(run / "config.yaml"))
+    assert config.schedule.steps == 6 and config.model.width == 8
+    records = read_metrics(run)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "global/loss", "pixel/loss", "cycle/loss", "global/top1_batch",
+                "global/spread", "pixel/same_position", "cycle/back_rate", "global/chance",
+                "cycle/chance", "lr", "step_time", "data_time"):
+        assert key in records[-1], key
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000003.pt", "step-0000006.pt"]
+    state = load_checkpoint(run / "checkpoints" / "step-0000006.pt")
+    assert state["step"] == 6 and "queues.cycle.features" in state["model"]
+    assert "momentum_encoder.backbone.conv1.weight" in state["model"]
+
+
+def mean_of_last(records, key, n):
+    return sum(r[key] for r in records[-n:]) / n
+
+
+@pytest.mark.parametrize("head", ["global"])
+def test_training_separates_positives_better_than_no_training(tmp_path, head):
+    """The honest signal: after the queue holds only real keys, the trained model's contrastive
+    loss sits well below both its chance level and the loss of the same model left untrained."""
+    common = TINY + ["schedule.steps=60", "optim.lr=8.0"]
+    trained = read_metrics(_train(tmp_path / "trained", common))
+    frozen = read_metrics(_train(tmp_path / "frozen", common + ["optim.lr=0.0"]))
+    loss_trained = mean_of_last(trained, f"{head}/loss", 20)
+    loss_frozen = mean_of_last(frozen, f"{head}/loss", 20)
+    chance = trained[-1][f"{head}/chance"]
+    print(f"{head}/loss trained {loss_trained:.3f}, untrained {loss_frozen:.3f}, chance {chance:.3f}")
+    assert loss_trained < loss_frozen - 0.5
+    assert loss_trained < chance - 0.5
+    assert mean_of_last(trained, f"{head}/spread", 20) > 0.2
+
+
+def _train(run_dir, overrides):
+    pretrain(resolve("tiny-world", overrides), run_dir, torch.device("cpu"))
+    return run_dir
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_unbroken_one(tmp_path):
+    overrides = TINY + ["schedule.steps=8", "run.checkpoint_every=4", "run.deterministic=true",
+                        "run.keep_checkpoints=5"]
+    cfg = resolve("tiny-world", overrides)
+    unbroken = tmp_path / "unbroken"
+    pretrain(cfg, unbroken, torch.device("cpu"))
+    # An interrupted run: the same run stopped after its step-4 checkpoint.
+    broken = tmp_path / "broken"
+    pretrain(resolve("tiny-world", overrides), broken, torch.device("cpu"))
+    (broken / "checkpoints" / "step-0000008.pt").unlink()
+    (broken / "checkpoints" / "latest").write_text("step-0000004.pt\n")
+    pretrain(resolve(str(broken / "config.yaml")), broken, torch.device("cpu"), resume=True)
+    a = load_checkpoint(unbroken / "checkpoints" / "step-0000008.pt")["model"]
+    b = load_checkpoint(broken / "checkpoints" / "step-0000008.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert read_metrics(unbroken) == [
+        {**r, "step_time": u["step_time"], "data_time": u["data_time"], "images_per_s": u["images_per_s"]}
+        for r, u in zip(read_metrics(broken), read_metrics(unbroken))
+    ]
+
+
+def test_resume_via_cli_keeps_the_saved_config(tmp_path):
+    run = tmp_path / "run"
+    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=2")).returncode == 0
+    again = run_cacl("pretrain", "--out", run, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "already finished 2 steps" in again.stdout
+    refused = run_cacl("pretrain", "--out", run, "--resume", "--set", "optim.lr=2")
+    assert refused.returncode == 2 and "drop --preset and --set" in refused.stderr
+
+
+def one_line_error(result):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--preset", "tiny-wrld"], "unknown preset 'tiny-wrld' (did you mean 'tiny-world'?)"),
+    (["--set", "optim.lrr=1"], "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    (["--set", "data.batch_size=0"], "'data.batch_size' must be above zero"),
+    (["--set", "data.batch_size=many"], "'data.batch_size' must be int"),
+    (["--set", "data.stride=40"], "'data.stride' is 40 but clips have 32 frames"),
+    (["--preset", "missing/file.yaml"], "preset file missing/file.yaml does not exist"),
+    (["--device", "tpu"], "--device tpu: use auto, cpu or cuda"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
+    line = one_line_error(run_cacl("pretrain", "--out", tmp_path / "run", *args))
+    assert expected in line
+
+
+def test_yaml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {width: [8\n")
+    assert "bad.yaml line" in one_line_error(run_cacl("pretrain", "--preset", bad, "--out", tmp_path / "r"))
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=1")).returncode == 0
+    before = (run / "checkpoints" / "step-0000001.pt").read_bytes()
+    assert "pass --resume" in one_line_error(run_cacl("pretrain", "--out", run))
+    assert (run / "checkpoints" / "step-0000001.pt").read_bytes() == before
+
+
+def test_debug_env_shows_the_traceback(tmp_path):
+    result = run_cacl("pretrain", "--preset", "nope", "--out", tmp_path, env={"CACL_DEBUG": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from cacl_cli.errors import CaclError
+    from cacl_cli.model import cacl as cacl_module
+
+    cfg = resolve("tiny-world", TINY + ["schedule.steps=6", "run.checkpoint_every=2"])
+    original = cacl_module.CACL.forward
+    calls = {"n": 0}
+
+    def poisoned(self, v, v_plus):
+        out = original(self, v, v_plus)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            out.terms["cycle"] = out.terms["cycle"] * float("nan")
+        return out
+
+    monkeypatch.setattr(cacl_module.CACL, "forward", poisoned)
+    with pytest.raises(CaclError, match="step 4: loss term 'cycle' is nan"):
+        pretrain(cfg, tmp_path, torch.device("cpu"))
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000002.pt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "step-0000002.pt")["step"] == 2

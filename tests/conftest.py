@@ -1,0 +1,41 @@
+"""Shared helpers: a tiny config that trains in seconds, and a runner for the real console script."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# A model and world small enough for a few seconds of CPU per run.
+TINY = [
+    "model.width=8", "data.size=32", "world.size=40", "data.batch_size=16", "data.num_workers=0",
+    "moco.queue_size=128", "moco.cycle_queue_size=64", "moco.pixels_per_image=2",
+    "schedule.warmup_steps=5", "run.log_every=1",
+]
+
+
+def sets(*overrides):
+    """--set arguments for TINY plus ``overrides``."""
+    args = []
+    for item in TINY + list(overrides):
+        args += ["--set", item]
+    return args
+
+
+def run_cacl(*args, cwd=None, env=None):
+    """Run ``python -m cacl_cli ARGS`` as a user would; returns the CompletedProcess."""
+    full_env = {k: v for k, v in os.environ.items() if k != "CACL_DEBUG"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "cacl_cli", *map(str, args)], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA}")
+    return SHARED_DATA
