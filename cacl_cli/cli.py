@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cacl_cli.commands import presets, pretrain, world
+from cacl_cli.commands import finetune, presets, pretrain, probe, world
 
 app = typer.Typer(
     name="cacl",
@@ -15,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("pretrain")(pretrain.pretrain_command)
+app.command("probe")(probe.probe_command)
+app.command("finetune")(finetune.finetune_command)
 app.command("presets")(presets.presets_command)
 app.command("world")(world.world_command)
 

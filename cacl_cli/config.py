@@ -30,13 +30,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("world",),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
+    "eval.dataset": ("world", "voc", "cityscapes", "folder"),
+    "eval.cache": ("memory", "disk", "off"),
 }
 # Keys whose value must be above zero.
 POSITIVE = (
     "data.batch_size", "data.size", "schedule.steps", "model.width", "model.dim",
     "moco.queue_size", "moco.cycle_queue_size", "moco.pixels_per_image", "moco.shuffle_bn_groups", "loss.tau", "loss.soft_target_tau",
     "run.checkpoint_every", "run.log_every", "world.size", "world.classes", "world.frames",
-    "world.clips",
+    "world.clips", "schedule.epochs", "eval.world_train_images", "eval.world_val_images",
 )
 
 

@@ -1,0 +1,190 @@
+"""Labelled segmentation sets for the probe and fine-tuning: VOC 2012, Cityscapes, the built-in
+world, and a plain folder of images and masks.
+
+Each set yields ``(image, mask)``: (H, W, 3) uint8 RGB and (H, W) uint8 class ids with 255 =
+ignore. Layouts are checked when a set is opened, with one-line errors that name what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from cacl_cli.data.world import World, WorldConfig, class_names
+from cacl_cli.data.world_export import labelled_frame
+from cacl_cli.errors import CaclError
+
+VOC_CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]
+CITYSCAPES_CLASSES = [
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+]
+# Cityscapes labelIds of the 19 evaluated classes, in train-id order; every other id is ignored.
+CITYSCAPES_EVAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CaclError(f"{path} is not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_index_png(path: Path) -> np.ndarray:
+    """Class ids of a mask PNG. Palette PNGs are read as indices (OpenCV would return colours)."""
+    try:
+        with Image.open(path) as mask:
+            if mask.mode not in ("P", "L", "I", "I;16"):
+                raise CaclError(f"{path}: mask mode {mask.mode} holds colours, not class ids; "
+                                "save masks as palette or grayscale PNGs")
+            return np.array(mask).astype(np.uint8)
+    except (OSError, ValueError):
+        raise CaclError(f"{path} is not a readable mask PNG") from None
+
+
+class SegmentationSet:
+    """A list of samples, each loaded on demand by ``loader(i)``."""
+
+    def __init__(self, name: str, classes: list[str], size: int,
+                 loader: Callable[[int], tuple[np.ndarray, np.ndarray]], ids: list[str]) -> None:
+        self.name, self.classes, self.ids = name, classes, ids
+        self._loader, self._size = loader, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._loader(i)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _pair_loader(images: list[Path], masks: list[Path],
+                 read_mask: Callable[[Path], np.ndarray] = read_index_png):
+    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, mask = read_rgb(images[i]), read_mask(masks[i])
+        if image.shape[:2] != mask.shape:
+            raise CaclError(f"{masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                            f"{images[i].name} is {image.shape[1]}x{image.shape[0]}")
+        return image, mask
+    return load
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise CaclError(f"{path} is missing: {what}")
+    return path
+
+
+def _read_list(path: Path) -> list[str]:
+    _require(path, "the split list (one image id per line)")
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise CaclError(f"{path} lists no images")
+    return ids
+
+
+def voc(root: Path, split: str) -> SegmentationSet:
+    """PASCAL VOC 2012 under ``root`` (VOCdevkit, VOCdevkit/VOC2012 or a folder holding VOC2012).
+
+    The train split uses SBD's 10,582 "aug" images when ``SegmentationClassAug`` and its list
+    ``ImageSets/SegmentationAug/train_aug.txt`` are present.
+    """
+    base = next((p for p in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
+                 if (p / "JPEGImages").is_dir()), None)
+    if base is None:
+        raise CaclError(f"{root} is not a VOC 2012 folder: no JPEGImages/ in it, in VOC2012/ or "
+                        "in VOCdevkit/VOC2012/")
+    aug_list = base / "ImageSets" / "SegmentationAug" / "train_aug.txt"
+    if split == "train" and (base / "SegmentationClassAug").is_dir() and aug_list.is_file():
+        ids, mask_dir = _read_list(aug_list), base / "SegmentationClassAug"
+    else:
+        ids = _read_list(base / "ImageSets" / "Segmentation" / f"{split}.txt")
+        mask_dir = _require(base / "SegmentationClass", "VOC's label PNGs")
+    images = [_require(base / "JPEGImages" / f"{i}.jpg", f"the image of '{i}'") for i in ids]
+    masks = [_require(mask_dir / f"{i}.png", f"the mask of '{i}'") for i in ids]
+    return SegmentationSet(f"voc-{split}", VOC_CLASSES, len(ids), _pair_loader(images, masks), ids)
+
+
+def cityscapes_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes labelIds -> the 19 train ids (0..18), everything else 255."""
+    table = np.full(256, 255, np.uint8)
+    table[CITYSCAPES_EVAL_IDS] = np.arange(len(CITYSCAPES_EVAL_IDS), dtype=np.uint8)
+    return table[label_ids]
+
+
+def cityscapes(root: Path, split: str) -> SegmentationSet:
+    """Cityscapes fine annotations: leftImg8bit/<split>/<city>/*_leftImg8bit.png with
+    gtFine/<split>/<city>/*_gtFine_labelIds.png; train ids are derived here from the labelIds."""
+    image_dir = _require(root / "leftImg8bit" / split, f"Cityscapes images of split '{split}'")
+    images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise CaclError(f"{image_dir} holds no <city>/*_leftImg8bit.png images")
+    masks = []
+    for image in images:
+        stem = image.name[: -len("_leftImg8bit.png")]
+        masks.append(_require(root / "gtFine" / split / image.parent.name /
+                              f"{stem}_gtFine_labelIds.png", f"the labelIds of {image.name}"))
+    ids = [m.name for m in images]
+    read_mask = lambda p: cityscapes_train_ids(read_index_png(p))  # noqa: E731
+    return SegmentationSet(f"cityscapes-{split}", CITYSCAPES_CLASSES, len(images),
+                           _pair_loader(images, masks, read_mask), ids)
+
+
+def folder(root: Path, split: str) -> SegmentationSet:
+    """Your own data: ``images/`` (jpg/png), ``masks/`` (PNG class ids, same stems, 255 = ignore),
+    ``classes.txt`` (one name per line, id = line number) and ``<split>.txt`` listing stems."""
+    classes = [c.strip() for c in _require(root / "classes.txt", "one class name per line")
+               .read_text().splitlines() if c.strip()]
+    ids = _read_list(root / f"{split}.txt")
+    images = []
+    for i in ids:
+        found = [root / "images" / f"{i}{s}" for s in IMAGE_SUFFIXES
+                 if (root / "images" / f"{i}{s}").is_file()]
+        if not found:
+            raise CaclError(f"{root / 'images'} has no image named '{i}' (.jpg or .png)")
+        images.append(found[0])
+    masks = [_require(root / "masks" / f"{i}.png", f"the mask of '{i}'") for i in ids]
+    return SegmentationSet(f"folder-{split}", classes, len(ids), _pair_loader(images, masks), ids)
+
+
+def world(cfg: WorldConfig, split: str, count: int) -> SegmentationSet:
+    """The built-in world's labelled frames; train and val come from disjoint clips."""
+    if split not in ("train", "val"):
+        raise CaclError(f"the built-in world has splits train and val, not '{split}'")
+    w = World(cfg)
+    ids = [f"world_{split}_{i:06d}" for i in range(count)]
+    return SegmentationSet(f"world-{split}", class_names(cfg.classes), count,
+                           lambda i: labelled_frame(w, split, i), ids)
+
+
+def open_dataset(kind: str, root: Path | None, split: str, world_cfg: WorldConfig,
+                 world_count: int) -> SegmentationSet:
+    """The labelled set a config names; ``root`` is the --data path (None: the built-in world)."""
+    if kind == "world" or root is None:
+        return world(world_cfg, split, world_count)
+    if not root.is_dir():
+        raise CaclError(f"--data {root}: no such folder")
+    return {"voc": voc, "cityscapes": cityscapes, "folder": folder}[kind](root, split)
+
+
+def open_splits(cfg, root: Path | None) -> tuple[SegmentationSet, SegmentationSet]:
+    """The train and val sets the ``eval`` section names (``root``: the --data path)."""
+    if cfg.eval.dataset != "world" and root is None:
+        raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
+    world_cfg = WorldConfig.from_config(cfg.world)
+    return tuple(open_dataset(cfg.eval.dataset, root, split, world_cfg, count) for split, count in
+                 ((cfg.eval.train_split, cfg.eval.world_train_images),
+                  (cfg.eval.val_split, cfg.eval.world_val_images)))

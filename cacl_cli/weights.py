@@ -1,0 +1,98 @@
+"""Backbone weights in and out: cacl checkpoints, torchvision state dicts, MoCo-v2 checkpoints.
+
+Every load reports what it took and refuses a load that matched nothing, so a wrong file never
+silently yields a random backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cacl_cli.checkpoint import find_checkpoint, load_checkpoint
+from cacl_cli.errors import CaclError
+from cacl_cli.model.backbone import build_backbone
+
+# Prefixes under which a backbone's parameters appear in the files we read.
+PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "backbone.", "")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_state(path: Path) -> tuple[dict, dict | None]:
+    """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
+    try:
+        return _cacl_state(path)
+    except CaclError:
+        pass
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise CaclError(f"{path} is not a readable checkpoint or state dict") from None
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]  # MoCo-v2's checkpoint layout
+    if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
+        raise CaclError(f"{path} holds no state dict of tensors")
+    return raw, None
+
+
+def _cacl_state(path: Path) -> tuple[dict, dict]:
+    state = load_checkpoint(path)
+    if "config" not in state:
+        raise CaclError(f"{path} is not a cacl pretrain checkpoint")
+    return state["model"], state["config"]
+
+
+def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
+    """The sub-dict of ``state`` that best matches ``wanted`` names, and the prefix it had."""
+    best, best_prefix = {}, ""
+    for prefix in PREFIXES:
+        found = {k[len(prefix):]: v for k, v in state.items()
+                 if k.startswith(prefix) and k[len(prefix):] in wanted}
+        if len(found) > len(best):
+            best, best_prefix = found, prefix
+    return best, best_prefix
+
+
+def load_backbone(checkpoint: Path | None, arch: str, width: int
+                  ) -> tuple[nn.Module, dict]:
+    """A backbone and a report {source, sha256, arch, width, loaded, missing, prefix}.
+
+    ``checkpoint`` None gives the random-init floor. A cacl run folder or checkpoint brings its own
+    arch and width; a foreign state dict is read into ``arch``/``width``.
+    """
+    if checkpoint is None:
+        return build_backbone(arch, width), {"source": "random init", "arch": arch,
+                                             "width": width}
+    path = find_checkpoint(Path(checkpoint))
+    state, config = _read_state(path)
+    if config is not None:
+        arch, width = config["model"]["arch"], config["model"]["width"]
+    net = build_backbone(arch, width)
+    wanted = set(net.state_dict())
+    found, prefix = _backbone_keys(state, wanted)
+    if not found:
+        raise CaclError(f"{path}: no {arch} backbone weights in it (looked for keys like "
+                        f"'conv1.weight' under {', '.join(p or '(none)' for p in PREFIXES[:-1])})")
+    shapes = net.state_dict()
+    wrong = [k for k, v in found.items() if v.shape != shapes[k].shape]
+    if wrong:
+        raise CaclError(f"{path}: weights do not fit a {arch} of width {width} "
+                        f"(first mismatch: {wrong[0]} {tuple(found[wrong[0]].shape)} vs "
+                        f"{tuple(shapes[wrong[0]].shape)})")
+    missing = sorted(k for k in wanted - set(found) if not k.endswith("num_batches_tracked"))
+    if missing:
+        raise CaclError(f"{path}: {len(missing)} of the {arch}'s tensors are not in it "
+                        f"(first: {missing[0]}); refusing a partial load")
+    net.load_state_dict(found, strict=False)
+    return net, {"source": str(path), "sha256": file_sha256(path), "arch": arch, "width": width,
+                 "loaded": len(found), "missing": missing, "prefix": prefix}
