@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.errors import CaclError, report_errors
+from cacl_cli.errors import report_errors
 
 
 def finetune_command(
@@ -30,36 +30,29 @@ def finetune_command(
         from rich.console import Console
         from rich.table import Table
 
-        from cacl_cli.config import resolve, write_config
-        from cacl_cli.data.segmentation import open_splits
-        from cacl_cli.device import resolve_device
+        from cacl_cli.evaluation import start_eval_run
         from cacl_cli.finetune import finetune_once, subset, write_subset
         from cacl_cli.segeval import fingerprint, write_report
         from cacl_cli.weights import load_backbone
 
-        if (checkpoint is None) == (not random_init):
-            raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
-        cfg = resolve(preset or "finetune-world", overrides or [])
-        run_dir = out or Path("runs") / f"{cfg.preset.name}"
-        dev = resolve_device(device or cfg.run.device)
-        train, val = open_splits(cfg, data)
+        run = start_eval_run("finetune-world", preset, overrides or [], checkpoint, random_init,
+                             data, out, device)
+        cfg, train, val = run.cfg, run.train, run.val
         console = Console()
-        write_config(cfg, run_dir / "config.yaml")
         rows, weights = {}, {}
         for fraction in cfg.eval.fractions:
             indices = subset(len(train), fraction, cfg.eval.subset_seed)
-            write_subset(run_dir / f"subset-{fraction:g}.txt", train, indices)
+            write_subset(run.run_dir / f"subset-{fraction:g}.txt", train, indices)
             backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
-            result = finetune_once(cfg, backbone, train, indices, val, dev, console,
+            result = finetune_once(cfg, backbone, train, indices, val, run.device, console,
                                    f"finetune {fraction:g}% ({len(indices)} images)")
             rows[f"{fraction:g}%"] = {"images": len(indices), **result}
-        table = Table("", *rows.keys(), title=f"fine-tuning from {weights['source']}: mIoU (mAcc)")
-        table.add_row("mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})" for r in rows.values()))
+        table = Table("", *rows, title=f"fine-tuning from {weights['source']}: mIoU (mAcc)")
+        table.add_row("mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})"
+                                for r in rows.values()))
         console.print(table)
-        last = list(rows.values())[-1]
-        write_report(run_dir, f"fine-tuning {list(rows)[-1]}", last, val.classes,
-                     fingerprint(cfg, weights, train, val), console,
-                     extra={"fractions": {k: {"images": r["images"], "miou": r["miou"],
-                                              "macc": r["macc"], "iou": r["iou"]}
-                                          for k, r in rows.items()},
-                            "subset_seed": cfg.eval.subset_seed})
+        summary = {k: {"images": r["images"], "miou": r["miou"], "macc": r["macc"],
+                       "iou": r["iou"]} for k, r in rows.items()}
+        write_report(run.run_dir, f"fine-tuning {list(rows)[-1]}", list(rows.values())[-1],
+                     val.classes, fingerprint(cfg, weights, train, val), console,
+                     extra={"fractions": summary, "subset_seed": cfg.eval.subset_seed})

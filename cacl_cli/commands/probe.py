@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.errors import CaclError, report_errors
+from cacl_cli.errors import report_errors
 
 
 def probe_command(
@@ -29,29 +29,23 @@ def probe_command(
         import torch
         from rich.console import Console
 
-        from cacl_cli.config import resolve, write_config
-        from cacl_cli.data.segmentation import open_splits
-        from cacl_cli.device import resolve_device
+        from cacl_cli.evaluation import start_eval_run
         from cacl_cli.files import write_atomic
         from cacl_cli.probe import probe_scores, train_probe
         from cacl_cli.segeval import fingerprint, write_report
         from cacl_cli.weights import load_backbone
 
-        if (checkpoint is None) == (not random_init):
-            raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
-        cfg = resolve(preset or "probe-world", overrides or [])
-        run_dir = out or Path("runs") / f"{cfg.preset.name}"
-        dev = resolve_device(device or cfg.run.device)
-        train, val = open_splits(cfg, data)
+        run = start_eval_run("probe-world", preset, overrides or [], checkpoint, random_init,
+                             data, out, device)
+        cfg, train, val = run.cfg, run.train, run.val
         backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
         console = Console()
         console.print(f"probe: {weights['source']} on {train.name} ({len(train)} images), "
                       f"evaluated on {val.name} ({len(val)})")
-        write_config(cfg, run_dir / "config.yaml")
-        backbone = backbone.to(dev)
-        head, facts = train_probe(cfg, backbone, train, run_dir, dev, console)
-        result = probe_scores(backbone, head, val, cfg.eval.resize, dev)
-        write_atomic(run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
-        path = write_report(run_dir, "linear probe", result, val.classes,
+        backbone = backbone.to(run.device)
+        head, facts = train_probe(cfg, backbone, train, run.run_dir, run.device, console)
+        result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
+        write_atomic(run.run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
+        path = write_report(run.run_dir, "linear probe", result, val.classes,
                             fingerprint(cfg, weights, train, val), console, extra=facts)
         console.print(f"backbone unchanged after training: yes; results in {path}")
