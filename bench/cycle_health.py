@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("bench/out/cycle_health"))
     args = parser.parse_args()
-    console = Console()
+    console = Console(stderr=True)
     rows = []
     for name, overrides in VARIANTS.items():
         run = args.out / name.split(" (")[0].replace(" ", "_").replace(",", "")

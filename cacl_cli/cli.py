@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cacl_cli.commands import finetune, presets, pretrain, probe, world
+from cacl_cli.commands import finetune, presets, pretrain, probe, visualize, world
 
 app = typer.Typer(
     name="cacl",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)
 app.command("finetune")(finetune.finetune_command)
+app.command("visualize")(visualize.visualize_command)
 app.command("presets")(presets.presets_command)
 app.command("world")(world.world_command)
 

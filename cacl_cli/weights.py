@@ -96,3 +96,37 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int
     net.load_state_dict(found, strict=False)
     return net, {"source": str(path), "sha256": file_sha256(path), "arch": arch, "width": width,
                  "loaded": len(found), "missing": missing, "prefix": prefix}
+
+
+def load_encoder(checkpoint: Path | None, arch: str, width: int, dim: int = 128
+                 ) -> tuple[nn.Module, dict]:
+    """The online encoder (backbone + the heads it was trained with) of a cacl checkpoint.
+
+    A foreign state dict gives a backbone without heads; None gives a random-init encoder with all
+    three heads, labelled as such in the report.
+    """
+    from cacl_cli.model.cacl import Encoder
+    from cacl_cli.model.heads import HEAD_NAMES
+
+    if checkpoint is None:
+        return Encoder(arch, width, dim, HEAD_NAMES), {"source": "random init", "arch": arch,
+                                                      "width": width}
+    path = find_checkpoint(Path(checkpoint))
+    state, config = _read_state(path)
+    if config is None:
+        backbone, report = load_backbone(path, arch, width)
+        encoder = Encoder(arch, width, dim, ())
+        encoder.backbone = backbone
+        return encoder, report
+    heads = tuple(h for h in HEAD_NAMES if config["heads"][h])
+    encoder = Encoder(config["model"]["arch"], config["model"]["width"], config["model"]["dim"],
+                      heads)
+    online = {k[len("online."):]: v for k, v in state.items() if k.startswith("online.")}
+    try:
+        encoder.load_state_dict(online)
+    except RuntimeError as err:
+        raise CaclError(f"{path}: its online network does not match its own config "
+                        f"({str(err).splitlines()[0][:100]})") from None
+    return encoder, {"source": str(path), "sha256": file_sha256(path),
+                     "arch": config["model"]["arch"], "width": config["model"]["width"],
+                     "heads": list(heads)}

@@ -1,0 +1,151 @@
+"""Figure 3 of the paper: where does a pixel of frame T find its likes in frame T + S?
+
+For each feature space (the backbone and every head the encoder has), the cosine similarity
+between the chosen pixel's feature in frame T and every pixel's feature in frame T + S, upsampled to
+the frame and blended over it; the source pixel is a red cross on frame T, the best match a green
+circle on frame T + S. One grid image, one row per (checkpoint, pixel), plus the raw maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cacl_cli.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from cacl_cli.errors import CaclError
+from cacl_cli.files import write_atomic
+from cacl_cli.model.backbone import OUTPUT_STRIDE
+
+RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
+LABEL_HEIGHT = 22
+MIN_PANEL = 320  # narrower frames are enlarged in the figure
+
+
+@dataclass
+class SimilarityMap:
+    space: str  # backbone, global, pixel or cycle
+    values: np.ndarray  # (h, w) cosine similarities on the feature grid of frame T + S
+    best: tuple[int, int]  # (x, y) of the maximum, in original frame pixels
+
+
+def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) with the given short side, both multiples of the output stride."""
+    scale = short_side / min(width, height)
+    snap = lambda v: max(OUTPUT_STRIDE, int(round(v * scale / OUTPUT_STRIDE)) * OUTPUT_STRIDE)  # noqa: E731
+    return snap(width), snap(height)
+
+
+@torch.no_grad()
+def feature_maps(encoder: nn.Module, frame: np.ndarray, size: tuple[int, int]
+                 ) -> dict[str, torch.Tensor]:
+    """Unit-length feature maps (D, h, w) of every space for one RGB frame."""
+    resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(resized).permute(2, 0, 1).float() / 255
+    out = encoder(((x - IMAGENET_MEAN) / IMAGENET_STD).unsqueeze(0))
+    return {k: F.normalize(v[0].float(), dim=0) for k, v in out.items() if v.dim() == 4}
+
+
+def parse_pixel(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise CaclError(f"--pixel '{text}': write X,Y in frame pixels, e.g. 120,80") from None
+    return x, y
+
+
+def grid_pixels(spec: str, width: int, height: int) -> list[tuple[int, int]]:
+    """``grid:CxR``: C x R points at the centres of an even grid over the frame."""
+    try:
+        cols, rows = (int(v) for v in spec.removeprefix("grid:").lower().split("x"))
+    except ValueError:
+        raise CaclError(f"--pixels '{spec}': write points 'X,Y X,Y' or a grid 'grid:3x2'") from None
+    return [(int((c + 0.5) * width / cols), int((r + 0.5) * height / rows))
+            for r in range(rows) for c in range(cols)]
+
+
+def check_pixel(pixel: tuple[int, int], width: int, height: int) -> None:
+    x, y = pixel
+    if not (0 <= x < width and 0 <= y < height):
+        raise CaclError(f"--pixel {x},{y} lies outside the {width}x{height} frame")
+
+
+def similarity_maps(maps_t: dict[str, torch.Tensor], maps_s: dict[str, torch.Tensor],
+                    pixel: tuple[int, int], frame_size: tuple[int, int]) -> list[SimilarityMap]:
+    """Cosine similarity of ``pixel`` (original frame coordinates) to every cell of frame T+S."""
+    width, height = frame_size
+    result = []
+    for space, feat_t in maps_t.items():
+        _, h, w = feat_t.shape
+        cx, cy = min(w - 1, pixel[0] * w // width), min(h - 1, pixel[1] * h // height)
+        sims = torch.einsum("d,dhw->hw", feat_t[:, cy, cx], maps_s[space]).numpy()
+        by, bx = np.unravel_index(int(sims.argmax()), sims.shape)
+        best = (int((bx + 0.5) * width / w), int((by + 0.5) * height / h))
+        result.append(SimilarityMap(space, sims, best))
+    return result
+
+
+def _heat_panel(frame: np.ndarray, sims: np.ndarray) -> np.ndarray:
+    """Similarities upsampled to the frame, stretched to the panel's own min..max (the raw
+    values are in the .npy files), as a colour map blended over the frame."""
+    height, width = frame.shape[:2]
+    up = cv2.resize(sims.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    span = max(float(up.max() - up.min()), 1e-6)
+    scaled = ((up - up.min()) / span * 255).astype(np.uint8)
+    colours = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(frame, 0.45, colours, 0.55, 0)
+
+
+def label_height(width: int) -> int:
+    return max(LABEL_HEIGHT, width // 25)
+
+
+def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
+    height = label_height(panel.shape[1])
+    strip = np.zeros((height, panel.shape[1], 3), np.uint8)
+    cv2.putText(strip, text, (4, height * 3 // 4), cv2.FONT_HERSHEY_SIMPLEX, height / 40, WHITE,
+                max(1, height // 20), cv2.LINE_AA)
+    return np.concatenate([strip, panel], axis=0)
+
+
+def figure_row(frame_t: np.ndarray, frame_s: np.ndarray, pixel: tuple[int, int],
+               maps: list[SimilarityMap], title: str) -> np.ndarray:
+    """One row: frame T with the cross, then one heat-map panel over frame T+S per space.
+
+    Frames narrower than MIN_PANEL are enlarged (nearest) so that labels stay legible.
+    """
+    k = max(1, -(-MIN_PANEL // frame_t.shape[1]))
+    enlarge = lambda f: cv2.resize(f, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)  # noqa: E731
+    frame_t, frame_s = enlarge(frame_t), enlarge(frame_s)
+    marked = frame_t.copy()
+    size = max(6, frame_t.shape[1] // 60)
+    cv2.drawMarker(marked, (pixel[0] * k, pixel[1] * k), RED, cv2.MARKER_CROSS, 2 * size,
+                   max(2, size // 3))
+    panels = [_labelled(marked, title)]
+    for m in maps:
+        panel = _heat_panel(frame_s, m.values)
+        cv2.circle(panel, (m.best[0] * k, m.best[1] * k), size, GREEN, max(2, size // 3))
+        panels.append(_labelled(panel, f"{m.space}: cos {m.values.min():.2f} to {m.values.max():.2f}"))
+    return np.concatenate(panels, axis=1)
+
+
+def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of possibly different panel counts, padded on the right with black."""
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise CaclError(f"could not encode {path}")
+    write_atomic(path, lambda fh: fh.write(data.tobytes()))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    write_atomic(path, lambda fh: np.save(fh, array))
