@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from cacl_cli.commands import finetune, presets, pretrain, probe, visualize, world
+from cacl_cli.commands import (extract_pairs, finetune, presets, pretrain, probe, visualize,
+                               world)
 
 app = typer.Typer(
     name="cacl",
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("extract-pairs")(extract_pairs.extract_pairs_command)
 app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)
 app.command("finetune")(finetune.finetune_command)

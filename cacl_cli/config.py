@@ -27,7 +27,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("resnet18", "resnet50"),
     "model.pixel_shuffle": ("off", "shared", "independent"),
     "loss.pixel_positive": ("global", "position"),
-    "data.source": ("world",),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),

@@ -17,6 +17,7 @@ from cacl_cli.checkpoint import latest_checkpoint, save_checkpoint
 from cacl_cli.config import Config, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, step_loader
+from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.errors import CaclError
@@ -45,12 +46,16 @@ class MetricsLog:
 
 
 def build_batches(cfg: Config) -> StepBatches:
-    world = World(WorldConfig.from_config(cfg.world))
-    if not 0 <= cfg.data.stride < cfg.world.frames:
-        raise CaclError(f"key 'data.stride' is {cfg.data.stride} but clips have "
-                        f"{cfg.world.frames} frames (world.frames); use a smaller stride")
+    """Batches from ``data.path`` (pairs folder or image folder) or, without one, the world."""
+    if cfg.data.path:
+        source = open_source(Path(cfg.data.path))
+    else:
+        source = World(WorldConfig.from_config(cfg.world))
+        if not 0 <= cfg.data.stride < cfg.world.frames:
+            raise CaclError(f"key 'data.stride' is {cfg.data.stride} but clips have "
+                            f"{cfg.world.frames} frames (world.frames); use a smaller stride")
     augment = augment_from_config(cfg.augment, cfg.data.size)
-    return StepBatches(world, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed)
+    return StepBatches(source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed)
 
 
 def _training_state(model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler, step: int,

@@ -18,6 +18,8 @@ def pretrain_command(
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     out: Optional[Path] = options.Out,
+    data: Optional[Path] = typer.Option(None, "--data", help="A pairs folder (cacl extract-pairs) "
+                                        "or an image folder; default: the built-in world."),
     device: Optional[str] = options.Device,
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the run in --out from its newest good checkpoint."),
@@ -32,7 +34,7 @@ def pretrain_command(
         from cacl_cli.device import resolve_device
         from cacl_cli.train import pretrain
 
-        cfg = _config(preset, overrides or [], out, resume)
+        cfg = _config(preset, overrides or [], out, resume, data)
         run_dir = out or Path("runs") / cfg.preset.name
         if not resume and (run_dir / "checkpoints").is_dir():
             raise CaclError(f"{run_dir} already holds a run; pass --resume to continue it "
@@ -40,14 +42,18 @@ def pretrain_command(
         pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
-def _config(preset: Optional[str], overrides: list[str], out: Optional[Path],
-            resume: bool) -> Config:
-    """A new run's config from the preset; a resumed run keeps the one in its folder."""
+def _config(preset: Optional[str], overrides: list[str], out: Optional[Path], resume: bool,
+            data: Optional[Path]) -> Config:
+    """A new run's config from the preset (and --data); a resumed run keeps its own."""
     saved = out / "config.yaml" if out else None
     if resume and saved and saved.is_file():
-        if preset or overrides:
-            raise CaclError(f"a resumed run keeps its config ({saved}); drop --preset and --set")
+        if preset or overrides or data:
+            raise CaclError(f"a resumed run keeps its config ({saved}); "
+                            "drop --preset, --set and --data")
         return resolve(str(saved))
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
-    return resolve(preset or DEFAULT_PRESET, overrides)
+    cfg = resolve(preset or DEFAULT_PRESET, overrides)
+    if data:
+        cfg.data["path"] = str(data)  # a path, not a YAML value: set after validation
+    return cfg

@@ -31,13 +31,17 @@ class PairAugment:
     grayscale_p: float = 0.2
     blur_p: float = 0.5
     flip_p: float = 0.5
+    shared_crop: bool = True  # one crop box and flip for both frames
 
     def __call__(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Two (H, W, 3) uint8 frames of one size -> two normalised (3, size, size) tensors."""
         box = self._crop_box(a.shape[0], a.shape[1], rng)
         flip = rng.random() < self.flip_p
-        return self._one(a, box, flip, rng), self._one(b, box, flip, rng)
+        first = self._one(a, box, flip, rng)
+        if not self.shared_crop:
+            box, flip = self._crop_box(b.shape[0], b.shape[1], rng), rng.random() < self.flip_p
+        return first, self._one(b, box, flip, rng)
 
     def _crop_box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """torchvision's RandomResizedCrop rule: area share and aspect ratio, 10 tries."""
@@ -87,4 +91,5 @@ class PairAugment:
 def augment_from_config(section, size: int) -> PairAugment:
     return PairAugment(size=size, crop_scale=tuple(section.crop_scale), jitter=section.jitter,
                        jitter_p=section.jitter_p, grayscale_p=section.grayscale_p,
-                       blur_p=section.blur_p, flip_p=section.flip_p)
+                       blur_p=section.blur_p, flip_p=section.flip_p,
+                       shared_crop=section.shared_crop)

@@ -1,0 +1,166 @@
+"""`cacl extract-pairs` on real clips with planted bad files; kill and resume; training from it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import run_cacl
+
+GOOD = ["01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4", "realshort.mp4", "test.webm"]
+
+
+@pytest.fixture
+def video_tree(tmp_path, shared_data):
+    """Real clips under class folders plus every kind of bad file."""
+    root = tmp_path / "videos"
+    (root / "animals").mkdir(parents=True)
+    (root / "misc" / "deeper").mkdir(parents=True)
+    for name in GOOD:
+        target = root / ("animals" if name in ("01_dog.mp4", "cockatoo.mp4") else "misc/deeper")
+        shutil.copy(shared_data / "videos" / name, target / name)
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    (bad / "truncated.mp4").write_bytes((shared_data / "videos" / "realshort.mp4").read_bytes()[:30000])
+    (bad / "notes.avi").write_text("this is text")
+    writer = cv2.VideoWriter(str(bad / "five.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    return root
+
+
+def manifest(out):
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
+
+
+def sequential_frame(path, index):
+    """Independent reference: OpenCV reading frame by frame up to ``index``."""
+    cap = cv2.VideoCapture(str(path))
+    for _ in range(index + 1):
+        ok, frame = cap.read()
+        assert ok
+    cap.release()
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def test_extracts_every_good_clip_and_reports_every_bad_file(tmp_path, video_tree):
+    out = tmp_path / "pairs"
+    result = run_cacl("extract-pairs", video_tree, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    records = {r["source"]: r for r in manifest(out)}
+    assert {os.path.basename(s) for s in records} == set(GOOD)
+    assert records["misc/deeper/test.webm"]["decoder"] == "opencv"  # decord refuses it
+    assert records["animals/01_dog.mp4"]["decoder"] == "decord"
+    report = (out / "skipped.tsv").read_text().splitlines()[1:]
+    reasons = dict(line.split("\t") for line in report)
+    assert set(reasons) == {"bad/empty.mp4", "bad/random.mp4", "bad/truncated.mp4",
+                            "bad/notes.avi", "bad/five.mp4"}
+    assert "0 bytes" in reasons["bad/empty.mp4"] and "too short: 5 frames" in reasons["bad/five.mp4"]
+    for source, record in records.items():
+        (first, second), = record["indices"]
+        assert second - first == 8
+        written = cv2.cvtColor(cv2.imread(str(out / record["frames"][0][1])), cv2.COLOR_BGR2RGB)
+        assert min(written.shape[:2]) == 256 or min(record["size"]) < 256
+        reference = sequential_frame(video_tree / source, second)
+        reference = cv2.resize(reference, written.shape[1::-1], interpolation=cv2.INTER_AREA)
+        error = np.abs(written.astype(float) - reference.astype(float)).mean()
+        assert error < 4.0, (source, error)  # JPEG noise only; a wrong frame is far off
+        other = sequential_frame(video_tree / source, max(0, second - 8))
+        other = cv2.resize(other, written.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert np.abs(written.astype(float) - other.astype(float)).mean() > error
+
+
+def test_rerun_skips_done_clips_and_overwrite_redoes_them(tmp_path, video_tree):
+    out = tmp_path / "pairs"
+    assert run_cacl("extract-pairs", video_tree, "--out", out).returncode == 0
+    again = run_cacl("extract-pairs", video_tree, "--out", out)
+    assert "10 already done, 0 to extract" in again.stdout
+    redo = run_cacl("extract-pairs", video_tree, "--out", out, "--overwrite")
+    assert "0 already done, 10 to extract" in redo.stdout
+    strict = run_cacl("extract-pairs", video_tree, "--out", out, "--strict")
+    assert strict.returncode == 1
+
+
+def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
+    videos = tmp_path / "many"
+    videos.mkdir()
+    for i in range(24):
+        shutil.copy(shared_data / "videos" / "cockatoo.mp4", videos / f"clip{i:02d}.mp4")
+    reference = tmp_path / "reference"
+    assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "1").returncode == 0
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos),
+                             "--out", str(out), "--workers", "1", "--pairs-per-clip", "1"],
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / ".records").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / ".records").glob("*.json")))
+    assert 3 <= done_before < 24 and not (out / "manifest.jsonl").exists()
+
+    assert run_cacl("extract-pairs", videos, "--out", out, "--workers", "1").returncode == 0
+    assert manifest(out) == manifest(reference)
+    assert not list(out.rglob("*.tmp"))
+    for record in manifest(out):
+        for name in record["frames"][0]:
+            assert cv2.imread(str(out / name)) is not None
+
+
+def test_clip_ids_stay_inside_the_output(tmp_path):
+    from cacl_cli.data.extract import clip_id
+
+    root = tmp_path / "v"
+    sneaky = clip_id(root, root / "x" / ".." / ".." / "etc" / "x.mp4")
+    assert "/" not in sneaky and ".." not in sneaky and not sneaky.startswith(".")
+    assert clip_id(root, root / "a b" / "c;d.mp4") == "a_b__c_d"
+    assert "/" not in clip_id(root, root / "x" / "y" / "z.mp4")
+
+
+def test_pretrain_reads_an_extracted_folder(tmp_path, video_tree):
+    out = tmp_path / "pairs"
+    assert run_cacl("extract-pairs", video_tree, "--out", out).returncode == 0
+    run = run_cacl("pretrain", "--data", out, "--out", tmp_path / "run", "--set",
+                   "schedule.steps=2", "--set", "model.width=8", "--set", "data.size=32",
+                   "--set", "data.batch_size=4", "--set", "data.num_workers=0")
+    assert run.returncode == 0, run.stderr
+    assert "path: " + str(out) in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
+    from cacl_cli.data.augment import PairAugment
+    from cacl_cli.data.batches import StepBatches
+    from cacl_cli.data.pairs import PairsFolder
+
+    folder = tmp_path / "pairs"
+    frame = cv2.imread(str(shared_data / "frames" / "bedroom" / "00000.jpg"))
+    (folder / "c").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):  # both frames of the pair are the same picture
+        cv2.imwrite(str(folder / "c" / name), frame)
+    (folder / "manifest.jsonl").write_text(json.dumps({"cacl_pairs": 1}) + "\n" + json.dumps(
+        {"clip": "c", "frames": [["c/a.jpg", "c/b.jpg"]]}) + "\n")
+
+    def correlations(shared):
+        augment = PairAugment(size=64, blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared)
+        v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0)[0]
+        assert not np.allclose(v.numpy(), v_plus.numpy())  # colours are drawn per frame
+        luma = lambda x: x.mean(1).flatten(1).numpy()  # noqa: E731
+        return [np.corrcoef(a, b)[0, 1] for a, b in zip(luma(v), luma(v_plus))]
+
+    shared, independent = correlations(True), correlations(False)
+    assert min(shared) > 0.8  # same geometry: the pictures line up pixel for pixel
+    assert np.median(independent) < np.median(shared) - 0.2
