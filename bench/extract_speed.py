@@ -53,7 +53,7 @@ def naive(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSe
 def ours(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings,
          workers: int) -> None:
     job = partial(extract.process_clip, root, out=out, settings=settings)
-    with get_context("fork").Pool(workers, initializer=extract.worker_init) as pool:
+    with get_context("forkserver").Pool(workers, initializer=extract.worker_init) as pool:
         for _ in pool.imap_unordered(job, videos):
             pass
 

@@ -76,7 +76,8 @@ def extract_pairs_command(
                       console=console) as progress:
             task = progress.add_task("extract", total=len(todo), rate="")
             processes = workers or os.cpu_count() or 1
-            with get_context("fork").Pool(processes, initializer=extract.worker_init) as pool:
+            context = get_context("forkserver")  # no fork of a parent that may hold codec threads
+            with context.Pool(processes, initializer=extract.worker_init) as pool:
                 for record in pool.imap_unordered(job, todo):
                     if record["status"] == "failed":
                         failed.append(record)
