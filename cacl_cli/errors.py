@@ -19,6 +19,14 @@ class CaclError(Exception):
     """A problem the user can fix: bad preset, bad path, bad data layout, diverged run."""
 
 
+class Interrupted(Exception):
+    """Stopped by a signal after saving its state; exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
 def debug_enabled() -> bool:
     return os.environ.get("CACL_DEBUG", "") not in ("", "0")
 
@@ -28,6 +36,9 @@ def report_errors() -> Iterator[None]:
     """Turn :class:`CaclError` (and a few OS errors) into one line and exit code 2."""
     try:
         yield
+    except Interrupted as err:
+        print(str(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
     except CaclError as err:
         if debug_enabled():
             raise

@@ -37,3 +37,10 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def remove_stale_temps(folder: Path, recursive: bool = False) -> None:
+    """Delete temporary files a killed writer left behind (their final names were never made)."""
+    if folder.is_dir():
+        for stale in (folder.rglob if recursive else folder.glob)(".*.tmp"):
+            stale.unlink(missing_ok=True)

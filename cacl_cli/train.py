@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from rich.console import Console
@@ -20,8 +23,8 @@ from cacl_cli.data.batches import StepBatches, step_loader
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig
 from cacl_cli.device import amp_dtype, autocast
-from cacl_cli.errors import CaclError
-from cacl_cli.files import write_text_atomic
+from cacl_cli.errors import CaclError, Interrupted
+from cacl_cli.files import remove_stale_temps, write_text_atomic
 from cacl_cli.model.cacl import CACL, build_model
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
 
@@ -113,6 +116,8 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     # ---------------------------------------------------------------- optionally resume
     start = 0
     metrics = MetricsLog(run_dir / "metrics.jsonl")
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
     if found:
         path, state = found
@@ -123,11 +128,11 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
 
     # ---------------------------------------------------------------- training
     steps = cfg.schedule.steps
-    last_path = None
+    good = found[0] if found else None  # the newest checkpoint known to be complete
     model.train()
     loader = step_loader(batches, start, steps, cfg.data.num_workers)
     tick = time.perf_counter()
-    with _progress(console) as progress:
+    with _progress(console) as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=start, status="")
         for step, (v, v_plus) in zip(range(start, steps), loader):
             data_time = time.perf_counter() - tick
@@ -152,16 +157,44 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                           "images_per_s": cfg.data.batch_size / step_time}
                 metrics.write(record)
                 _warn_on_collapse(out.diagnostics, done, console)
-            if done % cfg.run.checkpoint_every == 0 or done == steps:
+            if done % cfg.run.checkpoint_every == 0 or done == steps or stop:
                 state = _training_state(model, optimizer, scaler, done, cfg)
-                last_path = save_checkpoint(run_dir, done, state, cfg.run.keep_checkpoints)
+                good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
             progress.update(task, completed=done, status=f"loss {loss:.3f}")
+            if stop and done < steps:
+                raise Interrupted(f"stopped by {signal.Signals(stop[0]).name} after step {done}; "
+                                  f"checkpoint saved. Resume with: cacl pretrain --out {run_dir} "
+                                  "--resume", stop[0])
             tick = time.perf_counter()
-    if last_path is None:
+    if start >= steps:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")
-        return latest_checkpoint(run_dir)[0]
-    _print_summary(run_dir, console)
-    return last_path
+    else:
+        _print_summary(run_dir, console)
+    return good
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """While training, SIGINT and SIGTERM only record themselves: the loop finishes its step,
+    saves a checkpoint and stops (pre-emption). Yields the list the signal number lands in."""
+    received: list[int] = []
+    handler = lambda signum, frame: received.append(signum)  # noqa: E731
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def _save(run_dir: Path, step: int, state: dict, keep: int, previous: Path | None) -> Path:
+    try:
+        return save_checkpoint(run_dir, step, state, keep)
+    except OSError as err:
+        kept = f"the last good one, {previous.name}, is intact" if previous else "none was kept"
+        raise CaclError(f"step {step}: could not write a checkpoint in {run_dir}/checkpoints "
+                        f"({err.strerror or err}); {kept}; free space or fix permissions, "
+                        "then --resume") from None
 
 
 def _stop_if_not_finite(terms: dict[str, torch.Tensor], step: int, run_dir: Path) -> None:

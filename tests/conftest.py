@@ -29,6 +29,7 @@ def sets(*overrides):
 def run_cacl(*args, cwd=None, env=None):
     """Run ``python -m cacl_cli ARGS`` as a user would; returns the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if k != "CACL_DEBUG"}
+    full_env["COLUMNS"] = "250"  # rich wraps at 80 columns without a terminal
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "cacl_cli", *map(str, args)], cwd=cwd,
                           env=full_env, capture_output=True, text=True, timeout=600)

@@ -47,6 +47,7 @@ def extract_pairs_command(
         from rich.table import Table
 
         from cacl_cli.data import extract
+        from cacl_cli.files import remove_stale_temps
 
         if not video_dir.is_dir():
             raise CaclError(f"{video_dir} is not a folder of videos")
@@ -59,8 +60,9 @@ def extract_pairs_command(
         if not videos:
             raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)})")
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.rglob(".*.tmp"):  # left by a killed run
-            stale.unlink(missing_ok=True)
+        if (out / extract.RECORDS).is_symlink():
+            raise CaclError(f"{out / extract.RECORDS} is a link; remove it, it must be a folder")
+        remove_stale_temps(out, recursive=True)  # left by a killed run
         if overwrite:
             shutil.rmtree(out / extract.RECORDS, ignore_errors=True)
         finished = extract.done_clips(out)

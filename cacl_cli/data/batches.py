@@ -7,6 +7,7 @@ loader workers can build batches in any order.
 
 from __future__ import annotations
 
+import signal
 from typing import Protocol
 
 import numpy as np
@@ -37,6 +38,10 @@ class StepBatches(Dataset):
 
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers share the cores with the training step
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group; the main process handles
+    # them (it saves a checkpoint), so workers must keep serving batches until it is done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def step_loader(batches: StepBatches, first_step: int, last_step: int,

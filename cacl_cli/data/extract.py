@@ -168,6 +168,12 @@ def process_clip(root: Path, path: Path, out: Path, settings: ExtractSettings) -
     return record
 
 
+def _refuse_links_outside(out: Path, target: Path) -> None:
+    """Writing through a link that leads out of the output folder is refused."""
+    if target.is_symlink() or not target.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"{target} leads outside {out}; remove that link")
+
+
 def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict:
     if path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
@@ -183,6 +189,7 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict
     if got is None:
         got, decoder = _read_opencv(path, pick), "opencv"
     count, fps, wanted, frames = got
+    _refuse_links_outside(out, out / cid)
     height, width = frames[0].shape[:2]
     names = []
     for index, frame in zip(wanted, frames):

@@ -164,3 +164,26 @@ def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
     shared, independent = correlations(True), correlations(False)
     assert min(shared) > 0.8  # same geometry: the pictures line up pixel for pixel
     assert np.median(independent) < np.median(shared) - 0.2
+
+
+def test_a_link_in_the_output_leading_outside_is_not_followed(tmp_path, shared_data):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(shared_data / "videos" / "realshort.mp4", videos / "clip.mp4")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "pairs"
+    out.mkdir()
+    (out / "clip").symlink_to(outside)  # a planted link where the clip's frames would go
+    result = run_cacl("extract-pairs", videos, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert not list(outside.iterdir())
+    assert "clip.mp4\t" in (out / "skipped.tsv").read_text()
+    assert "leads outside" in (out / "skipped.tsv").read_text()
+
+
+def test_pretrain_reads_an_image_folder(tmp_path, shared_data):
+    run = run_cacl("pretrain", "--data", shared_data / "frames" / "bedroom", "--out", tmp_path / "r",
+                   "--set", "schedule.steps=1", "--set", "model.width=8", "--set", "data.size=32",
+                   "--set", "data.batch_size=4", "--set", "data.num_workers=0")
+    assert run.returncode == 0, run.stderr

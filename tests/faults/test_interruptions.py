@@ -1,0 +1,129 @@
+"""Runs killed or stopped at any point lose nothing and resume to the same weights."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
+from cacl_cli.config import resolve
+from cacl_cli.errors import CaclError
+from cacl_cli.train import pretrain
+from tests.conftest import TINY, run_cacl, sets
+
+# Deterministic, and with queues big enough (2 x 51 MB) that a checkpoint write takes long enough
+# to be caught in the middle by a kill.
+EXACT = ["schedule.steps=10", "run.checkpoint_every=2", "run.deterministic=true",
+         "moco.queue_size=100000", "run.keep_checkpoints=10"]
+
+
+def start(run_dir, *extra):
+    return subprocess.Popen([sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run_dir),
+                             *sets(*EXACT), *extra], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.003)
+    return False
+
+
+def final_model(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "step-0000010.pt")["model"]
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    run = tmp_path_factory.mktemp("unbroken")
+    assert run_cacl("pretrain", "--out", run, *sets(*EXACT)).returncode == 0
+    return final_model(run)
+
+
+def logged_steps(run_dir):
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+@pytest.mark.parametrize("kill_when", ["after step 3", "after step 7", "during a checkpoint write"])
+def test_sigkill_then_resume_gives_the_same_weights(tmp_path, unbroken, kill_when):
+    run = tmp_path / "run"
+    proc = start(run)
+    if kill_when == "during a checkpoint write":
+        caught = wait_for(lambda: any(p.name.endswith(".tmp") for p in
+                                      (run / "checkpoints").glob(".step-*")))
+    else:
+        step = int(kill_when.split()[-1])
+        caught = wait_for(lambda: logged_steps(run) >= step)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert caught, f"the run ended before it could be killed {kill_when}"
+    assert not (run / "checkpoints" / "step-0000010.pt").exists()
+    resumed = run_cacl("pretrain", "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    got = final_model(run)
+    for key, value in unbroken.items():
+        assert torch.equal(value, got[key]), key
+    steps = [int(line.split('"step": ')[1].split(",")[0])
+             for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = start(run, "--set", "schedule.steps=400", "--set", "run.checkpoint_every=1000",
+                 "--set", "moco.queue_size=128")
+    assert wait_for(lambda: logged_steps(run) >= 2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM after step" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    [saved] = list_checkpoints(run)
+    assert 2 <= load_checkpoint(saved)["step"] < 400
+
+
+@pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EACCES])
+def test_a_full_or_read_only_disk_stops_with_the_last_checkpoint_intact(tmp_path, monkeypatch, failure):
+    from cacl_cli import checkpoint
+
+    cfg = resolve("tiny-world", TINY + ["schedule.steps=6", "run.checkpoint_every=2"])
+    real_save, calls = torch.save, {"n": 0}
+
+    def failing_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the step-4 checkpoint
+            raise OSError(failure, os.strerror(failure), str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(CaclError) as err:
+        pretrain(cfg, tmp_path, torch.device("cpu"))
+    message = str(err.value)
+    assert "step 4: could not write a checkpoint" in message and os.strerror(failure) in message
+    assert "step-0000002.pt, is intact" in message
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000002.pt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "step-0000002.pt")["step"] == 2
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))
+
+
+def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
+    run = tmp_path / "run"
+    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=4", "run.checkpoint_every=2",
+                                                      "run.keep_checkpoints=3")).returncode == 0
+    newest = run / "checkpoints" / "step-0000004.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    resumed = run_cacl("pretrain", "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipping damaged checkpoint" in resumed.stdout and "step-0000004.pt" in resumed.stdout
+    assert "resuming" in resumed.stdout and "step 2" in resumed.stdout
+    assert load_checkpoint(newest)["step"] == 4  # rewritten whole
