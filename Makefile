@@ -14,7 +14,7 @@ $(BIN)/cacl: pyproject.toml
 install: $(BIN)/cacl
 
 run: install
-	$(BIN)/cacl pretrain --preset tiny-world
+	$(BIN)/cacl pretrain --preset tiny-world --out runs/tiny-world-$$(date +%Y%m%d-%H%M%S)
 
 test: install
 	$(BIN)/python -m pytest -q
