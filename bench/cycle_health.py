@@ -23,8 +23,11 @@ from cacl_cli.train import pretrain
 VARIANTS = {
     "soft, cycle queue 4096": ["loss.soft_cycle=true", "moco.cycle_queue_size=4096"],
     "soft, cycle queue 64": ["loss.soft_cycle=true", "moco.cycle_queue_size=64"],
-    "soft (target tau 0.01), queue 64": ["loss.soft_cycle=true", "loss.soft_target_tau=0.01",
-                                         "moco.cycle_queue_size=64"],
+    "soft (target tau 0.01), queue 64": [
+        "loss.soft_cycle=true",
+        "loss.soft_target_tau=0.01",
+        "moco.cycle_queue_size=64",
+    ],
     "hard, cycle queue 4096": ["loss.soft_cycle=false", "moco.cycle_queue_size=4096"],
     "hard, cycle queue 256": ["loss.soft_cycle=false", "moco.cycle_queue_size=256"],
     "hard, cycle queue 64 (tiny-world)": ["loss.soft_cycle=false", "moco.cycle_queue_size=64"],
@@ -33,10 +36,18 @@ VARIANTS = {
 
 def summarise(run: Path) -> dict[str, float]:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    tail = records[-max(1, len(records) // 5):]
+    tail = records[-max(1, len(records) // 5) :]
     mean = lambda key: statistics.fmean(r[key] for r in tail)  # noqa: E731
-    return {k: mean(k) for k in ("cycle/loss", "cycle/chance", "cycle/spread", "cycle/back_rate",
-                                  "global/top1_batch")}
+    return {
+        k: mean(k)
+        for k in (
+            "cycle/loss",
+            "cycle/chance",
+            "cycle/spread",
+            "cycle/back_rate",
+            "global/top1_batch",
+        )
+    }
 
 
 def main() -> None:
@@ -49,16 +60,21 @@ def main() -> None:
     for name, overrides in VARIANTS.items():
         run = args.out / name.split(" (")[0].replace(" ", "_").replace(",", "")
         if not (run / "metrics.jsonl").is_file():
-            cfg = resolve("tiny-world", overrides + [f"schedule.steps={args.steps}",
-                                                     "run.log_every=5"])
+            cfg = resolve(
+                "tiny-world", overrides + [f"schedule.steps={args.steps}", "run.log_every=5"]
+            )
             pretrain(cfg, run, torch.device("cpu"), console=console)
         rows.append((name, summarise(run)))
     print(f"tiny-world, {args.steps} steps, means over the last fifth of each run")
-    print(f"{'variant':36s} {'cycle loss':>10s} {'chance':>7s} {'spread':>7s} {'back':>6s} "
-          f"{'glob top1':>9s}")
+    print(
+        f"{'variant':36s} {'cycle loss':>10s} {'chance':>7s} {'spread':>7s} {'back':>6s} "
+        f"{'glob top1':>9s}"
+    )
     for name, s in rows:
-        print(f"{name:36s} {s['cycle/loss']:10.3f} {s['cycle/chance']:7.3f} "
-              f"{s['cycle/spread']:7.3f} {s['cycle/back_rate']:6.3f} {s['global/top1_batch']:9.3f}")
+        print(
+            f"{name:36s} {s['cycle/loss']:10.3f} {s['cycle/chance']:7.3f} "
+            f"{s['cycle/spread']:7.3f} {s['cycle/back_rate']:6.3f} {s['global/top1_batch']:9.3f}"
+        )
 
 
 if __name__ == "__main__":

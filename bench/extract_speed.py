@@ -37,21 +37,28 @@ def naive(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSe
                 break
             frames.append(None)
         cap.release()
-        wanted = [s + k * settings.stride for s in extract.choose_starts(len(frames), settings, cid)
-                  for k in range(settings.frames_per_clip)]
+        wanted = [
+            s + k * settings.stride
+            for s in extract.choose_starts(len(frames), settings, cid)
+            for k in range(settings.frames_per_clip)
+        ]
         cap, t = cv2.VideoCapture(str(path)), 0
         while t <= max(wanted):
             ok, frame = cap.read()
             if t in wanted:
                 small = extract.resize_short_side(frame, settings.short_side)
-                cv2.imwrite(str(out / f"{cid}_{t:06d}.jpg"), small,
-                            [cv2.IMWRITE_JPEG_QUALITY, settings.quality])
+                cv2.imwrite(
+                    str(out / f"{cid}_{t:06d}.jpg"),
+                    small,
+                    [cv2.IMWRITE_JPEG_QUALITY, settings.quality],
+                )
             t += 1
         cap.release()
 
 
-def ours(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings,
-         workers: int) -> None:
+def ours(
+    root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings, workers: int
+) -> None:
     job = partial(extract.process_clip, root, out=out, settings=settings)
     with get_context("forkserver").Pool(workers, initializer=extract.worker_init) as pool:
         for _ in pool.imap_unordered(job, videos):
@@ -84,15 +91,30 @@ def main() -> None:
         videos = extract.find_videos(root)
         exact = extract.ExtractSettings()
         seek = extract.ExtractSettings(seek=True)
-        rows = [("naive OpenCV, 1 process", timed(lambda o: naive(root, videos, o, exact), args.repeats))]
+        rows = [
+            (
+                "naive OpenCV, 1 process",
+                timed(lambda o: naive(root, videos, o, exact), args.repeats),
+            )
+        ]
         for workers in (1, 2):
-            rows.append((f"ours exact, {workers} worker(s)",
-                         timed(lambda o: ours(root, videos, o, exact, workers), args.repeats)))
-            rows.append((f"ours --seek, {workers} worker(s)",
-                         timed(lambda o: ours(root, videos, o, seek, workers), args.repeats)))
+            rows.append(
+                (
+                    f"ours exact, {workers} worker(s)",
+                    timed(lambda o: ours(root, videos, o, exact, workers), args.repeats),
+                )
+            )
+            rows.append(
+                (
+                    f"ours --seek, {workers} worker(s)",
+                    timed(lambda o: ours(root, videos, o, seek, workers), args.repeats),
+                )
+            )
     n = len(videos)
-    print(f"{n} clips (1280x720 H.264, 280-289 frames; {args.copies} copies of 3 real clips), "
-          f"one pair each at stride 8, short side 256; median of {args.repeats} runs")
+    print(
+        f"{n} clips (1280x720 H.264, 280-289 frames; {args.copies} copies of 3 real clips), "
+        f"one pair each at stride 8, short side 256; median of {args.repeats} runs"
+    )
     base = n / rows[0][1]
     for name, seconds in rows:
         print(f"  {name:28s} {n / seconds:6.2f} clips/s   x{n / seconds / base:4.2f}")

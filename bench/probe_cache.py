@@ -31,8 +31,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
-    cfg = resolve("probe-world", [f"model.width={args.width}", f"schedule.epochs={args.epochs}",
-                                  f"eval.world_train_images={args.images}"])
+    cfg = resolve(
+        "probe-world",
+        [
+            f"model.width={args.width}",
+            f"schedule.epochs={args.epochs}",
+            f"eval.world_train_images={args.images}",
+        ],
+    )
     train, _ = open_splits(cfg, None)
     device = torch.device("cpu")
     backbone, _ = load_backbone(None, "resnet18", args.width)
@@ -40,10 +46,15 @@ def main() -> None:
     quiet = Console(quiet=True)
     times = {}
     for mode in ("memory", "off"):
-        run_cfg = resolve("probe-world", [f"model.width={args.width}",
-                                          f"schedule.epochs={args.epochs}",
-                                          f"eval.world_train_images={args.images}",
-                                          f"eval.cache={mode}"])
+        run_cfg = resolve(
+            "probe-world",
+            [
+                f"model.width={args.width}",
+                f"schedule.epochs={args.epochs}",
+                f"eval.world_train_images={args.images}",
+                f"eval.cache={mode}",
+            ],
+        )
         with TemporaryDirectory() as tmp:
             _, facts = train_probe(run_cfg, backbone, train, Path(tmp), device, quiet)
         times[mode] = facts["epoch_seconds"]
@@ -53,8 +64,10 @@ def main() -> None:
             backbone(prepare(*train[i], 0)[0].unsqueeze(0))
     one_pass = time.perf_counter() - start
     cached, uncached = statistics.median(times["memory"][1:]), statistics.median(times["off"])
-    print(f"probe, built-in world, {args.images} images of {cfg.world.size}px, resnet18 width "
-          f"{args.width}, CPU threads {torch.get_num_threads()}, {args.epochs} epochs each")
+    print(
+        f"probe, built-in world, {args.images} images of {cfg.world.size}px, resnet18 width "
+        f"{args.width}, CPU threads {torch.get_num_threads()}, {args.epochs} epochs each"
+    )
     print(f"  uncached epoch (median):             {uncached:7.3f} s")
     print(f"  cached epoch after the first (median): {cached:7.3f} s")
     print(f"  first cached epoch (fills the cache):  {times['memory'][0]:7.3f} s")

@@ -46,12 +46,18 @@ def main() -> None:
     world = World(WorldConfig(size=args.size))
     frames = [clip_frames_per_s(world, args.clips, r * args.clips) for r in range(args.repeats)]
     pairs = [pairs_per_s(world, args.clips * 4, r) for r in range(args.repeats)]
-    print(f"world {args.size}x{args.size}, {world.cfg.frames} frames/clip, one core, "
-          f"median of {args.repeats} repeats")
-    print(f"  clips rendered frame by frame: {statistics.median(frames):8.0f} frames/s "
-          f"(min {min(frames):.0f}, max {max(frames):.0f}); target >= 500")
-    print(f"  training pairs (new clip each): {statistics.median(pairs):8.0f} pairs/s "
-          f"= {2 * statistics.median(pairs):.0f} frames/s")
+    print(
+        f"world {args.size}x{args.size}, {world.cfg.frames} frames/clip, one core, "
+        f"median of {args.repeats} repeats"
+    )
+    print(
+        f"  clips rendered frame by frame: {statistics.median(frames):8.0f} frames/s "
+        f"(min {min(frames):.0f}, max {max(frames):.0f}); target >= 500"
+    )
+    print(
+        f"  training pairs (new clip each): {statistics.median(pairs):8.0f} pairs/s "
+        f"= {2 * statistics.median(pairs):.0f} frames/s"
+    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cacl_cli.commands import (extract_pairs, finetune, presets, pretrain, probe, visualize,
-                               world)
+from cacl_cli.commands import extract_pairs, finetune, presets, pretrain, probe, visualize, world
 
 app = typer.Typer(
     name="cacl",

@@ -34,10 +34,26 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # Keys whose value must be above zero.
 POSITIVE = (
-    "data.batch_size", "data.size", "schedule.steps", "model.width", "model.dim",
-    "moco.queue_size", "moco.cycle_queue_size", "moco.pixels_per_image", "moco.shuffle_bn_groups", "loss.tau", "loss.soft_target_tau",
-    "run.checkpoint_every", "run.log_every", "world.size", "world.classes", "world.frames",
-    "world.clips", "schedule.epochs", "eval.world_train_images", "eval.world_val_images",
+    "data.batch_size",
+    "data.size",
+    "schedule.steps",
+    "model.width",
+    "model.dim",
+    "moco.queue_size",
+    "moco.cycle_queue_size",
+    "moco.pixels_per_image",
+    "moco.shuffle_bn_groups",
+    "loss.tau",
+    "loss.soft_target_tau",
+    "run.checkpoint_every",
+    "run.log_every",
+    "world.size",
+    "world.classes",
+    "world.frames",
+    "world.clips",
+    "schedule.epochs",
+    "eval.world_train_images",
+    "eval.world_val_images",
 )
 
 
@@ -100,7 +116,9 @@ def _read_yaml(path: Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise CaclError(f"{path}: a preset must be a mapping of sections, got {type(data).__name__}")
+        raise CaclError(
+            f"{path}: a preset must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 

@@ -22,9 +22,16 @@ class EvalRun:
     val: SegmentationSet
 
 
-def start_eval_run(default_preset: str, preset: str | None, overrides: list[str],
-                   checkpoint: Path | None, random_init: bool, data: Path | None,
-                   out: Path | None, device: str | None) -> EvalRun:
+def start_eval_run(
+    default_preset: str,
+    preset: str | None,
+    overrides: list[str],
+    checkpoint: Path | None,
+    random_init: bool,
+    data: Path | None,
+    out: Path | None,
+    device: str | None,
+) -> EvalRun:
     """Check the options, resolve the config, open both splits, write config.yaml."""
     if (checkpoint is None) == (not random_init):
         raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")

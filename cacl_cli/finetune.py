@@ -28,15 +28,16 @@ from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, se
 def subset(n: int, fraction: float, seed: int) -> list[int]:
     """Indices of the nested, seeded subset holding ``fraction`` percent of n images."""
     order = np.random.default_rng(seed).permutation(n)
-    return sorted(int(i) for i in order[:max(1, round(n * fraction / 100))])
+    return sorted(int(i) for i in order[: max(1, round(n * fraction / 100))])
 
 
 def write_subset(path: Path, dataset: SegmentationSet, indices: list[int]) -> None:
     write_text_atomic(path, "".join(dataset.ids[i] + "\n" for i in indices))
 
 
-def random_crop(x: torch.Tensor, mask: torch.Tensor, size: int, rng: np.random.Generator
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def random_crop(
+    x: torch.Tensor, mask: torch.Tensor, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A size x size crop, padded (image 0, mask ignore) where the image is smaller; random flip."""
     h, w = mask.shape
     pad_h, pad_w = max(0, size - h), max(0, size - w)
@@ -45,7 +46,7 @@ def random_crop(x: torch.Tensor, mask: torch.Tensor, size: int, rng: np.random.G
         mask = F.pad(mask, (0, pad_w, 0, pad_h), value=IGNORE_INDEX)
     top = int(rng.integers(mask.shape[0] - size + 1))
     left = int(rng.integers(mask.shape[1] - size + 1))
-    x, mask = x[:, top:top + size, left:left + size], mask[top:top + size, left:left + size]
+    x, mask = x[:, top : top + size, left : left + size], mask[top : top + size, left : left + size]
     if rng.random() < 0.5:
         x, mask = x.flip(2), mask.flip(1)
     return x, mask
@@ -61,13 +62,25 @@ class Segmenter(nn.Module):
         return self.classifier(self.backbone(x))
 
 
-def finetune_once(cfg: Config, backbone: nn.Module, train: SegmentationSet, indices: list[int],
-                  val: SegmentationSet, device: torch.device, console: Console, label: str) -> dict:
+def finetune_once(
+    cfg: Config,
+    backbone: nn.Module,
+    train: SegmentationSet,
+    indices: list[int],
+    val: SegmentationSet,
+    device: torch.device,
+    console: Console,
+    label: str,
+) -> dict:
     """Train backbone + classifier on ``indices`` of ``train``; return the val scores."""
     torch.manual_seed(cfg.run.seed)
     model = Segmenter(backbone, train.num_classes).to(device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+    )
     rng = np.random.default_rng(cfg.run.seed)
     batch = min(cfg.data.batch_size, len(indices))
     steps_per_epoch = math.ceil(len(indices) / batch)
@@ -78,7 +91,10 @@ def finetune_once(cfg: Config, backbone: nn.Module, train: SegmentationSet, indi
         for _ in range(cfg.schedule.epochs):
             order = rng.permutation(len(indices))
             for first in range(0, len(order), batch):
-                crops = [random_crop(*prepared[j], cfg.data.size, rng) for j in order[first:first + batch]]
+                crops = [
+                    random_crop(*prepared[j], cfg.data.size, rng)
+                    for j in order[first : first + batch]
+                ]
                 x = torch.stack([c[0] for c in crops]).to(device)
                 mask = torch.stack([c[1] for c in crops]).to(device)
                 for group in optimizer.param_groups:

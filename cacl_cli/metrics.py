@@ -11,16 +11,18 @@ from __future__ import annotations
 import torch
 
 IGNORE_INDEX = 255
-CONVENTION = ("255 = ignore; a class absent from both ground truth and prediction is left out of "
-              "mIoU; predicted but absent from the ground truth counts as IoU 0; mAcc averages "
-              "the classes present in the ground truth")
+CONVENTION = (
+    "255 = ignore; a class absent from both ground truth and prediction is left out of "
+    "mIoU; predicted but absent from the ground truth counts as IoU 0; mAcc averages "
+    "the classes present in the ground truth"
+)
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(num_classes, num_classes) counts; rows are ground truth, columns prediction."""
     keep = target != IGNORE_INDEX
     index = target[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return torch.bincount(index, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def scores(confusion: torch.Tensor) -> dict:

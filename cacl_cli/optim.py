@@ -17,10 +17,18 @@ from torch import nn
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise trust ratios; groups with ``lars=False`` are plain SGD."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-6,
-                 trust: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      trust=trust, lars=True))
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-6,
+        trust: float = 0.001,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust, lars=True),
+        )
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch's signature
@@ -32,8 +40,11 @@ class LARS(torch.optim.Optimizer):
                 if group["lars"]:
                     update = update.add(p, alpha=group["weight_decay"])
                     w_norm, u_norm = torch.norm(p), torch.norm(update)
-                    ratio = torch.where((w_norm > 0) & (u_norm > 0),
-                                        group["trust"] * w_norm / u_norm, torch.ones_like(w_norm))
+                    ratio = torch.where(
+                        (w_norm > 0) & (u_norm > 0),
+                        group["trust"] * w_norm / u_norm,
+                        torch.ones_like(w_norm),
+                    )
                     update = update.mul(ratio)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:

@@ -15,8 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 
 from cacl_cli.config import Config
@@ -29,10 +35,23 @@ from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, se
 class FeatureCache:
     """Frozen-backbone features of every training image (and its mirror image when flipping)."""
 
-    def __init__(self, backbone: nn.Module, dataset: SegmentationSet, short_side: int,
-                 device: torch.device, mode: str, limit_gb: float, spill_dir: Path) -> None:
-        self.backbone, self.dataset, self.short_side, self.device = backbone, dataset, short_side, device
-        self.mode, self.limit = mode, int(limit_gb * 2 ** 30)
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dataset: SegmentationSet,
+        short_side: int,
+        device: torch.device,
+        mode: str,
+        limit_gb: float,
+        spill_dir: Path,
+    ) -> None:
+        self.backbone, self.dataset, self.short_side, self.device = (
+            backbone,
+            dataset,
+            short_side,
+            device,
+        )
+        self.mode, self.limit = mode, int(limit_gb * 2**30)
         self.spill_dir, self.used = spill_dir, 0
         self.memory: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -71,13 +90,21 @@ class FeatureCache:
 
 
 def _progress(console: Console, label: str) -> Progress:
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-                    TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
-def _batch_loss(head: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]],
-                device: torch.device) -> torch.Tensor:
+def _batch_loss(
+    head: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> torch.Tensor:
     """Mean loss over a batch; items of equal size are stacked, others run one by one."""
     groups: dict[tuple, list] = {}
     for feat, mask in items:
@@ -90,30 +117,51 @@ def _batch_loss(head: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]],
     return total / len(items)
 
 
-def train_probe(cfg: Config, backbone: nn.Module, train: SegmentationSet, run_dir: Path,
-                device: torch.device, console: Console) -> tuple[nn.Module, dict]:
+def train_probe(
+    cfg: Config,
+    backbone: nn.Module,
+    train: SegmentationSet,
+    run_dir: Path,
+    device: torch.device,
+    console: Console,
+) -> tuple[nn.Module, dict]:
     """Train the 1x1 classifier on frozen features; returns it and timing facts."""
     backbone.eval().requires_grad_(False)  # BN statistics frozen too
     loaded = {k: v.clone() for k, v in backbone.state_dict().items()}
     torch.manual_seed(cfg.run.seed)
     channels = backbone.out_channels
     head = linear_classifier(channels, train.num_classes).to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay)
-    cache = FeatureCache(backbone, train, cfg.eval.resize, device, cfg.eval.cache,
-                         cfg.eval.cache_gb, run_dir / "feature-cache")
+    optimizer = torch.optim.SGD(
+        head.parameters(),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    cache = FeatureCache(
+        backbone,
+        train,
+        cfg.eval.resize,
+        device,
+        cfg.eval.cache,
+        cfg.eval.cache_gb,
+        run_dir / "feature-cache",
+    )
     rng = np.random.default_rng(cfg.run.seed)
     epochs, batch = cfg.schedule.epochs, cfg.data.batch_size
     steps_per_epoch = math.ceil(len(train) / batch)
     total, step, epoch_times = epochs * steps_per_epoch, 0, []
     with _progress(console, "probe") as progress:
         task = progress.add_task("probe", total=epochs, status="")
-        for epoch in range(epochs):
+        for _ in range(epochs):
             started = progress.tasks[0].elapsed or 0.0
             order = rng.permutation(len(train))
             for first in range(0, len(order), batch):
-                flips = rng.random(len(order[first:first + batch])) < (0.5 if cfg.eval.flip else 0)
-                items = [cache.get(int(i), bool(f)) for i, f in zip(order[first:first + batch], flips)]
+                flips = rng.random(len(order[first : first + batch])) < (
+                    0.5 if cfg.eval.flip else 0
+                )
+                items = [
+                    cache.get(int(i), bool(f)) for i, f in zip(order[first : first + batch], flips)
+                ]
                 for group in optimizer.param_groups:
                     group["lr"] = cosine_lr(cfg.optim.lr, step, total)
                 loss = _batch_loss(head, items, device)
@@ -126,12 +174,22 @@ def train_probe(cfg: Config, backbone: nn.Module, train: SegmentationSet, run_di
     cache.cleanup()
     changed = [k for k, v in backbone.state_dict().items() if not torch.equal(v, loaded[k])]
     if changed:
-        raise CaclError(f"the frozen backbone changed during the probe ({changed[0]}); "
-                        "this is a bug, please report it")
-    return head, {"epoch_seconds": epoch_times, "backbone_unchanged": True,
-                  "cache_in_memory_mb": cache.used / 2 ** 20}
+        raise CaclError(
+            f"the frozen backbone changed during the probe ({changed[0]}); "
+            "this is a bug, please report it"
+        )
+    return head, {
+        "epoch_seconds": epoch_times,
+        "backbone_unchanged": True,
+        "cache_in_memory_mb": cache.used / 2**20,
+    }
 
 
-def probe_scores(backbone: nn.Module, head: nn.Module, val: SegmentationSet, short_side: int,
-                 device: torch.device) -> dict:
+def probe_scores(
+    backbone: nn.Module,
+    head: nn.Module,
+    val: SegmentationSet,
+    short_side: int,
+    device: torch.device,
+) -> dict:
     return evaluate(lambda x: head(backbone(x)), val, short_side, device)

@@ -24,8 +24,9 @@ from cacl_cli.files import write_text_atomic
 from cacl_cli.metrics import CONVENTION, IGNORE_INDEX, confusion_matrix, scores
 
 
-def prepare(image: np.ndarray, mask: np.ndarray, short_side: int
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare(
+    image: np.ndarray, mask: np.ndarray, short_side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize (short side, 0 = keep), normalise: -> (3, H, W) float and (H, W) long."""
     if short_side > 0:
         h, w = mask.shape
@@ -49,8 +50,12 @@ def segment_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(predict: Callable[[torch.Tensor], torch.Tensor], dataset: SegmentationSet,
-             short_side: int, device: torch.device) -> dict:
+def evaluate(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    dataset: SegmentationSet,
+    short_side: int,
+    device: torch.device,
+) -> dict:
     """Scores of ``predict`` (image batch -> stride-8 logits) over every image of ``dataset``."""
     confusion = torch.zeros(dataset.num_classes, dataset.num_classes, dtype=torch.long)
     for i in range(len(dataset)):
@@ -75,8 +80,15 @@ def versions() -> dict:
     return found
 
 
-def write_report(run_dir: Path, protocol: str, result: dict, classes: list[str],
-                 fingerprint: dict, console: Console, extra: dict | None = None) -> Path:
+def write_report(
+    run_dir: Path,
+    protocol: str,
+    result: dict,
+    classes: list[str],
+    fingerprint: dict,
+    console: Console,
+    extra: dict | None = None,
+) -> Path:
     """Print the per-class table and write results.json (atomically); returns its path."""
     table = Table(title=protocol)
     table.add_column("class")
@@ -87,14 +99,21 @@ def write_report(run_dir: Path, protocol: str, result: dict, classes: list[str],
         table.add_row(name, fmt(iou), fmt(acc))
     console.print(table)
     console.print(f"[dim]{CONVENTION}[/]")
-    console.print(f"[bold]{protocol}: mIoU {100 * result['miou']:.1f}  "
-                  f"mAcc {100 * result['macc']:.1f}[/]")
-    payload = {"protocol": protocol, "miou": result["miou"], "macc": result["macc"],
-               "pixel_acc": result["pixel_acc"],
-               "per_class": {n: {"iou": i, "acc": a}
-                             for n, i, a in zip(classes, result["iou"], result["acc"])},
-               "convention": CONVENTION, "fingerprint": {**fingerprint, "versions": versions()},
-               **(extra or {})}
+    console.print(
+        f"[bold]{protocol}: mIoU {100 * result['miou']:.1f}  mAcc {100 * result['macc']:.1f}[/]"
+    )
+    payload = {
+        "protocol": protocol,
+        "miou": result["miou"],
+        "macc": result["macc"],
+        "pixel_acc": result["pixel_acc"],
+        "per_class": {
+            n: {"iou": i, "acc": a} for n, i, a in zip(classes, result["iou"], result["acc"])
+        },
+        "convention": CONVENTION,
+        "fingerprint": {**fingerprint, "versions": versions()},
+        **(extra or {}),
+    }
     path = run_dir / "results.json"
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
     return path
@@ -102,7 +121,17 @@ def write_report(run_dir: Path, protocol: str, result: dict, classes: list[str],
 
 def fingerprint(cfg, weights: dict, train: SegmentationSet, val: SegmentationSet) -> dict:
     """What a result depends on, so two numbers can be told comparable or not."""
-    return {"checkpoint": weights, "dataset": cfg.eval.dataset, "train_split": train.name,
-            "val_split": val.name, "train_images": len(train), "val_images": len(val),
-            "epochs": cfg.schedule.epochs, "lr": cfg.optim.lr, "batch_size": cfg.data.batch_size,
-            "resize": cfg.eval.resize, "crop_size": cfg.data.size, "seed": cfg.run.seed}
+    return {
+        "checkpoint": weights,
+        "dataset": cfg.eval.dataset,
+        "train_split": train.name,
+        "val_split": val.name,
+        "train_images": len(train),
+        "val_images": len(val),
+        "epochs": cfg.schedule.epochs,
+        "lr": cfg.optim.lr,
+        "batch_size": cfg.data.batch_size,
+        "resize": cfg.eval.resize,
+        "crop_size": cfg.data.size,
+        "seed": cfg.run.seed,
+    }

@@ -12,8 +12,14 @@ from typing import Iterator
 
 import torch
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from cacl_cli.checkpoint import latest_checkpoint, save_checkpoint
@@ -39,8 +45,11 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step
+            ]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
@@ -55,20 +64,29 @@ def build_batches(cfg: Config) -> StepBatches:
     else:
         source = World(WorldConfig.from_config(cfg.world))
         if not 0 <= cfg.data.stride < cfg.world.frames:
-            raise CaclError(f"key 'data.stride' is {cfg.data.stride} but clips have "
-                            f"{cfg.world.frames} frames (world.frames); use a smaller stride")
+            raise CaclError(
+                f"key 'data.stride' is {cfg.data.stride} but clips have "
+                f"{cfg.world.frames} frames (world.frames); use a smaller stride"
+            )
     augment = augment_from_config(cfg.augment, cfg.data.size)
     return StepBatches(source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed)
 
 
-def _training_state(model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler, step: int,
-                    cfg: Config) -> dict:
+def _training_state(
+    model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler, step: int, cfg: Config
+) -> dict:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    return {"format": 1, "step": step, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "config": cfg.plain(), "rng": rng}
+    return {
+        "format": 1,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "config": cfg.plain(),
+        "rng": rng,
+    }
 
 
 def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler) -> int:
@@ -77,8 +95,9 @@ def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradSc
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as err:
         reason = str(err).strip().splitlines()[0]
-        raise CaclError(f"checkpoint does not fit this model ({reason[:120]}); "
-                        "resume with the run's own config") from None
+        raise CaclError(
+            f"checkpoint does not fit this model ({reason[:120]}); resume with the run's own config"
+        ) from None
     scaler.load_state_dict(state.get("scaler", {}))
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -87,13 +106,25 @@ def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradSc
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]pretrain"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn("[bold]pretrain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
-def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = False,
-             console: Console | None = None) -> Path:
+def pretrain(
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    resume: bool = False,
+    console: Console | None = None,
+) -> Path:
     """Train CACL as ``cfg`` says, in ``run_dir``; returns the final checkpoint's path."""
     console = console or Console()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +139,13 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
     model = build_model(cfg).to(device)
     peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, cfg.data.batch_size)
     rates = lr_schedule(peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps)
-    optimizer = LARS(lars_param_groups(model), lr=peak_lr, momentum=cfg.optim.momentum,
-                     weight_decay=cfg.optim.weight_decay, trust=cfg.optim.trust)
+    optimizer = LARS(
+        lars_param_groups(model),
+        lr=peak_lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+        trust=cfg.optim.trust,
+    )
     dtype = amp_dtype(cfg.run.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
@@ -150,11 +186,16 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
             loss = float(out.loss.detach())
 
             if done % cfg.run.log_every == 0 or done == steps:
-                record = {"step": done, "lr": rates[step], "loss": loss,
-                          **{f"{h}/loss": float(t.detach()) for h, t in out.terms.items()},
-                          **out.diagnostics,
-                          "step_time": step_time, "data_time": data_time,
-                          "images_per_s": cfg.data.batch_size / step_time}
+                record = {
+                    "step": done,
+                    "lr": rates[step],
+                    "loss": loss,
+                    **{f"{h}/loss": float(t.detach()) for h, t in out.terms.items()},
+                    **out.diagnostics,
+                    "step_time": step_time,
+                    "data_time": data_time,
+                    "images_per_s": cfg.data.batch_size / step_time,
+                }
                 metrics.write(record)
                 _warn_on_collapse(out.diagnostics, done, console)
             if done % cfg.run.checkpoint_every == 0 or done == steps or stop:
@@ -162,9 +203,12 @@ def pretrain(cfg: Config, run_dir: Path, device: torch.device, resume: bool = Fa
                 good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
             progress.update(task, completed=done, status=f"loss {loss:.3f}")
             if stop and done < steps:
-                raise Interrupted(f"stopped by {signal.Signals(stop[0]).name} after step {done}; "
-                                  f"checkpoint saved. Resume with: cacl pretrain --out {run_dir} "
-                                  "--resume", stop[0])
+                raise Interrupted(
+                    f"stopped by {signal.Signals(stop[0]).name} after step {done}; "
+                    f"checkpoint saved. Resume with: cacl pretrain --out {run_dir} "
+                    "--resume",
+                    stop[0],
+                )
             tick = time.perf_counter()
     if start >= steps:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")
@@ -192,24 +236,30 @@ def _save(run_dir: Path, step: int, state: dict, keep: int, previous: Path | Non
         return save_checkpoint(run_dir, step, state, keep)
     except OSError as err:
         kept = f"the last good one, {previous.name}, is intact" if previous else "none was kept"
-        raise CaclError(f"step {step}: could not write a checkpoint in {run_dir}/checkpoints "
-                        f"({err.strerror or err}); {kept}; free space or fix permissions, "
-                        "then --resume") from None
+        raise CaclError(
+            f"step {step}: could not write a checkpoint in {run_dir}/checkpoints "
+            f"({err.strerror or err}); {kept}; free space or fix permissions, "
+            "then --resume"
+        ) from None
 
 
 def _stop_if_not_finite(terms: dict[str, torch.Tensor], step: int, run_dir: Path) -> None:
     for name, value in terms.items():
         if not math.isfinite(float(value.detach())):
-            raise CaclError(f"step {step + 1}: loss term '{name}' is {float(value.detach())}; stopped with "
-                            f"the last good checkpoint kept in {run_dir}/checkpoints; "
-                            "try a lower optim.lr or a higher loss.tau")
+            raise CaclError(
+                f"step {step + 1}: loss term '{name}' is {float(value.detach())}; stopped with "
+                f"the last good checkpoint kept in {run_dir}/checkpoints; "
+                "try a lower optim.lr or a higher loss.tau"
+            )
 
 
 def _warn_on_collapse(diagnostics: dict[str, float], step: int, console: Console) -> None:
     for key, value in diagnostics.items():
         if key.endswith("/spread") and value < SPREAD_WARNING:
-            console.print(f"[yellow]warning[/]: step {step}: {key} is {value:.3f}; the "
-                          f"{key.split('/')[0]} head's outputs are collapsing toward one point")
+            console.print(
+                f"[yellow]warning[/]: step {step}: {key} is {value:.3f}; the "
+                f"{key.split('/')[0]} head's outputs are collapsing toward one point"
+            )
 
 
 def _print_summary(run_dir: Path, console: Console) -> None:

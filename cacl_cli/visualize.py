@@ -42,8 +42,9 @@ def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def feature_maps(encoder: nn.Module, frame: np.ndarray, size: tuple[int, int]
-                 ) -> dict[str, torch.Tensor]:
+def feature_maps(
+    encoder: nn.Module, frame: np.ndarray, size: tuple[int, int]
+) -> dict[str, torch.Tensor]:
     """Unit-length feature maps (D, h, w) of every space for one RGB frame."""
     resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     x = torch.from_numpy(resized).permute(2, 0, 1).float() / 255
@@ -65,8 +66,11 @@ def grid_pixels(spec: str, width: int, height: int) -> list[tuple[int, int]]:
         cols, rows = (int(v) for v in spec.removeprefix("grid:").lower().split("x"))
     except ValueError:
         raise CaclError(f"--pixels '{spec}': write points 'X,Y X,Y' or a grid 'grid:3x2'") from None
-    return [(int((c + 0.5) * width / cols), int((r + 0.5) * height / rows))
-            for r in range(rows) for c in range(cols)]
+    return [
+        (int((c + 0.5) * width / cols), int((r + 0.5) * height / rows))
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
 def check_pixel(pixel: tuple[int, int], width: int, height: int) -> None:
@@ -75,8 +79,12 @@ def check_pixel(pixel: tuple[int, int], width: int, height: int) -> None:
         raise CaclError(f"--pixel {x},{y} lies outside the {width}x{height} frame")
 
 
-def similarity_maps(maps_t: dict[str, torch.Tensor], maps_s: dict[str, torch.Tensor],
-                    pixel: tuple[int, int], frame_size: tuple[int, int]) -> list[SimilarityMap]:
+def similarity_maps(
+    maps_t: dict[str, torch.Tensor],
+    maps_s: dict[str, torch.Tensor],
+    pixel: tuple[int, int],
+    frame_size: tuple[int, int],
+) -> list[SimilarityMap]:
     """Cosine similarity of ``pixel`` (original frame coordinates) to every cell of frame T+S."""
     width, height = frame_size
     result = []
@@ -108,13 +116,26 @@ def label_height(width: int) -> int:
 def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
     height = label_height(panel.shape[1])
     strip = np.zeros((height, panel.shape[1], 3), np.uint8)
-    cv2.putText(strip, text, (4, height * 3 // 4), cv2.FONT_HERSHEY_SIMPLEX, height / 40, WHITE,
-                max(1, height // 20), cv2.LINE_AA)
+    cv2.putText(
+        strip,
+        text,
+        (4, height * 3 // 4),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        height / 40,
+        WHITE,
+        max(1, height // 20),
+        cv2.LINE_AA,
+    )
     return np.concatenate([strip, panel], axis=0)
 
 
-def figure_row(frame_t: np.ndarray, frame_s: np.ndarray, pixel: tuple[int, int],
-               maps: list[SimilarityMap], title: str) -> np.ndarray:
+def figure_row(
+    frame_t: np.ndarray,
+    frame_s: np.ndarray,
+    pixel: tuple[int, int],
+    maps: list[SimilarityMap],
+    title: str,
+) -> np.ndarray:
     """One row: frame T with the cross, then one heat-map panel over frame T+S per space.
 
     Frames narrower than MIN_PANEL are enlarged (nearest) so that labels stay legible.
@@ -124,13 +145,16 @@ def figure_row(frame_t: np.ndarray, frame_s: np.ndarray, pixel: tuple[int, int],
     frame_t, frame_s = enlarge(frame_t), enlarge(frame_s)
     marked = frame_t.copy()
     size = max(6, frame_t.shape[1] // 60)
-    cv2.drawMarker(marked, (pixel[0] * k, pixel[1] * k), RED, cv2.MARKER_CROSS, 2 * size,
-                   max(2, size // 3))
+    cv2.drawMarker(
+        marked, (pixel[0] * k, pixel[1] * k), RED, cv2.MARKER_CROSS, 2 * size, max(2, size // 3)
+    )
     panels = [_labelled(marked, title)]
     for m in maps:
         panel = _heat_panel(frame_s, m.values)
         cv2.circle(panel, (m.best[0] * k, m.best[1] * k), size, GREEN, max(2, size // 3))
-        panels.append(_labelled(panel, f"{m.space}: cos {m.values.min():.2f} to {m.values.max():.2f}"))
+        panels.append(
+            _labelled(panel, f"{m.space}: cos {m.values.min():.2f} to {m.values.max():.2f}")
+        )
     return np.concatenate(panels, axis=1)
 
 

@@ -56,23 +56,24 @@ def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
     """The sub-dict of ``state`` that best matches ``wanted`` names, and the prefix it had."""
     best, best_prefix = {}, ""
     for prefix in PREFIXES:
-        found = {k[len(prefix):]: v for k, v in state.items()
-                 if k.startswith(prefix) and k[len(prefix):] in wanted}
+        found = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and k[len(prefix) :] in wanted
+        }
         if len(found) > len(best):
             best, best_prefix = found, prefix
     return best, best_prefix
 
 
-def load_backbone(checkpoint: Path | None, arch: str, width: int
-                  ) -> tuple[nn.Module, dict]:
+def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Module, dict]:
     """A backbone and a report {source, sha256, arch, width, loaded, missing, prefix}.
 
     ``checkpoint`` None gives the random-init floor. A cacl run folder or checkpoint brings its own
     arch and width; a foreign state dict is read into ``arch``/``width``.
     """
     if checkpoint is None:
-        return build_backbone(arch, width), {"source": "random init", "arch": arch,
-                                             "width": width}
+        return build_backbone(arch, width), {"source": "random init", "arch": arch, "width": width}
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
     if config is not None:
@@ -81,25 +82,39 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
     if not found:
-        raise CaclError(f"{path}: no {arch} backbone weights in it (looked for keys like "
-                        f"'conv1.weight' under {', '.join(p or '(none)' for p in PREFIXES[:-1])})")
+        raise CaclError(
+            f"{path}: no {arch} backbone weights in it (looked for keys like "
+            f"'conv1.weight' under {', '.join(p or '(none)' for p in PREFIXES[:-1])})"
+        )
     shapes = net.state_dict()
     wrong = [k for k, v in found.items() if v.shape != shapes[k].shape]
     if wrong:
-        raise CaclError(f"{path}: weights do not fit a {arch} of width {width} "
-                        f"(first mismatch: {wrong[0]} {tuple(found[wrong[0]].shape)} vs "
-                        f"{tuple(shapes[wrong[0]].shape)})")
+        raise CaclError(
+            f"{path}: weights do not fit a {arch} of width {width} "
+            f"(first mismatch: {wrong[0]} {tuple(found[wrong[0]].shape)} vs "
+            f"{tuple(shapes[wrong[0]].shape)})"
+        )
     missing = sorted(k for k in wanted - set(found) if not k.endswith("num_batches_tracked"))
     if missing:
-        raise CaclError(f"{path}: {len(missing)} of the {arch}'s tensors are not in it "
-                        f"(first: {missing[0]}); refusing a partial load")
+        raise CaclError(
+            f"{path}: {len(missing)} of the {arch}'s tensors are not in it "
+            f"(first: {missing[0]}); refusing a partial load"
+        )
     net.load_state_dict(found, strict=False)
-    return net, {"source": str(path), "sha256": file_sha256(path), "arch": arch, "width": width,
-                 "loaded": len(found), "missing": missing, "prefix": prefix}
+    return net, {
+        "source": str(path),
+        "sha256": file_sha256(path),
+        "arch": arch,
+        "width": width,
+        "loaded": len(found),
+        "missing": missing,
+        "prefix": prefix,
+    }
 
 
-def load_encoder(checkpoint: Path | None, arch: str, width: int, dim: int = 128
-                 ) -> tuple[nn.Module, dict]:
+def load_encoder(
+    checkpoint: Path | None, arch: str, width: int, dim: int = 128
+) -> tuple[nn.Module, dict]:
     """The online encoder (backbone + the heads it was trained with) of a cacl checkpoint.
 
     A foreign state dict gives a backbone without heads; None gives a random-init encoder with all
@@ -109,8 +124,11 @@ def load_encoder(checkpoint: Path | None, arch: str, width: int, dim: int = 128
     from cacl_cli.model.heads import HEAD_NAMES
 
     if checkpoint is None:
-        return Encoder(arch, width, dim, HEAD_NAMES), {"source": "random init", "arch": arch,
-                                                      "width": width}
+        return Encoder(arch, width, dim, HEAD_NAMES), {
+            "source": "random init",
+            "arch": arch,
+            "width": width,
+        }
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
     if config is None:
@@ -119,14 +137,21 @@ def load_encoder(checkpoint: Path | None, arch: str, width: int, dim: int = 128
         encoder.backbone = backbone
         return encoder, report
     heads = tuple(h for h in HEAD_NAMES if config["heads"][h])
-    encoder = Encoder(config["model"]["arch"], config["model"]["width"], config["model"]["dim"],
-                      heads)
-    online = {k[len("online."):]: v for k, v in state.items() if k.startswith("online.")}
+    encoder = Encoder(
+        config["model"]["arch"], config["model"]["width"], config["model"]["dim"], heads
+    )
+    online = {k[len("online.") :]: v for k, v in state.items() if k.startswith("online.")}
     try:
         encoder.load_state_dict(online)
     except RuntimeError as err:
-        raise CaclError(f"{path}: its online network does not match its own config "
-                        f"({str(err).splitlines()[0][:100]})") from None
-    return encoder, {"source": str(path), "sha256": file_sha256(path),
-                     "arch": config["model"]["arch"], "width": config["model"]["width"],
-                     "heads": list(heads)}
+        raise CaclError(
+            f"{path}: its online network does not match its own config "
+            f"({str(err).splitlines()[0][:100]})"
+        ) from None
+    return encoder, {
+        "source": str(path),
+        "sha256": file_sha256(path),
+        "arch": config["model"]["arch"],
+        "width": config["model"]["width"],
+        "heads": list(heads),
+    }

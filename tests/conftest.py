@@ -1,4 +1,4 @@
-"""Shared helpers: a tiny config that trains in seconds, and a runner for the real console script."""
+"""Shared helpers: a tiny config that trains in seconds, and a runner for the console script."""
 
 import os
 import subprocess
@@ -12,9 +12,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # A model and world small enough for a few seconds of CPU per run.
 TINY = [
-    "model.width=8", "data.size=32", "world.size=40", "data.batch_size=16", "data.num_workers=0",
-    "moco.queue_size=128", "moco.cycle_queue_size=64", "moco.pixels_per_image=2",
-    "schedule.warmup_steps=5", "run.log_every=1",
+    "model.width=8",
+    "data.size=32",
+    "world.size=40",
+    "data.batch_size=16",
+    "data.num_workers=0",
+    "moco.queue_size=128",
+    "moco.cycle_queue_size=64",
+    "moco.pixels_per_image=2",
+    "schedule.warmup_steps=5",
+    "run.log_every=1",
 ]
 
 
@@ -31,8 +38,14 @@ def run_cacl(*args, cwd=None, env=None):
     full_env = {k: v for k, v in os.environ.items() if k != "CACL_DEBUG"}
     full_env["COLUMNS"] = "250"  # rich wraps at 80 columns without a terminal
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "cacl_cli", *map(str, args)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cacl_cli", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture

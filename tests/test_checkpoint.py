@@ -6,8 +6,13 @@ import pickle
 import pytest
 import torch
 
-from cacl_cli.checkpoint import (find_checkpoint, latest_checkpoint, list_checkpoints,
-                                 load_checkpoint, save_checkpoint)
+from cacl_cli.checkpoint import (
+    find_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cacl_cli.errors import CaclError
 
 

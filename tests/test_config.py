@@ -31,8 +31,15 @@ def test_base_inheritance_and_preset_values():
 
 
 def test_set_overrides_parse_yaml_scalars():
-    cfg = resolve("tiny-world", ["optim.lr=0.5", "loss.soft_cycle=false", "augment.crop_scale=[0.5, 1]",
-                                 "schedule.steps=12"])
+    cfg = resolve(
+        "tiny-world",
+        [
+            "optim.lr=0.5",
+            "loss.soft_cycle=false",
+            "augment.crop_scale=[0.5, 1]",
+            "schedule.steps=12",
+        ],
+    )
     assert cfg.optim.lr == 0.5 and cfg.loss.soft_cycle is False
     assert cfg.augment.crop_scale == [0.5, 1] and cfg.schedule.steps == 12
 
@@ -41,17 +48,23 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert resolve("tiny-world", ["optim.lr=2"]).optim.lr == 2.0
 
 
-@pytest.mark.parametrize("override,message", [
-    ("optim.lrr=0.5", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
-    ("optimm.lr=0.5", "unknown key 'optimm'"),
-    ("data.batch_size=abc", "key 'data.batch_size' must be int"),
-    ("data.batch_size=0", "key 'data.batch_size' must be above zero"),
-    ("data.batch_size=-4", "must be above zero"),
-    ("model.arch=resnet19", "must be one of resnet18, resnet50; got 'resnet19' (did you mean 'resnet18'?)"),
-    ("loss.soft_cycle=3", "key 'loss.soft_cycle' must be bool"),
-    ("optim=3", "'optim' is a section"),
-    ("novalue", "write it as KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.lrr=0.5", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+        ("optimm.lr=0.5", "unknown key 'optimm'"),
+        ("data.batch_size=abc", "key 'data.batch_size' must be int"),
+        ("data.batch_size=0", "key 'data.batch_size' must be above zero"),
+        ("data.batch_size=-4", "must be above zero"),
+        (
+            "model.arch=resnet19",
+            "must be one of resnet18, resnet50; got 'resnet19' (did you mean 'resnet18'?)",
+        ),
+        ("loss.soft_cycle=3", "key 'loss.soft_cycle' must be bool"),
+        ("optim=3", "'optim' is a section"),
+        ("novalue", "write it as KEY=VALUE"),
+    ],
+)
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(CaclError) as err:
         resolve("tiny-world", [override])
@@ -67,7 +80,9 @@ def test_unknown_preset_suggests_the_closest():
 def test_preset_file_with_unknown_key_and_yaml_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: tiny-world\nmodel:\n  widht: 8\n")
-    with pytest.raises(CaclError, match=r"unknown key 'model.widht' \(did you mean 'model.width'\?\)"):
+    with pytest.raises(
+        CaclError, match=r"unknown key 'model.widht' \(did you mean 'model.width'\?\)"
+    ):
         resolve(str(bad))
     broken = tmp_path / "broken.yaml"
     broken.write_text("model: [unclosed\n")

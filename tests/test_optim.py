@@ -32,8 +32,13 @@ def test_bias_and_norm_parameters_are_excluded_from_lars_and_decay():
 def test_lars_update_is_trust_ratio_times_weight_norm():
     w = nn.Parameter(torch.ones(2, 2) * 3.0)  # ||w|| = 6
     b = nn.Parameter(torch.ones(2))
-    opt = LARS([{"params": [w]}, {"params": [b], "lars": False, "weight_decay": 0.0}],
-               lr=1.0, momentum=0.0, weight_decay=0.0, trust=0.01)
+    opt = LARS(
+        [{"params": [w]}, {"params": [b], "lars": False, "weight_decay": 0.0}],
+        lr=1.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        trust=0.01,
+    )
     w.grad = torch.ones(2, 2) * 100.0  # ||g|| = 200
     b.grad = torch.ones(2) * 0.5
     opt.step()
@@ -47,6 +52,6 @@ def test_lars_minimises_a_quadratic():
     opt = LARS([{"params": [w]}], lr=10.0, momentum=0.9, weight_decay=0.0, trust=0.01)
     for _ in range(300):
         opt.zero_grad()
-        (w ** 2).sum().backward()
+        (w**2).sum().backward()
         opt.step()
     assert w.norm() < 1.0

@@ -27,8 +27,11 @@ def test_moco_v2_checkpoint_layout_loads(tmp_path):
 
 
 def test_partial_or_empty_loads_are_refused(tmp_path):
-    partial = {k: v for k, v in torchvision.models.resnet18().state_dict().items()
-               if not k.startswith("layer4")}
+    partial = {
+        k: v
+        for k, v in torchvision.models.resnet18().state_dict().items()
+        if not k.startswith("layer4")
+    }
     torch.save(partial, tmp_path / "partial.pt")
     with pytest.raises(CaclError, match="refusing a partial load"):
         load_backbone(tmp_path / "partial.pt", "resnet18", 64)

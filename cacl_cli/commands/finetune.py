@@ -13,8 +13,9 @@ from cacl_cli.errors import report_errors
 
 def finetune_command(
     checkpoint: Optional[Path] = options.Checkpoint,
-    random_init: bool = typer.Option(False, "--random-init",
-                                     help="Start from a randomly initialised backbone."),
+    random_init: bool = typer.Option(
+        False, "--random-init", help="Start from a randomly initialised backbone."
+    ),
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     data: Optional[Path] = options.Data,
@@ -35,8 +36,9 @@ def finetune_command(
         from cacl_cli.segeval import fingerprint, write_report
         from cacl_cli.weights import load_backbone
 
-        run = start_eval_run("finetune-world", preset, overrides or [], checkpoint, random_init,
-                             data, out, device)
+        run = start_eval_run(
+            "finetune-world", preset, overrides or [], checkpoint, random_init, data, out, device
+        )
         cfg, train, val = run.cfg, run.train, run.val
         console = Console()
         rows, weights = {}, {}
@@ -44,15 +46,32 @@ def finetune_command(
             indices = subset(len(train), fraction, cfg.eval.subset_seed)
             write_subset(run.run_dir / f"subset-{fraction:g}.txt", train, indices)
             backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
-            result = finetune_once(cfg, backbone, train, indices, val, run.device, console,
-                                   f"finetune {fraction:g}% ({len(indices)} images)")
+            result = finetune_once(
+                cfg,
+                backbone,
+                train,
+                indices,
+                val,
+                run.device,
+                console,
+                f"finetune {fraction:g}% ({len(indices)} images)",
+            )
             rows[f"{fraction:g}%"] = {"images": len(indices), **result}
         table = Table("", *rows, title=f"fine-tuning from {weights['source']}: mIoU (mAcc)")
-        table.add_row("mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})"
-                                for r in rows.values()))
+        table.add_row(
+            "mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})" for r in rows.values())
+        )
         console.print(table)
-        summary = {k: {"images": r["images"], "miou": r["miou"], "macc": r["macc"],
-                       "iou": r["iou"]} for k, r in rows.items()}
-        write_report(run.run_dir, f"fine-tuning {list(rows)[-1]}", list(rows.values())[-1],
-                     val.classes, fingerprint(cfg, weights, train, val), console,
-                     extra={"fractions": summary, "subset_seed": cfg.eval.subset_seed})
+        summary = {
+            k: {"images": r["images"], "miou": r["miou"], "macc": r["macc"], "iou": r["iou"]}
+            for k, r in rows.items()
+        }
+        write_report(
+            run.run_dir,
+            f"fine-tuning {list(rows)[-1]}",
+            list(rows.values())[-1],
+            val.classes,
+            fingerprint(cfg, weights, train, val),
+            console,
+            extra={"fractions": summary, "subset_seed": cfg.eval.subset_seed},
+        )

@@ -18,11 +18,15 @@ def pretrain_command(
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     out: Optional[Path] = options.Out,
-    data: Optional[Path] = typer.Option(None, "--data", help="A pairs folder (cacl extract-pairs) "
-                                        "or an image folder; default: the built-in world."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="A pairs folder (cacl extract-pairs) or an image folder; default: the built-in world.",
+    ),
     device: Optional[str] = options.Device,
-    resume: bool = typer.Option(False, "--resume",
-                                help="Continue the run in --out from its newest good checkpoint."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its newest good checkpoint."
+    ),
 ) -> None:
     """Pretrain a backbone with CACL on frame pairs (default: the built-in world).
 
@@ -37,19 +41,27 @@ def pretrain_command(
         cfg = _config(preset, overrides or [], out, resume, data)
         run_dir = out or Path("runs") / cfg.preset.name
         if not resume and (run_dir / "checkpoints").is_dir():
-            raise CaclError(f"{run_dir} already holds a run; pass --resume to continue it "
-                            "or --out to start a new one elsewhere")
+            raise CaclError(
+                f"{run_dir} already holds a run; pass --resume to continue it "
+                "or --out to start a new one elsewhere"
+            )
         pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
-def _config(preset: Optional[str], overrides: list[str], out: Optional[Path], resume: bool,
-            data: Optional[Path]) -> Config:
+def _config(
+    preset: Optional[str],
+    overrides: list[str],
+    out: Optional[Path],
+    resume: bool,
+    data: Optional[Path],
+) -> Config:
     """A new run's config from the preset (and --data); a resumed run keeps its own."""
     saved = out / "config.yaml" if out else None
     if resume and saved and saved.is_file():
         if preset or overrides or data:
-            raise CaclError(f"a resumed run keeps its config ({saved}); "
-                            "drop --preset, --set and --data")
+            raise CaclError(
+                f"a resumed run keeps its config ({saved}); drop --preset, --set and --data"
+            )
         return resolve(str(saved))
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")

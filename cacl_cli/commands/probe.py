@@ -13,8 +13,9 @@ from cacl_cli.errors import report_errors
 
 def probe_command(
     checkpoint: Optional[Path] = options.Checkpoint,
-    random_init: bool = typer.Option(False, "--random-init",
-                                     help="Probe a randomly initialised backbone (the floor)."),
+    random_init: bool = typer.Option(
+        False, "--random-init", help="Probe a randomly initialised backbone (the floor)."
+    ),
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     data: Optional[Path] = options.Data,
@@ -35,17 +36,27 @@ def probe_command(
         from cacl_cli.segeval import fingerprint, write_report
         from cacl_cli.weights import load_backbone
 
-        run = start_eval_run("probe-world", preset, overrides or [], checkpoint, random_init,
-                             data, out, device)
+        run = start_eval_run(
+            "probe-world", preset, overrides or [], checkpoint, random_init, data, out, device
+        )
         cfg, train, val = run.cfg, run.train, run.val
         backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
         console = Console()
-        console.print(f"probe: {weights['source']} on {train.name} ({len(train)} images), "
-                      f"evaluated on {val.name} ({len(val)})")
+        console.print(
+            f"probe: {weights['source']} on {train.name} ({len(train)} images), "
+            f"evaluated on {val.name} ({len(val)})"
+        )
         backbone = backbone.to(run.device)
         head, facts = train_probe(cfg, backbone, train, run.run_dir, run.device, console)
         result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
         write_atomic(run.run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
-        path = write_report(run.run_dir, "linear probe", result, val.classes,
-                            fingerprint(cfg, weights, train, val), console, extra=facts)
+        path = write_report(
+            run.run_dir,
+            "linear probe",
+            result,
+            val.classes,
+            fingerprint(cfg, weights, train, val),
+            console,
+            extra=facts,
+        )
         console.print(f"backbone unchanged after training: yes; results in {path}")

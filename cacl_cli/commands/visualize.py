@@ -13,15 +13,20 @@ from cacl_cli.errors import CaclError, report_errors
 
 def visualize_command(
     frames: Path = typer.Argument(..., help="A folder of frames or a video file."),
-    pixel: Optional[List[str]] = typer.Option(None, "--pixel", help="X,Y in frame pixels (repeatable)."),
-    pixels: Optional[str] = typer.Option(None, "--pixels",
-                                         help="Several points 'X,Y X,Y' or a grid 'grid:3x2'."),
+    pixel: Optional[List[str]] = typer.Option(
+        None, "--pixel", help="X,Y in frame pixels (repeatable)."
+    ),
+    pixels: Optional[str] = typer.Option(
+        None, "--pixels", help="Several points 'X,Y X,Y' or a grid 'grid:3x2'."
+    ),
     frame: int = typer.Option(0, "--frame", min=0, help="Index T of the source frame."),
     stride: int = typer.Option(8, "--stride", min=0, help="Compare with frame T + STRIDE."),
     checkpoint: Optional[Path] = options.Checkpoint,
     compare: Optional[Tuple[Path, Path]] = typer.Option(
-        None, "--compare", help="Two checkpoints (runs or files) side by side, e.g. with and "
-                                "without pixel shuffle."),
+        None,
+        "--compare",
+        help="Two checkpoints (runs or files) side by side, e.g. with and without pixel shuffle.",
+    ),
     size: int = typer.Option(256, "--size", min=8, help="Working short side in pixels."),
     out: Optional[Path] = options.Out,
     preset: Optional[str] = options.Preset,
@@ -48,8 +53,11 @@ def visualize_command(
         height, width = frame_t.shape[:2]
         points = [vis.parse_pixel(p) for p in pixel or []]
         if pixels:
-            points += (vis.grid_pixels(pixels, width, height) if pixels.startswith("grid:")
-                       else [vis.parse_pixel(p) for p in pixels.split()])
+            points += (
+                vis.grid_pixels(pixels, width, height)
+                if pixels.startswith("grid:")
+                else [vis.parse_pixel(p) for p in pixels.split()]
+            )
         if not points:
             raise CaclError("give --pixel X,Y (or --pixels) to choose the source pixel")
         for p in points:
@@ -67,8 +75,11 @@ def visualize_command(
                 maps = vis.similarity_maps(maps_t, maps_s, point, (width, height))
                 for m in maps:
                     vis.save_npy(out_dir / f"sim-r{run_index}-p{k}-{m.space}.npy", m.values)
-                rows.append(vis.figure_row(frame_t, frame_s, point, maps,
-                                           f"{name}: T={frame}, ({point[0]},{point[1]})"))
+                rows.append(
+                    vis.figure_row(
+                        frame_t, frame_s, point, maps, f"{name}: T={frame}, ({point[0]},{point[1]})"
+                    )
+                )
         figure = out_dir / "similarity.png"
         vis.save_png(figure, vis.stack_rows(rows))
         Console().print(f"{figure}: {len(rows)} row(s), frames {frame} and {frame + stride}")

@@ -32,6 +32,5 @@ def world_command(
         with console.status("writing clips"):
             videos = export_videos(world, out / "videos", clips)
         with console.status("writing labelled images"):
-            voc = export_labelled(world, out / "voc",
-                                  {"train": train_images, "val": val_images})
+            voc = export_labelled(world, out / "voc", {"train": train_images, "val": val_images})
         console.print(f"{len(videos)} clips in {out / 'videos'}; labelled set in {voc}")

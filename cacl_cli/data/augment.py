@@ -33,8 +33,9 @@ class PairAugment:
     flip_p: float = 0.5
     shared_crop: bool = True  # one crop box and flip for both frames
 
-    def __call__(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Two (H, W, 3) uint8 frames of one size -> two normalised (3, size, size) tensors."""
         box = self._crop_box(a.shape[0], a.shape[1], rng)
         flip = rng.random() < self.flip_p
@@ -54,13 +55,19 @@ class PairAugment:
         side = min(h, w)
         return (h - side) // 2, (w - side) // 2, side, side
 
-    def _one(self, frame: np.ndarray, box: tuple[int, int, int, int], flip: bool,
-             rng: np.random.Generator) -> torch.Tensor:
+    def _one(
+        self,
+        frame: np.ndarray,
+        box: tuple[int, int, int, int],
+        flip: bool,
+        rng: np.random.Generator,
+    ) -> torch.Tensor:
         top, left, ch, cw = box
-        x = torch.from_numpy(np.ascontiguousarray(frame[top:top + ch, left:left + cw]))
+        x = torch.from_numpy(np.ascontiguousarray(frame[top : top + ch, left : left + cw]))
         x = x.permute(2, 0, 1).float().div_(255).unsqueeze(0)
-        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                          antialias=True)[0].clamp_(0, 1)
+        x = F.interpolate(
+            x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+        )[0].clamp_(0, 1)
         if flip:
             x = x.flip(2)
         if rng.random() < self.jitter_p:
@@ -89,7 +96,13 @@ class PairAugment:
 
 
 def augment_from_config(section, size: int) -> PairAugment:
-    return PairAugment(size=size, crop_scale=tuple(section.crop_scale), jitter=section.jitter,
-                       jitter_p=section.jitter_p, grayscale_p=section.grayscale_p,
-                       blur_p=section.blur_p, flip_p=section.flip_p,
-                       shared_crop=section.shared_crop)
+    return PairAugment(
+        size=size,
+        crop_scale=tuple(section.crop_scale),
+        jitter=section.jitter,
+        jitter_p=section.jitter_p,
+        grayscale_p=section.grayscale_p,
+        blur_p=section.blur_p,
+        flip_p=section.flip_p,
+        shared_crop=section.shared_crop,
+    )

@@ -24,15 +24,17 @@ class PairSource(Protocol):
 class StepBatches(Dataset):
     """``self[step]`` -> (v, v_plus), each (batch_size, 3, size, size)."""
 
-    def __init__(self, source: PairSource, augment: PairAugment, batch_size: int, stride: int,
-                 seed: int) -> None:
+    def __init__(
+        self, source: PairSource, augment: PairAugment, batch_size: int, stride: int, seed: int
+    ) -> None:
         self.source, self.augment = source, augment
         self.batch_size, self.stride, self.seed = batch_size, stride, seed
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
-        pairs = [self.augment(*self.source.pair(rng, self.stride), rng)
-                 for _ in range(self.batch_size)]
+        pairs = [
+            self.augment(*self.source.pair(rng, self.stride), rng) for _ in range(self.batch_size)
+        ]
         return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
 
 
@@ -44,13 +46,19 @@ def _single_thread_worker(_: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def step_loader(batches: StepBatches, first_step: int, last_step: int,
-                num_workers: int) -> DataLoader:
+def step_loader(
+    batches: StepBatches, first_step: int, last_step: int, num_workers: int
+) -> DataLoader:
     """Batches for steps first_step .. last_step - 1, in order, built by ``num_workers``."""
     # Its own generator: creating the loader must not draw from the global RNG, which a resumed
     # run restores exactly.
-    return DataLoader(batches, batch_size=None, sampler=range(first_step, last_step),
-                      num_workers=num_workers, worker_init_fn=_single_thread_worker,
-                      generator=torch.Generator().manual_seed(0),
-                      prefetch_factor=4 if num_workers else None,
-                      persistent_workers=False)
+    return DataLoader(
+        batches,
+        batch_size=None,
+        sampler=range(first_step, last_step),
+        num_workers=num_workers,
+        worker_init_fn=_single_thread_worker,
+        generator=torch.Generator().manual_seed(0),
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )

@@ -28,8 +28,20 @@ from cacl_cli.files import write_atomic, write_text_atomic
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
 REPORT = "skipped.tsv"
-DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
-                      ".wmv", ".3gp", ".ts")
+DEFAULT_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ts",
+)
 
 
 @dataclass(frozen=True)
@@ -194,20 +206,33 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict
     names = []
     for index, frame in zip(wanted, frames):
         name = f"{cid}/{index:06d}.jpg"
-        ok, data = cv2.imencode(".jpg", cv2.cvtColor(resize_short_side(frame, settings.short_side),
-                                                     cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, settings.quality])
+        ok, data = cv2.imencode(
+            ".jpg",
+            cv2.cvtColor(resize_short_side(frame, settings.short_side), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, settings.quality],
+        )
         if not ok:
             raise ValueError(f"frame {index} could not be encoded")
         write_atomic(out / name, lambda fh: fh.write(data.tobytes()))
         names.append(name)
-    groups = [names[i:i + settings.frames_per_clip]
-              for i in range(0, len(names), settings.frames_per_clip)]
-    indices = [wanted[i:i + settings.frames_per_clip]
-               for i in range(0, len(wanted), settings.frames_per_clip)]
-    return {"status": "done", "frames": groups, "indices": indices, "fps": fps,
-            "frame_count": count, "size": [width, height], "decoder": decoder,
-            "stride": settings.stride}
+    groups = [
+        names[i : i + settings.frames_per_clip]
+        for i in range(0, len(names), settings.frames_per_clip)
+    ]
+    indices = [
+        wanted[i : i + settings.frames_per_clip]
+        for i in range(0, len(wanted), settings.frames_per_clip)
+    ]
+    return {
+        "status": "done",
+        "frames": groups,
+        "indices": indices,
+        "fps": fps,
+        "frame_count": count,
+        "size": [width, height],
+        "decoder": decoder,
+        "stride": settings.stride,
+    }
 
 
 # ---------------------------------------------------------------- the whole folder
@@ -226,8 +251,10 @@ def write_manifest(out: Path, settings: ExtractSettings) -> tuple[int, int]:
     skipped = [r for r in records if r["status"] != "done"]
     header = {"cacl_pairs": 1, "settings": asdict(settings)}
     write_text_atomic(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in [header] + done))
-    write_text_atomic(out / REPORT, "source\treason\n" + "".join(
-        f"{r['source']}\t{r['reason']}\n" for r in skipped))
+    write_text_atomic(
+        out / REPORT,
+        "source\treason\n" + "".join(f"{r['source']}\t{r['reason']}\n" for r in skipped),
+    )
     return len(done), len(skipped)
 
 

@@ -42,8 +42,9 @@ def natural_key(path: Path) -> list:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=natural_key)
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key
+    )
     if not files:
         raise CaclError(f"{folder} holds no frames ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -89,8 +90,10 @@ def _video_frames_opencv(path: Path, indices: list[int]) -> list[np.ndarray]:
     finally:
         cap.release()
     if len(found) < len(wanted):
-        raise CaclError(f"{path} has only {t} frames; frame {max(indices)} was asked for "
-                        "(lower --frame or --stride)")
+        raise CaclError(
+            f"{path} has only {t} frames; frame {max(indices)} was asked for "
+            "(lower --frame or --stride)"
+        )
     return [found[i] for i in indices]
 
 
@@ -99,8 +102,10 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
     if source.is_dir():
         files = frame_files(source)
         if max(indices) >= len(files):
-            raise CaclError(f"{source} has {len(files)} frames; frame {max(indices)} was asked "
-                            "for (lower --frame or --stride)")
+            raise CaclError(
+                f"{source} has {len(files)} frames; frame {max(indices)} was asked "
+                "for (lower --frame or --stride)"
+            )
         return [_read_image(files[i]) for i in indices]
     if not source.exists():
         raise CaclError(f"{source} does not exist; give a frame folder or a video file")

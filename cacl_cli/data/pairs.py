@@ -33,16 +33,19 @@ class PairsFolder:
     def __init__(self, root: Path) -> None:
         manifest = root / MANIFEST
         if not manifest.is_file():
-            raise CaclError(f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS "
-                            f"--out {root}`")
+            raise CaclError(
+                f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS --out {root}`"
+            )
         lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
         self.root = root
         self.settings = lines[0].get("settings", {}) if lines else {}
-        self.draws = [[root / name for name in group] for record in lines[1:]
-                      for group in record["frames"]]
+        self.draws = [
+            [root / name for name in group] for record in lines[1:] for group in record["frames"]
+        ]
         if not self.draws:
-            raise CaclError(f"{manifest} lists no clips; every video was skipped "
-                            "(see skipped.tsv beside it)")
+            raise CaclError(
+                f"{manifest} lists no clips; every video was skipped (see skipped.tsv beside it)"
+            )
 
     def __len__(self) -> int:
         return len(self.draws)

@@ -19,14 +19,48 @@ from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
 
 VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 CITYSCAPES_CLASSES = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 ]
 # Cityscapes labelIds of the 19 evaluated classes, in train-id order; every other id is ignored.
 CITYSCAPES_EVAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
@@ -45,8 +79,10 @@ def read_index_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as mask:
             if mask.mode not in ("P", "L", "I", "I;16"):
-                raise CaclError(f"{path}: mask mode {mask.mode} holds colours, not class ids; "
-                                "save masks as palette or grayscale PNGs")
+                raise CaclError(
+                    f"{path}: mask mode {mask.mode} holds colours, not class ids; "
+                    "save masks as palette or grayscale PNGs"
+                )
             return np.array(mask).astype(np.uint8)
     except (OSError, ValueError):
         raise CaclError(f"{path} is not a readable mask PNG") from None
@@ -55,8 +91,14 @@ def read_index_png(path: Path) -> np.ndarray:
 class SegmentationSet:
     """A list of samples, each loaded on demand by ``loader(i)``."""
 
-    def __init__(self, name: str, classes: list[str], size: int,
-                 loader: Callable[[int], tuple[np.ndarray, np.ndarray]], ids: list[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        classes: list[str],
+        size: int,
+        loader: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        ids: list[str],
+    ) -> None:
         self.name, self.classes, self.ids = name, classes, ids
         self._loader, self._size = loader, size
 
@@ -71,14 +113,18 @@ class SegmentationSet:
         return len(self.classes)
 
 
-def _pair_loader(images: list[Path], masks: list[Path],
-                 read_mask: Callable[[Path], np.ndarray] = read_index_png):
+def _pair_loader(
+    images: list[Path], masks: list[Path], read_mask: Callable[[Path], np.ndarray] = read_index_png
+):
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask = read_rgb(images[i]), read_mask(masks[i])
         if image.shape[:2] != mask.shape:
-            raise CaclError(f"{masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                            f"{images[i].name} is {image.shape[1]}x{image.shape[0]}")
+            raise CaclError(
+                f"{masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{images[i].name} is {image.shape[1]}x{image.shape[0]}"
+            )
         return image, mask
+
     return load
 
 
@@ -102,11 +148,19 @@ def voc(root: Path, split: str) -> SegmentationSet:
     The train split uses SBD's 10,582 "aug" images when ``SegmentationClassAug`` and its list
     ``ImageSets/SegmentationAug/train_aug.txt`` are present.
     """
-    base = next((p for p in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
-                 if (p / "JPEGImages").is_dir()), None)
+    base = next(
+        (
+            p
+            for p in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
+            if (p / "JPEGImages").is_dir()
+        ),
+        None,
+    )
     if base is None:
-        raise CaclError(f"{root} is not a VOC 2012 folder: no JPEGImages/ in it, in VOC2012/ or "
-                        "in VOCdevkit/VOC2012/")
+        raise CaclError(
+            f"{root} is not a VOC 2012 folder: no JPEGImages/ in it, in VOC2012/ or "
+            "in VOCdevkit/VOC2012/"
+        )
     aug_list = base / "ImageSets" / "SegmentationAug" / "train_aug.txt"
     if split == "train" and (base / "SegmentationClassAug").is_dir() and aug_list.is_file():
         ids, mask_dir = _read_list(aug_list), base / "SegmentationClassAug"
@@ -135,24 +189,39 @@ def cityscapes(root: Path, split: str) -> SegmentationSet:
     masks = []
     for image in images:
         stem = image.name[: -len("_leftImg8bit.png")]
-        masks.append(_require(root / "gtFine" / split / image.parent.name /
-                              f"{stem}_gtFine_labelIds.png", f"the labelIds of {image.name}"))
+        masks.append(
+            _require(
+                root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png",
+                f"the labelIds of {image.name}",
+            )
+        )
     ids = [m.name for m in images]
     read_mask = lambda p: cityscapes_train_ids(read_index_png(p))  # noqa: E731
-    return SegmentationSet(f"cityscapes-{split}", CITYSCAPES_CLASSES, len(images),
-                           _pair_loader(images, masks, read_mask), ids)
+    return SegmentationSet(
+        f"cityscapes-{split}",
+        CITYSCAPES_CLASSES,
+        len(images),
+        _pair_loader(images, masks, read_mask),
+        ids,
+    )
 
 
 def folder(root: Path, split: str) -> SegmentationSet:
     """Your own data: ``images/`` (jpg/png), ``masks/`` (PNG class ids, same stems, 255 = ignore),
     ``classes.txt`` (one name per line, id = line number) and ``<split>.txt`` listing stems."""
-    classes = [c.strip() for c in _require(root / "classes.txt", "one class name per line")
-               .read_text().splitlines() if c.strip()]
+    classes = [
+        c.strip()
+        for c in _require(root / "classes.txt", "one class name per line").read_text().splitlines()
+        if c.strip()
+    ]
     ids = _read_list(root / f"{split}.txt")
     images = []
     for i in ids:
-        found = [root / "images" / f"{i}{s}" for s in IMAGE_SUFFIXES
-                 if (root / "images" / f"{i}{s}").is_file()]
+        found = [
+            root / "images" / f"{i}{s}"
+            for s in IMAGE_SUFFIXES
+            if (root / "images" / f"{i}{s}").is_file()
+        ]
         if not found:
             raise CaclError(f"{root / 'images'} has no image named '{i}' (.jpg or .png)")
         images.append(found[0])
@@ -166,12 +235,18 @@ def world(cfg: WorldConfig, split: str, count: int) -> SegmentationSet:
         raise CaclError(f"the built-in world has splits train and val, not '{split}'")
     w = World(cfg)
     ids = [f"world_{split}_{i:06d}" for i in range(count)]
-    return SegmentationSet(f"world-{split}", class_names(cfg.classes), count,
-                           lambda i: labelled_frame(w, split, i), ids)
+    return SegmentationSet(
+        f"world-{split}",
+        class_names(cfg.classes),
+        count,
+        lambda i: labelled_frame(w, split, i),
+        ids,
+    )
 
 
-def open_dataset(kind: str, root: Path | None, split: str, world_cfg: WorldConfig,
-                 world_count: int) -> SegmentationSet:
+def open_dataset(
+    kind: str, root: Path | None, split: str, world_cfg: WorldConfig, world_count: int
+) -> SegmentationSet:
     """The labelled set a config names; ``root`` is the --data path (None: the built-in world)."""
     if kind == "world" or root is None:
         return world(world_cfg, split, world_count)
@@ -185,6 +260,10 @@ def open_splits(cfg, root: Path | None) -> tuple[SegmentationSet, SegmentationSe
     if cfg.eval.dataset != "world" and root is None:
         raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
     world_cfg = WorldConfig.from_config(cfg.world)
-    return tuple(open_dataset(cfg.eval.dataset, root, split, world_cfg, count) for split, count in
-                 ((cfg.eval.train_split, cfg.eval.world_train_images),
-                  (cfg.eval.val_split, cfg.eval.world_val_images)))
+    return tuple(
+        open_dataset(cfg.eval.dataset, root, split, world_cfg, count)
+        for split, count in (
+            (cfg.eval.train_split, cfg.eval.world_train_images),
+            (cfg.eval.val_split, cfg.eval.world_val_images),
+        )
+    )

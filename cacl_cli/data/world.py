@@ -23,23 +23,31 @@ SHAPES = {
     "square": lambda u, v: np.maximum(np.abs(u), np.abs(v)) < 0.8,
     "triangle": lambda u, v: (v < 0.8) & (np.abs(u) < (v + 1.0) / 2.0),
     "ring": lambda u, v: (u * u + v * v < 1.0) & (u * u + v * v > 0.3),
-    "cross": lambda u, v: ((np.abs(u) < 0.33) & (np.abs(v) < 0.95))
-    | ((np.abs(v) < 0.33) & (np.abs(u) < 0.95)),
+    "cross": lambda u, v: (
+        ((np.abs(u) < 0.33) & (np.abs(v) < 0.95)) | ((np.abs(v) < 0.33) & (np.abs(u) < 0.95))
+    ),
     "diamond": lambda u, v: np.abs(u) + np.abs(v) < 1.0,
 }
 TEXTURES = {
     "stripes": lambda u, v, f: np.sin(f * math.pi * u) > 0,
     "checker": lambda u, v, f: np.sin(f * math.pi * u) * np.sin(f * math.pi * v) > 0,
-    "dots": lambda u, v, f: (np.mod(f * u, 1.0) - 0.5) ** 2 + (np.mod(f * v, 1.0) - 0.5) ** 2 < 0.08,
+    "dots": lambda u, v, f: (
+        (np.mod(f * u, 1.0) - 0.5) ** 2 + (np.mod(f * v, 1.0) - 0.5) ** 2 < 0.08
+    ),
     "rings": lambda u, v, f: np.sin(f * math.pi * np.sqrt(u * u + v * v)) > 0,
     "waves": lambda u, v, f: np.sin(f * math.pi * u + 2.5 * np.sin(f * math.pi * v)) > 0,
-    "grid": lambda u, v, f: (np.abs(np.sin(f * math.pi * u)) < 0.35)
-    | (np.abs(np.sin(f * math.pi * v)) < 0.35),
+    "grid": lambda u, v, f: (
+        (np.abs(np.sin(f * math.pi * u)) < 0.35) | (np.abs(np.sin(f * math.pi * v)) < 0.35)
+    ),
 }
 # Object classes, labels 1..N in this order; label 0 is the background.
 CLASSES = (
-    ("disc", "stripes"), ("square", "checker"), ("triangle", "dots"),
-    ("ring", "waves"), ("cross", "grid"), ("diamond", "rings"),
+    ("disc", "stripes"),
+    ("square", "checker"),
+    ("triangle", "dots"),
+    ("ring", "waves"),
+    ("cross", "grid"),
+    ("diamond", "rings"),
 )
 BACKGROUNDS = ("grain", "bricks", "clouds")
 
@@ -139,8 +147,9 @@ class Clip:
         rng = np.random.default_rng([cfg.seed, index])
         self.cfg = cfg
         margin = int(math.ceil(cfg.pan * cfg.frames)) + 1
-        self.background = _background(rng, BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
-                                      cfg.size + 2 * margin)
+        self.background = _background(
+            rng, BACKGROUNDS[rng.integers(len(BACKGROUNDS))], cfg.size + 2 * margin
+        )
         self.camera_start = rng.uniform(0, 2 * margin, 2)
         self.camera_velocity = rng.uniform(-cfg.pan, cfg.pan, 2)
         count = int(rng.integers(cfg.objects_min, cfg.objects_max + 1))
@@ -159,7 +168,7 @@ class Clip:
         n = self.cfg.size
         margin = (self.background.shape[0] - n) // 2
         cx, cy = _bounce(self.camera_start + self.camera_velocity * t, 0, 2 * margin).astype(int)
-        image = self.background[cy:cy + n, cx:cx + n].copy()
+        image = self.background[cy : cy + n, cx : cx + n].copy()
         labels = np.zeros((n, n), np.uint8)
         for inst in self.instances:
             x, y = _bounce(inst.start + inst.velocity * t, 0, n).astype(int)

@@ -54,9 +54,12 @@ def export_labelled(world: World, root: Path, counts: dict[str, int]) -> Path:
             mask.putpalette(palette)
             with atomic_path(voc / "SegmentationClass" / f"{name}.png") as tmp:
                 mask.save(tmp, format="PNG")
-        write_text_atomic(voc / "ImageSets" / "Segmentation" / f"{split}.txt",
-                          "".join(n + "\n" for n in ids))
-    write_text_atomic(voc / "classes.txt", "".join(n + "\n" for n in class_names(world.cfg.classes)))
+        write_text_atomic(
+            voc / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(n + "\n" for n in ids)
+        )
+    write_text_atomic(
+        voc / "classes.txt", "".join(n + "\n" for n in class_names(world.cfg.classes))
+    )
     return voc
 
 

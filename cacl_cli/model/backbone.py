@@ -24,11 +24,14 @@ class DilatedBasicBlock(nn.Module):
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
-                               bias=False)
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
@@ -76,8 +79,9 @@ class DilatedResNet50(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        net = torchvision.models.resnet50(weights=None,
-                                          replace_stride_with_dilation=[False, True, True])
+        net = torchvision.models.resnet50(
+            weights=None, replace_stride_with_dilation=[False, True, True]
+        )
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             setattr(self, name, getattr(net, name))
         self.out_channels = 2048
@@ -102,7 +106,9 @@ def build_backbone(arch: str, width: int = 64) -> nn.Module:
         return DilatedResNet18(width)
     if arch == "resnet50":
         if width != 64:
-            raise CaclError(f"key 'model.width' must be 64 for resnet50 (got {width}); "
-                            "use resnet18 for narrow models")
+            raise CaclError(
+                f"key 'model.width' must be 64 for resnet50 (got {width}); "
+                "use resnet18 for narrow models"
+            )
         return DilatedResNet50()
     raise CaclError(f"key 'model.arch': unknown backbone '{arch}'")

@@ -71,13 +71,25 @@ class CACL(nn.Module):
         symmetric: also compute the losses with v and v+ swapped (and average).
     """
 
-    def __init__(self, arch: str = "resnet18", width: int = 64, dim: int = 128,
-                 heads: tuple[str, ...] = HEAD_NAMES, weights: dict[str, float] | None = None,
-                 queue_size: int = 16384, cycle_queue_size: int = 16384,
-                 momentum: float = 0.999, tau: float = 0.07, soft_cycle: bool = True,
-                 soft_target_tau: float = 0.07, pixel_positive: str = "global",
-                 pixel_shuffle: str = "independent", shuffle_bn_groups: int = 4,
-                 pixels_per_image: int = 8, symmetric: bool = False) -> None:
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        width: int = 64,
+        dim: int = 128,
+        heads: tuple[str, ...] = HEAD_NAMES,
+        weights: dict[str, float] | None = None,
+        queue_size: int = 16384,
+        cycle_queue_size: int = 16384,
+        momentum: float = 0.999,
+        tau: float = 0.07,
+        soft_cycle: bool = True,
+        soft_target_tau: float = 0.07,
+        pixel_positive: str = "global",
+        pixel_shuffle: str = "independent",
+        shuffle_bn_groups: int = 4,
+        pixels_per_image: int = 8,
+        symmetric: bool = False,
+    ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
         self.online = Encoder(arch, width, dim, self.heads)
@@ -108,34 +120,42 @@ class CACL(nn.Module):
         first = random_roll(h, w)
         return first, first if self.pixel_shuffle == "shared" else random_roll(h, w)
 
-    def encode(self, v: torch.Tensor, v_plus: torch.Tensor
-               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def encode(
+        self, v: torch.Tensor, v_plus: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Online features of v and momentum features (keys, no gradient) of v+."""
         shift, shift_plus = self._shifts(v)
         q = rolled(self.online, v, shift)
         with torch.no_grad():
-            k = rolled(lambda x: in_shuffled_groups(self.momentum_encoder, x,
-                                                    self.shuffle_bn_groups), v_plus, shift_plus)
+            k = rolled(
+                lambda x: in_shuffled_groups(self.momentum_encoder, x, self.shuffle_bn_groups),
+                v_plus,
+                shift_plus,
+            )
         return q, k
 
     # ------------------------------------------------------------ the losses
 
-    def _terms(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
-               ) -> dict[str, torch.Tensor]:
+    def _terms(
+        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """Each head's loss for online features q of one frame and keys k of the other."""
         terms = {}
         if "global" in self.heads:
-            terms["global"] = losses.info_nce(q["global_vector"], k["global_vector"],
-                                              self.queues["global"](), self.tau)
+            terms["global"] = losses.info_nce(
+                q["global_vector"], k["global_vector"], self.queues["global"](), self.tau
+            )
         if "pixel" in self.heads:
-            terms["pixel"] = losses.pixel_info_nce(q["pixel"], k["pixel"], self._match(q, k),
-                                                   self.queues["pixel"](), self.tau)
+            terms["pixel"] = losses.pixel_info_nce(
+                q["pixel"], k["pixel"], self._match(q, k), self.queues["pixel"](), self.tau
+            )
         if "cycle" in self.heads:
             target = None
             if self.soft_cycle:
                 target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
-            terms["cycle"] = losses.cycle_loss(q["cycle"], k["cycle"], self.queues["cycle"](),
-                                               self.tau, target)
+            terms["cycle"] = losses.cycle_loss(
+                q["cycle"], k["cycle"], self.queues["cycle"](), self.tau, target
+            )
         return terms
 
     def _match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,7 +187,9 @@ class CACL(nn.Module):
         keys = [k]
         if self.symmetric:
             q2, k2 = self.encode(v_plus, v)
-            terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), self._terms(q2, k2).values())}
+            terms = {
+                h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), self._terms(q2, k2).values())
+            }
             keys.append(k2)
         terms = {h: self.weights[h] * t for h, t in terms.items()}
         diagnostics = self.diagnostics(q, k)
@@ -176,8 +198,9 @@ class CACL(nn.Module):
         return CACLOutput(sum(terms.values()), terms, diagnostics)
 
     @torch.no_grad()
-    def diagnostics(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor],
-                    max_cycle_images: int = 4) -> dict[str, float]:
+    def diagnostics(
+        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor], max_cycle_images: int = 4
+    ) -> dict[str, float]:
         """Signals that tell a healthy run from a collapsed one or a position shortcut.
 
         ``top1_queue``: the positive outranks every queued negative. ``top1_batch``: q_i's nearest
@@ -192,8 +215,9 @@ class CACL(nn.Module):
         if "global" in self.heads:
             g_q, g_k = q["global_vector"], k["global_vector"]
             out["global/top1_queue"] = _top1(g_q, g_k, self.queues["global"].features, self.tau)
-            out["global/top1_batch"] = _rate((g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q),
-                                                                                   device=g_q.device))
+            out["global/top1_batch"] = _rate(
+                (g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q), device=g_q.device)
+            )
         if "pixel" in self.heads:
             match = self._match(q, k)
             positions = torch.arange(match.shape[1], device=match.device)
@@ -204,20 +228,23 @@ class CACL(nn.Module):
             out["pixel/top1_queue"] = _top1(p_q, p_k, self.queues["pixel"].features, self.tau)
         if "cycle" in self.heads:
             n = max_cycle_images
-            out["cycle/back_rate"] = float(losses.cycle_back_rate(
-                q["cycle"][:n], k["cycle"][:n], self.queues["cycle"].features, self.tau))
+            out["cycle/back_rate"] = float(
+                losses.cycle_back_rate(
+                    q["cycle"][:n], k["cycle"][:n], self.queues["cycle"].features, self.tau
+                )
+            )
         out.update(self._chance_losses(q, k))
         return out
 
-    def _chance_losses(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
-                       ) -> dict[str, float]:
+    def _chance_losses(
+        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+    ) -> dict[str, float]:
         """Per head, the loss when all features are equal: a term near it has learned nothing.
 
         Contrastive heads: log(Q + 1). Cycle head: M is uniform over HW + Q columns, so the hard
         loss is log(HW + Q) and the soft one that minus the target's mean entropy.
         """
-        out = {f"{h}/chance": math.log(self.queues[h].size + 1)
-               for h in self.heads if h != "cycle"}
+        out = {f"{h}/chance": math.log(self.queues[h].size + 1) for h in self.heads if h != "cycle"}
         if "cycle" in self.heads:
             hw = q["cycle"].shape[2] * q["cycle"].shape[3]
             chance = math.log(hw + self.queues["cycle"].size)
@@ -248,18 +275,30 @@ def build_model(cfg) -> CACL:
         raise CaclError("keys 'heads.*' are all false; turn on at least one head")
     if "global" not in heads:
         if "pixel" in heads and cfg.loss.pixel_positive == "global":
-            raise CaclError("key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
-                            "set loss.pixel_positive=position or heads.global=true")
+            raise CaclError(
+                "key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
+                "set loss.pixel_positive=position or heads.global=true"
+            )
         if "cycle" in heads and cfg.loss.soft_cycle:
-            raise CaclError("key 'loss.soft_cycle' needs the global head's affinities but "
-                            "'heads.global' is off; set loss.soft_cycle=false or heads.global=true")
+            raise CaclError(
+                "key 'loss.soft_cycle' needs the global head's affinities but "
+                "'heads.global' is off; set loss.soft_cycle=false or heads.global=true"
+            )
     return CACL(
-        arch=cfg.model.arch, width=cfg.model.width, dim=cfg.model.dim, heads=heads,
-        weights={h: cfg.loss[f"{h}_weight"] for h in heads}, queue_size=cfg.moco.queue_size,
+        arch=cfg.model.arch,
+        width=cfg.model.width,
+        dim=cfg.model.dim,
+        heads=heads,
+        weights={h: cfg.loss[f"{h}_weight"] for h in heads},
+        queue_size=cfg.moco.queue_size,
         cycle_queue_size=cfg.moco.cycle_queue_size,
-        momentum=cfg.moco.momentum, tau=cfg.loss.tau, soft_cycle=cfg.loss.soft_cycle,
+        momentum=cfg.moco.momentum,
+        tau=cfg.loss.tau,
+        soft_cycle=cfg.loss.soft_cycle,
         soft_target_tau=cfg.loss.soft_target_tau,
-        pixel_positive=cfg.loss.pixel_positive, pixel_shuffle=cfg.model.pixel_shuffle,
-        shuffle_bn_groups=cfg.moco.shuffle_bn_groups, pixels_per_image=cfg.moco.pixels_per_image,
+        pixel_positive=cfg.loss.pixel_positive,
+        pixel_shuffle=cfg.model.pixel_shuffle,
+        shuffle_bn_groups=cfg.moco.shuffle_bn_groups,
+        pixels_per_image=cfg.moco.pixels_per_image,
         symmetric=cfg.loss.symmetric,
     )

@@ -16,8 +16,9 @@ def _flat_pixels(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2).float()
 
 
-def contrast_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
-                    tau: float) -> torch.Tensor:
+def contrast_logits(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float
+) -> torch.Tensor:
     """[q.k, q.queue^T] / tau: (N, D), (N, D), (Q, D) -> (N, 1 + Q); the positive is column 0."""
     q, k, queue = q.float(), k.float(), queue.float()
     l_pos = (q * k).sum(dim=1, keepdim=True)  # N x 1
@@ -50,16 +51,23 @@ def gather_pixels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 1, index.unsqueeze(2).expand(-1, -1, flat.shape[2]))
 
 
-def pixel_info_nce(p: torch.Tensor, p_plus: torch.Tensor, match: torch.Tensor,
-                   queue: torch.Tensor, tau: float) -> torch.Tensor:
+def pixel_info_nce(
+    p: torch.Tensor, p_plus: torch.Tensor, match: torch.Tensor, queue: torch.Tensor, tau: float
+) -> torch.Tensor:
     """InfoNCE over every pixel of p with positive p_plus at ``match`` (B, HW) and the queue."""
     q = _flat_pixels(p).reshape(-1, p.shape[1])  # BHW x D
     k = gather_pixels(p_plus, match).reshape(-1, p.shape[1])  # BHW x D
     return info_nce(q, k, queue, tau)
 
 
-def pixel_contrast_loss(p: torch.Tensor, p_plus: torch.Tensor, u: torch.Tensor,
-                        u_plus: torch.Tensor, queue: torch.Tensor, tau: float) -> torch.Tensor:
+def pixel_contrast_loss(
+    p: torch.Tensor,
+    p_plus: torch.Tensor,
+    u: torch.Tensor,
+    u_plus: torch.Tensor,
+    queue: torch.Tensor,
+    tau: float,
+) -> torch.Tensor:
     """Eq. (4): L_P, mean over all B*HW pixels of p.
 
     The positive of pixel i of p is p_+ at j* = argmax_j cos(u^i, u_+^j) (no gradient through the
@@ -81,8 +89,9 @@ def log_matmul_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.log(torch.exp(a - shift_a) @ torch.exp(b - shift_b)) + shift_a + shift_b
 
 
-def cycle_log_jumps(c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor,
-                    tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cycle_log_jumps(
+    c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two jumps of eq. (5) with negatives, as log-probabilities.
 
     Returns log P1 (B, HW, HW): v -> v+; and the second jump v+ -> [v ; queue] split in its
@@ -92,13 +101,19 @@ def cycle_log_jumps(c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor,
     log_p1 = torch.log_softmax(c @ c_plus.transpose(1, 2) / tau, dim=2)
     back_self = c_plus @ c.transpose(1, 2) / tau  # B x HW x HW
     back_queue = c_plus @ queue.float().t() / tau  # B x HW x Q
-    norm = torch.logaddexp(back_self.logsumexp(dim=2, keepdim=True),
-                           back_queue.logsumexp(dim=2, keepdim=True))
+    norm = torch.logaddexp(
+        back_self.logsumexp(dim=2, keepdim=True), back_queue.logsumexp(dim=2, keepdim=True)
+    )
     return log_p1, back_self - norm, back_queue - norm
 
 
-def cycle_loss(c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float,
-               target: torch.Tensor | None = None) -> torch.Tensor:
+def cycle_loss(
+    c: torch.Tensor,
+    c_plus: torch.Tensor,
+    queue: torch.Tensor,
+    tau: float,
+    target: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eqs. (5)-(6): L_C on the cycle v -> v+ -> [v ; queue].
 
     Per image M = softmax(c c_+^T / tau) @ softmax(c_+ [c ; queue]^T / tau), (HW, HW + Q), rows
@@ -129,8 +144,9 @@ def soft_cycle_target(u: torch.Tensor, u_plus: torch.Tensor, tau: float) -> torc
 
 
 @torch.no_grad()
-def cycle_back_rate(c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor,
-                    tau: float) -> torch.Tensor:
+def cycle_back_rate(
+    c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float
+) -> torch.Tensor:
     """Share of pixels i whose most likely return, argmax over all HW + Q columns of M[i], is i."""
     log_p1, log_p2_self, log_p2_queue = cycle_log_jumps(c, c_plus, queue, tau)
     p1 = log_p1.exp()

@@ -27,7 +27,7 @@ class FeatureQueue(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Write ``keys`` (N x D) at the pointer and advance it."""
-        keys = keys.detach().to(self.features.dtype)[-self.size:]
+        keys = keys.detach().to(self.features.dtype)[-self.size :]
         n = keys.shape[0]
         slots = (self.ptr + torch.arange(n, device=keys.device)) % self.size
         self.features[slots] = keys

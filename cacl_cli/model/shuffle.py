@@ -15,7 +15,9 @@ import torch
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 
 
-def random_roll(height: int, width: int, generator: torch.Generator | None = None) -> tuple[int, int]:
+def random_roll(
+    height: int, width: int, generator: torch.Generator | None = None
+) -> tuple[int, int]:
     """A shift (a, b) in input pixels, each a multiple of the output stride."""
     rows, cols = max(1, height // OUTPUT_STRIDE), max(1, width // OUTPUT_STRIDE)
     a = int(torch.randint(rows, (1,), generator=generator)) * OUTPUT_STRIDE
@@ -23,18 +25,21 @@ def random_roll(height: int, width: int, generator: torch.Generator | None = Non
     return a, b
 
 
-def rolled(net: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor,
-           shift: tuple[int, int]) -> dict[str, torch.Tensor]:
+def rolled(
+    net: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, shift: tuple[int, int]
+) -> dict[str, torch.Tensor]:
     """Run ``net`` on x rolled by ``shift`` and roll every output map back (vectors pass as is)."""
     a, b = shift
     out = net(torch.roll(x, shifts=(-a, -b), dims=(2, 3)))  # X[i, j] <- X[i + a, j + b]
     back = (a // OUTPUT_STRIDE, b // OUTPUT_STRIDE)
-    return {k: torch.roll(y, shifts=back, dims=(2, 3)) if y.dim() == 4 else y
-            for k, y in out.items()}
+    return {
+        k: torch.roll(y, shifts=back, dims=(2, 3)) if y.dim() == 4 else y for k, y in out.items()
+    }
 
 
-def in_shuffled_groups(net: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor,
-                       groups: int) -> dict[str, torch.Tensor]:
+def in_shuffled_groups(
+    net: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, groups: int
+) -> dict[str, torch.Tensor]:
     """Shuffle-BN on one device: permute the batch, run ``net`` per group, restore the order."""
     groups = min(groups, x.shape[0])
     if groups <= 1:

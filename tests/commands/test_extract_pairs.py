@@ -30,7 +30,9 @@ def video_tree(tmp_path, shared_data):
     bad.mkdir()
     (bad / "empty.mp4").write_bytes(b"")
     (bad / "random.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
-    (bad / "truncated.mp4").write_bytes((shared_data / "videos" / "realshort.mp4").read_bytes()[:30000])
+    (bad / "truncated.mp4").write_bytes(
+        (shared_data / "videos" / "realshort.mp4").read_bytes()[:30000]
+    )
     (bad / "notes.avi").write_text("this is text")
     writer = cv2.VideoWriter(str(bad / "five.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
     for i in range(5):
@@ -64,11 +66,18 @@ def test_extracts_every_good_clip_and_reports_every_bad_file(tmp_path, video_tre
     assert records["animals/01_dog.mp4"]["decoder"] == "decord"
     report = (out / "skipped.tsv").read_text().splitlines()[1:]
     reasons = dict(line.split("\t") for line in report)
-    assert set(reasons) == {"bad/empty.mp4", "bad/random.mp4", "bad/truncated.mp4",
-                            "bad/notes.avi", "bad/five.mp4"}
-    assert "0 bytes" in reasons["bad/empty.mp4"] and "too short: 5 frames" in reasons["bad/five.mp4"]
+    assert set(reasons) == {
+        "bad/empty.mp4",
+        "bad/random.mp4",
+        "bad/truncated.mp4",
+        "bad/notes.avi",
+        "bad/five.mp4",
+    }
+    assert (
+        "0 bytes" in reasons["bad/empty.mp4"] and "too short: 5 frames" in reasons["bad/five.mp4"]
+    )
     for source, record in records.items():
-        (first, second), = record["indices"]
+        ((first, second),) = record["indices"]
         assert second - first == 8
         written = cv2.cvtColor(cv2.imread(str(out / record["frames"][0][1])), cv2.COLOR_BGR2RGB)
         assert min(written.shape[:2]) == 256 or min(record["size"]) < 256
@@ -101,10 +110,24 @@ def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
     assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "1").returncode == 0
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos),
-                             "--out", str(out), "--workers", "1", "--pairs-per-clip", "1"],
-                            start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cacl_cli",
+            "extract-pairs",
+            str(videos),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--pairs-per-clip",
+            "1",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and len(list((out / ".records").glob("*.json"))) < 3:
         time.sleep(0.05)
@@ -134,9 +157,23 @@ def test_clip_ids_stay_inside_the_output(tmp_path):
 def test_pretrain_reads_an_extracted_folder(tmp_path, video_tree):
     out = tmp_path / "pairs"
     assert run_cacl("extract-pairs", video_tree, "--out", out).returncode == 0
-    run = run_cacl("pretrain", "--data", out, "--out", tmp_path / "run", "--set",
-                   "schedule.steps=2", "--set", "model.width=8", "--set", "data.size=32",
-                   "--set", "data.batch_size=4", "--set", "data.num_workers=0")
+    run = run_cacl(
+        "pretrain",
+        "--data",
+        out,
+        "--out",
+        tmp_path / "run",
+        "--set",
+        "schedule.steps=2",
+        "--set",
+        "model.width=8",
+        "--set",
+        "data.size=32",
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "data.num_workers=0",
+    )
     assert run.returncode == 0, run.stderr
     assert "path: " + str(out) in (tmp_path / "run" / "config.yaml").read_text()
 
@@ -151,11 +188,17 @@ def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
     (folder / "c").mkdir(parents=True)
     for name in ("a.jpg", "b.jpg"):  # both frames of the pair are the same picture
         cv2.imwrite(str(folder / "c" / name), frame)
-    (folder / "manifest.jsonl").write_text(json.dumps({"cacl_pairs": 1}) + "\n" + json.dumps(
-        {"clip": "c", "frames": [["c/a.jpg", "c/b.jpg"]]}) + "\n")
+    (folder / "manifest.jsonl").write_text(
+        json.dumps({"cacl_pairs": 1})
+        + "\n"
+        + json.dumps({"clip": "c", "frames": [["c/a.jpg", "c/b.jpg"]]})
+        + "\n"
+    )
 
     def correlations(shared):
-        augment = PairAugment(size=64, blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared)
+        augment = PairAugment(
+            size=64, blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared
+        )
         v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0)[0]
         assert not np.allclose(v.numpy(), v_plus.numpy())  # colours are drawn per frame
         luma = lambda x: x.mean(1).flatten(1).numpy()  # noqa: E731
@@ -183,7 +226,21 @@ def test_a_link_in_the_output_leading_outside_is_not_followed(tmp_path, shared_d
 
 
 def test_pretrain_reads_an_image_folder(tmp_path, shared_data):
-    run = run_cacl("pretrain", "--data", shared_data / "frames" / "bedroom", "--out", tmp_path / "r",
-                   "--set", "schedule.steps=1", "--set", "model.width=8", "--set", "data.size=32",
-                   "--set", "data.batch_size=4", "--set", "data.num_workers=0")
+    run = run_cacl(
+        "pretrain",
+        "--data",
+        shared_data / "frames" / "bedroom",
+        "--out",
+        tmp_path / "r",
+        "--set",
+        "schedule.steps=1",
+        "--set",
+        "model.width=8",
+        "--set",
+        "data.size=32",
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "data.num_workers=0",
+    )
     assert run.returncode == 0, run.stderr

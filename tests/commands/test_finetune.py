@@ -17,13 +17,31 @@ def test_same_seed_same_subset_and_fractions_are_nested_and_sized():
 
 
 def test_finetune_runs_each_fraction_and_writes_subsets(tmp_path):
-    result = run_cacl("finetune", "--random-init", "--out", tmp_path, "--set", "model.width=8",
-                      "--set", "schedule.epochs=1", "--set", "eval.world_train_images=20",
-                      "--set", "eval.world_val_images=4", "--set", "eval.fractions=[10, 100]",
-                      "--set", "world.size=40", "--set", "data.size=32")
+    result = run_cacl(
+        "finetune",
+        "--random-init",
+        "--out",
+        tmp_path,
+        "--set",
+        "model.width=8",
+        "--set",
+        "schedule.epochs=1",
+        "--set",
+        "eval.world_train_images=20",
+        "--set",
+        "eval.world_val_images=4",
+        "--set",
+        "eval.fractions=[10, 100]",
+        "--set",
+        "world.size=40",
+        "--set",
+        "data.size=32",
+    )
     assert result.returncode == 0, result.stderr
     assert "10%" in result.stdout and "100%" in result.stdout
     assert len((tmp_path / "subset-10.txt").read_text().split()) == 2
     assert len((tmp_path / "subset-100.txt").read_text().split()) == 20
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["fractions"]) == {"10%", "100%"} and results["fractions"]["10%"]["images"] == 2
+    assert (
+        set(results["fractions"]) == {"10%", "100%"} and results["fractions"]["10%"]["images"] == 2
+    )

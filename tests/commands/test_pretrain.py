@@ -17,17 +17,35 @@ def read_metrics(run_dir):
 
 def test_cli_run_writes_config_metrics_and_checkpoints(tmp_path):
     run = tmp_path / "run"
-    result = run_cacl("pretrain", "--preset", "tiny-world", "--out", run,
-                      *sets("schedule.steps=6", "run.checkpoint_every=3"))
+    result = run_cacl(
+        "pretrain",
+        "--preset",
+        "tiny-world",
+        "--out",
+        run,
+        *sets("schedule.steps=6", "run.checkpoint_every=3"),
+    )
     assert result.returncode == 0, result.stderr
     assert "pretrain" in result.stdout  # the progress display
     config = resolve(str(run / "config.yaml"))
     assert config.schedule.steps == 6 and config.model.width == 8
     records = read_metrics(run)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
-    for key in ("loss", "global/loss", "pixel/loss", "cycle/loss", "global/top1_batch",
-                "global/spread", "pixel/same_position", "cycle/back_rate", "global/chance",
-                "cycle/chance", "lr", "step_time", "data_time"):
+    for key in (
+        "loss",
+        "global/loss",
+        "pixel/loss",
+        "cycle/loss",
+        "global/top1_batch",
+        "global/spread",
+        "pixel/same_position",
+        "cycle/back_rate",
+        "global/chance",
+        "cycle/chance",
+        "lr",
+        "step_time",
+        "data_time",
+    ):
         assert key in records[-1], key
     assert [p.name for p in list_checkpoints(run)] == ["step-0000003.pt", "step-0000006.pt"]
     state = load_checkpoint(run / "checkpoints" / "step-0000006.pt")
@@ -49,7 +67,9 @@ def test_training_separates_positives_better_than_no_training(tmp_path, head):
     loss_trained = mean_of_last(trained, f"{head}/loss", 20)
     loss_frozen = mean_of_last(frozen, f"{head}/loss", 20)
     chance = trained[-1][f"{head}/chance"]
-    print(f"{head}/loss trained {loss_trained:.3f}, untrained {loss_frozen:.3f}, chance {chance:.3f}")
+    print(
+        f"{head}/loss trained {loss_trained:.3f}, untrained {loss_frozen:.3f}, chance {chance:.3f}"
+    )
     assert loss_trained < loss_frozen - 0.5
     assert loss_trained < chance - 0.5
     assert mean_of_last(trained, f"{head}/spread", 20) > 0.2
@@ -61,8 +81,12 @@ def _train(run_dir, overrides):
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_unbroken_one(tmp_path):
-    overrides = TINY + ["schedule.steps=8", "run.checkpoint_every=4", "run.deterministic=true",
-                        "run.keep_checkpoints=5"]
+    overrides = TINY + [
+        "schedule.steps=8",
+        "run.checkpoint_every=4",
+        "run.deterministic=true",
+        "run.keep_checkpoints=5",
+    ]
     cfg = resolve("tiny-world", overrides)
     unbroken = tmp_path / "unbroken"
     pretrain(cfg, unbroken, torch.device("cpu"))
@@ -78,7 +102,12 @@ def test_resumed_run_ends_with_the_same_weights_as_an_unbroken_one(tmp_path):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert read_metrics(unbroken) == [
-        {**r, "step_time": u["step_time"], "data_time": u["data_time"], "images_per_s": u["images_per_s"]}
+        {
+            **r,
+            "step_time": u["step_time"],
+            "data_time": u["data_time"],
+            "images_per_s": u["images_per_s"],
+        }
         for r, u in zip(read_metrics(broken), read_metrics(unbroken))
     ]
 
@@ -101,15 +130,18 @@ def one_line_error(result):
     return lines[0]
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--preset", "tiny-wrld"], "unknown preset 'tiny-wrld' (did you mean 'tiny-world'?)"),
-    (["--set", "optim.lrr=1"], "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
-    (["--set", "data.batch_size=0"], "'data.batch_size' must be above zero"),
-    (["--set", "data.batch_size=many"], "'data.batch_size' must be int"),
-    (["--set", "data.stride=40"], "'data.stride' is 40 but clips have 32 frames"),
-    (["--preset", "missing/file.yaml"], "preset file missing/file.yaml does not exist"),
-    (["--device", "tpu"], "--device tpu: use auto, cpu or cuda"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--preset", "tiny-wrld"], "unknown preset 'tiny-wrld' (did you mean 'tiny-world'?)"),
+        (["--set", "optim.lrr=1"], "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+        (["--set", "data.batch_size=0"], "'data.batch_size' must be above zero"),
+        (["--set", "data.batch_size=many"], "'data.batch_size' must be int"),
+        (["--set", "data.stride=40"], "'data.stride' is 40 but clips have 32 frames"),
+        (["--preset", "missing/file.yaml"], "preset file missing/file.yaml does not exist"),
+        (["--device", "tpu"], "--device tpu: use auto, cpu or cuda"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
     line = one_line_error(run_cacl("pretrain", "--out", tmp_path / "run", *args))
     assert expected in line
@@ -118,7 +150,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
 def test_yaml_syntax_error_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {width: [8\n")
-    assert "bad.yaml line" in one_line_error(run_cacl("pretrain", "--preset", bad, "--out", tmp_path / "r"))
+    assert "bad.yaml line" in one_line_error(
+        run_cacl("pretrain", "--preset", bad, "--out", tmp_path / "r")
+    )
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

@@ -12,8 +12,9 @@ SPACES = ("backbone", "global", "pixel", "cycle")
 
 def test_bedroom_frames_grid_and_arrays(tmp_path, shared_data):
     bedroom = shared_data / "frames" / "bedroom"
-    result = run_cacl("visualize", "--pixel", "120,80", bedroom, "--out", tmp_path,
-                      "--set", "model.width=16")
+    result = run_cacl(
+        "visualize", "--pixel", "120,80", bedroom, "--out", tmp_path, "--set", "model.width=16"
+    )
     assert result.returncode == 0, result.stderr
     png = Image.open(tmp_path / "similarity.png")
     # one row: frame T plus one panel per space, each 960 wide, under a label strip
@@ -25,8 +26,20 @@ def test_bedroom_frames_grid_and_arrays(tmp_path, shared_data):
 
 def test_same_frame_peaks_at_the_source_and_pixels_differ(tmp_path, shared_data):
     bedroom = shared_data / "frames" / "bedroom"
-    result = run_cacl("visualize", "--pixels", "120,80 700,400", "--stride", "0", bedroom,
-                      "--out", tmp_path, "--set", "model.width=16", "--size", "128")
+    result = run_cacl(
+        "visualize",
+        "--pixels",
+        "120,80 700,400",
+        "--stride",
+        "0",
+        bedroom,
+        "--out",
+        tmp_path,
+        "--set",
+        "model.width=16",
+        "--size",
+        "128",
+    )
     assert result.returncode == 0, result.stderr
     for space in SPACES:
         first = np.load(tmp_path / f"sim-r0-p0-{space}.npy")
@@ -40,42 +53,75 @@ def test_same_frame_peaks_at_the_source_and_pixels_differ(tmp_path, shared_data)
 def test_video_file_and_compare(tmp_path, shared_data):
     video = shared_data / "videos" / "realshort.mp4"
     run = tmp_path / "pre"
-    assert run_cacl("pretrain", "--out", run, "--set", "schedule.steps=1", "--set", "model.width=8",
-                    "--set", "data.size=32", "--set", "data.num_workers=0").returncode == 0
-    result = run_cacl("visualize", "--pixels", "grid:2x1", video, "--out", tmp_path / "v",
-                      "--compare", run, run, "--size", "64")
+    assert (
+        run_cacl(
+            "pretrain",
+            "--out",
+            run,
+            "--set",
+            "schedule.steps=1",
+            "--set",
+            "model.width=8",
+            "--set",
+            "data.size=32",
+            "--set",
+            "data.num_workers=0",
+        ).returncode
+        == 0
+    )
+    result = run_cacl(
+        "visualize",
+        "--pixels",
+        "grid:2x1",
+        video,
+        "--out",
+        tmp_path / "v",
+        "--compare",
+        run,
+        run,
+        "--size",
+        "64",
+    )
     assert result.returncode == 0, result.stderr
     png = Image.open(tmp_path / "v" / "similarity.png")
     assert png.size[0] == 320 * 5  # realshort is 320x240
     assert (tmp_path / "v" / "sim-r1-p1-cycle.npy").is_file()  # 2 runs x 2 pixels
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--pixel", "5000,10"], "lies outside the 960x540 frame"),
-    (["--pixel", "abc"], "write X,Y in frame pixels"),
-    (["--pixel", "10,10", "--stride", "40"], "has 32 frames; frame 40 was asked for"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--pixel", "5000,10"], "lies outside the 960x540 frame"),
+        (["--pixel", "abc"], "write X,Y in frame pixels"),
+        (["--pixel", "10,10", "--stride", "40"], "has 32 frames; frame 40 was asked for"),
+    ],
+)
 def test_bad_requests_on_bedroom(tmp_path, shared_data, args, expected):
-    line = one_line_error(run_cacl("visualize", shared_data / "frames" / "bedroom", *args,
-                                   "--out", tmp_path))
+    line = one_line_error(
+        run_cacl("visualize", shared_data / "frames" / "bedroom", *args, "--out", tmp_path)
+    )
     assert expected in line
 
 
 def test_empty_folder_and_non_image_file(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert "holds no frames" in one_line_error(run_cacl("visualize", "--pixel", "1,1",
-                                                        tmp_path / "empty", "--out", tmp_path / "o"))
+    assert "holds no frames" in one_line_error(
+        run_cacl("visualize", "--pixel", "1,1", tmp_path / "empty", "--out", tmp_path / "o")
+    )
     notes = tmp_path / "notes.txt"
     notes.write_text("not a video")
-    assert "notes.txt is not a video (.mp4" in one_line_error(run_cacl("visualize", "--pixel", "1,1",
-                                                                 notes, "--out", tmp_path / "o"))
+    assert "notes.txt is not a video (.mp4" in one_line_error(
+        run_cacl("visualize", "--pixel", "1,1", notes, "--out", tmp_path / "o")
+    )
     fake = tmp_path / "fake.mp4"
     fake.write_bytes(b"\x00" * 1000)
     assert "fake.mp4 is not a video OpenCV or decord can open" in one_line_error(
-        run_cacl("visualize", "--pixel", "1,1", fake, "--out", tmp_path / "o"))
+        run_cacl("visualize", "--pixel", "1,1", fake, "--out", tmp_path / "o")
+    )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "0001.jpg").write_text("not a jpeg")
     (broken / "0002.jpg").write_text("not a jpeg")
     assert "0001.jpg is not a readable image" in one_line_error(
-        run_cacl("visualize", "--pixel", "1,1", "--stride", "1", broken, "--out", tmp_path / "o"))
+        run_cacl("visualize", "--pixel", "1,1", "--stride", "1", broken, "--out", tmp_path / "o")
+    )

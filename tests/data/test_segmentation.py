@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cacl_cli.data.segmentation import (CITYSCAPES_CLASSES, VOC_CLASSES, cityscapes,
-                                        cityscapes_train_ids, folder, read_index_png, voc)
+from cacl_cli.data.segmentation import (
+    CITYSCAPES_CLASSES,
+    VOC_CLASSES,
+    cityscapes,
+    cityscapes_train_ids,
+    folder,
+    read_index_png,
+    voc,
+)
 from cacl_cli.errors import CaclError
 
 # From ../shared/data/README.md

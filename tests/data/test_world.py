@@ -58,7 +58,11 @@ def _miou(pred, truth, classes):
 
 
 def _conv(cin, cout, dilation):
-    return [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(cout), nn.ReLU()]
+    return [
+        nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    ]
 
 
 def test_colour_alone_does_not_reveal_the_class():
@@ -76,8 +80,13 @@ def test_colour_alone_does_not_reveal_the_class():
     colour_miou = _miou(colour_pred, val_y, classes)
 
     torch.manual_seed(0)
-    net = nn.Sequential(*_conv(3, 32, 1), *_conv(32, 32, 2), *_conv(32, 32, 4), *_conv(32, 32, 8),
-                        nn.Conv2d(32, classes, 1))
+    net = nn.Sequential(
+        *_conv(3, 32, 1),
+        *_conv(32, 32, 2),
+        *_conv(32, 32, 4),
+        *_conv(32, 32, 8),
+        nn.Conv2d(32, classes, 1),
+    )
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     x = torch.from_numpy(train_x).permute(0, 3, 1, 2).float() / 255
     y = torch.from_numpy(train_y).long()
@@ -89,7 +98,9 @@ def test_colour_alone_does_not_reveal_the_class():
         opt.step()
     net.eval()
     with torch.no_grad():
-        texture_pred = net(torch.from_numpy(val_x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
+        texture_pred = (
+            net(torch.from_numpy(val_x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
+        )
     texture_miou = _miou(texture_pred, val_y, classes)
     print(f"colour mIoU {colour_miou:.3f}, texture-aware CNN mIoU {texture_miou:.3f}")
     assert texture_miou > 2 * colour_miou

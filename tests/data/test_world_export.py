@@ -41,8 +41,20 @@ def test_labelled_set_has_voc_layout_and_palette_masks(tmp_path):
 
 
 def test_world_command(tmp_path):
-    result = run_cacl("world", tmp_path / "out", "--clips", "2", "--train-images", "2",
-                      "--val-images", "1", "--set", "world.size=32", "--set", "world.frames=10")
+    result = run_cacl(
+        "world",
+        tmp_path / "out",
+        "--clips",
+        "2",
+        "--train-images",
+        "2",
+        "--val-images",
+        "1",
+        "--set",
+        "world.size=32",
+        "--set",
+        "world.frames=10",
+    )
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "out" / "videos").rglob("*.mp4"))) == 2
     assert len(list((tmp_path / "out" / "voc" / "VOC2012" / "JPEGImages").glob("*.jpg"))) == 3

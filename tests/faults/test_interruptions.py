@@ -19,14 +19,32 @@ from tests.conftest import TINY, run_cacl, sets
 
 # Deterministic, and with queues big enough (2 x 51 MB) that a checkpoint write takes long enough
 # to be caught in the middle by a kill.
-EXACT = ["schedule.steps=10", "run.checkpoint_every=2", "run.deterministic=true",
-         "moco.queue_size=100000", "run.keep_checkpoints=10"]
+EXACT = [
+    "schedule.steps=10",
+    "run.checkpoint_every=2",
+    "run.deterministic=true",
+    "moco.queue_size=100000",
+    "run.keep_checkpoints=10",
+]
 
 
 def start(run_dir, *extra):
-    return subprocess.Popen([sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run_dir),
-                             *sets(*EXACT), *extra], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cacl_cli",
+            "pretrain",
+            "--out",
+            str(run_dir),
+            *sets(*EXACT),
+            *extra,
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(condition, seconds=120):
@@ -67,8 +85,9 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, unbroken, kill_whe
     run = tmp_path / "run"
     proc = start(run)
     if kill_when == "during a checkpoint write":
-        caught = wait_for(lambda: any(p.name.endswith(".tmp") for p in
-                                      (run / "checkpoints").glob(".step-*")))
+        caught = wait_for(
+            lambda: any(p.name.endswith(".tmp") for p in (run / "checkpoints").glob(".step-*"))
+        )
     else:
         step = int(kill_when.split()[-1])
         caught = wait_for(lambda: logged_steps(run) >= step)
@@ -88,8 +107,15 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, unbroken, kill_whe
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     run = tmp_path / "run"
-    proc = start(run, "--set", "schedule.steps=400", "--set", "run.checkpoint_every=1000",
-                 "--set", "moco.queue_size=128")
+    proc = start(
+        run,
+        "--set",
+        "schedule.steps=400",
+        "--set",
+        "run.checkpoint_every=1000",
+        "--set",
+        "moco.queue_size=128",
+    )
     assert wait_for(lambda: logged_steps(run) >= 2)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -101,7 +127,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
 
 
 @pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EACCES])
-def test_a_full_or_read_only_disk_stops_with_the_last_checkpoint_intact(tmp_path, monkeypatch, failure):
+def test_a_full_or_read_only_disk_stops_with_the_last_checkpoint_intact(
+    tmp_path, monkeypatch, failure
+):
     from cacl_cli import checkpoint
 
     cfg = resolve("tiny-world", TINY + ["schedule.steps=6", "run.checkpoint_every=2"])
@@ -126,8 +154,15 @@ def test_a_full_or_read_only_disk_stops_with_the_last_checkpoint_intact(tmp_path
 
 def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
     run = tmp_path / "run"
-    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=4", "run.checkpoint_every=2",
-                                                      "run.keep_checkpoints=3")).returncode == 0
+    assert (
+        run_cacl(
+            "pretrain",
+            "--out",
+            run,
+            *sets("schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3"),
+        ).returncode
+        == 0
+    )
     newest = run / "checkpoints" / "step-0000004.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
     resumed = run_cacl("pretrain", "--out", run, "--resume")

@@ -18,7 +18,9 @@ def small_model(*overrides, seed=0):
 
 def frames(seed=1, batch=4, size=32):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, size, size, generator=g), torch.randn(batch, 3, size, size, generator=g)
+    return torch.randn(batch, 3, size, size, generator=g), torch.randn(
+        batch, 3, size, size, generator=g
+    )
 
 
 def test_momentum_update_is_an_ema_of_parameters_only():
@@ -75,14 +77,17 @@ def loss_terms(overrides, seed=0):
 BASE = ["model.pixel_shuffle=off", "loss.soft_cycle=true"]
 
 
-@pytest.mark.parametrize("switch,term", [
-    ("loss.soft_cycle=false", "cycle"),
-    ("loss.pixel_positive=position", "pixel"),
-    ("loss.symmetric=true", "global"),
-    ("loss.tau=0.2", "global"),
-    ("loss.cycle_weight=0.5", "cycle"),
-    ("model.pixel_shuffle=independent", "cycle"),
-])
+@pytest.mark.parametrize(
+    "switch,term",
+    [
+        ("loss.soft_cycle=false", "cycle"),
+        ("loss.pixel_positive=position", "pixel"),
+        ("loss.symmetric=true", "global"),
+        ("loss.tau=0.2", "global"),
+        ("loss.cycle_weight=0.5", "cycle"),
+        ("model.pixel_shuffle=independent", "cycle"),
+    ],
+)
 def test_each_switch_changes_the_loss(switch, term):
     base = loss_terms(BASE)
     changed = loss_terms(BASE + [switch])
@@ -95,10 +100,13 @@ def test_shared_and_independent_shuffle_differ():
     assert shared["cycle"] != pytest.approx(independent["cycle"], rel=1e-4)
 
 
-@pytest.mark.parametrize("off,kept", [
-    ("heads.cycle=false", {"global", "pixel"}),
-    ("heads.pixel=false", {"global", "cycle"}),
-])
+@pytest.mark.parametrize(
+    "off,kept",
+    [
+        ("heads.cycle=false", {"global", "pixel"}),
+        ("heads.pixel=false", {"global", "cycle"}),
+    ],
+)
 def test_switching_a_head_off_removes_its_term_and_queue(off, kept):
     model = small_model(off)
     assert set(model.queues) == kept
@@ -122,4 +130,6 @@ def test_diagnostics_separate_spread_features_from_collapsed_ones():
     collapsed = {n: torch.nn.functional.normalize(t, dim=1) for n, t in collapsed.items()}
     assert model.diagnostics(collapsed, k)["cycle/spread"] == pytest.approx(0.0, abs=1e-6)
     random = torch.nn.functional.normalize(torch.randn(64, 128, 4, 4), dim=1)
-    assert model.diagnostics({**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(1.0, abs=0.1)
+    assert model.diagnostics({**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(
+        1.0, abs=0.1
+    )

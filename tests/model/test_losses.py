@@ -6,8 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cacl_cli.model.losses import (cycle_back_rate, cycle_loss, info_nce, pixel_contrast_loss,
-                                   soft_cycle_target)
+from cacl_cli.model.losses import (
+    cycle_back_rate,
+    cycle_loss,
+    info_nce,
+    pixel_contrast_loss,
+    soft_cycle_target,
+)
 
 
 def unit(*shape, dim=1, seed=0):
@@ -48,7 +53,9 @@ def ref_cycle(c, c_plus, queue, tau, target=None):
 @pytest.mark.parametrize("n,q_size,d", [(4, 16, 8), (7, 33, 16)])
 def test_info_nce_matches_loop(tau, n, q_size, d):
     q, k, queue = unit(n, d, seed=1), unit(n, d, seed=2), unit(q_size, d, seed=3)
-    assert info_nce(q, k, queue, tau).item() == pytest.approx(ref_info_nce(q, k, queue, tau), rel=1e-4)
+    assert info_nce(q, k, queue, tau).item() == pytest.approx(
+        ref_info_nce(q, k, queue, tau), rel=1e-4
+    )
 
 
 @pytest.mark.parametrize("tau", [0.07, 0.5])
@@ -74,7 +81,9 @@ def test_pixel_contrast_matches_loop(tau):
 def test_cycle_loss_matches_float64_matrices(tau, soft):
     b, d, h, w = 2, 16, 3, 3
     c, c_plus, queue = unit(b, d, h, w, seed=1), unit(b, d, h, w, seed=2), unit(20, d, seed=3)
-    target = soft_cycle_target(unit(b, d, h, w, seed=4), unit(b, d, h, w, seed=5), tau) if soft else None
+    target = (
+        soft_cycle_target(unit(b, d, h, w, seed=4), unit(b, d, h, w, seed=5), tau) if soft else None
+    )
     got = cycle_loss(c, c_plus, queue, tau, target).item()
     assert got == pytest.approx(ref_cycle(c, c_plus, queue, tau, target), rel=1e-4, abs=1e-6)
 
@@ -115,12 +124,16 @@ def test_log_space_survives_where_float32_products_underflow():
     uniform = torch.full((1, hw, hw), 1.0 / hw)
     tau = 0.005
     c32, cp32 = flat(c.detach()).float()[0], flat(c_plus).float()[0]
-    naive = torch.softmax(c32 @ cp32.T / tau, 1) @ torch.softmax(cp32 @ torch.cat([c32, queue]).T / tau, 1)
+    naive = torch.softmax(c32 @ cp32.T / tau, 1) @ torch.softmax(
+        cp32 @ torch.cat([c32, queue]).T / tau, 1
+    )
     assert (naive[:, :hw] == 0).any()  # the naive product does underflow
     loss = cycle_loss(c, c_plus, queue, tau, uniform)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(c.grad).all()
-    assert loss.item() == pytest.approx(ref_cycle(c.detach(), c_plus, queue, tau, uniform), rel=1e-6)
+    assert loss.item() == pytest.approx(
+        ref_cycle(c.detach(), c_plus, queue, tau, uniform), rel=1e-6
+    )
 
 
 def test_constant_target_is_kl_from_uniform():
@@ -139,7 +152,9 @@ def test_queue_of_zeros_counts_as_logit_zero_negatives():
     got = cycle_loss(c, c_plus, zeros, 0.2).item()
     assert got == pytest.approx(ref_cycle(c, c_plus, zeros, 0.2), rel=1e-5)
     q, k = unit(3, d, seed=4), unit(3, d, seed=5)
-    assert info_nce(q, k, zeros, 0.2).item() == pytest.approx(ref_info_nce(q, k, zeros, 0.2), rel=1e-5)
+    assert info_nce(q, k, zeros, 0.2).item() == pytest.approx(
+        ref_info_nce(q, k, zeros, 0.2), rel=1e-5
+    )
 
 
 def test_all_losses_have_finite_gradients():
@@ -147,9 +162,11 @@ def test_all_losses_have_finite_gradients():
     tensors = [unit(b, d, h, w, seed=s).requires_grad_() for s in range(4)]
     p, p_plus, u, u_plus = tensors
     queue = unit(12, d, seed=9)
-    total = (pixel_contrast_loss(p, p_plus, u, u_plus, queue, 0.07)
-             + cycle_loss(p, p_plus, queue, 0.07, soft_cycle_target(u, u_plus, 0.07))
-             + info_nce(u.mean((2, 3)), u_plus.mean((2, 3)), queue, 0.07))
+    total = (
+        pixel_contrast_loss(p, p_plus, u, u_plus, queue, 0.07)
+        + cycle_loss(p, p_plus, queue, 0.07, soft_cycle_target(u, u_plus, 0.07))
+        + info_nce(u.mean((2, 3)), u_plus.mean((2, 3)), queue, 0.07)
+    )
     total.backward()
     assert all(torch.isfinite(t.grad).all() for t in (p, p_plus, u))
 
