@@ -3,11 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test test-slow bench clean
+.PHONY: install run test clean
 
 $(BIN)/cacl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/cacl
 
@@ -18,9 +17,6 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
-
-test-slow: install
-	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -21,7 +21,7 @@ from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
 from cacl_cli.files import write_text_atomic
 from cacl_cli.metrics import IGNORE_INDEX
-from cacl_cli.probe import _progress
+from cacl_cli.progress import progress_bar
 from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, segment_loss
 
 
@@ -86,7 +86,7 @@ def finetune_once(
     steps_per_epoch = math.ceil(len(indices) / batch)
     total, step = cfg.schedule.epochs * steps_per_epoch, 0
     prepared = [prepare(*train[i], cfg.eval.resize) for i in indices]
-    with _progress(console, label) as progress:
+    with progress_bar(console, label) as progress:
         task = progress.add_task(label, total=cfg.schedule.epochs, status="")
         for _ in range(cfg.schedule.epochs):
             order = rng.permutation(len(indices))

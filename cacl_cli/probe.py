@@ -15,20 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from torch import nn
 
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
 from cacl_cli.errors import CaclError
 from cacl_cli.files import atomic_path
+from cacl_cli.progress import progress_bar
 from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, segment_loss
 
 
@@ -89,19 +82,6 @@ class FeatureCache:
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
 
-def _progress(console: Console, label: str) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 def _batch_loss(
     head: nn.Module, items: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device
 ) -> torch.Tensor:
@@ -150,7 +130,7 @@ def train_probe(
     epochs, batch = cfg.schedule.epochs, cfg.data.batch_size
     steps_per_epoch = math.ceil(len(train) / batch)
     total, step, epoch_times = epochs * steps_per_epoch, 0, []
-    with _progress(console, "probe") as progress:
+    with progress_bar(console, "probe") as progress:
         task = progress.add_task("probe", total=epochs, status="")
         for _ in range(epochs):
             started = progress.tasks[0].elapsed or 0.0

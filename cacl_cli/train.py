@@ -12,14 +12,6 @@ from typing import Iterator
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from cacl_cli.checkpoint import latest_checkpoint, save_checkpoint
@@ -32,6 +24,7 @@ from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.errors import CaclError, Interrupted
 from cacl_cli.files import remove_stale_temps, write_text_atomic
 from cacl_cli.model.cacl import CACL, build_model
+from cacl_cli.progress import progress_bar
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
 
 SPREAD_WARNING = 0.1  # below this the head's outputs are close to one point: collapse
@@ -105,19 +98,6 @@ def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradSc
     return int(state["step"])
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 def pretrain(
     cfg: Config,
     run_dir: Path,
@@ -168,7 +148,7 @@ def pretrain(
     model.train()
     loader = step_loader(batches, start, steps, cfg.data.num_workers)
     tick = time.perf_counter()
-    with _progress(console) as progress, stop_requests() as stop:
+    with progress_bar(console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=start, status="")
         for step, (v, v_plus) in zip(range(start, steps), loader):
             data_time = time.perf_counter() - tick

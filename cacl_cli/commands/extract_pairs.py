@@ -53,17 +53,10 @@ def extract_pairs_command(
         from multiprocessing import get_context
 
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
         from rich.table import Table
 
         from cacl_cli.data import extract
+        from cacl_cli.progress import progress_bar
         from cacl_cli.files import remove_stale_temps
 
         if not video_dir.is_dir():
@@ -94,17 +87,8 @@ def extract_pairs_command(
         )
         failed = []
         job = partial(_safe_process, video_dir, out, settings)
-        with Progress(
-            TextColumn("[bold]extract"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("extract", total=len(todo), rate="")
+        with progress_bar(console, "extract") as progress:
+            task = progress.add_task("extract", total=len(todo), status="")
             processes = workers or os.cpu_count() or 1
             context = get_context("forkserver")  # no fork of a parent that may hold codec threads
             with context.Pool(processes, initializer=extract.worker_init) as pool:
@@ -112,7 +96,8 @@ def extract_pairs_command(
                     if record["status"] == "failed":
                         failed.append(record)
                     speed = progress.tasks[0].speed
-                    progress.update(task, advance=1, rate=f"{speed:.1f} clips/s" if speed else "")
+                    status = f"{speed:.1f} clips/s" if speed else ""
+                    progress.update(task, advance=1, status=status)
         done, skipped = extract.write_manifest(out, settings)
         table = Table("done", "skipped", "failed", title=f"{out / extract.MANIFEST}")
         table.add_row(str(done), str(skipped), str(len(failed)))

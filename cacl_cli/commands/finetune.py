@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional
 
-import typer
-
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
 
 
 def finetune_command(
     checkpoint: Optional[Path] = options.Checkpoint,
-    random_init: bool = typer.Option(
-        False, "--random-init", help="Start from a randomly initialised backbone."
-    ),
+    random_init: bool = options.RandomInit,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     data: Optional[Path] = options.Data,

@@ -16,3 +16,6 @@ Checkpoint = typer.Option(
     "--checkpoint",
     help="A pretrain run folder or checkpoint file, or a torchvision / MoCo-v2 state dict.",
 )
+RandomInit = typer.Option(
+    False, "--random-init", help="Use a randomly initialised backbone (the floor to beat)."
+)
