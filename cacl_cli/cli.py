@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from cacl_cli.commands import extract_pairs, finetune, presets, pretrain, probe, visualize, world
+from cacl_cli.commands import (
+    export,
+    extract_pairs,
+    finetune,
+    presets,
+    pretrain,
+    probe,
+    visualize,
+    world,
+)
 
 app = typer.Typer(
     name="cacl",
@@ -19,6 +28,7 @@ app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)
 app.command("finetune")(finetune.finetune_command)
 app.command("visualize")(visualize.visualize_command)
+app.command("export")(export.export_command)
 app.command("presets")(presets.presets_command)
 app.command("world")(world.world_command)
 

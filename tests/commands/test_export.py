@@ -1,0 +1,31 @@
+"""`cacl export`: the backbone loads into torchvision's ResNet with strict=True."""
+
+import torch
+import torchvision
+
+from tests.commands.test_pretrain import one_line_error
+from tests.conftest import run_cacl, sets
+
+
+def test_exported_backbone_loads_into_torchvision_strictly(tmp_path):
+    run = tmp_path / "run"
+    assert (
+        run_cacl("pretrain", "--out", run, *sets("schedule.steps=1", "model.width=64")).returncode
+        == 0
+    )
+    result = run_cacl("export", run)
+    assert result.returncode == 0, result.stderr
+    backbone = torch.load(run / "export" / "backbone.pt", weights_only=True)
+    heads = torch.load(run / "export" / "heads.pt", weights_only=True)
+    net = torchvision.models.resnet18()
+    net.fc = torch.nn.Identity()
+    net.load_state_dict(backbone, strict=True)
+    trained = torch.load(run / "checkpoints" / "step-0000001.pt", weights_only=True)["model"]
+    assert torch.equal(net.layer4[1].conv2.weight, trained["online.backbone.layer4.1.conv2.weight"])
+    assert {k.split(".")[0] for k in heads} == {"global", "pixel", "cycle"}
+
+
+def test_export_of_a_non_checkpoint_is_one_line(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("nope")
+    assert "junk.pt" in one_line_error(run_cacl("export", junk))
