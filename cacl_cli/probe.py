@@ -68,7 +68,7 @@ class FeatureCache:
             feat, mask = torch.load(spilled, weights_only=True)
             return feat.float(), mask
         feat, mask = self._compute(i, flipped)
-        stored = (feat.half(), mask.to(torch.uint8) if mask.max() < 256 else mask)
+        stored = (feat.half(), mask.to(torch.uint8))  # class ids and 255 fit in a byte
         size = stored[0].numel() * 2 + stored[1].numel() * stored[1].element_size()
         if self.mode == "memory" and self.used + size <= self.limit:
             self.memory[key] = stored

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cacl
+from tests.conftest import run_cacl, sets
 
 GOOD = ["01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4", "realshort.mp4", "test.webm"]
 
@@ -163,16 +163,7 @@ def test_pretrain_reads_an_extracted_folder(tmp_path, video_tree):
         out,
         "--out",
         tmp_path / "run",
-        "--set",
-        "schedule.steps=2",
-        "--set",
-        "model.width=8",
-        "--set",
-        "data.size=32",
-        "--set",
-        "data.batch_size=4",
-        "--set",
-        "data.num_workers=0",
+        *sets("schedule.steps=2", "data.batch_size=4"),
     )
     assert run.returncode == 0, run.stderr
     assert "path: " + str(out) in (tmp_path / "run" / "config.yaml").read_text()
@@ -232,15 +223,6 @@ def test_pretrain_reads_an_image_folder(tmp_path, shared_data):
         shared_data / "frames" / "bedroom",
         "--out",
         tmp_path / "r",
-        "--set",
-        "schedule.steps=1",
-        "--set",
-        "model.width=8",
-        "--set",
-        "data.size=32",
-        "--set",
-        "data.batch_size=4",
-        "--set",
-        "data.num_workers=0",
+        *sets("schedule.steps=1", "data.batch_size=4"),
     )
     assert run.returncode == 0, run.stderr

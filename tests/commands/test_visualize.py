@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.commands.test_pretrain import one_line_error
-from tests.conftest import run_cacl
+from tests.conftest import run_cacl, sets
 
 SPACES = ("backbone", "global", "pixel", "cycle")
 
@@ -58,14 +58,7 @@ def test_video_file_and_compare(tmp_path, shared_data):
             "pretrain",
             "--out",
             run,
-            "--set",
-            "schedule.steps=1",
-            "--set",
-            "model.width=8",
-            "--set",
-            "data.size=32",
-            "--set",
-            "data.num_workers=0",
+            *sets("schedule.steps=1"),
         ).returncode
         == 0
     )
