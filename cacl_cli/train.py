@@ -38,16 +38,20 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         if self.path.is_file():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step
-            ]
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+
+
+def _step_of(line: str) -> float:
+    """A record's step; a line torn by a kill during its append counts as never written."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 def build_batches(cfg: Config) -> StepBatches:

@@ -170,3 +170,24 @@ def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
     assert "skipping damaged checkpoint" in resumed.stdout and "step-0000004.pt" in resumed.stdout
     assert "resuming" in resumed.stdout and "step 2" in resumed.stdout
     assert load_checkpoint(newest)["step"] == 4  # rewritten whole
+
+
+def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(tmp_path):
+    run = tmp_path / "run"
+    assert (
+        run_cacl(
+            "pretrain",
+            "--out",
+            run,
+            *sets("schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3"),
+        ).returncode
+        == 0
+    )
+    (run / "checkpoints" / "step-0000004.pt").unlink()
+    (run / "checkpoints" / "latest").write_text("step-0000002.pt\n")
+    metrics = run / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 5, "loss": 1')  # half an append
+    resumed = run_cacl("pretrain", "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
