@@ -37,15 +37,44 @@ def pairs_per_s(world: World, pairs: int, seed: int) -> float:
     return pairs / (time.perf_counter() - start)
 
 
+def loader_pairs_per_s(batches, steps: int) -> tuple[float, float]:
+    """What a loader process delivers (render + crop + colour draws) and what finishing the
+    colours costs on the CPU, both in pairs/s, for a warmed clip cache."""
+    import torch
+
+    for step in range(steps):  # warm the clip cache as a long run would
+        batches[step]
+    start = time.perf_counter()
+    raw = [batches[step] for step in range(steps, 2 * steps)]
+    loaded = steps * batches.batch_size / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for batch in raw:
+        batches.finish(batch, torch.device("cpu"))
+    finished = steps * batches.batch_size / (time.perf_counter() - start)
+    return loaded, finished
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--clips", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="seconds: checks the plumbing")
     args = parser.parse_args()
-    world = World(WorldConfig(size=args.size))
+    if args.quick:
+        args.clips, args.repeats = 2, 1
+    import torch
+
+    from cacl_cli.config import resolve
+    from cacl_cli.train import build_batches
+
+    torch.set_num_threads(1)
+    world = World(WorldConfig(size=args.size), cached_clips=0)
     frames = [clip_frames_per_s(world, args.clips, r * args.clips) for r in range(args.repeats)]
     pairs = [pairs_per_s(world, args.clips * 4, r) for r in range(args.repeats)]
+    batches = build_batches(resolve("tiny-world", ["data.batch_size=32"]))
+    steps = 2 if args.quick else 80
+    loader = [loader_pairs_per_s(batches, steps) for _ in range(args.repeats)]
     print(
         f"world {args.size}x{args.size}, {world.cfg.frames} frames/clip, one core, "
         f"median of {args.repeats} repeats"
@@ -57,6 +86,14 @@ def main() -> None:
     print(
         f"  training pairs (new clip each): {statistics.median(pairs):8.0f} pairs/s "
         f"= {2 * statistics.median(pairs):.0f} frames/s"
+    )
+    print(
+        "  tiny-world loader, warm clip cache (render, crop, colour draws): "
+        f"{statistics.median(l for l, _ in loader):8.0f} pairs/s"
+    )
+    print(
+        "  colour work for those pairs, batched on the CPU: "
+        f"{statistics.median(f for _, f in loader):8.0f} pairs/s"
     )
 
 

@@ -11,6 +11,7 @@ from cacl_cli.commands import (
     presets,
     pretrain,
     probe,
+    propagate,
     visualize,
     world,
 )
@@ -28,6 +29,7 @@ app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)
 app.command("finetune")(finetune.finetune_command)
 app.command("visualize")(visualize.visualize_command)
+app.command("propagate")(propagate.propagate_command)
 app.command("export")(export.export_command)
 app.command("presets")(presets.presets_command)
 app.command("world")(world.world_command)

@@ -43,6 +43,8 @@ POSITIVE = (
     "moco.cycle_queue_size",
     "moco.pixels_per_image",
     "moco.shuffle_bn_groups",
+    "model.bn_groups",
+    "optim.accum_steps",
     "loss.tau",
     "loss.soft_target_tau",
     "run.checkpoint_every",

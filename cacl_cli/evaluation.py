@@ -36,6 +36,7 @@ def start_eval_run(
     if (checkpoint is None) == (not random_init):
         raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
     cfg = resolve(preset or default_preset, overrides)
+    torch.manual_seed(cfg.run.seed)  # a random-init backbone is then a function of run.seed
     run_dir = out or Path("runs") / cfg.preset.name
     run = EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), *open_splits(cfg, data))
     write_config(cfg, run_dir / "config.yaml")

@@ -13,7 +13,10 @@ from typing import Iterator
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from cacl_cli import distributed
 from cacl_cli.checkpoint import latest_checkpoint, save_checkpoint
 from cacl_cli.config import Config, write_config
 from cacl_cli.data.augment import augment_from_config
@@ -21,11 +24,13 @@ from cacl_cli.data.batches import StepBatches, step_loader
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig
 from cacl_cli.device import amp_dtype, autocast
+from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted
 from cacl_cli.files import remove_stale_temps, write_text_atomic
-from cacl_cli.model.cacl import CACL, build_model
-from cacl_cli.progress import progress_bar
+from cacl_cli.model.cacl import CACL, CACLOutput, build_model
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
+from cacl_cli.progress import progress_bar
+from cacl_cli.weights import load_backbone
 
 SPREAD_WARNING = 0.1  # below this the head's outputs are close to one point: collapse
 
@@ -54,8 +59,9 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
-def build_batches(cfg: Config) -> StepBatches:
-    """Batches from ``data.path`` (pairs folder or image folder) or, without one, the world."""
+def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
+    """This rank's share of each step's batch from ``data.path`` (pairs or image folder) or, without
+    one, the built-in world."""
     if cfg.data.path:
         source = open_source(Path(cfg.data.path))
     else:
@@ -66,7 +72,9 @@ def build_batches(cfg: Config) -> StepBatches:
                 f"{cfg.world.frames} frames (world.frames); use a smaller stride"
             )
     augment = augment_from_config(cfg.augment, cfg.data.size)
-    return StepBatches(source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed)
+    return StepBatches(
+        source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
+    )
 
 
 def _training_state(
@@ -102,26 +110,90 @@ def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradSc
     return int(state["step"])
 
 
+def _start_from(model: CACL, cfg: Config, console: Console) -> None:
+    """``model.init``: both encoders' backbones start from a foreign (or cacl) backbone file."""
+    path, arch, width = Path(cfg.model.init), cfg.model.arch, cfg.model.width
+    backbone, report = load_backbone(path, arch, width)
+    try:
+        for encoder in (model.online, model.momentum_encoder):
+            encoder.backbone.load_state_dict(backbone.state_dict())
+    except RuntimeError:
+        raise CaclError(
+            f"key 'model.init': {path} holds a {report['arch']} of width {report['width']}, "
+            f"but this run trains a {arch} of width {width}"
+        ) from None
+    unused = report["unused"]
+    console.print(
+        f"init: backbone from {path}: {report['loaded']} tensors loaded "
+        f"(prefix '{report['prefix']}'), 0 missing; {len(unused)} in the file not used"
+        + (f" ({', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''})" if unused else "")
+    )
+
+
+def _wrap(
+    model: CACL, cfg: Config, device: torch.device, workers: Workers, console: Console
+) -> nn.Module:
+    """The module the loop calls: the model itself, or under torchrun DDP around it."""
+    if not torch.distributed.is_initialized():
+        if cfg.model.sync_bn:
+            console.print("[yellow]note[/]: model.sync_bn has no effect in a single process")
+        return model
+    if cfg.model.sync_bn:
+        if device.type != "cuda":
+            raise CaclError("key 'model.sync_bn' needs CUDA GPUs (torch has no CPU SyncBN)")
+        model.online = nn.SyncBatchNorm.convert_sync_batchnorm(model.online)
+    # Queues and BN statistics stay per rank: queues are kept equal by gathering keys, and
+    # broadcasting 3 x Q x 128 floats every step would cost more than the step's gradients.
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
 def pretrain(
     cfg: Config,
     run_dir: Path,
     device: torch.device,
     resume: bool = False,
     console: Console | None = None,
-) -> Path:
-    """Train CACL as ``cfg`` says, in ``run_dir``; returns the final checkpoint's path."""
+) -> Path | None:
+    """Train CACL as ``cfg`` says, in ``run_dir``; returns the final checkpoint's path.
+
+    Under torchrun every rank runs this; rank 0 alone writes the run folder and the progress.
+    """
+    workers, device = distributed.start(device)
+    try:
+        quiet = Console(quiet=True)
+        return _pretrain(
+            cfg, run_dir, device, workers, resume, console if workers.is_main else quiet
+        )
+    finally:
+        distributed.stop()
+
+
+def _pretrain(
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    workers: Workers,
+    resume: bool,
+    console: Console | None,
+) -> Path | None:
     console = console or Console()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = workers.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
 
     # ---------------------------------------------------------------- data
-    batches = build_batches(cfg)
+    batches = build_batches(cfg, workers)
 
     # ---------------------------------------------------------------- model and optimiser
-    torch.manual_seed(cfg.run.seed)
+    torch.manual_seed(cfg.run.seed)  # the same on every rank: shifts and picks stay in step
     model = build_model(cfg).to(device)
-    peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, cfg.data.batch_size)
+    net = _wrap(model, cfg, device, workers, console)  # DDP copies rank 0's weights everywhere
+    accum = cfg.optim.accum_steps
+    global_batch = cfg.data.batch_size * workers.world_size * accum
+    peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, global_batch)
     rates = lr_schedule(peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps)
     optimizer = LARS(
         lars_param_groups(model),
@@ -130,75 +202,138 @@ def pretrain(
         weight_decay=cfg.optim.weight_decay,
         trust=cfg.optim.trust,
     )
+    if torch.distributed.is_initialized():
+        console.print(
+            f"torchrun: {workers.world_size} process(es), backend "
+            f"{torch.distributed.get_backend()}, {global_batch} images per step"
+        )
     dtype = amp_dtype(cfg.run.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     # ---------------------------------------------------------------- optionally resume
     start = 0
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    for folder in (run_dir, run_dir / "checkpoints"):
-        remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
+    if main:
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
     if found:
         path, state = found
         start = _restore(state, model, optimizer, scaler)
         console.print(f"resuming {run_dir} from {path.name} (step {start})")
-    metrics.truncate_after(start)
-    write_config(cfg, run_dir / "config.yaml")
+    elif cfg.model.init:
+        _start_from(model, cfg, console)
+    if main:
+        metrics.truncate_after(start)
+        write_config(cfg, run_dir / "config.yaml")
 
     # ---------------------------------------------------------------- training
     steps = cfg.schedule.steps
     good = found[0] if found else None  # the newest checkpoint known to be complete
     model.train()
-    loader = step_loader(batches, start, steps, cfg.data.num_workers)
+    loader = iter(step_loader(batches, start * accum, steps * accum, cfg.data.num_workers))
     tick = time.perf_counter()
     with progress_bar(console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=start, status="")
-        for step, (v, v_plus) in zip(range(start, steps), loader):
-            data_time = time.perf_counter() - tick
+        for step in range(start, steps):
             for group in optimizer.param_groups:
                 group["lr"] = rates[step]
-            with autocast(dtype, device):
-                out = model(v.to(device, non_blocking=True), v_plus.to(device, non_blocking=True))
-            _stop_if_not_finite(out.terms, step, run_dir)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
+            model.momentum_update()  # once per optimiser step, before its first micro-batch
+            logged = main and ((step + 1) % cfg.run.log_every == 0 or step + 1 == steps)
+            out, data_time = _accumulated_step(
+                net, loader, batches, accum, scaler, dtype, device, logged
+            )
+            bad = _not_finite(out.terms)
+            halt, bad_anywhere = distributed.any_rank([bool(stop), bool(bad)], device)
+            if bad_anywhere:
+                what = (
+                    f"loss term '{bad}' is {out.terms[bad]}"
+                    if bad
+                    else "another rank's loss is not finite"
+                )
+                raise CaclError(
+                    f"step {step + 1}: {what}; stopped with the last good "
+                    f"checkpoint kept in {run_dir}/checkpoints; try a lower optim.lr or a "
+                    "higher loss.tau"
+                )
             scaler.step(optimizer)
             scaler.update()
             done = step + 1
             step_time = time.perf_counter() - tick
-            loss = float(out.loss.detach())
+            loss = float(out.loss)
 
-            if done % cfg.run.log_every == 0 or done == steps:
+            if logged:
                 record = {
                     "step": done,
                     "lr": rates[step],
                     "loss": loss,
-                    **{f"{h}/loss": float(t.detach()) for h, t in out.terms.items()},
+                    **{f"{h}/loss": float(t) for h, t in out.terms.items()},
                     **out.diagnostics,
                     "step_time": step_time,
                     "data_time": data_time,
-                    "images_per_s": cfg.data.batch_size / step_time,
+                    "images_per_s": global_batch / step_time,
                 }
+                if device.type == "cuda":
+                    record["gpu_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 metrics.write(record)
                 _warn_on_collapse(out.diagnostics, done, console)
-            if done % cfg.run.checkpoint_every == 0 or done == steps or stop:
-                state = _training_state(model, optimizer, scaler, done, cfg)
-                good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
+            if done % cfg.run.checkpoint_every == 0 or done == steps or halt:
+                if main:
+                    state = _training_state(model, optimizer, scaler, done, cfg)
+                    good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
+                distributed.barrier()  # no rank leaves before the checkpoint exists
             progress.update(task, completed=done, status=f"loss {loss:.3f}")
-            if stop and done < steps:
+            if halt and done < steps:
                 raise Interrupted(
-                    f"stopped by {signal.Signals(stop[0]).name} after step {done}; "
-                    f"checkpoint saved. Resume with: cacl pretrain --out {run_dir} "
-                    "--resume",
-                    stop[0],
+                    f"stopped by {signal.Signals(stop[0] if stop else signal.SIGTERM).name} "
+                    f"after step {done}; checkpoint saved. Resume with: cacl pretrain "
+                    f"--out {run_dir} --resume",
+                    stop[0] if stop else signal.SIGTERM,
                 )
             tick = time.perf_counter()
     if start >= steps:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")
-    else:
+    elif main:
         _print_summary(run_dir, console)
     return good
+
+
+def _accumulated_step(
+    net: nn.Module,
+    loader: Iterator,
+    batches: StepBatches,
+    accum: int,
+    scaler: torch.amp.GradScaler,
+    dtype: torch.dtype | None,
+    device: torch.device,
+    diagnose: bool,
+) -> tuple[CACLOutput, float]:
+    """Forward and backward over ``accum`` micro-batches; DDP syncs gradients on the last only.
+
+    Returns the micro-batches' mean loss terms (detached) with the last one's diagnostics, and the
+    time spent waiting for data.
+    """
+    terms: dict[str, float] = {}
+    data_time = 0.0
+    for micro in range(accum):
+        tick = time.perf_counter()
+        v, v_plus = batches.finish(next(loader), device)
+        data_time += time.perf_counter() - tick
+        last = micro == accum - 1
+        no_sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else None
+        with no_sync or contextlib.nullcontext(), autocast(dtype, device):
+            out = net(
+                v,
+                v_plus,
+                update_momentum=False,
+                diagnose=diagnose and last,
+            )
+        scaler.scale(out.loss / accum).backward()
+        for name, value in out.terms.items():
+            terms[name] = terms.get(name, 0.0) + float(value.detach()) / accum
+    mean = CACLOutput(torch.tensor(sum(terms.values())), terms, out.diagnostics)
+    return mean, data_time
 
 
 @contextlib.contextmanager
@@ -227,14 +362,9 @@ def _save(run_dir: Path, step: int, state: dict, keep: int, previous: Path | Non
         ) from None
 
 
-def _stop_if_not_finite(terms: dict[str, torch.Tensor], step: int, run_dir: Path) -> None:
-    for name, value in terms.items():
-        if not math.isfinite(float(value.detach())):
-            raise CaclError(
-                f"step {step + 1}: loss term '{name}' is {float(value.detach())}; stopped with "
-                f"the last good checkpoint kept in {run_dir}/checkpoints; "
-                "try a lower optim.lr or a higher loss.tau"
-            )
+def _not_finite(terms: dict[str, float]) -> str:
+    """The name of the first loss term that is NaN or infinite, or ''."""
+    return next((name for name, value in terms.items() if not math.isfinite(value)), "")
 
 
 def _warn_on_collapse(diagnostics: dict[str, float], step: int, console: Console) -> None:

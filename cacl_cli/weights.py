@@ -67,7 +67,7 @@ def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
 
 
 def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Module, dict]:
-    """A backbone and a report {source, sha256, arch, width, loaded, missing, prefix}.
+    """A backbone and a report {source, sha256, arch, width, loaded, missing, unused, prefix}.
 
     ``checkpoint`` None gives the random-init floor. A cacl run folder or checkpoint brings its own
     arch and width; a foreign state dict is read into ``arch``/``width``.
@@ -101,6 +101,7 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
             f"(first: {missing[0]}); refusing a partial load"
         )
     net.load_state_dict(found, strict=False)
+    taken = {prefix + k for k in found}
     return net, {
         "source": str(path),
         "sha256": file_sha256(path),
@@ -108,6 +109,7 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
         "width": width,
         "loaded": len(found),
         "missing": missing,
+        "unused": sorted(k for k in state if k not in taken),  # e.g. MoCo's encoder_k, fc, queue
         "prefix": prefix,
     }
 

@@ -8,21 +8,29 @@ from cacl_cli.errors import CaclError
 from cacl_cli.weights import load_backbone
 
 
-def test_torchvision_state_dict_loads_every_backbone_tensor(tmp_path):
-    reference = torchvision.models.resnet18()
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_torchvision_state_dict_loads_every_backbone_tensor(tmp_path, arch):
+    reference = getattr(torchvision.models, arch)()
     torch.save(reference.state_dict(), tmp_path / "tv.pt")
-    net, report = load_backbone(tmp_path / "tv.pt", "resnet18", 64)
+    net, report = load_backbone(tmp_path / "tv.pt", arch, 64)
     assert report["missing"] == [] and report["prefix"] == ""
+    assert report["unused"] == ["fc.bias", "fc.weight"]
+    assert report["loaded"] == len(reference.state_dict()) - 2
     assert torch.equal(net.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
 
 
-def test_moco_v2_checkpoint_layout_loads(tmp_path):
-    reference = torchvision.models.resnet18()
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_moco_v2_checkpoint_layout_loads(tmp_path, arch):
+    reference = getattr(torchvision.models, arch)()
     state = {f"module.encoder_q.{k}": v for k, v in reference.state_dict().items()}
     state["module.encoder_k.conv1.weight"] = torch.zeros(64, 3, 7, 7)  # must be ignored
+    state["module.queue"] = torch.zeros(128, 16)
     torch.save({"state_dict": state, "epoch": 200}, tmp_path / "moco.pth.tar")
-    net, report = load_backbone(tmp_path / "moco.pth.tar", "resnet18", 64)
+    net, report = load_backbone(tmp_path / "moco.pth.tar", arch, 64)
     assert report["prefix"] == "module.encoder_q." and report["missing"] == []
+    assert (
+        "module.encoder_k.conv1.weight" in report["unused"] and "module.queue" in report["unused"]
+    )
     assert torch.equal(net.conv1.weight, reference.conv1.weight)
 
 

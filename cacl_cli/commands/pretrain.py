@@ -23,6 +23,12 @@ def pretrain_command(
         "--data",
         help="A pairs folder (cacl extract-pairs) or an image folder; default: the built-in world.",
     ),
+    init: Optional[Path] = typer.Option(
+        None,
+        "--init",
+        help="Start the backbone from a MoCo-v2 checkpoint or a torchvision ResNet state dict "
+        "(sets model.init).",
+    ),
     device: Optional[str] = options.Device,
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out from its newest good checkpoint."
@@ -38,7 +44,7 @@ def pretrain_command(
         from cacl_cli.device import resolve_device
         from cacl_cli.train import pretrain
 
-        cfg = _config(preset, overrides or [], out, resume, data)
+        cfg = _config(preset, overrides or [], out, resume, data, init)
         run_dir = out or Path("runs") / cfg.preset.name
         if not resume and (run_dir / "checkpoints").is_dir():
             raise CaclError(
@@ -54,13 +60,14 @@ def _config(
     out: Optional[Path],
     resume: bool,
     data: Optional[Path],
+    init: Optional[Path],
 ) -> Config:
     """A new run's config from the preset (and --data); a resumed run keeps its own."""
     saved = out / "config.yaml" if out else None
     if resume and saved and saved.is_file():
-        if preset or overrides or data:
+        if preset or overrides or data or init:
             raise CaclError(
-                f"a resumed run keeps its config ({saved}); drop --preset, --set and --data"
+                f"a resumed run keeps its config ({saved}); drop --preset, --set, --data and --init"
             )
         return resolve(str(saved))
     if resume and not out:
@@ -68,4 +75,11 @@ def _config(
     cfg = resolve(preset or DEFAULT_PRESET, overrides)
     if data:
         cfg.data["path"] = str(data)  # a path, not a YAML value: set after validation
+    if init:
+        cfg.model["init"] = str(init)
+    if cfg.model.init and not Path(cfg.model.init).is_file():
+        raise CaclError(
+            f"key 'model.init': {cfg.model.init} is not a file; give the MoCo-v2 or torchvision "
+            "weights with --init PATH"
+        )
     return cfg

@@ -1,8 +1,9 @@
-"""Training batches indexed by step: batch ``s`` is a pure function of ``(seed, s)``.
+"""Training batches indexed by step: pair ``i`` of batch ``s`` is a pure function of (seed, s, i).
 
 A source only has to offer ``pair(rng, stride)`` -> two uint8 RGB frames. Because no state carries
-from one batch to the next, a resumed run sees exactly the batches an unbroken run would, and
-loader workers can build batches in any order.
+from one batch to the next, a resumed run sees exactly the batches an unbroken run would, loader
+workers can build batches in any order, and under torchrun rank r builds pairs r*B .. (r+1)*B - 1
+of the global batch: 2 processes x B pairs see the same data as 1 process x 2B.
 """
 
 from __future__ import annotations
@@ -22,20 +23,40 @@ class PairSource(Protocol):
 
 
 class StepBatches(Dataset):
-    """``self[step]`` -> (v, v_plus), each (batch_size, 3, size, size)."""
+    """``self[step]`` -> (v, v_plus), each (batch_size, 3, size, size): this rank's share."""
 
     def __init__(
-        self, source: PairSource, augment: PairAugment, batch_size: int, stride: int, seed: int
+        self,
+        source: PairSource,
+        augment: PairAugment,
+        batch_size: int,
+        stride: int,
+        seed: int,
+        rank: int = 0,
     ) -> None:
         self.source, self.augment = source, augment
         self.batch_size, self.stride, self.seed = batch_size, stride, seed
+        self.first = rank * batch_size  # this rank's first pair in the global batch
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        pairs = [
-            self.augment(*self.source.pair(rng, self.stride), rng) for _ in range(self.batch_size)
-        ]
-        return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
+        """(v, v_plus) as uint8 (B, 3, S, S) and their colour draws (B, 12): see ``views``."""
+        pairs = [self._pair(step, i) for i in range(self.first, self.first + self.batch_size)]
+        return tuple(torch.stack(part) for part in zip(*pairs))
+
+    def _pair(self, step: int, index: int) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng([self.seed, step, index])
+        return self.augment.prepare(*self.source.pair(rng, self.stride), rng)
+
+    def finish(
+        self, batch: tuple[torch.Tensor, ...], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loaded batch -> normalised (v, v_plus) on ``device``, colours applied there."""
+        v, v_plus, p, p_plus = (t.to(device, non_blocking=True) for t in batch)
+        return self.augment.finish(v, p), self.augment.finish(v_plus, p_plus)
+
+    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``step`` as the network sees it (on the CPU)."""
+        return self.finish(self[step], torch.device("cpu"))
 
 
 def _single_thread_worker(_: int) -> None:

@@ -9,6 +9,7 @@ about the class: recognising a class means seeing its shape or its texture. Ever
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -192,13 +193,26 @@ def _paste(image: np.ndarray, labels: np.ndarray, inst: _Instance, left: int, to
 class World:
     """The set of clips a config describes; clip ``i`` is the same on every machine."""
 
-    def __init__(self, cfg: WorldConfig) -> None:
+    def __init__(self, cfg: WorldConfig, cached_clips: int = 2048) -> None:
         if not 1 <= cfg.classes <= len(CLASSES):
             raise CaclError(f"key 'world.classes' must be 1 to {len(CLASSES)}, got {cfg.classes}")
-        self.cfg = cfg
+        self.cfg, self.cached_clips = cfg, cached_clips
+        self._start_cache()
 
-    def clip(self, index: int) -> Clip:
+    def _start_cache(self) -> None:
+        # Building a clip (background, sprites) costs several frames' rendering; training draws
+        # from the same clips over and over, so each process keeps the recent ones (~0.1 MB each).
+        self.clip = functools.lru_cache(maxsize=self.cached_clips)(self._build_clip)
+
+    def _build_clip(self, index: int) -> Clip:
         return Clip(self.cfg, index)
+
+    def __getstate__(self) -> dict:  # loader processes get the recipe, not the cache
+        return {"cfg": self.cfg, "cached_clips": self.cached_clips}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._start_cache()
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
         """Two frames ``stride`` apart from a random training clip (RGB uint8 each)."""

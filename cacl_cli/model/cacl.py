@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from cacl_cli import distributed
 from cacl_cli.model import losses
 from cacl_cli.model.backbone import build_backbone
 from cacl_cli.errors import CaclError
 from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
 from cacl_cli.model.queues import FeatureQueue
-from cacl_cli.model.shuffle import in_shuffled_groups, random_roll, rolled
+from cacl_cli.model.shuffle import in_groups, random_roll, rolled
 
 
 @dataclass
@@ -66,7 +67,14 @@ class CACL(nn.Module):
         soft_target_tau: temperature of those affinities (lower: a sharper target).
         pixel_positive: ``global`` (eq. 4, match by the global head) or ``position`` (same cell).
         pixel_shuffle: ``off``, ``shared`` (one roll for v and v+) or ``independent``.
-        shuffle_bn_groups: groups with their own BN statistics in the momentum encoder.
+        shuffle_bn_groups: groups (per process) with their own BN statistics in the momentum
+            encoder.
+        batch_shuffle: permute the momentum encoder's batch before grouping it (shuffle-BN); under
+            torchrun the permutation spans all ranks.
+        online_bn_groups: groups with their own BN statistics in the online encoder: N emulates
+            the per-device BN of N devices on one.
+        cycle_memory_mb: a budget for the cycle's HW x Q queue logits per step (0: none); over
+            it they are computed in chunks of rows, recomputed in the backward pass.
         pixels_per_image: momentum pixels per image fed to the pixel and cycle queues each step.
         symmetric: also compute the losses with v and v+ swapped (and average).
     """
@@ -87,6 +95,9 @@ class CACL(nn.Module):
         pixel_positive: str = "global",
         pixel_shuffle: str = "independent",
         shuffle_bn_groups: int = 4,
+        batch_shuffle: bool = True,
+        online_bn_groups: int = 1,
+        cycle_memory_mb: float = 0.0,
         pixels_per_image: int = 8,
         symmetric: bool = False,
     ) -> None:
@@ -103,12 +114,14 @@ class CACL(nn.Module):
         self.soft_cycle, self.soft_target_tau = soft_cycle, soft_target_tau
         self.pixel_positive = pixel_positive
         self.pixel_shuffle, self.shuffle_bn_groups = pixel_shuffle, shuffle_bn_groups
+        self.batch_shuffle, self.online_bn_groups = batch_shuffle, online_bn_groups
+        self.cycle_memory_mb = cycle_memory_mb
         self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
 
     # ------------------------------------------------------------ the two encoders
 
     @torch.no_grad()
-    def _momentum_update(self) -> None:
+    def momentum_update(self) -> None:
         """theta_k <- m theta_k + (1 - m) theta_q; BN running statistics stay the momentum net's."""
         for p_q, p_k in zip(self.online.parameters(), self.momentum_encoder.parameters()):
             p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
@@ -125,14 +138,20 @@ class CACL(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Online features of v and momentum features (keys, no gradient) of v+."""
         shift, shift_plus = self._shifts(v)
-        q = rolled(self.online, v, shift)
+        q = rolled(
+            lambda x: in_groups(self.online, x, self.online_bn_groups, shuffle=False), v, shift
+        )
         with torch.no_grad():
-            k = rolled(
-                lambda x: in_shuffled_groups(self.momentum_encoder, x, self.shuffle_bn_groups),
-                v_plus,
-                shift_plus,
-            )
+            k = rolled(self._momentum_keys, v_plus, shift_plus)
         return q, k
+
+    def _momentum_keys(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        def grouped(y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return in_groups(self.momentum_encoder, y, self.shuffle_bn_groups, self.batch_shuffle)
+
+        if self.batch_shuffle and distributed.world_size() > 1:
+            return distributed.in_shuffled_batch(grouped, x)
+        return grouped(x)
 
     # ------------------------------------------------------------ the losses
 
@@ -154,9 +173,22 @@ class CACL(nn.Module):
             if self.soft_cycle:
                 target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
             terms["cycle"] = losses.cycle_loss(
-                q["cycle"], k["cycle"], self.queues["cycle"](), self.tau, target
+                q["cycle"],
+                k["cycle"],
+                self.queues["cycle"](),
+                self.tau,
+                target,
+                chunk_rows=self._cycle_chunk_rows(q["cycle"]),
             )
         return terms
+
+    def _cycle_chunk_rows(self, c: torch.Tensor) -> int:
+        """Rows of the second jump per chunk that keep its queue logits within the budget."""
+        if not self.cycle_memory_mb:
+            return 0
+        # float32 logits plus their exp and gradient: about 3 copies of B x rows x Q
+        per_row = 3 * 4 * c.shape[0] * self.queues["cycle"].size
+        return max(1, int(self.cycle_memory_mb * 2**20 // per_row))
 
     def _match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:
         """Positives of the pixel head: eq. (4)'s global-head argmax, or the same position."""
@@ -167,21 +199,35 @@ class CACL(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, k: dict[str, torch.Tensor]) -> None:
-        """After the loss: the current keys become negatives for the next steps only."""
+        """After the loss: every rank's keys become negatives, for the next steps only."""
         for head in self.heads:
             if head == "global":
-                self.queues[head].enqueue(k["global_vector"])
+                self.queues[head].enqueue(distributed.gather(k["global_vector"]))
                 continue
             b, d, h, w = k[head].shape
-            picks = torch.randint(h * w, (b, self.pixels_per_image), device=k[head].device)
-            self.queues[head].enqueue(losses.gather_pixels(k[head], picks).reshape(-1, d))
+            # Drawn for the global batch, so every rank's generator stays in step.
+            ranks, me = distributed.world_size(), distributed.rank()
+            picks = torch.randint(h * w, (ranks * b, self.pixels_per_image), device=k[head].device)
+            mine = losses.gather_pixels(k[head], picks[me * b : (me + 1) * b]).reshape(-1, d)
+            self.queues[head].enqueue(distributed.gather(mine))
 
     # ------------------------------------------------------------ one step
 
-    def forward(self, v: torch.Tensor, v_plus: torch.Tensor) -> CACLOutput:
-        """Loss for a batch of frame pairs (B, 3, H, W) each; updates momentum net and queues."""
-        with torch.no_grad():
-            self._momentum_update()
+    def forward(
+        self,
+        v: torch.Tensor,
+        v_plus: torch.Tensor,
+        update_momentum: bool = True,
+        diagnose: bool = True,
+    ) -> CACLOutput:
+        """Loss for a batch of frame pairs (B, 3, H, W) each; updates momentum net and queues.
+
+        ``update_momentum`` False skips the EMA step: the inner micro-batches of an accumulated
+        step share one momentum encoder. ``diagnose`` False skips the health signals (they cost
+        a few percent of a step; the loop computes them only on the steps it logs).
+        """
+        if update_momentum:
+            self.momentum_update()
         q, k = self.encode(v, v_plus)
         terms = self._terms(q, k)
         keys = [k]
@@ -192,7 +238,7 @@ class CACL(nn.Module):
             }
             keys.append(k2)
         terms = {h: self.weights[h] * t for h, t in terms.items()}
-        diagnostics = self.diagnostics(q, k)
+        diagnostics = self.diagnostics(q, k) if diagnose else {}
         for key in keys:
             self._enqueue(key)
         return CACLOutput(sum(terms.values()), terms, diagnostics)
@@ -284,6 +330,7 @@ def build_model(cfg) -> CACL:
                 "key 'loss.soft_cycle' needs the global head's affinities but "
                 "'heads.global' is off; set loss.soft_cycle=false or heads.global=true"
             )
+    check_queue_sizes(cfg, heads, distributed.world_size())
     return CACL(
         arch=cfg.model.arch,
         width=cfg.model.width,
@@ -299,6 +346,32 @@ def build_model(cfg) -> CACL:
         pixel_positive=cfg.loss.pixel_positive,
         pixel_shuffle=cfg.model.pixel_shuffle,
         shuffle_bn_groups=cfg.moco.shuffle_bn_groups,
+        batch_shuffle=cfg.moco.batch_shuffle,
+        online_bn_groups=cfg.model.bn_groups,
+        cycle_memory_mb=cfg.loss.cycle_memory_mb,
         pixels_per_image=cfg.moco.pixels_per_image,
         symmetric=cfg.loss.symmetric,
     )
+
+
+def check_queue_sizes(cfg, heads: tuple[str, ...], ranks: int) -> None:
+    """Each queue's size must be a multiple (or a divisor) of the keys it receives at once, so
+    every key stays the same number of steps and the pointer never splits a batch."""
+    batch = cfg.data.batch_size * ranks
+    fed = {"global": batch, "pixel": batch * cfg.moco.pixels_per_image}
+    fed["cycle"] = fed["pixel"]
+    keys = {
+        "global": "moco.queue_size",
+        "pixel": "moco.queue_size",
+        "cycle": "moco.cycle_queue_size",
+    }
+    for head in heads:
+        size, n = cfg.moco[keys[head].split(".")[1]], fed[head]
+        if size % n and n % size:
+            per = f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
+            if head != "global":
+                per += f" x moco.pixels_per_image {cfg.moco.pixels_per_image}"
+            raise CaclError(
+                f"key '{keys[head]}' is {size} but the {head} queue receives {n} keys at once "
+                f"({per}); use a multiple of {n}"
+            )

@@ -1,14 +1,27 @@
 """The three CACL losses as pure functions on l2-normalised features.
 
 Shapes: ``B`` images, ``D`` channels, ``H x W`` = ``HW`` positions, ``Q`` queue entries, ``N`` rows.
-Every loss computes its logits in float32 (float64 for the cycle's second jump product), whatever
-the autocast dtype of the features.
+Every loss computes its logits in float32 (float64 for the cycle's second jump product), with
+autocast switched off inside, whatever the dtype of the features.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
-import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+def float32_logits(fn):
+    """Run ``fn`` with autocast off: bf16 logits over thousands of negatives lose the positive."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _flat_pixels(x: torch.Tensor) -> torch.Tensor:
@@ -16,6 +29,7 @@ def _flat_pixels(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2).float()
 
 
+@float32_logits
 def contrast_logits(
     q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float
 ) -> torch.Tensor:
@@ -26,15 +40,21 @@ def contrast_logits(
     return torch.cat([l_pos, l_neg], dim=1) / tau
 
 
+@float32_logits
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> torch.Tensor:
     """Eq. (1)/(3): mean over n of -log exp(q_n.k_n/tau) / sum_{z in {k_n} u queue} exp(q_n.z/tau).
 
     Args: q (N, D) online, k (N, D) momentum positives, queue (Q, D) negatives; all unit vectors.
     """
-    logits = contrast_logits(q, k, queue, tau)
-    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=q.device))
+    # Cross-entropy with the positive in column 0, without building the (N, 1 + Q) matrix:
+    # -l_pos + log(exp(l_pos) + sum exp(l_neg)). 1/tau scales q (N x D), not the logits (N x Q).
+    q = q.float() / tau
+    l_pos = (q * k.float()).sum(dim=1)  # N
+    l_neg = q @ queue.float().t()  # N x Q
+    return (torch.logaddexp(l_pos, l_neg.logsumexp(dim=1)) - l_pos).mean()
 
 
+@float32_logits
 def match_pixels(u: torch.Tensor, u_plus: torch.Tensor) -> torch.Tensor:
     """Eq. (4)'s matching: j*(i) = argmax_j cos(u^i, u_+^j) within each image.
 
@@ -89,30 +109,51 @@ def log_matmul_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.log(torch.exp(a - shift_a) @ torch.exp(b - shift_b)) + shift_a + shift_b
 
 
+def _queue_logsumexp(
+    c_plus: torch.Tensor, queue: torch.Tensor, tau: float, chunk_rows: int
+) -> torch.Tensor:
+    """logsumexp over the queue of c_+^j . z / tau, per row j: (B, HW, D) -> (B, HW, 1).
+
+    With ``chunk_rows`` the (B, rows, Q) logits exist one chunk at a time, in the backward pass
+    too (each chunk is recomputed there), and the result is the same.
+    """
+
+    def rows_lse(rows: torch.Tensor) -> torch.Tensor:
+        return (rows @ (queue.t() / tau)).logsumexp(dim=2, keepdim=True)
+
+    if chunk_rows <= 0 or chunk_rows >= c_plus.shape[1]:
+        return rows_lse(c_plus)
+    parts = c_plus.split(chunk_rows, dim=1)
+    return torch.cat([checkpoint(rows_lse, part, use_reentrant=False) for part in parts], dim=1)
+
+
+@float32_logits
 def cycle_log_jumps(
-    c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float
+    c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float, chunk_rows: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two jumps of eq. (5) with negatives, as log-probabilities.
 
-    Returns log P1 (B, HW, HW): v -> v+; and the second jump v+ -> [v ; queue] split in its
-    columns on v, log P2_self (B, HW, HW), and on the queue, log P2_queue (B, HW, Q).
+    Returns log P1 (B, HW, HW): v -> v+; the second jump v+ -> [v ; queue] on its columns on v,
+    log P2_self (B, HW, HW); and that jump's log normaliser (B, HW, 1), which gives its queue
+    columns as c_+ queue^T / tau minus it.
     """
-    c, c_plus = _flat_pixels(c), _flat_pixels(c_plus)  # B x HW x D
-    log_p1 = torch.log_softmax(c @ c_plus.transpose(1, 2) / tau, dim=2)
-    back_self = c_plus @ c.transpose(1, 2) / tau  # B x HW x HW
-    back_queue = c_plus @ queue.float().t() / tau  # B x HW x Q
+    c, c_plus, queue = _flat_pixels(c), _flat_pixels(c_plus), queue.float()  # B x HW x D
+    log_p1 = torch.log_softmax((c / tau) @ c_plus.transpose(1, 2), dim=2)
+    back_self = (c_plus / tau) @ c.transpose(1, 2)  # B x HW x HW
     norm = torch.logaddexp(
-        back_self.logsumexp(dim=2, keepdim=True), back_queue.logsumexp(dim=2, keepdim=True)
+        back_self.logsumexp(dim=2, keepdim=True), _queue_logsumexp(c_plus, queue, tau, chunk_rows)
     )
-    return log_p1, back_self - norm, back_queue - norm
+    return log_p1, back_self - norm, norm
 
 
+@float32_logits
 def cycle_loss(
     c: torch.Tensor,
     c_plus: torch.Tensor,
     queue: torch.Tensor,
     tau: float,
     target: torch.Tensor | None = None,
+    chunk_rows: int = 0,
 ) -> torch.Tensor:
     """Eqs. (5)-(6): L_C on the cycle v -> v+ -> [v ; queue].
 
@@ -120,9 +161,9 @@ def cycle_loss(
     summing to 1. With ``target`` None (hard cycle) the loss is -mean_i log M[i, i]. With a target
     T (B, HW, HW), rows summing to 1 and zero on the queue columns (soft cycle), it is the mean over
     rows of KL(T_i || M_i) = sum_j T_ij (log T_ij - log M_ij). Computed in log space throughout.
-    c, c_plus (B, D, H, W) unit vectors; queue (Q, D).
+    c, c_plus (B, D, H, W) unit vectors; queue (Q, D). ``chunk_rows``: see ``_queue_logsumexp``.
     """
-    log_p1, log_p2_self, _ = cycle_log_jumps(c, c_plus, queue, tau)
+    log_p1, log_p2_self, _ = cycle_log_jumps(c, c_plus, queue, tau, chunk_rows)
     if target is None:
         # log M[i, i] = logsumexp_j (log P1[i, j] + log P2[j, i])
         log_m_diag = (log_p1 + log_p2_self.transpose(1, 2)).logsumexp(dim=2)  # B x HW
@@ -133,6 +174,7 @@ def cycle_loss(
     return kl.mean().float()
 
 
+@float32_logits
 def soft_cycle_target(u: torch.Tensor, u_plus: torch.Tensor, tau: float) -> torch.Tensor:
     """The soft cycle's target: row-softmax of <u^i, u_+^j> / tau, (B, HW, HW), no gradient.
 
@@ -144,11 +186,13 @@ def soft_cycle_target(u: torch.Tensor, u_plus: torch.Tensor, tau: float) -> torc
 
 
 @torch.no_grad()
+@float32_logits
 def cycle_back_rate(
     c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float
 ) -> torch.Tensor:
     """Share of pixels i whose most likely return, argmax over all HW + Q columns of M[i], is i."""
-    log_p1, log_p2_self, log_p2_queue = cycle_log_jumps(c, c_plus, queue, tau)
+    log_p1, log_p2_self, norm = cycle_log_jumps(c, c_plus, queue, tau)
+    log_p2_queue = _flat_pixels(c_plus) @ queue.float().t() / tau - norm  # B x HW x Q
     p1 = log_p1.exp()
     m = torch.cat([p1 @ log_p2_self.exp(), p1 @ log_p2_queue.exp()], dim=2)  # B x HW x (HW+Q)
     positions = torch.arange(m.shape[1], device=m.device)

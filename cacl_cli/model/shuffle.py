@@ -3,7 +3,8 @@
 Pixel shuffle rolls the input by (a, b), multiples of the output stride, and rolls the output map
 back by (a/8, b/8): every position then meets the zero padding equally often, so the network cannot
 tell where a pixel sits. Shuffle-BN runs the momentum encoder on a permuted batch split into groups
-with their own BN statistics, so a query and its key never share batch statistics.
+with their own BN statistics, so a query and its key never share batch statistics. Under
+torchrun the permutation spans every rank (``cacl_cli.distributed.in_shuffled_batch``).
 """
 
 from __future__ import annotations
@@ -37,13 +38,20 @@ def rolled(
     }
 
 
-def in_shuffled_groups(
-    net: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor, groups: int
+def in_groups(
+    net: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    groups: int,
+    shuffle: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Shuffle-BN on one device: permute the batch, run ``net`` per group, restore the order."""
+    """Run ``net`` per group of the batch, so each group has its own BN statistics, as on
+    ``groups`` devices. ``shuffle`` permutes the batch first (shuffle-BN) and restores its order."""
     groups = min(groups, x.shape[0])
     if groups <= 1:
         return net(x)
+    if not shuffle:
+        parts = [net(chunk) for chunk in x.chunk(groups)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     perm = torch.randperm(x.shape[0], device=x.device)
     parts = [net(chunk) for chunk in x[perm].chunk(groups)]
     unperm = torch.argsort(perm)

@@ -25,6 +25,17 @@ def test_exported_backbone_loads_into_torchvision_strictly(tmp_path):
     assert {k.split(".")[0] for k in heads} == {"global", "pixel", "cycle"}
 
 
+def test_exported_resnet50_loads_into_torchvision_strictly(tmp_path):
+    run = tmp_path / "run"
+    args = sets("schedule.steps=1", "model.arch=resnet50", "model.width=64", "data.batch_size=4")
+    assert run_cacl("pretrain", "--out", run, *args).returncode == 0
+    assert run_cacl("export", run).returncode == 0
+    net = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True])
+    net.fc = torch.nn.Identity()
+    net.load_state_dict(torch.load(run / "export" / "backbone.pt", weights_only=True), strict=True)
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 2048)
+
+
 def test_export_of_a_non_checkpoint_is_one_line(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("nope")

@@ -190,7 +190,7 @@ def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
         augment = PairAugment(
             size=64, blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared
         )
-        v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0)[0]
+        v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0).views(0)
         assert not np.allclose(v.numpy(), v_plus.numpy())  # colours are drawn per frame
         luma = lambda x: x.mean(1).flatten(1).numpy()  # noqa: E731
         return [np.corrcoef(a, b)[0, 1] for a, b in zip(luma(v), luma(v_plus))]

@@ -119,7 +119,7 @@ def test_resume_via_cli_keeps_the_saved_config(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "already finished 2 steps" in again.stdout
     refused = run_cacl("pretrain", "--out", run, "--resume", "--set", "optim.lr=2")
-    assert refused.returncode == 2 and "drop --preset, --set and --data" in refused.stderr
+    assert refused.returncode == 2 and "drop --preset, --set, --data and --init" in refused.stderr
 
 
 def one_line_error(result):
@@ -176,8 +176,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
     original = cacl_module.CACL.forward
     calls = {"n": 0}
 
-    def poisoned(self, v, v_plus):
-        out = original(self, v, v_plus)
+    def poisoned(self, v, v_plus, **kwargs):
+        out = original(self, v, v_plus, **kwargs)
         calls["n"] += 1
         if calls["n"] == 4:
             out.terms["cycle"] = out.terms["cycle"] * float("nan")
@@ -188,3 +188,49 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
         pretrain(cfg, tmp_path, torch.device("cpu"))
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000002.pt"]
     assert load_checkpoint(tmp_path / "checkpoints" / "step-0000002.pt")["step"] == 2
+
+
+def test_init_starts_both_encoders_from_a_moco_v2_checkpoint(tmp_path):
+    from cacl_cli.model.backbone import build_backbone
+
+    torch.manual_seed(5)
+    foreign = build_backbone("resnet18", 8).state_dict()
+    moco = {f"module.encoder_q.{k}": v for k, v in foreign.items()}
+    moco["module.encoder_q.fc.0.weight"] = torch.zeros(8, 8)  # MoCo-v2's MLP: not a backbone key
+    torch.save({"state_dict": moco, "epoch": 800}, tmp_path / "moco.pth.tar")
+    run = tmp_path / "run"
+    # lr 0: after one step the online backbone is still exactly the file's
+    args = sets("schedule.steps=1", "optim.lr=0.0")
+    result = run_cacl("pretrain", "--out", run, "--init", tmp_path / "moco.pth.tar", *args)
+    assert result.returncode == 0, result.stderr
+    assert "prefix 'module.encoder_q.'), 0 missing; 1 in the file not used" in result.stdout
+    state = load_checkpoint(run / "checkpoints" / "step-0000001.pt")["model"]
+    for name in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.bn1.bias"):
+        assert torch.equal(state[f"online.backbone.{name}"], foreign[name]), name
+        # m x + (1 - m) x: equal up to rounding
+        torch.testing.assert_close(state[f"momentum_encoder.backbone.{name}"], foreign[name])
+    missing = run_cacl("pretrain", "--out", tmp_path / "r2", "--init", tmp_path / "nope.pt")
+    assert missing.returncode == 2 and "nope.pt is not a file" in missing.stderr
+
+
+def test_accumulated_steps_update_the_momentum_encoder_once_per_step(tmp_path):
+    run = tmp_path / "run"
+    overrides = ["schedule.steps=2", "run.checkpoint_every=1", "optim.accum_steps=2"]
+    result = run_cacl("pretrain", "--out", run, *sets(*overrides, "data.batch_size=4"))
+    assert result.returncode == 0, result.stderr
+    first, second = (
+        load_checkpoint(run / "checkpoints" / f"step-000000{s}.pt")["model"] for s in (1, 2)
+    )
+    m = resolve(str(run / "config.yaml")).moco.momentum
+    name = "backbone.layer3.0.conv1.weight"
+    expected = m * first[f"momentum_encoder.{name}"] + (1 - m) * first[f"online.{name}"]
+    torch.testing.assert_close(second[f"momentum_encoder.{name}"], expected)
+    assert int(second["queues.global.ptr"]) == 2 * 2 * 4  # steps x micro-batches x batch
+    # the learning rate follows the batch of the whole step: 8 images, not 4
+    lr = read_metrics(run)[-1]["lr"]
+    single = tmp_path / "single"
+    assert (
+        run_cacl("pretrain", "--out", single, *sets(overrides[0], "data.batch_size=8")).returncode
+        == 0
+    )
+    assert lr == pytest.approx(read_metrics(single)[-1]["lr"])

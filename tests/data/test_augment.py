@@ -47,3 +47,40 @@ def test_same_seed_same_output():
     a1, b1 = aug(image, image, np.random.default_rng(5))
     a2, b2 = aug(image, image, np.random.default_rng(5))
     assert torch.equal(a1, a2) and torch.equal(b1, b2)
+
+
+def test_batched_colour_ops_match_torchvision_per_image():
+    from torchvision.transforms.v2 import functional as TF
+
+    from cacl_cli.data import augment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 20, 20, generator=g)
+    factors = torch.tensor([0.6, 0.9, 1.0, 1.2, 1.4, 0.7])
+    shifts = torch.tensor([-0.1, -0.03, 0.0, 0.02, 0.08, 0.1])
+    cases = [
+        (augment._brightness, TF.adjust_brightness, factors),
+        (augment._contrast, TF.adjust_contrast, factors),
+        (augment._saturation, TF.adjust_saturation, factors),
+        (augment._hue, TF.adjust_hue, shifts),
+    ]
+    for batched, reference, values in cases:
+        got = batched(x, values)
+        for i, value in enumerate(values.tolist()):
+            torch.testing.assert_close(got[i], reference(x[i], value), atol=2e-5, rtol=0)
+    sigmas = torch.tensor([0.3, 0.8, 1.5, 2.0, 0.5, 1.0])
+    blurred = augment._gaussian_blur(x, sigmas, radius=3)
+    for i, sigma in enumerate(sigmas.tolist()):
+        expected = TF.gaussian_blur(x[i], [7, 7], [sigma, sigma])
+        torch.testing.assert_close(blurred[i], expected, atol=1e-5, rtol=0)
+
+
+def test_a_batch_finished_at_once_equals_each_pair_finished_alone():
+    image = ramp_image()
+    aug = PairAugment(size=24)
+    prepared = [aug.prepare(image, image, np.random.default_rng(seed)) for seed in range(8)]
+    frames, _, params, _ = (torch.stack(part) for part in zip(*prepared))
+    batch = aug.finish(frames, params)
+    for i in range(8):
+        torch.testing.assert_close(batch[i], aug.finish(frames[i : i + 1], params[i : i + 1])[0])
+    assert params[:, 9].any() and params[:, 10].any() and params[:, 0].any()  # all ops exercised

@@ -14,18 +14,18 @@ def batches(*overrides):
 
 
 def test_a_step_always_gives_the_same_batch_and_steps_differ():
-    a, b = batches()[3], batches()[3]
+    a, b = batches().views(3), batches().views(3)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    assert not torch.equal(batches()[4][0], a[0])
-    assert a[0].shape == (16, 3, 32, 32)
+    assert not torch.equal(batches().views(4)[0], a[0])
+    assert a[0].shape == (16, 3, 32, 32) and a[0].dtype == torch.float32
 
 
 def test_stride_zero_pairs_a_frame_with_itself_and_stride_eight_does_not():
-    v, v_plus = batches("data.stride=0")[0]
+    v, v_plus = batches("data.stride=0").views(0)
     assert torch.equal(v, v_plus)
-    v, v_plus = batches("data.stride=8")[0]
+    v, v_plus = batches("data.stride=8").views(0)
     assert not torch.equal(v, v_plus)
 
 
 def test_run_seed_changes_the_batches():
-    assert not torch.equal(batches("run.seed=1")[0][0], batches("run.seed=2")[0][0])
+    assert not torch.equal(batches("run.seed=1").views(0)[0], batches("run.seed=2").views(0)[0])

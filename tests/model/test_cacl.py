@@ -31,7 +31,7 @@ def test_momentum_update_is_an_ema_of_parameters_only():
     before_q = [p.clone() for p in model.online.parameters()]
     before_k = [p.clone() for p in model.momentum_encoder.parameters()]
     model.momentum_encoder.backbone.bn1.running_mean.fill_(7.0)
-    model._momentum_update()
+    model.momentum_update()
     for q, k, new in zip(before_q, before_k, model.momentum_encoder.parameters()):
         torch.testing.assert_close(new, 0.9 * k + 0.1 * q)
     assert torch.all(model.momentum_encoder.backbone.bn1.running_mean == 7.0)

@@ -180,3 +180,34 @@ def test_cycle_back_rate_is_one_for_a_perfect_cycle_and_low_for_a_scrambled_one(
     # all returns tie; argmax takes the first column, so only pixel 0 "cycles back"
     rate = float(cycle_back_rate(same, same, F.normalize(torch.ones(4, d), dim=1), 0.05))
     assert rate == pytest.approx(1 / 9)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_chunked_cycle_equals_the_whole_computation(soft, rows):
+    b, d, h, w = 2, 16, 3, 4
+    queue = unit(50, d, seed=3)
+    target = soft_cycle_target(unit(b, d, h, w, seed=4), unit(b, d, h, w, seed=5), 0.1)
+    results = []
+    for chunk_rows in (0, rows):
+        c = unit(b, d, h, w, seed=1).requires_grad_()
+        c_plus = unit(b, d, h, w, seed=2).requires_grad_()
+        loss = cycle_loss(c, c_plus, queue, 0.1, target if soft else None, chunk_rows=chunk_rows)
+        loss.backward()
+        results.append((loss.detach(), c.grad, c_plus.grad))
+    (whole, *whole_grads), (chunked, *chunked_grads) = results
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)
+    for got, expected in zip(chunked_grads, whole_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_logits_stay_float32_under_autocast():
+    q, k, queue = unit(8, 32, seed=1), unit(8, 32, seed=2), unit(64, 32, seed=3)
+    c, c_plus = unit(2, 32, 3, 3, seed=4), unit(2, 32, 3, 3, seed=5)
+    exact = (info_nce(q, k, queue, 0.07), cycle_loss(c, c_plus, queue, 0.07))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.matmul(q, k.t()).dtype == torch.bfloat16  # autocast is really on
+        mixed = (info_nce(q, k, queue, 0.07), cycle_loss(c, c_plus, queue, 0.07))
+    for got, expected in zip(mixed, exact):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

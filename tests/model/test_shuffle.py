@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from cacl_cli.model.shuffle import in_shuffled_groups, random_roll, rolled
+from cacl_cli.model.shuffle import in_groups, random_roll, rolled
 
 
 def pointwise_net():
@@ -43,7 +43,7 @@ def test_shuffled_groups_use_their_own_batch_statistics_and_keep_order():
     x = torch.randn(8, 3, 4, 4)
     x[:4] += 5.0  # two very different halves
     torch.manual_seed(0)
-    grouped = in_shuffled_groups(net, x, groups=2)["map"]
+    grouped = in_groups(net, x, groups=2)["map"]
     whole = net(x)["map"]
     assert not torch.allclose(grouped, whole)  # statistics differ per group
     # BN is a positive affine map per channel, so each output keeps its own input's pixel order
@@ -55,4 +55,11 @@ def test_shuffled_groups_use_their_own_batch_statistics_and_keep_order():
 def test_one_group_is_the_plain_forward():
     bn = nn.BatchNorm2d(3).train()
     x = torch.randn(6, 3, 2, 2)
-    torch.testing.assert_close(in_shuffled_groups(lambda t: {"m": bn(t)}, x, 1)["m"], bn(x))
+    torch.testing.assert_close(in_groups(lambda t: {"m": bn(t)}, x, 1)["m"], bn(x))
+
+
+def test_unshuffled_groups_are_contiguous_chunks():
+    bn = nn.BatchNorm2d(3).train()
+    x = torch.randn(8, 3, 4, 4)
+    grouped = in_groups(lambda t: {"m": bn(t)}, x, groups=2, shuffle=False)["m"]
+    torch.testing.assert_close(grouped, torch.cat([bn(x[:4]), bn(x[4:])]))

@@ -1,0 +1,162 @@
+"""What a CACL training step costs against its floor and against a MoCo-v2 step, side by side.
+
+The floor is the work no method can skip: the online backbone's forward and backward plus the
+momentum backbone's forward, on the same batch. MoCo-v2 adds the global head and its loss; CACL
+adds the pixel and cycle heads. Each variant runs ``--steps`` steps per repeat, the variants
+interleaved in every repeat so that machine noise hits them alike; the table gives medians over
+``--repeats`` and the ratios of the medians. Batches are random tensors already on the device, so
+data loading is not measured (bench/world_speed.py measures it). The LARS update, the same for
+every method, is timed apart. On CUDA the peak memory of each variant is reported, and the cycle
+head's memory budget (loss.cycle_memory_mb) is measured against none.
+
+    python bench/step_speed.py                                   # tiny-world on the CPU
+    python bench/step_speed.py --preset r18-kinetics --device cuda --amp auto
+    python bench/step_speed.py --quick                           # seconds, for the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cacl_cli.config import resolve  # noqa: E402
+from cacl_cli.device import amp_dtype, autocast  # noqa: E402
+from cacl_cli.model.cacl import build_model  # noqa: E402
+from cacl_cli.optim import LARS, lars_param_groups  # noqa: E402
+
+GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
+    """name -> one training step (forward and backward) of that variant."""
+    v, v_plus = batch
+    cacl = build_model(cfg_for([])).to(device).train()
+    moco = build_model(cfg_for(GLOBAL_ONLY)).to(device).train()
+
+    def floor() -> None:
+        with autocast(dtype, device):
+            loss = cacl.online.backbone(v).float().mean()
+            with torch.no_grad():
+                cacl.momentum_encoder.backbone(v_plus)
+        loss.backward()
+
+    def step(model) -> Callable[[], None]:
+        def run() -> None:
+            with autocast(dtype, device):
+                out = model(v, v_plus, diagnose=False)
+            out.loss.backward()
+
+        return run
+
+    optimizer = LARS(lars_param_groups(cacl), lr=0.1)
+    return {"floor": floor, "MoCo-v2": step(moco), "CACL": step(cacl), "LARS": optimizer.step}
+
+
+def measure(runs: dict, steps: int, repeats: int, device: torch.device) -> dict[str, dict]:
+    times = {name: [] for name in runs}
+    peaks = {}
+    for name, run in runs.items():  # warm-up, and each variant's peak memory on its own
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        run()
+        run()
+        sync(device)
+        if device.type == "cuda":
+            peaks[name] = torch.cuda.max_memory_allocated(device) / 2**30
+    for _ in range(repeats):
+        for name, run in runs.items():
+            sync(device)
+            tick = time.perf_counter()
+            for _ in range(steps):
+                run()
+            sync(device)
+            times[name].append((time.perf_counter() - tick) / steps)
+    return {
+        name: {"median_s": statistics.median(t), "runs": t, "peak_gib": peaks.get(name)}
+        for name, t in times.items()
+    }
+
+
+def cycle_memory(cfg_for, device, dtype, batch, budget_mb: float) -> dict[str, float]:
+    """Peak GiB of a CACL step with no cycle memory budget and with ``budget_mb``."""
+    out = {}
+    for label, mb in (("no budget", 0), (f"{budget_mb:g} MB budget", budget_mb)):
+        model = build_model(cfg_for([f"loss.cycle_memory_mb={mb}"])).to(device).train()
+        torch.cuda.reset_peak_memory_stats(device)
+        with autocast(dtype, device):
+            loss = model(*batch, diagnose=False).loss
+        loss.backward()
+        sync(device)
+        out[label] = torch.cuda.max_memory_allocated(device) / 2**30
+        del model, loss
+        torch.cuda.empty_cache()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="tiny-world")
+    parser.add_argument("--set", action="append", default=[], help="override a preset key")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="auto", help="auto, bf16, fp16 or off (CUDA only)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cycle-budget-mb", type=float, default=256.0)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.repeats = 1, 2
+        args.set = ["model.width=8", "data.size=32", "data.batch_size=8"] + args.set
+        args.set += ["moco.queue_size=64", "moco.cycle_queue_size=16", "moco.pixels_per_image=2"]
+    device = torch.device(args.device)
+    dtype = amp_dtype(args.amp, device)
+    cfg_for = lambda extra: resolve(args.preset, args.set + extra)  # noqa: E731
+    cfg = cfg_for([])
+    torch.manual_seed(0)
+    shape = (cfg.data.batch_size, 3, cfg.data.size, cfg.data.size)
+    batch = (torch.randn(shape, device=device), torch.randn(shape, device=device))
+    results = measure(variants(cfg_for, device, dtype, batch), args.steps, args.repeats, device)
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU used"
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}"
+        f"; threads {torch.get_num_threads()}"
+    )
+    print(
+        f"preset {args.preset} {' '.join(args.set)}: {cfg.model.arch} width {cfg.model.width}, "
+        f"batch {cfg.data.batch_size} x {cfg.data.size} px, amp {dtype or 'off'}, "
+        f"median of {args.repeats} repeats x {args.steps} steps"
+    )
+    floor = results["floor"]["median_s"]
+    print(f"{'variant':<10}{'median s/step':>15}{'vs floor':>10}{'images/s':>10}{'peak GiB':>10}")
+    for name, r in results.items():
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        images = cfg.data.batch_size / r["median_s"]
+        ratio = r["median_s"] / floor
+        print(f"{name:<10}{r['median_s']:>15.4f}{ratio:>9.2f}x{images:>10.0f}{peak:>10}")
+    cacl, moco = results["CACL"]["median_s"], results["MoCo-v2"]["median_s"]
+    print(
+        f"CACL vs MoCo-v2: {cacl / moco:.2f}x; CACL vs floor: {cacl / floor:.2f}x (target <= 1.5x)"
+    )
+    if device.type == "cuda":
+        for label, gib in cycle_memory(cfg_for, device, dtype, batch, args.cycle_budget_mb).items():
+            print(f"CACL step peak memory, cycle head with {label}: {gib:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

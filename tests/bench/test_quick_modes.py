@@ -1,0 +1,81 @@
+"""Every benchmark under bench/ runs in a quick mode, so none of them can rot unnoticed.
+
+Quick modes check the plumbing (the script runs, writes what it promises, resumes); their
+numbers mean nothing.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+BENCH = ROOT / "bench"
+
+
+def bench(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_path):
+    methods = ["--methods", "random init", "MoCo-v2", "CACL", "--jobs", "2", "--out", tmp_path]
+    out = bench(BENCH / "learning.py", "--quick", *methods)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert {(r["method"], r["step"]) for r in records} == {
+        ("random init", 0),
+        ("MoCo-v2", 2),
+        ("CACL", 2),
+    }
+    assert all(0 <= r["miou"] <= 1 for r in records)
+    table = (tmp_path / "table.md").read_text()
+    assert "| CACL | G P C | yes |" in table and "Command: python bench/learning.py" in table
+    assert (tmp_path / "probe-vs-steps.png").stat().st_size > 1000
+    assert "learning benchmark" in out
+    # a rerun finds every probe done: nothing is trained or probed again
+    bench(BENCH / "learning.py", "--quick", *methods)
+    again = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(again) == len(records)
+
+
+def test_step_speed_reports_each_variant_against_the_floor():
+    out = bench(BENCH / "step_speed.py", "--quick")
+    for name in ("floor", "MoCo-v2", "CACL", "LARS"):
+        assert f"\n{name} " in out
+    assert "CACL vs MoCo-v2:" in out and "(target <= 1.5x)" in out
+
+
+def test_world_speed_reports_frames_and_loader_rates():
+    out = bench(BENCH / "world_speed.py", "--quick")
+    assert "frames/s" in out and "tiny-world loader" in out
+
+
+def test_probe_cache_compares_cached_and_uncached_epochs():
+    out = bench(BENCH / "probe_cache.py", "--width", "8", "--images", "8", "--epochs", "2")
+    assert "x" in out.lower() and "cached" in out.lower()
+
+
+def test_extract_speed_compares_with_naive_decoding(shared_data):
+    out = bench(BENCH / "extract_speed.py", "--copies", "1", "--repeats", "1")
+    assert "naive" in out.lower()
+
+
+def test_cycle_health_runs_its_table(tmp_path):
+    out = bench(BENCH / "cycle_health.py", "--steps", "2", "--out", tmp_path)
+    assert "spread" in out
+
+
+@pytest.fixture
+def shared_data():
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA}")
+    return SHARED_DATA

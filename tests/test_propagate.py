@@ -1,0 +1,64 @@
+"""Label propagation (DAVIS protocol): the vote, the J score, and the command on a real sequence."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cacl_cli.propagate import Propagation, propagate_step, region_similarity
+from tests.commands.test_pretrain import one_line_error
+from tests.conftest import run_cacl
+
+
+def test_each_position_takes_the_label_of_its_identical_context_position():
+    # one-hot features: position i of the target matches position i of the context only
+    h = w = 3
+    feats = torch.eye(h * w).reshape(h * w, h, w)
+    labels = torch.zeros(1, 2, h, w)
+    labels[0, 1, 0, :] = 1.0  # top row is object
+    labels[0, 0] = 1 - labels[0, 1]
+    cfg = Propagation(topk=1, radius=10.0, temperature=0.07)
+    out = propagate_step(feats, feats[None], labels, cfg)
+    torch.testing.assert_close(out, labels[0])
+
+
+def test_votes_come_only_from_within_the_radius():
+    h, w = 1, 5
+    target = torch.ones(4, h, w) / 2  # every position equally similar to every context position
+    context = torch.ones(1, 4, h, w) / 2
+    labels = torch.zeros(1, 2, h, w)
+    labels[0, 1, 0, 4] = 1.0  # only the rightmost position is object
+    labels[0, 0] = 1 - labels[0, 1]
+    out = propagate_step(target, context, labels, Propagation(topk=5, radius=1.0))
+    assert out[1, 0, 0] == 0  # 4 cells away: cannot hear the object's vote
+    assert out[1, 0, 4] == pytest.approx(1 / 2)  # itself and its one neighbour within reach
+
+
+def test_region_similarity_is_mean_iou_after_the_first_frame():
+    truth = [np.ones((2, 2), np.uint8), np.array([[1, 1], [0, 0]], np.uint8), None]
+    predicted = [truth[0], np.array([[1, 0], [0, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
+    assert region_similarity(predicted, truth) == pytest.approx(0.5)  # unannotated frame skipped
+
+
+def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_data):
+    out = tmp_path / "prop"
+    args = ["--random-init", "--width", "8", "--frames", "4", "--size", "64", "--out", out]
+    done = run_cacl("propagate", shared_data / "davis", *args)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["J"]) == {"blackswan"} and 0.0 <= result["J"]["blackswan"] <= 1.0
+    assert result["protocol"]["topk"] == 10 and result["weights"]["source"] == "random init"
+    assert len(list((out / "blackswan").glob("*.png"))) == 4
+    assert "blackswan" in done.stdout
+
+
+def test_propagate_errors_name_the_problem(tmp_path, shared_data):
+    assert "not a DAVIS-format folder" in one_line_error(
+        run_cacl("propagate", tmp_path, "--random-init")
+    )
+    davis = shared_data / "davis"
+    assert "--seq nope" in one_line_error(
+        run_cacl("propagate", davis, "--random-init", "--seq", "nope")
+    )
+    assert "--checkpoint" in one_line_error(run_cacl("propagate", davis))
