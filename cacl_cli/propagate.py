@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cacl_cli.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from cacl_cli.data.frames import _read_image, frame_files
+from cacl_cli.data.frames import frame_files, read_rgb
 from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.errors import CaclError
 
@@ -59,7 +59,7 @@ def read_sequence(root: Path, name: str, max_frames: int = 0) -> tuple[list[np.n
         masks.append((read_index_png(path) > 0).astype(np.uint8) if path.is_file() else None)
     if masks[0] is None:
         raise CaclError(f"{masks_dir}: the first frame's mask {frames[0].stem}.png is missing")
-    return [_read_image(f) for f in frames], masks
+    return [read_rgb(f) for f in frames], masks
 
 
 @torch.no_grad()

@@ -50,7 +50,8 @@ def frame_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; an unreadable one is a one-line error."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise CaclError(f"{path} is not a readable image")
@@ -106,7 +107,7 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
                 f"{source} has {len(files)} frames; frame {max(indices)} was asked "
                 "for (lower --frame or --stride)"
             )
-        return [_read_image(files[i]) for i in indices]
+        return [read_rgb(files[i]) for i in indices]
     if not source.exists():
         raise CaclError(f"{source} does not exist; give a frame folder or a video file")
     if source.suffix.lower() in IMAGE_SUFFIXES:

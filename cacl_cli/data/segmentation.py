@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 from PIL import Image
 
+from cacl_cli.data.frames import read_rgb
 from cacl_cli.data.world import World, WorldConfig, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
@@ -65,13 +65,6 @@ CITYSCAPES_CLASSES = [
 # Cityscapes labelIds of the 19 evaluated classes, in train-id order; every other id is ignored.
 CITYSCAPES_EVAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CaclError(f"{path} is not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_index_png(path: Path) -> np.ndarray:
