@@ -48,6 +48,13 @@ def run_cacl(*args, cwd=None, env=None):
     )
 
 
+def pretrained(run_dir, *overrides):
+    """A TINY ``cacl pretrain`` into ``run_dir`` (plus ``overrides``) that must succeed."""
+    done = run_cacl("pretrain", "--out", run_dir, *sets(*overrides))
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():

@@ -4,15 +4,12 @@ import torch
 import torchvision
 
 from tests.commands.test_pretrain import one_line_error
-from tests.conftest import run_cacl, sets
+from tests.conftest import pretrained, run_cacl
 
 
 def test_exported_backbone_loads_into_torchvision_strictly(tmp_path):
     run = tmp_path / "run"
-    assert (
-        run_cacl("pretrain", "--out", run, *sets("schedule.steps=1", "model.width=64")).returncode
-        == 0
-    )
+    pretrained(run, "schedule.steps=1", "model.width=64")
     result = run_cacl("export", run)
     assert result.returncode == 0, result.stderr
     backbone = torch.load(run / "export" / "backbone.pt", weights_only=True)
@@ -27,8 +24,9 @@ def test_exported_backbone_loads_into_torchvision_strictly(tmp_path):
 
 def test_exported_resnet50_loads_into_torchvision_strictly(tmp_path):
     run = tmp_path / "run"
-    args = sets("schedule.steps=1", "model.arch=resnet50", "model.width=64", "data.batch_size=4")
-    assert run_cacl("pretrain", "--out", run, *args).returncode == 0
+    pretrained(
+        run, "schedule.steps=1", "model.arch=resnet50", "model.width=64", "data.batch_size=4"
+    )
     assert run_cacl("export", run).returncode == 0
     net = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True])
     net.fc = torch.nn.Identity()

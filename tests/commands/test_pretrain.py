@@ -8,7 +8,7 @@ import torch
 from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
 from cacl_cli.config import resolve
 from cacl_cli.train import pretrain
-from tests.conftest import TINY, run_cacl, sets
+from tests.conftest import TINY, pretrained, run_cacl, sets
 
 
 def read_metrics(run_dir):
@@ -114,7 +114,7 @@ def test_resumed_run_ends_with_the_same_weights_as_an_unbroken_one(tmp_path):
 
 def test_resume_via_cli_keeps_the_saved_config(tmp_path):
     run = tmp_path / "run"
-    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=2")).returncode == 0
+    pretrained(run, "schedule.steps=2")
     again = run_cacl("pretrain", "--out", run, "--resume")
     assert again.returncode == 0, again.stderr
     assert "already finished 2 steps" in again.stdout
@@ -157,7 +157,7 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 
 def test_existing_run_is_not_overwritten(tmp_path):
     run = tmp_path / "run"
-    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=1")).returncode == 0
+    pretrained(run, "schedule.steps=1")
     before = (run / "checkpoints" / "step-0000001.pt").read_bytes()
     assert "pass --resume" in one_line_error(run_cacl("pretrain", "--out", run))
     assert (run / "checkpoints" / "step-0000001.pt").read_bytes() == before
@@ -229,8 +229,5 @@ def test_accumulated_steps_update_the_momentum_encoder_once_per_step(tmp_path):
     # the learning rate follows the batch of the whole step: 8 images, not 4
     lr = read_metrics(run)[-1]["lr"]
     single = tmp_path / "single"
-    assert (
-        run_cacl("pretrain", "--out", single, *sets(overrides[0], "data.batch_size=8")).returncode
-        == 0
-    )
+    pretrained(single, overrides[0], "data.batch_size=8")
     assert lr == pytest.approx(read_metrics(single)[-1]["lr"])

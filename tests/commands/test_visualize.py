@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from tests.commands.test_pretrain import one_line_error
-from tests.conftest import run_cacl, sets
+from tests.conftest import pretrained, run_cacl
 
 SPACES = ("backbone", "global", "pixel", "cycle")
 
@@ -53,15 +53,7 @@ def test_same_frame_peaks_at_the_source_and_pixels_differ(tmp_path, shared_data)
 def test_video_file_and_compare(tmp_path, shared_data):
     video = shared_data / "videos" / "realshort.mp4"
     run = tmp_path / "pre"
-    assert (
-        run_cacl(
-            "pretrain",
-            "--out",
-            run,
-            *sets("schedule.steps=1"),
-        ).returncode
-        == 0
-    )
+    pretrained(run, "schedule.steps=1")
     result = run_cacl(
         "visualize",
         "--pixels",

@@ -15,7 +15,7 @@ from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
 from cacl_cli.config import resolve
 from cacl_cli.errors import CaclError
 from cacl_cli.train import pretrain
-from tests.conftest import TINY, run_cacl, sets
+from tests.conftest import TINY, pretrained, run_cacl, sets
 
 # Deterministic, and with queues big enough (2 x 51 MB) that a checkpoint write takes long enough
 # to be caught in the middle by a kill.
@@ -71,7 +71,7 @@ def metrics_without_timing(run_dir):
 @pytest.fixture(scope="module")
 def unbroken(tmp_path_factory):
     run = tmp_path_factory.mktemp("unbroken")
-    assert run_cacl("pretrain", "--out", run, *sets(*EXACT)).returncode == 0
+    pretrained(run, *EXACT)
     return final_model(run), metrics_without_timing(run)
 
 
@@ -154,15 +154,7 @@ def test_a_full_or_read_only_disk_stops_with_the_last_checkpoint_intact(
 
 def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
     run = tmp_path / "run"
-    assert (
-        run_cacl(
-            "pretrain",
-            "--out",
-            run,
-            *sets("schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3"),
-        ).returncode
-        == 0
-    )
+    pretrained(run, "schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3")
     newest = run / "checkpoints" / "step-0000004.pt"
     newest.write_bytes(newest.read_bytes()[:1000])
     resumed = run_cacl("pretrain", "--out", run, "--resume")
@@ -174,15 +166,7 @@ def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
 
 def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     run = tmp_path / "run"
-    assert (
-        run_cacl(
-            "pretrain",
-            "--out",
-            run,
-            *sets("schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3"),
-        ).returncode
-        == 0
-    )
+    pretrained(run, "schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3")
     (run / "checkpoints" / "step-0000004.pt").unlink()
     (run / "checkpoints" / "latest").write_text("step-0000002.pt\n")
     metrics = run / "metrics.jsonl"
