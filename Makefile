@@ -1,9 +1,10 @@
-# Two entry points: `make run` (install, then pretrain on the built-in world) and `make test`.
+# Two entry points: `make run` (install, then pretrain on the built-in world) and `make test`
+# (every test; CI runs it). `make test-fast` leaves out the tests marked slow.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test clean
+.PHONY: install run test test-fast clean
 
 $(BIN)/cacl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +17,10 @@ run: install
 	$(BIN)/cacl pretrain --preset tiny-world --out runs/tiny-world-$$(date +%Y%m%d-%H%M%S)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs --durations=10
+
+test-fast: install
+	$(BIN)/python -m pytest -q -rs -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

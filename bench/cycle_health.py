@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from cacl_cli.config import resolve
-from cacl_cli.train import pretrain
+from cacl_cli.training import pretrain
 
 VARIANTS = {
     "soft, cycle queue 4096": ["loss.soft_cycle=true", "moco.cycle_queue_size=4096"],

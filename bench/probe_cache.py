@@ -20,8 +20,8 @@ from rich.console import Console
 
 from cacl_cli.config import resolve
 from cacl_cli.data.segmentation import open_splits
-from cacl_cli.probe import train_probe
-from cacl_cli.segeval import prepare
+from cacl_cli.evaluate.probe import train_probe
+from cacl_cli.evaluate.common import prepare
 from cacl_cli.weights import load_backbone
 
 
@@ -39,7 +39,7 @@ def main() -> None:
             f"eval.world_train_images={args.images}",
         ],
     )
-    train, _ = open_splits(cfg, None)
+    train, _ = open_splits(cfg.eval, cfg.world, None)
     device = torch.device("cpu")
     backbone, _ = load_backbone(None, "resnet18", args.width)
     backbone.eval()

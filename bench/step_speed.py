@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cacl_cli.config import resolve  # noqa: E402
 from cacl_cli.device import amp_dtype, autocast  # noqa: E402
-from cacl_cli.model.cacl import build_model  # noqa: E402
+from cacl_cli.model.build import model_from_config  # noqa: E402
 from cacl_cli.optim import LARS, lars_param_groups  # noqa: E402
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
@@ -44,8 +44,8 @@ def sync(device: torch.device) -> None:
 def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
     """name -> one training step (forward and backward) of that variant."""
     v, v_plus = batch
-    cacl = build_model(cfg_for([])).to(device).train()
-    moco = build_model(cfg_for(GLOBAL_ONLY)).to(device).train()
+    cacl = model_from_config(cfg_for([])).to(device).train()
+    moco = model_from_config(cfg_for(GLOBAL_ONLY)).to(device).train()
 
     def floor() -> None:
         with autocast(dtype, device):
@@ -95,7 +95,7 @@ def cycle_memory(cfg_for, device, dtype, batch, budget_mb: float) -> dict[str, f
     """Peak GiB of a CACL step with no cycle memory budget and with ``budget_mb``."""
     out = {}
     for label, mb in (("no budget", 0), (f"{budget_mb:g} MB budget", budget_mb)):
-        model = build_model(cfg_for([f"loss.cycle_memory_mb={mb}"])).to(device).train()
+        model = model_from_config(cfg_for([f"loss.cycle_memory_mb={mb}"])).to(device).train()
         torch.cuda.reset_peak_memory_stats(device)
         with autocast(dtype, device):
             loss = model(*batch, diagnose=False).loss

@@ -66,7 +66,7 @@ def main() -> None:
     import torch
 
     from cacl_cli.config import resolve
-    from cacl_cli.train import build_batches
+    from cacl_cli.training import build_batches
 
     torch.set_num_threads(1)
     world = World(WorldConfig(size=args.size), cached_clips=0)

@@ -1,21 +1,31 @@
-"""The one place that saves and restores a run.
+"""The run folder: the checkpoint format, its pointer, the metrics log, save and restore.
 
 A run folder holds ``config.yaml``, ``metrics.jsonl`` and ``checkpoints/step-NNNNNNN.pt``, plus a
 ``checkpoints/latest`` pointer written after the checkpoint it names. Checkpoints are written to a
 temporary name and renamed, and read with ``weights_only=True``, so a checkpoint can never run code
 and a killed run never leaves a half-written one behind.
+
+A checkpoint is a dict: ``format`` (:data:`FORMAT`), ``step``, ``model`` (online and momentum
+networks and the queues), ``optimizer``, ``scaler``, ``config`` (the resolved config as a plain
+tree) and ``rng``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
 from cacl_cli.files import atomic_path, write_text_atomic
+
+FORMAT = 1  # the layout below; a newer file is refused rather than misread
 
 CHECKPOINT_DIR = "checkpoints"
 POINTER = "latest"
@@ -57,7 +67,92 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CaclError(f"{path} is not a readable cacl checkpoint ({reason[:120]})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
+    if int(state.get("format", FORMAT)) > FORMAT:
+        raise CaclError(
+            f"{path} has checkpoint format {state['format']}, newer than this cacl reads "
+            f"({FORMAT}); upgrade cacl"
+        )
     return state
+
+
+def saved_config(state: dict[str, Any], path: Path) -> Config:
+    """The typed config a pretrain checkpoint was trained with."""
+    if not isinstance(state.get("config"), dict):
+        raise CaclError(f"{path} is not a cacl pretrain checkpoint (no config in it)")
+    return from_saved(state["config"], str(path))
+
+
+def training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    cfg: Config,
+) -> dict[str, Any]:
+    """Everything a resume needs, in the checkpoint layout."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": FORMAT,
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "config": cfg.plain(),
+        "rng": rng,
+    }
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> int:
+    """Load a checkpoint into the model, optimiser, scaler and random state; returns its step."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise CaclError(
+            f"checkpoint does not fit this model ({reason[:120]}); resume with the run's own config"
+        ) from None
+    scaler.load_state_dict(state.get("scaler", {}))
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON record per logged step; a resume drops records past its step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        if self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
+            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def _step_of(line: str) -> float:
+    """A record's step; a line torn by a kill during its append counts as never written."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf
 
 
 def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
 
@@ -56,30 +57,252 @@ POSITIVE = (
     "schedule.epochs",
     "eval.world_train_images",
     "eval.world_val_images",
+    "extract.stride",
+    "extract.pairs_per_clip",
+    "extract.quality",
+    "extract.timeout",
+    "propagate.size",
+    "propagate.topk",
 )
+# Keys whose value must lie in [low, high].
+RANGES: dict[str, tuple[float, float]] = {
+    "world.classes": (1, 6),
+    "extract.frames_per_clip": (2, 10_000),
+    "extract.quality": (1, 100),
+}
 
 
-class Config(dict):
-    """A nested dict whose sections read as attributes: ``cfg.optim.lr``."""
+# ---------------------------------------------------------------- typed views of the sections
+# One frozen dataclass per section of ``presets/defaults.yaml``: engines take the sections they
+# need, typed, and nothing can write into a resolved config. The defaults live in the YAML only
+# (a test checks that these fields and its keys agree).
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+
+@dataclass(frozen=True)
+class RunSection:
+    seed: int
+    device: str
+    amp: str
+    deterministic: bool
+    checkpoint_every: int
+    keep_checkpoints: int
+    log_every: int
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    arch: str
+    width: int
+    dim: int
+    pixel_shuffle: str
+    init: Optional[str]
+    sync_bn: bool
+    bn_groups: int
+
+
+@dataclass(frozen=True)
+class HeadsSection:
+    global_: bool
+    pixel: bool
+    cycle: bool
+
+    def __getitem__(self, head: str) -> bool:
+        """``heads["global"]``: ``global`` is a Python keyword, so not an attribute name."""
+        return getattr(self, _field(head))
+
+    def on(self) -> tuple[str, ...]:
+        """The heads that are trained, in the paper's order."""
+        return tuple(h for h in ("global", "pixel", "cycle") if self[h])
+
+
+@dataclass(frozen=True)
+class LossSection:
+    tau: float
+    global_weight: float
+    pixel_weight: float
+    cycle_weight: float
+    soft_cycle: bool
+    soft_target_tau: float
+    pixel_positive: str
+    symmetric: bool
+    cycle_memory_mb: float
+
+    def weight(self, head: str) -> float:
+        return getattr(self, f"{head}_weight")
+
+
+@dataclass(frozen=True)
+class MocoSection:
+    momentum: float
+    queue_size: int
+    cycle_queue_size: int
+    pixels_per_image: int
+    shuffle_bn_groups: int
+    batch_shuffle: bool
+
+
+@dataclass(frozen=True)
+class DataSection:
+    path: Optional[str]
+    batch_size: int
+    num_workers: int
+    size: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class AugmentSection:
+    shared_crop: bool
+    crop_scale: tuple
+    jitter: float
+    jitter_p: float
+    grayscale_p: float
+    blur_p: float
+    flip_p: float
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float
+    lr_batch: int
+    momentum: float
+    weight_decay: float
+    trust: float
+    accum_steps: int
+
+
+@dataclass(frozen=True)
+class ScheduleSection:
+    steps: int
+    warmup_steps: int
+    epochs: int
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    dataset: str
+    train_split: str
+    val_split: str
+    resize: int
+    flip: bool
+    cache: str
+    cache_gb: float
+    fractions: tuple
+    subset_seed: int
+    world_train_images: int
+    world_val_images: int
+
+
+@dataclass(frozen=True)
+class WorldSection:
+    size: int
+    classes: int
+    objects_min: int
+    objects_max: int
+    scale_min: float
+    scale_max: float
+    speed: float
+    pan: float
+    frames: int
+    clips: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ExtractSection:
+    stride: int
+    pairs_per_clip: int
+    frames_per_clip: int
+    short_side: int
+    quality: int
+    workers: int
+    seed: int
+    timeout: float
+    extensions: tuple
+    seek: bool
+
+
+@dataclass(frozen=True)
+class PropagateSection:
+    size: int
+    context: int
+    topk: int
+    radius: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str
+    chain: tuple
+
+
+@dataclass(frozen=True)
+class Config:
+    """A resolved config: defaults, then a preset chain, then ``--set``; read-only."""
+
+    run: RunSection
+    model: ModelSection
+    heads: HeadsSection
+    loss: LossSection
+    moco: MocoSection
+    data: DataSection
+    augment: AugmentSection
+    optim: OptimSection
+    schedule: ScheduleSection
+    eval: EvalSection
+    world: WorldSection
+    extract: ExtractSection
+    propagate: PropagateSection
+    preset: PresetInfo
 
     @classmethod
-    def wrap(cls, tree: dict) -> "Config":
-        return cls({k: cls.wrap(v) if isinstance(v, dict) else v for k, v in tree.items()})
+    def from_tree(cls, tree: dict) -> "Config":
+        """Typed views over a validated nested dict that has every key."""
+        views = {
+            name: view(**{_field(k): _frozen(v) for k, v in tree[name].items()})
+            for name, view in SECTIONS.items()
+        }
+        return cls(**views)
 
     def plain(self) -> dict:
-        return {k: v.plain() if isinstance(v, Config) else v for k, v in self.items()}
+        """The nested dict that ``config.yaml`` and checkpoints store."""
+        return {f.name: _plain_section(getattr(self, f.name)) for f in fields(self)}
 
-    def get_dotted(self, key: str) -> Any:
-        node: Any = self
-        for part in key.split("."):
-            node = node[part]
-        return node
+
+SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "model": ModelSection,
+    "heads": HeadsSection,
+    "loss": LossSection,
+    "moco": MocoSection,
+    "data": DataSection,
+    "augment": AugmentSection,
+    "optim": OptimSection,
+    "schedule": ScheduleSection,
+    "eval": EvalSection,
+    "world": WorldSection,
+    "extract": ExtractSection,
+    "propagate": PropagateSection,
+    "preset": PresetInfo,
+}
+
+
+def _field(key: str) -> str:
+    return "global_" if key == "global" else key  # `global` is a Python keyword
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _plain_section(section: Any) -> dict:
+    return {
+        ("global" if f.name == "global_" else f.name): (
+            list(v) if isinstance(v := getattr(section, f.name), tuple) else v
+        )
+        for f in fields(section)
+    }
 
 
 # ---------------------------------------------------------------- finding and reading presets
@@ -200,6 +423,9 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
         )
     if key in POSITIVE and not value > 0:
         raise CaclError(f"{source}: key '{key}' must be above zero, got {value!r}")
+    if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
+        low, high = RANGES[key]
+        raise CaclError(f"{source}: key '{key}' must be from {low} to {high}, got {value!r}")
     return value
 
 
@@ -240,17 +466,39 @@ def _nest(key: str, value: Any) -> dict:
     return tree
 
 
-def resolve(preset: str, overrides: Iterable[str] = ()) -> Config:
-    """Defaults, then the preset chain, then each ``--set``; validated and frozen into a Config."""
-    defaults = _read_yaml(preset_dir() / f"{DEFAULTS_NAME}.yaml")
+def resolve(
+    preset: str, overrides: Iterable[str] = (), values: dict[str, Any] | None = None
+) -> Config:
+    """Defaults, then the preset chain, then each ``--set``, then ``values``; validated, frozen.
+
+    ``values`` maps dotted keys to values taken as they are, not read as YAML: a path such as
+    ``--data 2024`` stays the string it was typed as.
+    """
+    defaults = _defaults()
     tree, chain = _load_chain(preset)
     tree = _validate(tree, defaults, f"preset {chain[-1]}")
     merged = _merge(defaults, tree)
     for text in overrides:
         key, value = parse_override(text)
         merged = _merge(merged, _validate(_nest(key, value), defaults, "--set"))
+    for key, value in (values or {}).items():
+        merged = _merge(merged, _validate(_nest(key, value), defaults, "option"))
     merged["preset"] = {"name": chain[-1], "chain": chain}
-    return Config.wrap(merged)
+    return Config.from_tree(merged)
+
+
+def from_saved(tree: dict, source: str) -> Config:
+    """The config a checkpoint stored; keys added since it was written take their defaults."""
+    tree = dict(tree)
+    saved = tree.pop("preset", None) or {}
+    defaults = _defaults()
+    merged = _merge(defaults, _validate(tree, defaults, source))
+    merged["preset"] = {"name": saved.get("name", "saved"), "chain": saved.get("chain", [])}
+    return Config.from_tree(merged)
+
+
+def _defaults() -> dict:
+    return _read_yaml(preset_dir() / f"{DEFAULTS_NAME}.yaml")
 
 
 def dump(cfg: Config) -> str:
@@ -260,3 +508,87 @@ def dump(cfg: Config) -> str:
 def write_config(cfg: Config, path: Path) -> None:
     """Write the resolved config atomically (temp file, then rename)."""
     write_text_atomic(path, dump(cfg))
+
+
+# ---------------------------------------------------------------- rules between keys
+
+# Each command's preset when --preset is not given.
+DEFAULT_PRESETS = {
+    "extract-pairs": "extract-kinetics",
+    "pretrain": "tiny-world",
+    "probe": "probe-world",
+    "finetune": "finetune-world",
+    "propagate": "propagate-davis",
+    "visualize": "tiny-world",
+    "export": "r18-kinetics",
+    "world": "tiny-world",
+}
+
+
+def check_run(cfg: Config, command: str, ranks: int = 1, data: Path | None = None) -> None:
+    """Every rule that ties keys together, checked before any engine starts.
+
+    ``ranks`` is the number of torchrun processes (each adds its keys to the queues); ``data`` is
+    the ``--data`` folder of an evaluation command.
+    """
+    world = cfg.world
+    if world.objects_min > world.objects_max or world.scale_min > world.scale_max:
+        raise CaclError(
+            "keys 'world.objects_min'/'world.scale_min' must not exceed 'world.objects_max'/"
+            "'world.scale_max'"
+        )
+    if command == "pretrain":
+        _check_heads(cfg)
+        _check_queue_sizes(cfg, ranks)
+        if not cfg.data.path and not 0 <= cfg.data.stride < world.frames:
+            raise CaclError(
+                f"key 'data.stride' is {cfg.data.stride} but clips have {world.frames} frames "
+                "(world.frames); use a smaller stride"
+            )
+        if cfg.model.init and not Path(cfg.model.init).is_file():
+            raise CaclError(
+                f"key 'model.init': {cfg.model.init} is not a file; give the MoCo-v2 or "
+                "torchvision weights with --init PATH"
+            )
+    if command in ("probe", "finetune") and cfg.eval.dataset != "world" and data is None:
+        raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
+
+
+def _check_heads(cfg: Config) -> None:
+    heads = cfg.heads.on()
+    if not heads:
+        raise CaclError("keys 'heads.*' are all false; turn on at least one head")
+    if "global" in heads:
+        return
+    if "pixel" in heads and cfg.loss.pixel_positive == "global":
+        raise CaclError(
+            "key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
+            "set loss.pixel_positive=position or heads.global=true"
+        )
+    if "cycle" in heads and cfg.loss.soft_cycle:
+        raise CaclError(
+            "key 'loss.soft_cycle' needs the global head's affinities but "
+            "'heads.global' is off; set loss.soft_cycle=false or heads.global=true"
+        )
+
+
+def _check_queue_sizes(cfg: Config, ranks: int) -> None:
+    """Each queue's size must be a multiple (or a divisor) of the keys it receives at once, so
+    every key stays the same number of steps and the pointer never splits a batch."""
+    batch = cfg.data.batch_size * ranks
+    pixels = batch * cfg.moco.pixels_per_image
+    queues = {
+        "global": ("moco.queue_size", cfg.moco.queue_size, batch),
+        "pixel": ("moco.queue_size", cfg.moco.queue_size, pixels),
+        "cycle": ("moco.cycle_queue_size", cfg.moco.cycle_queue_size, pixels),
+    }
+    for head in cfg.heads.on():
+        key, size, n = queues[head]
+        if size % n and n % size:
+            per = f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
+            if head != "global":
+                per += f" x moco.pixels_per_image {cfg.moco.pixels_per_image}"
+            raise CaclError(
+                f"key '{key}' is {size} but the {head} queue receives {n} keys at once "
+                f"({per}); use a multiple of {n}"
+            )

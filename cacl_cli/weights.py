@@ -1,4 +1,5 @@
-"""Backbone weights in and out: cacl checkpoints, torchvision state dicts, MoCo-v2 checkpoints.
+"""Backbone weights in and out: cacl checkpoints, torchvision state dicts, MoCo-v2 checkpoints,
+and ``cacl export``'s plain state dicts.
 
 Every load reports what it took and refuses a load that matched nothing, so a wrong file never
 silently yields a random backbone.
@@ -12,9 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cacl_cli.checkpoint import find_checkpoint, load_checkpoint
+from cacl_cli.checkpoint import find_checkpoint, load_checkpoint, saved_config
+from cacl_cli.config import Config
 from cacl_cli.errors import CaclError
+from cacl_cli.files import write_atomic
 from cacl_cli.model.backbone import build_backbone
+from cacl_cli.model.cacl import Encoder
+from cacl_cli.model.heads import HEAD_NAMES
 
 # Prefixes under which a backbone's parameters appear in the files we read.
 PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "backbone.", "")
@@ -28,7 +33,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_state(path: Path) -> tuple[dict, dict | None]:
+def _read_state(path: Path) -> tuple[dict, Config | None]:
     """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
     try:
         return _cacl_state(path)
@@ -45,11 +50,9 @@ def _read_state(path: Path) -> tuple[dict, dict | None]:
     return raw, None
 
 
-def _cacl_state(path: Path) -> tuple[dict, dict]:
+def _cacl_state(path: Path) -> tuple[dict, Config]:
     state = load_checkpoint(path)
-    if "config" not in state:
-        raise CaclError(f"{path} is not a cacl pretrain checkpoint")
-    return state["model"], state["config"]
+    return state["model"], saved_config(state, path)
 
 
 def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
@@ -77,7 +80,7 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
     if config is not None:
-        arch, width = config["model"]["arch"], config["model"]["width"]
+        arch, width = config.model.arch, config.model.width
     net = build_backbone(arch, width)
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
@@ -122,9 +125,6 @@ def load_encoder(
     A foreign state dict gives a backbone without heads; None gives a random-init encoder with all
     three heads, labelled as such in the report.
     """
-    from cacl_cli.model.cacl import Encoder
-    from cacl_cli.model.heads import HEAD_NAMES
-
     if checkpoint is None:
         return Encoder(arch, width, dim, HEAD_NAMES), {
             "source": "random init",
@@ -138,10 +138,8 @@ def load_encoder(
         encoder = Encoder(arch, width, dim, ())
         encoder.backbone = backbone
         return encoder, report
-    heads = tuple(h for h in HEAD_NAMES if config["heads"][h])
-    encoder = Encoder(
-        config["model"]["arch"], config["model"]["width"], config["model"]["dim"], heads
-    )
+    heads = config.heads.on()
+    encoder = Encoder(config.model.arch, config.model.width, config.model.dim, heads)
     online = {k[len("online.") :]: v for k, v in state.items() if k.startswith("online.")}
     try:
         encoder.load_state_dict(online)
@@ -153,7 +151,21 @@ def load_encoder(
     return encoder, {
         "source": str(path),
         "sha256": file_sha256(path),
-        "arch": config["model"]["arch"],
-        "width": config["model"]["width"],
+        "arch": config.model.arch,
+        "width": config.model.width,
         "heads": list(heads),
     }
+
+
+def export_run(run: Path, folder: Path, arch: str, width: int) -> tuple[Path, dict, int]:
+    """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
+
+    A cacl run brings its own arch and width; ``arch``/``width`` read a foreign state dict.
+    Returns the backbone file, the load report and the number of backbone tensors.
+    """
+    encoder, report = load_encoder(run, arch, width)
+    backbone = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
+    heads = {k: v.clone() for k, v in encoder.heads.state_dict().items()}
+    write_atomic(folder / "backbone.pt", lambda fh: torch.save(backbone, fh))
+    write_atomic(folder / "heads.pt", lambda fh: torch.save(heads, fh))
+    return folder / "backbone.pt", report, len(backbone)

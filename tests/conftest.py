@@ -1,11 +1,22 @@
-"""Shared helpers: a tiny config that trains in seconds, and a runner for the console script."""
+"""Shared helpers: a tiny config that trains in seconds, and runners for the console script.
 
+``run_cacl`` runs the app in this process (Typer's test runner): exit code, stdout and stderr are
+what a user sees, without paying for a fresh interpreter and torch import per call.
+``run_cacl_process`` starts ``python -m cacl_cli`` for what needs a real process: signals, kills,
+torchrun, import-time behaviour.
+"""
+
+import contextlib
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from cacl_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -34,6 +45,33 @@ def sets(*overrides):
 
 
 def run_cacl(*args, cwd=None, env=None):
+    """Run ``cacl ARGS`` in this process; returns a CompletedProcess (returncode, stdout, stderr).
+
+    An exception that escapes the app is shown in stderr as its traceback, as a real process
+    would print it, so tests that demand "no traceback" see one when there is one.
+    """
+    args = [str(a) for a in args]
+    full_env = {"COLUMNS": "250", "CACL_DEBUG": None, **(env or {})}
+    with _working_dir(cwd):
+        result = CliRunner().invoke(app, args, env=full_env)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
+
+
+@contextlib.contextmanager
+def _working_dir(path):
+    before = os.getcwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def run_cacl_process(*args, cwd=None, env=None):
     """Run ``python -m cacl_cli ARGS`` as a user would; returns the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if k != "CACL_DEBUG"}
     full_env["COLUMNS"] = "250"  # rich wraps at 80 columns without a terminal

@@ -24,7 +24,7 @@ def test_presets_live_inside_the_package():
 
 def test_base_inheritance_and_preset_values():
     moco = resolve("moco-v2-r18")
-    assert moco.preset.chain == ["r18-kinetics", "moco-v2-r18"]
+    assert moco.preset.chain == ("r18-kinetics", "moco-v2-r18")
     assert (moco.heads["global"], moco.heads.pixel, moco.heads.cycle) == (True, False, False)
     assert moco.data.size == 224  # from the base
     assert resolve("tiny-world").model.width == 16
@@ -41,7 +41,7 @@ def test_set_overrides_parse_yaml_scalars():
         ],
     )
     assert cfg.optim.lr == 0.5 and cfg.loss.soft_cycle is False
-    assert cfg.augment.crop_scale == [0.5, 1] and cfg.schedule.steps == 12
+    assert cfg.augment.crop_scale == (0.5, 1) and cfg.schedule.steps == 12
 
 
 def test_int_is_accepted_where_a_float_is_expected():
@@ -95,7 +95,7 @@ def test_user_preset_file_inherits_a_shipped_one(tmp_path):
     mine.write_text("base: tiny-world\nschedule:\n  steps: 7\n")
     cfg = resolve(str(mine))
     assert cfg.schedule.steps == 7 and cfg.model.width == 16
-    assert cfg.preset.chain == ["tiny-world", "mine"]
+    assert cfg.preset.chain == ("tiny-world", "mine")
 
 
 def test_inheritance_cycle_is_refused(tmp_path):
@@ -121,3 +121,28 @@ def test_resolved_config_round_trips(tmp_path):
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["optim"]["lr"] == 0.3
     again = resolve(str(tmp_path / "config.yaml"))
     assert again == cfg
+
+
+def test_typed_views_match_the_schema_and_are_read_only():
+    """Every key of defaults.yaml is a field of its section's view, and a resolved config
+    cannot be written into."""
+    import dataclasses
+
+    import yaml
+
+    from cacl_cli.config import SECTIONS, preset_dir
+
+    defaults = yaml.safe_load((preset_dir() / "defaults.yaml").read_text())
+    cfg = resolve("tiny-world")
+    assert set(defaults) == set(SECTIONS) - {"preset"}
+    for name, section in defaults.items():
+        assert set(cfg.plain()[name]) == set(section), name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.optim.lr = 2.0
+    assert cfg.heads.on() == ("global", "pixel", "cycle")
+    assert resolve("two-heads-r18").heads.on() == ("global", "pixel")
+
+
+def test_option_values_are_taken_as_typed_not_as_yaml():
+    cfg = resolve("tiny-world", values={"data.path": "2024", "model.init": "yes"})
+    assert cfg.data.path == "2024" and cfg.model.init == "yes"

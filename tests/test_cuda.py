@@ -47,7 +47,7 @@ def test_torchrun_joins_an_nccl_group_and_trains_under_ddp(tmp_path):
 
 def test_batched_augmentation_on_the_gpu_matches_the_cpu():
     from cacl_cli.config import resolve
-    from cacl_cli.train import build_batches
+    from cacl_cli.training import build_batches
 
     batches = build_batches(resolve("tiny-world", ["data.batch_size=16"]))
     raw = batches[0]

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cacl_cli.config import resolve
+from cacl_cli.config import check_run, resolve
 from cacl_cli.errors import CaclError
-from cacl_cli.model.cacl import build_model
 from tests.conftest import ROOT, run_cacl, sets
+
+pytestmark = pytest.mark.slow  # two-rank torchrun runs
 
 WORKER = Path(__file__).parent / "rank_worker.py"
 # Pixel shuffle and batch shuffle draw random permutations that differ between the two layouts;
@@ -94,7 +95,7 @@ def test_rank_zero_checkpoint_resumes_in_one_process(two_ranks, tmp_path):
 def test_queue_size_must_fit_the_keys_per_step():
     cfg = resolve("tiny-world", ["moco.queue_size=100", "data.batch_size=32"])
     with pytest.raises(CaclError, match="'moco.queue_size' is 100 .* receives 32 keys"):
-        build_model(cfg)
+        check_run(cfg, "pretrain")
     cfg = resolve("tiny-world", ["moco.cycle_queue_size=96", "moco.pixels_per_image=8"])
     with pytest.raises(CaclError, match="use a multiple of 256"):
-        build_model(cfg)
+        check_run(cfg, "pretrain")

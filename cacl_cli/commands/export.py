@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
+from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
 
 
@@ -15,28 +16,27 @@ def export_command(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Folder to write into (default: RUN/export)."
     ),
+    preset: Optional[str] = options.Preset,
+    overrides: Optional[List[str]] = options.Set,
 ) -> None:
     """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
 
+    A cacl run brings its own arch and width; a foreign state dict is read as the preset's
+    model.arch and model.width (default preset r18-kinetics: resnet18, width 64).
     Load with torch.load(path, weights_only=True); the backbone fits torchvision's resnet18/50
     (for the stride-8 layout give resnet50 replace_stride_with_dilation=[False, True, True]) with
     model.fc = torch.nn.Identity() and strict=True.
     """
     with report_errors():
-        import torch
+        cfg = options.settings("export", preset, overrides)
         from rich.console import Console
 
-        from cacl_cli.files import write_atomic
-        from cacl_cli.weights import load_encoder
+        from cacl_cli.weights import export_run
 
-        encoder, report = load_encoder(run, "resnet18", 64)
         folder = out or (run if run.is_dir() else run.parent) / "export"
-        backbone = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
-        heads = {k: v.clone() for k, v in encoder.heads.state_dict().items()}
-        write_atomic(folder / "backbone.pt", lambda fh: torch.save(backbone, fh))
-        write_atomic(folder / "heads.pt", lambda fh: torch.save(heads, fh))
+        path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
         Console().print(
             f"{report['arch']} (width {report['width']}) from {report['source']}: "
-            f"{len(backbone)} backbone tensors -> {folder / 'backbone.pt'}, "
+            f"{count} backbone tensors -> {path}, "
             f"heads {', '.join(report.get('heads', [])) or 'none'} -> {folder / 'heads.pt'}"
         )

@@ -8,10 +8,8 @@ from typing import List, Optional
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.config import Config, resolve
+from cacl_cli.config import Config, check_run, resolve
 from cacl_cli.errors import CaclError, report_errors
-
-DEFAULT_PRESET = "tiny-world"
 
 
 def pretrain_command(
@@ -41,9 +39,6 @@ def pretrain_command(
     If a run collapses (a */spread near 0, global/top1_batch at 1/batch), try a lower optim.lr.
     """
     with report_errors():
-        from cacl_cli.device import resolve_device
-        from cacl_cli.train import pretrain
-
         cfg = _config(preset, overrides or [], out, resume, data, init)
         run_dir = out or Path("runs") / cfg.preset.name
         if not resume and (run_dir / "checkpoints").is_dir():
@@ -51,6 +46,9 @@ def pretrain_command(
                 f"{run_dir} already holds a run; pass --resume to continue it "
                 "or --out to start a new one elsewhere"
             )
+        from cacl_cli.device import resolve_device
+        from cacl_cli.training import pretrain
+
         pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
@@ -62,24 +60,17 @@ def _config(
     data: Optional[Path],
     init: Optional[Path],
 ) -> Config:
-    """A new run's config from the preset (and --data); a resumed run keeps its own."""
+    """A new run's config from the preset (and --data, --init); a resumed run keeps its own."""
     saved = out / "config.yaml" if out else None
     if resume and saved and saved.is_file():
         if preset or overrides or data or init:
             raise CaclError(
                 f"a resumed run keeps its config ({saved}); drop --preset, --set, --data and --init"
             )
-        return resolve(str(saved))
+        cfg = resolve(str(saved))
+        check_run(cfg, "pretrain")
+        return cfg
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
-    cfg = resolve(preset or DEFAULT_PRESET, overrides)
-    if data:
-        cfg.data["path"] = str(data)  # a path, not a YAML value: set after validation
-    if init:
-        cfg.model["init"] = str(init)
-    if cfg.model.init and not Path(cfg.model.init).is_file():
-        raise CaclError(
-            f"key 'model.init': {cfg.model.init} is not a file; give the MoCo-v2 or torchvision "
-            "weights with --init PATH"
-        )
-    return cfg
+    paths = {"data.path": data and str(data), "model.init": init and str(init)}
+    return options.settings("pretrain", preset, overrides, paths)

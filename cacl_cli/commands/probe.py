@@ -23,36 +23,10 @@ def probe_command(
     Writes config.yaml, results.json (with the protocol's fingerprint) and classifier.pt.
     """
     with report_errors():
-        import torch
+        cfg = options.settings("probe", preset, overrides, data=data)
         from rich.console import Console
 
-        from cacl_cli.evaluation import start_eval_run
-        from cacl_cli.files import write_atomic
-        from cacl_cli.probe import probe_scores, train_probe
-        from cacl_cli.segeval import fingerprint, write_report
-        from cacl_cli.weights import load_backbone
+        from cacl_cli.evaluate.probe import run_probe
 
-        run = start_eval_run(
-            "probe-world", preset, overrides or [], checkpoint, random_init, data, out, device
-        )
-        cfg, train, val = run.cfg, run.train, run.val
-        backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
-        console = Console()
-        console.print(
-            f"probe: {weights['source']} on {train.name} ({len(train)} images), "
-            f"evaluated on {val.name} ({len(val)})"
-        )
-        backbone = backbone.to(run.device)
-        head, facts = train_probe(cfg, backbone, train, run.run_dir, run.device, console)
-        result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
-        write_atomic(run.run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
-        path = write_report(
-            run.run_dir,
-            "linear probe",
-            result,
-            val.classes,
-            fingerprint(cfg, weights, train, val),
-            console,
-            extra=facts,
-        )
-        console.print(f"backbone unchanged after training: yes; results in {path}")
+        run_dir = out or Path("runs") / cfg.preset.name
+        run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())

@@ -39,47 +39,16 @@ def visualize_command(
     .npy array per panel into --out (default runs/visualize).
     """
     with report_errors():
-        from rich.console import Console
-
-        from cacl_cli import visualize as vis
-        from cacl_cli.config import resolve
-        from cacl_cli.data.frames import read_frames
-        from cacl_cli.weights import load_encoder
-
         if checkpoint and compare:
             raise CaclError("give either --checkpoint or --compare, not both")
-        cfg = resolve(preset or "tiny-world", overrides or [])
-        frame_t, frame_s = read_frames(frames, [frame, frame + stride])
-        height, width = frame_t.shape[:2]
-        points = [vis.parse_pixel(p) for p in pixel or []]
-        if pixels:
-            points += (
-                vis.grid_pixels(pixels, width, height)
-                if pixels.startswith("grid:")
-                else [vis.parse_pixel(p) for p in pixels.split()]
-            )
-        if not points:
-            raise CaclError("give --pixel X,Y (or --pixels) to choose the source pixel")
-        for p in points:
-            vis.check_pixel(p, width, height)
-        out_dir = out or Path("runs") / "visualize"
-        work = vis.working_size(width, height, size)
-        rows = []
-        for run_index, source in enumerate(compare or [checkpoint]):
-            encoder, report = load_encoder(source, cfg.model.arch, cfg.model.width, cfg.model.dim)
-            encoder.eval()
-            name = "random init" if source is None else source.name
-            maps_t = vis.feature_maps(encoder, frame_t, work)
-            maps_s = vis.feature_maps(encoder, frame_s, work)
-            for k, point in enumerate(points):
-                maps = vis.similarity_maps(maps_t, maps_s, point, (width, height))
-                for m in maps:
-                    vis.save_npy(out_dir / f"sim-r{run_index}-p{k}-{m.space}.npy", m.values)
-                rows.append(
-                    vis.figure_row(
-                        frame_t, frame_s, point, maps, f"{name}: T={frame}, ({point[0]},{point[1]})"
-                    )
-                )
-        figure = out_dir / "similarity.png"
-        vis.save_png(figure, vis.stack_rows(rows))
-        Console().print(f"{figure}: {len(rows)} row(s), frames {frame} and {frame + stride}")
+        cfg = options.settings("visualize", preset, overrides)
+        from rich.console import Console
+
+        from cacl_cli.evaluate.visualize import run_visualize
+
+        sources = list(compare or [checkpoint])
+        out = out or Path("runs") / "visualize"
+        figure, rows = run_visualize(
+            cfg, frames, pixel or [], pixels, frame, stride, sources, size, out
+        )
+        Console().print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")

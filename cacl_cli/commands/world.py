@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from cacl_cli.commands import options
-from cacl_cli.config import resolve
 from cacl_cli.errors import report_errors
 
 
@@ -23,10 +21,12 @@ def world_command(
 ) -> None:
     """Export the built-in world (the `world` section of the preset) to disk."""
     with report_errors():
+        from rich.console import Console
+
         from cacl_cli.data.world import World, WorldConfig
         from cacl_cli.data.world_export import export_labelled, export_videos
 
-        cfg = resolve(preset or "tiny-world", overrides or [])
+        cfg = options.settings("world", preset, overrides)
         world = World(WorldConfig.from_config(cfg.world))
         console = Console()
         with console.status("writing clips"):

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+from cacl_cli.data.images import IMAGENET_MEAN, IMAGENET_STD
+
 
 
 # One row of colour parameters per frame: whether jitter applies, its four factors, the order of

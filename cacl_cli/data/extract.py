@@ -13,17 +13,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import zlib
 from dataclasses import asdict, dataclass
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from cacl_cli.data.frames import native_stderr_silenced
-from cacl_cli.files import write_atomic, write_text_atomic
+from cacl_cli.data.frames import decode, native_stderr_silenced
+from cacl_cli.data.images import resize_short_side
+from cacl_cli.errors import CaclError
+from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
+from cacl_cli.progress import progress_bar
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
@@ -55,6 +60,20 @@ class ExtractSettings:
     timeout_s: float = 120.0
     seek: bool = False  # jump to keyframes: faster, inexact on open-GOP files
 
+    @classmethod
+    def from_section(cls, section) -> "ExtractSettings":
+        """From the ``extract`` section of a preset."""
+        return cls(
+            section.stride,
+            section.pairs_per_clip,
+            section.frames_per_clip,
+            section.short_side,
+            section.quality,
+            section.seed,
+            section.timeout,
+            section.seek,
+        )
+
 
 class ClipTimeout(Exception):
     pass
@@ -81,77 +100,6 @@ def choose_starts(count: int, settings: ExtractSettings, cid: str) -> list[int]:
     rng = np.random.default_rng([settings.seed, zlib.crc32(cid.encode())])
     n = min(settings.pairs_per_clip, choices)
     return sorted(int(s) for s in rng.choice(choices, size=n, replace=False))
-
-
-# ---------------------------------------------------------------- decoding
-
-
-def _read_decord(path: Path, pick: Callable[[int], list[int]], seek: bool) -> tuple | None:
-    """(count, fps, wanted, frames) read with decord, or None where decord cannot open the file
-    or cannot reach the frames. A too-short clip raises ValueError from ``pick``.
-
-    Without ``seek`` frames are decoded in order from the first one up to the last wanted: exact
-    on every file. With ``seek`` decord jumps to the nearest keyframe: faster, but on files whose
-    keyframes are not clean entry points (open GOPs) it returns damaged frames.
-    """
-    try:
-        import decord
-    except ImportError:
-        return None
-    try:
-        reader = decord.VideoReader(str(path), num_threads=1)
-        count, fps = len(reader), float(reader.get_avg_fps())
-    except Exception:  # decord raises its own error types on files it cannot open
-        return None
-    wanted = pick(count)
-    try:
-        if seek:
-            batch = reader.get_batch(wanted).asnumpy()
-            return count, fps, wanted, [batch[i] for i in range(len(wanted))]
-        found, targets = {}, set(wanted)
-        for t in range(max(wanted) + 1):
-            frame = reader.next()
-            if t in targets:
-                found[t] = frame.asnumpy()
-        return count, fps, wanted, [found[i] for i in wanted]
-    except Exception:  # the container promised frames the stream does not hold
-        return None
-    finally:
-        del reader  # one reader per clip, released at once (decord's memory growth)
-
-
-def _read_opencv(path: Path, pick: Callable[[int], list[int]]) -> tuple:
-    """(count, fps, wanted, frames) by sequential decoding: a first pass counts the frames
-    (container counts can lie), a second retrieves only the wanted ones."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError("not a video that decord or OpenCV can open")
-    fps, count = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), 0
-    while cap.grab():
-        count += 1
-    cap.release()
-    wanted = pick(count)
-    cap, found, t = cv2.VideoCapture(str(path)), {}, 0
-    while t <= max(wanted) and cap.grab():
-        if t in wanted:
-            ok, frame = cap.retrieve()
-            if not ok:
-                raise ValueError(f"frame {t} could not be decoded")
-            found[t] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        t += 1
-    cap.release()
-    if len(found) < len(set(wanted)):
-        raise ValueError(f"decoding stopped at frame {t}, before frame {max(wanted)}")
-    return count, fps, wanted, [found[i] for i in wanted]
-
-
-def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
-    h, w = frame.shape[:2]
-    if short_side <= 0 or min(h, w) == short_side:
-        return frame
-    scale = short_side / min(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 # ---------------------------------------------------------------- one clip
@@ -197,10 +145,7 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict
         starts = choose_starts(count, settings, cid)
         return [s + k * settings.stride for s in starts for k in range(settings.frames_per_clip)]
 
-    got, decoder = _read_decord(path, pick, settings.seek), "decord"
-    if got is None:
-        got, decoder = _read_opencv(path, pick), "opencv"
-    count, fps, wanted, frames = got
+    count, fps, wanted, frames, decoder = decode(path, pick, settings.seek)
     _refuse_links_outside(out, out / cid)
     height, width = frames[0].shape[:2]
     names = []
@@ -238,6 +183,51 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict
 # ---------------------------------------------------------------- the whole folder
 
 
+def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console) -> dict:
+    """Every video under ``video_dir`` not yet done, in ``section.workers`` processes, then the
+    manifest. Returns {done, skipped, failed: [records]}; failed clips are retried on a rerun."""
+    if not video_dir.is_dir():
+        raise CaclError(f"{video_dir} is not a folder of videos")
+    suffixes = tuple(e if e.startswith(".") else f".{e}" for e in section.extensions)
+    suffixes = suffixes or DEFAULT_EXTENSIONS
+    videos = find_videos(video_dir, tuple(s.lower() for s in suffixes))
+    if not videos:
+        raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)})")
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / RECORDS).is_symlink():
+        raise CaclError(f"{out / RECORDS} is a link; remove it, it must be a folder")
+    remove_stale_temps(out, recursive=True)  # left by a killed run
+    if overwrite:
+        shutil.rmtree(out / RECORDS, ignore_errors=True)
+    finished = done_clips(out)
+    todo = [v for v in videos if clip_id(video_dir, v) not in finished]
+    console.print(
+        f"{len(videos)} videos, {len(videos) - len(todo)} already done, {len(todo)} to extract"
+    )
+    settings = ExtractSettings.from_section(section)
+    failed = []
+    job = partial(_safe_process, video_dir, out, settings)
+    with progress_bar(console, "extract") as progress:
+        task = progress.add_task("extract", total=len(todo), status="")
+        context = get_context("forkserver")  # no fork of a parent that may hold codec threads
+        with context.Pool(section.workers or os.cpu_count() or 1, initializer=worker_init) as pool:
+            for record in pool.imap_unordered(job, todo):
+                if record["status"] == "failed":
+                    failed.append(record)
+                speed = progress.tasks[0].speed
+                progress.update(task, advance=1, status=f"{speed:.1f} clips/s" if speed else "")
+    done, skipped = write_manifest(out, settings)
+    return {"done": done, "skipped": skipped, "failed": failed}
+
+
+def _safe_process(root: Path, out: Path, settings: ExtractSettings, path: Path) -> dict:
+    """Run one clip; an unexpected error marks it failed (no record, so a rerun retries it)."""
+    try:
+        return process_clip(root, path, out, settings)
+    except Exception as err:  # noqa: BLE001 - reported per clip, the run goes on
+        return {"status": "failed", "source": str(path), "reason": repr(err)[:200]}
+
+
 def done_clips(out: Path) -> set[str]:
     """Clips whose record exists: finished (or skipped) by an earlier run."""
     folder = out / RECORDS
@@ -263,3 +253,16 @@ def worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def print_summary(out: Path, summary: dict, console) -> None:
+    """The done / skipped / failed counts, where the reasons are, and each failed clip."""
+    from rich.table import Table
+
+    table = Table("done", "skipped", "failed", title=f"{out / MANIFEST}")
+    table.add_row(str(summary["done"]), str(summary["skipped"]), str(len(summary["failed"])))
+    console.print(table)
+    if summary["skipped"]:
+        console.print(f"skipped files and reasons: {out / REPORT}")
+    for record in summary["failed"]:
+        console.print(f"[red]failed[/] {record['source']}: {record['reason']} (retried on rerun)")

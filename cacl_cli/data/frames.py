@@ -1,8 +1,9 @@
 """Reading chosen frames from a frame folder or a video file.
 
-Folders are sorted naturally (``frame_2.jpg`` before ``frame_10.jpg``). Videos are read with decord
-when it can open them and with OpenCV otherwise (decord refuses some containers); OpenCV decodes
-sequentially up to the last wanted frame, which is exact where seeking is not.
+Folders are sorted naturally (``frame_2.jpg`` before ``frame_10.jpg``). Videos are decoded in order
+from the first frame up to the last wanted one, which is exact where seeking is not (open-GOP
+files): with decord when it can open them, with OpenCV otherwise (decord refuses some containers).
+``extract-pairs`` and ``visualize`` share this one decoder.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
+from cacl_cli.data.images import read_rgb
 from cacl_cli.errors import CaclError
 
+NOT_A_VIDEO = "not a video OpenCV or decord can open"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
 
@@ -50,52 +53,78 @@ def frame_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; an unreadable one is a one-line error."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CaclError(f"{path} is not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def _read_decord(path: Path, pick: Callable[[int], list[int]], seek: bool) -> tuple | None:
+    """(count, fps, wanted, frames) read with decord, or None where decord cannot open the file
+    or cannot reach the frames. A too-short clip raises ValueError from ``pick``.
 
-
-def _video_frames_decord(path: Path, indices: list[int]) -> list[np.ndarray] | None:
+    Without ``seek`` frames are decoded in order from the first one up to the last wanted: exact
+    on every file. With ``seek`` decord jumps to the nearest keyframe: faster, but on files whose
+    keyframes are not clean entry points (open GOPs) it returns damaged frames.
+    """
     try:
         import decord
     except ImportError:
         return None
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
-        count = len(reader)
-        if max(indices) >= count:
-            return None  # the container may undercount; let the sequential decoder decide
-        batch = reader.get_batch(indices).asnumpy()
-        del reader
-        return [batch[i] for i in range(len(indices))]
-    except Exception:  # decord raises its own error types for files it cannot open
+        count, fps = len(reader), float(reader.get_avg_fps())
+    except Exception:  # decord raises its own error types on files it cannot open
         return None
+    wanted = pick(count)
+    try:
+        if seek:
+            batch = reader.get_batch(wanted).asnumpy()
+            return count, fps, wanted, [batch[i] for i in range(len(wanted))]
+        found, targets = {}, set(wanted)
+        for t in range(max(wanted) + 1):
+            frame = reader.next()
+            if t in targets:
+                found[t] = frame.asnumpy()
+        return count, fps, wanted, [found[i] for i in wanted]
+    except Exception:  # the container promised frames the stream does not hold
+        return None
+    finally:
+        del reader  # one reader per clip, released at once (decord's memory growth)
 
 
-def _video_frames_opencv(path: Path, indices: list[int]) -> list[np.ndarray]:
+def _read_opencv(path: Path, pick: Callable[[int], list[int]]) -> tuple:
+    """(count, fps, wanted, frames) by sequential decoding: a first pass counts the frames
+    (container counts can lie), a second retrieves only the wanted ones."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise CaclError(f"{path} is not a video OpenCV or decord can open")
-    wanted, found, t = set(indices), {}, 0
-    try:
-        while t <= max(indices):
-            ok, frame = cap.read()
+        raise ValueError(NOT_A_VIDEO)
+    fps, count = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), 0
+    while cap.grab():
+        count += 1
+    cap.release()
+    wanted = pick(count)
+    cap, found, t = cv2.VideoCapture(str(path)), {}, 0
+    while t <= max(wanted) and cap.grab():
+        if t in wanted:
+            ok, frame = cap.retrieve()
             if not ok:
-                break
-            if t in wanted:
-                found[t] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            t += 1
-    finally:
-        cap.release()
-    if len(found) < len(wanted):
-        raise CaclError(
-            f"{path} has only {t} frames; frame {max(indices)} was asked for "
-            "(lower --frame or --stride)"
-        )
-    return [found[i] for i in indices]
+                raise ValueError(f"frame {t} could not be decoded")
+            found[t] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        t += 1
+    cap.release()
+    if len(found) < len(set(wanted)):
+        raise ValueError(f"decoding stopped at frame {t}, before frame {max(wanted)}")
+    return count, fps, wanted, [found[i] for i in wanted]
+
+
+def decode(
+    path: Path, pick: Callable[[int], list[int]], seek: bool = False
+) -> tuple[int, float, list[int], list[np.ndarray], str]:
+    """(frame count, fps, wanted indices, their RGB frames, decoder name) of one video.
+
+    ``pick`` gets the true frame count and returns the indices to keep (or raises ValueError).
+    decord first, OpenCV where decord cannot open or reach the frames; both decode in order
+    unless ``seek`` (decord only) is asked for.
+    """
+    got = _read_decord(path, pick, seek)
+    if got is not None:
+        return (*got, "decord")
+    return (*_read_opencv(path, pick), "opencv")
 
 
 def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
@@ -114,6 +143,20 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
         raise CaclError(f"{source} is a single image; give the folder of frames it belongs to")
     if source.suffix.lower() not in VIDEO_SUFFIXES:
         raise CaclError(f"{source} is not a video ({' '.join(VIDEO_SUFFIXES)}) or a frame folder")
-    with native_stderr_silenced():
-        frames = _video_frames_decord(source, indices)
-        return frames if frames is not None else _video_frames_opencv(source, indices)
+
+    def pick(count: int) -> list[int]:
+        if max(indices) >= count:
+            raise ValueError(
+                f"{source} has {count} frames; frame {max(indices)} was asked for "
+                "(lower --frame or --stride)"
+            )
+        return list(indices)
+
+    try:
+        with native_stderr_silenced():
+            return decode(source, pick)[3]
+    except ValueError as err:
+        message = str(err).splitlines()[0]
+        if message == NOT_A_VIDEO:
+            message = f"{source} is {message}"
+        raise CaclError(message if str(source) in message else f"{source}: {message}") from None

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from cacl_cli.data.frames import read_rgb
+from cacl_cli.data.images import read_rgb
 from cacl_cli.data.world import World, WorldConfig, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
@@ -241,22 +241,24 @@ def open_dataset(
     kind: str, root: Path | None, split: str, world_cfg: WorldConfig, world_count: int
 ) -> SegmentationSet:
     """The labelled set a config names; ``root`` is the --data path (None: the built-in world)."""
-    if kind == "world" or root is None:
+    if kind == "world":
         return world(world_cfg, split, world_count)
+    if root is None:
+        raise CaclError(f"a {kind} dataset needs its folder; give it with --data")
     if not root.is_dir():
         raise CaclError(f"--data {root}: no such folder")
     return {"voc": voc, "cityscapes": cityscapes, "folder": folder}[kind](root, split)
 
 
-def open_splits(cfg, root: Path | None) -> tuple[SegmentationSet, SegmentationSet]:
-    """The train and val sets the ``eval`` section names (``root``: the --data path)."""
-    if cfg.eval.dataset != "world" and root is None:
-        raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
-    world_cfg = WorldConfig.from_config(cfg.world)
+def open_splits(
+    section, world_section, root: Path | None
+) -> tuple[SegmentationSet, SegmentationSet]:
+    """The train and val sets an ``eval`` section names (``root``: the --data path)."""
+    world_cfg = WorldConfig.from_config(world_section)
     return tuple(
-        open_dataset(cfg.eval.dataset, root, split, world_cfg, count)
+        open_dataset(section.dataset, root, split, world_cfg, count)
         for split, count in (
-            (cfg.eval.train_split, cfg.eval.world_train_images),
-            (cfg.eval.val_split, cfg.eval.world_val_images),
+            (section.train_split, section.world_train_images),
+            (section.val_split, section.world_val_images),
         )
     )

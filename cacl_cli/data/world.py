@@ -75,7 +75,7 @@ class WorldConfig:
 
     @classmethod
     def from_config(cls, section) -> "WorldConfig":
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: getattr(section, k) for k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -195,7 +195,7 @@ class World:
 
     def __init__(self, cfg: WorldConfig, cached_clips: int = 2048) -> None:
         if not 1 <= cfg.classes <= len(CLASSES):
-            raise CaclError(f"key 'world.classes' must be 1 to {len(CLASSES)}, got {cfg.classes}")
+            raise CaclError(f"the world has 1 to {len(CLASSES)} classes, not {cfg.classes}")
         self.cfg, self.cached_clips = cfg, cached_clips
         self._start_cache()
 

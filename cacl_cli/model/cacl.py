@@ -9,7 +9,6 @@ off for the ablations, and ``symmetric`` adds the v+ -> v direction.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 from cacl_cli import distributed
 from cacl_cli.model import losses
 from cacl_cli.model.backbone import build_backbone
-from cacl_cli.errors import CaclError
+from cacl_cli.model.diagnostics import health
 from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
 from cacl_cli.model.queues import FeatureQueue
 from cacl_cli.model.shuffle import in_groups, random_roll, rolled
@@ -166,7 +165,7 @@ class CACL(nn.Module):
             )
         if "pixel" in self.heads:
             terms["pixel"] = losses.pixel_info_nce(
-                q["pixel"], k["pixel"], self._match(q, k), self.queues["pixel"](), self.tau
+                q["pixel"], k["pixel"], self.pixel_match(q, k), self.queues["pixel"](), self.tau
             )
         if "cycle" in self.heads:
             target = None
@@ -190,12 +189,10 @@ class CACL(nn.Module):
         per_row = 3 * 4 * c.shape[0] * self.queues["cycle"].size
         return max(1, int(self.cycle_memory_mb * 2**20 // per_row))
 
-    def _match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Positives of the pixel head: eq. (4)'s global-head argmax, or the same position."""
-        if self.pixel_positive == "global":
-            return losses.match_pixels(q["global"], k["global"])
-        b, _, h, w = q["pixel"].shape
-        return torch.arange(h * w, device=q["pixel"].device).expand(b, -1)
+    def pixel_match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Positives of the pixel head: eq. (4)'s rule or the same cell (``pixel_positive``)."""
+        space = "global" if self.pixel_positive == "global" else "pixel"
+        return losses.pixel_positives(q[space], k[space], self.pixel_positive)
 
     @torch.no_grad()
     def _enqueue(self, k: dict[str, torch.Tensor]) -> None:
@@ -238,140 +235,7 @@ class CACL(nn.Module):
             }
             keys.append(k2)
         terms = {h: self.weights[h] * t for h, t in terms.items()}
-        diagnostics = self.diagnostics(q, k) if diagnose else {}
+        diagnostics = health(self, q, k) if diagnose else {}
         for key in keys:
             self._enqueue(key)
         return CACLOutput(sum(terms.values()), terms, diagnostics)
-
-    @torch.no_grad()
-    def diagnostics(
-        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor], max_cycle_images: int = 4
-    ) -> dict[str, float]:
-        """Signals that tell a healthy run from a collapsed one or a position shortcut.
-
-        ``top1_queue``: the positive outranks every queued negative. ``top1_batch``: q_i's nearest
-        key in the batch is k_i (chance 1/B, independent of the queue's state). ``spread``: mean
-        per-channel std of the unit vectors times sqrt(D): about 1 for well-spread features, 0 when
-        collapsed. ``same_position``: share of pixel positives at the query's own cell.
-        ``back_rate``: pixels whose most likely cycle return is themselves.
-        """
-        out: dict[str, float] = {}
-        for head in self.heads:
-            out[f"{head}/spread"] = _spread(q[head])
-        if "global" in self.heads:
-            g_q, g_k = q["global_vector"], k["global_vector"]
-            out["global/top1_queue"] = _top1(g_q, g_k, self.queues["global"].features, self.tau)
-            out["global/top1_batch"] = _rate(
-                (g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q), device=g_q.device)
-            )
-        if "pixel" in self.heads:
-            match = self._match(q, k)
-            positions = torch.arange(match.shape[1], device=match.device)
-            out["pixel/same_position"] = _rate(match == positions)
-            d = q["pixel"].shape[1]
-            p_q = losses._flat_pixels(q["pixel"]).reshape(-1, d)
-            p_k = losses.gather_pixels(k["pixel"], match).reshape(-1, d)
-            out["pixel/top1_queue"] = _top1(p_q, p_k, self.queues["pixel"].features, self.tau)
-        if "cycle" in self.heads:
-            n = max_cycle_images
-            out["cycle/back_rate"] = float(
-                losses.cycle_back_rate(
-                    q["cycle"][:n], k["cycle"][:n], self.queues["cycle"].features, self.tau
-                )
-            )
-        out.update(self._chance_losses(q, k))
-        return out
-
-    def _chance_losses(
-        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
-    ) -> dict[str, float]:
-        """Per head, the loss when all features are equal: a term near it has learned nothing.
-
-        Contrastive heads: log(Q + 1). Cycle head: M is uniform over HW + Q columns, so the hard
-        loss is log(HW + Q) and the soft one that minus the target's mean entropy.
-        """
-        out = {f"{h}/chance": math.log(self.queues[h].size + 1) for h in self.heads if h != "cycle"}
-        if "cycle" in self.heads:
-            hw = q["cycle"].shape[2] * q["cycle"].shape[3]
-            chance = math.log(hw + self.queues["cycle"].size)
-            if self.soft_cycle:
-                target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
-                chance -= float(-torch.special.xlogy(target, target).sum(2).mean())
-            out["cycle/chance"] = chance
-        return out
-
-
-def _rate(hits: torch.Tensor) -> float:
-    return float(hits.float().mean())
-
-
-def _top1(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
-    return _rate(losses.contrast_logits(q, k, queue, tau).argmax(dim=1) == 0)
-
-
-def _spread(x: torch.Tensor) -> float:
-    flat = x.float().transpose(0, 1).reshape(x.shape[1], -1)  # D x (B*H*W)
-    return float(flat.std(dim=1).mean() * math.sqrt(x.shape[1]))
-
-
-def build_model(cfg) -> CACL:
-    """The CACL model a resolved config describes."""
-    heads = tuple(h for h in HEAD_NAMES if cfg.heads[h])
-    if not heads:
-        raise CaclError("keys 'heads.*' are all false; turn on at least one head")
-    if "global" not in heads:
-        if "pixel" in heads and cfg.loss.pixel_positive == "global":
-            raise CaclError(
-                "key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
-                "set loss.pixel_positive=position or heads.global=true"
-            )
-        if "cycle" in heads and cfg.loss.soft_cycle:
-            raise CaclError(
-                "key 'loss.soft_cycle' needs the global head's affinities but "
-                "'heads.global' is off; set loss.soft_cycle=false or heads.global=true"
-            )
-    check_queue_sizes(cfg, heads, distributed.world_size())
-    return CACL(
-        arch=cfg.model.arch,
-        width=cfg.model.width,
-        dim=cfg.model.dim,
-        heads=heads,
-        weights={h: cfg.loss[f"{h}_weight"] for h in heads},
-        queue_size=cfg.moco.queue_size,
-        cycle_queue_size=cfg.moco.cycle_queue_size,
-        momentum=cfg.moco.momentum,
-        tau=cfg.loss.tau,
-        soft_cycle=cfg.loss.soft_cycle,
-        soft_target_tau=cfg.loss.soft_target_tau,
-        pixel_positive=cfg.loss.pixel_positive,
-        pixel_shuffle=cfg.model.pixel_shuffle,
-        shuffle_bn_groups=cfg.moco.shuffle_bn_groups,
-        batch_shuffle=cfg.moco.batch_shuffle,
-        online_bn_groups=cfg.model.bn_groups,
-        cycle_memory_mb=cfg.loss.cycle_memory_mb,
-        pixels_per_image=cfg.moco.pixels_per_image,
-        symmetric=cfg.loss.symmetric,
-    )
-
-
-def check_queue_sizes(cfg, heads: tuple[str, ...], ranks: int) -> None:
-    """Each queue's size must be a multiple (or a divisor) of the keys it receives at once, so
-    every key stays the same number of steps and the pointer never splits a batch."""
-    batch = cfg.data.batch_size * ranks
-    fed = {"global": batch, "pixel": batch * cfg.moco.pixels_per_image}
-    fed["cycle"] = fed["pixel"]
-    keys = {
-        "global": "moco.queue_size",
-        "pixel": "moco.queue_size",
-        "cycle": "moco.cycle_queue_size",
-    }
-    for head in heads:
-        size, n = cfg.moco[keys[head].split(".")[1]], fed[head]
-        if size % n and n % size:
-            per = f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
-            if head != "global":
-                per += f" x moco.pixels_per_image {cfg.moco.pixels_per_image}"
-            raise CaclError(
-                f"key '{keys[head]}' is {size} but the {head} queue receives {n} keys at once "
-                f"({per}); use a multiple of {n}"
-            )

@@ -24,7 +24,7 @@ def float32_logits(fn):
     return wrapper
 
 
-def _flat_pixels(x: torch.Tensor) -> torch.Tensor:
+def flat_pixels(x: torch.Tensor) -> torch.Tensor:
     """(B, D, H, W) -> (B, HW, D), float32."""
     return x.flatten(2).transpose(1, 2).float()
 
@@ -61,13 +61,25 @@ def match_pixels(u: torch.Tensor, u_plus: torch.Tensor) -> torch.Tensor:
     Args: u, u_plus (B, D, H, W) unit vectors. Returns (B, HW) indices into v+'s positions.
     """
     with torch.no_grad():
-        affinity = _flat_pixels(u) @ _flat_pixels(u_plus).transpose(1, 2)  # B x HW x HW
+        affinity = flat_pixels(u) @ flat_pixels(u_plus).transpose(1, 2)  # B x HW x HW
         return affinity.argmax(dim=2)
+
+
+def pixel_positives(u: torch.Tensor, u_plus: torch.Tensor, rule: str) -> torch.Tensor:
+    """Where each pixel of v finds its positive in v+, (B, HW) indices.
+
+    ``global``: eq. (4)'s argmax over the global head's dense features u, u_plus. ``position``:
+    the same (un-rolled) cell, as in the paper's pixel-head-only ablation.
+    """
+    if rule == "global":
+        return match_pixels(u, u_plus)
+    b, _, h, w = u_plus.shape
+    return torch.arange(h * w, device=u_plus.device).expand(b, -1)
 
 
 def gather_pixels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Pick positions ``index`` (B, N) from each image of x (B, D, H, W) -> (B, N, D)."""
-    flat = _flat_pixels(x)
+    flat = flat_pixels(x)
     return torch.gather(flat, 1, index.unsqueeze(2).expand(-1, -1, flat.shape[2]))
 
 
@@ -75,7 +87,7 @@ def pixel_info_nce(
     p: torch.Tensor, p_plus: torch.Tensor, match: torch.Tensor, queue: torch.Tensor, tau: float
 ) -> torch.Tensor:
     """InfoNCE over every pixel of p with positive p_plus at ``match`` (B, HW) and the queue."""
-    q = _flat_pixels(p).reshape(-1, p.shape[1])  # BHW x D
+    q = flat_pixels(p).reshape(-1, p.shape[1])  # BHW x D
     k = gather_pixels(p_plus, match).reshape(-1, p.shape[1])  # BHW x D
     return info_nce(q, k, queue, tau)
 
@@ -137,7 +149,7 @@ def cycle_log_jumps(
     log P2_self (B, HW, HW); and that jump's log normaliser (B, HW, 1), which gives its queue
     columns as c_+ queue^T / tau minus it.
     """
-    c, c_plus, queue = _flat_pixels(c), _flat_pixels(c_plus), queue.float()  # B x HW x D
+    c, c_plus, queue = flat_pixels(c), flat_pixels(c_plus), queue.float()  # B x HW x D
     log_p1 = torch.log_softmax((c / tau) @ c_plus.transpose(1, 2), dim=2)
     back_self = (c_plus / tau) @ c.transpose(1, 2)  # B x HW x HW
     norm = torch.logaddexp(
@@ -182,7 +194,7 @@ def soft_cycle_target(u: torch.Tensor, u_plus: torch.Tensor, tau: float) -> torc
     of v: the target says which pixels of v pixel i may rightly cycle back to.
     """
     with torch.no_grad():
-        return torch.softmax(_flat_pixels(u) @ _flat_pixels(u_plus).transpose(1, 2) / tau, dim=2)
+        return torch.softmax(flat_pixels(u) @ flat_pixels(u_plus).transpose(1, 2) / tau, dim=2)
 
 
 @torch.no_grad()
@@ -192,7 +204,7 @@ def cycle_back_rate(
 ) -> torch.Tensor:
     """Share of pixels i whose most likely return, argmax over all HW + Q columns of M[i], is i."""
     log_p1, log_p2_self, norm = cycle_log_jumps(c, c_plus, queue, tau)
-    log_p2_queue = _flat_pixels(c_plus) @ queue.float().t() / tau - norm  # B x HW x Q
+    log_p2_queue = flat_pixels(c_plus) @ queue.float().t() / tau - norm  # B x HW x Q
     p1 = log_p1.exp()
     m = torch.cat([p1 @ log_p2_self.exp(), p1 @ log_p2_queue.exp()], dim=2)  # B x HW x (HW+Q)
     positions = torch.arange(m.shape[1], device=m.device)

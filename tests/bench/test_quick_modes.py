@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # every benchmark's quick mode, each a process
+
 BENCH = ROOT / "bench"
 
 

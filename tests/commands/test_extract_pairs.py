@@ -101,6 +101,7 @@ def test_rerun_skips_done_clips_and_overwrite_redoes_them(tmp_path, video_tree):
     assert strict.returncode == 1
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
     videos = tmp_path / "many"
     videos.mkdir()

@@ -2,7 +2,7 @@
 
 import json
 
-from cacl_cli.finetune import subset
+from cacl_cli.evaluate.finetune import subset
 from tests.conftest import run_cacl
 
 

@@ -7,7 +7,7 @@ import torch
 
 from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
 from cacl_cli.config import resolve
-from cacl_cli.train import pretrain
+from cacl_cli.training import pretrain
 from tests.conftest import TINY, pretrained, run_cacl, sets
 
 
@@ -57,6 +57,7 @@ def mean_of_last(records, key, n):
     return sum(r[key] for r in records[-n:]) / n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["global"])
 def test_training_separates_positives_better_than_no_training(tmp_path, head):
     """The honest signal: after the queue holds only real keys, the trained model's contrastive

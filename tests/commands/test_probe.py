@@ -5,7 +5,7 @@ import json
 import torch
 
 from cacl_cli.config import resolve
-from cacl_cli.train import pretrain
+from cacl_cli.training import pretrain
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import TINY, run_cacl
 

@@ -3,7 +3,7 @@
 import torch
 
 from cacl_cli.config import resolve
-from cacl_cli.train import build_batches
+from cacl_cli.training import build_batches
 from tests.conftest import TINY
 
 NO_COLOUR = ["augment.jitter_p=0.0", "augment.grayscale_p=0.0", "augment.blur_p=0.0"]

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cacl_cli.config import resolve
 from cacl_cli.data.world import CLASSES, World, WorldConfig
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
@@ -39,8 +40,10 @@ def test_objects_cover_a_good_share_of_each_frame():
 
 
 def test_too_many_classes_is_an_error():
-    with pytest.raises(CaclError, match="world.classes"):
+    with pytest.raises(CaclError, match="1 to 6 classes"):
         World(WorldConfig(classes=len(CLASSES) + 1))
+    with pytest.raises(CaclError, match="key 'world.classes' must be from 1 to 6"):
+        resolve("tiny-world", [f"world.classes={len(CLASSES) + 1}"])
 
 
 def _labelled(world, split, n):

@@ -14,8 +14,10 @@ import torch
 from cacl_cli.checkpoint import list_checkpoints, load_checkpoint
 from cacl_cli.config import resolve
 from cacl_cli.errors import CaclError
-from cacl_cli.train import pretrain
+from cacl_cli.training import pretrain
 from tests.conftest import TINY, pretrained, run_cacl, sets
+
+pytestmark = pytest.mark.slow  # kills, signals and resumes of real processes
 
 # Deterministic, and with queues big enough (2 x 51 MB) that a checkpoint write takes long enough
 # to be caught in the middle by a kill.

@@ -3,17 +3,20 @@
 import pytest
 import torch
 
-from cacl_cli.config import resolve
+from cacl_cli.config import check_run, resolve
 from cacl_cli.errors import CaclError
 from cacl_cli.model import losses
-from cacl_cli.model.cacl import build_model
+from cacl_cli.model.build import model_from_config
+from cacl_cli.model.diagnostics import health
 
 SMALL = ["model.width=8", "moco.queue_size=64", "moco.pixels_per_image=2", "data.size=32"]
 
 
 def small_model(*overrides, seed=0):
     torch.manual_seed(seed)
-    return build_model(resolve("tiny-world", SMALL + list(overrides)))
+    cfg = resolve("tiny-world", SMALL + list(overrides))
+    check_run(cfg, "pretrain")  # the rules between keys, as every command applies them
+    return model_from_config(cfg)
 
 
 def frames(seed=1, batch=4, size=32):
@@ -124,12 +127,12 @@ def test_diagnostics_separate_spread_features_from_collapsed_ones():
     model = small_model()
     v, v_plus = frames()
     q, k = model.encode(v, v_plus)
-    healthy = model.diagnostics(q, k)
+    healthy = health(model, q, k)
     assert 0 <= healthy["global/top1_batch"] <= 1 and 0 <= healthy["cycle/back_rate"] <= 1
     collapsed = {name: torch.ones_like(t) if t.dim() == 4 else t for name, t in q.items()}
     collapsed = {n: torch.nn.functional.normalize(t, dim=1) for n, t in collapsed.items()}
-    assert model.diagnostics(collapsed, k)["cycle/spread"] == pytest.approx(0.0, abs=1e-6)
+    assert health(model, collapsed, k)["cycle/spread"] == pytest.approx(0.0, abs=1e-6)
     random = torch.nn.functional.normalize(torch.randn(64, 128, 4, 4), dim=1)
-    assert model.diagnostics({**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(
+    assert health(model, {**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(
         1.0, abs=0.1
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cacl_cli.propagate import Propagation, propagate_step, region_similarity
+from cacl_cli.evaluate.propagate import Propagation, propagate_step, region_similarity
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl
 

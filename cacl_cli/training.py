@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -17,8 +16,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cacl_cli import distributed
-from cacl_cli.checkpoint import latest_checkpoint, save_checkpoint
-from cacl_cli.config import Config, write_config
+from cacl_cli.checkpoint import (
+    MetricsLog,
+    latest_checkpoint,
+    restore,
+    save_checkpoint,
+    training_state,
+)
+from cacl_cli.config import Config, check_run, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, step_loader
 from cacl_cli.data.pairs import open_source
@@ -27,36 +32,13 @@ from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted
 from cacl_cli.files import remove_stale_temps, write_text_atomic
-from cacl_cli.model.cacl import CACL, CACLOutput, build_model
+from cacl_cli.model.build import model_from_config
+from cacl_cli.model.cacl import CACL, CACLOutput
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
 SPREAD_WARNING = 0.1  # below this the head's outputs are close to one point: collapse
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON record per logged step; a resume drops records past its step."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def truncate_after(self, step: int) -> None:
-        if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
-            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
-
-    def write(self, record: dict) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-
-def _step_of(line: str) -> float:
-    """A record's step; a line torn by a kill during its append counts as never written."""
-    try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return math.inf
 
 
 def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
@@ -66,48 +48,10 @@ def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
         source = open_source(Path(cfg.data.path))
     else:
         source = World(WorldConfig.from_config(cfg.world))
-        if not 0 <= cfg.data.stride < cfg.world.frames:
-            raise CaclError(
-                f"key 'data.stride' is {cfg.data.stride} but clips have "
-                f"{cfg.world.frames} frames (world.frames); use a smaller stride"
-            )
     augment = augment_from_config(cfg.augment, cfg.data.size)
     return StepBatches(
         source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
     )
-
-
-def _training_state(
-    model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler, step: int, cfg: Config
-) -> dict:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return {
-        "format": 1,
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "config": cfg.plain(),
-        "rng": rng,
-    }
-
-
-def _restore(state: dict, model: CACL, optimizer: LARS, scaler: torch.amp.GradScaler) -> int:
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        reason = str(err).strip().splitlines()[0]
-        raise CaclError(
-            f"checkpoint does not fit this model ({reason[:120]}); resume with the run's own config"
-        ) from None
-    scaler.load_state_dict(state.get("scaler", {}))
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return int(state["step"])
 
 
 def _start_from(model: CACL, cfg: Config, console: Console) -> None:
@@ -160,12 +104,15 @@ def pretrain(
     Under torchrun every rank runs this; rank 0 alone writes the run folder and the progress.
     """
     workers, device = distributed.start(device)
+    deterministic = torch.are_deterministic_algorithms_enabled()
     try:
+        check_run(cfg, "pretrain", ranks=workers.world_size)
         quiet = Console(quiet=True)
         return _pretrain(
             cfg, run_dir, device, workers, resume, console if workers.is_main else quiet
         )
     finally:
+        torch.use_deterministic_algorithms(deterministic)
         distributed.stop()
 
 
@@ -189,7 +136,7 @@ def _pretrain(
 
     # ---------------------------------------------------------------- model and optimiser
     torch.manual_seed(cfg.run.seed)  # the same on every rank: shifts and picks stay in step
-    model = build_model(cfg).to(device)
+    model = model_from_config(cfg).to(device)
     net = _wrap(model, cfg, device, workers, console)  # DDP copies rank 0's weights everywhere
     accum = cfg.optim.accum_steps
     global_batch = cfg.data.batch_size * workers.world_size * accum
@@ -219,7 +166,7 @@ def _pretrain(
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
     if found:
         path, state = found
-        start = _restore(state, model, optimizer, scaler)
+        start = restore(state, model, optimizer, scaler)
         console.print(f"resuming {run_dir} from {path.name} (step {start})")
     elif cfg.model.init:
         _start_from(model, cfg, console)
@@ -280,7 +227,7 @@ def _pretrain(
                 _warn_on_collapse(out.diagnostics, done, console)
             if done % cfg.run.checkpoint_every == 0 or done == steps or halt:
                 if main:
-                    state = _training_state(model, optimizer, scaler, done, cfg)
+                    state = training_state(model, optimizer, scaler, done, cfg)
                     good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
                 distributed.barrier()  # no rank leaves before the checkpoint exists
             progress.update(task, completed=done, status=f"loss {loss:.3f}")
@@ -377,10 +324,10 @@ def _warn_on_collapse(diagnostics: dict[str, float], step: int, console: Console
 
 
 def _print_summary(run_dir: Path, console: Console) -> None:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    if not lines:
+    records = MetricsLog(run_dir / "metrics.jsonl").records()
+    if not records:
         return
-    first, last = json.loads(lines[0]), json.loads(lines[-1])
+    first, last = records[0], records[-1]
     table = Table(title=f"{run_dir}: first and last logged step")
     table.add_column("metric")
     table.add_column(f"step {first['step']}", justify="right")

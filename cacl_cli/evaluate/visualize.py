@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cacl_cli.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from cacl_cli.data.images import normalise, stride_size
 from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
-from cacl_cli.model.backbone import OUTPUT_STRIDE
 
 RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
 LABEL_HEIGHT = 22
@@ -34,21 +33,13 @@ class SimilarityMap:
     best: tuple[int, int]  # (x, y) of the maximum, in original frame pixels
 
 
-def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(w, h) with the given short side, both multiples of the output stride."""
-    scale = short_side / min(width, height)
-    snap = lambda v: max(OUTPUT_STRIDE, int(round(v * scale / OUTPUT_STRIDE)) * OUTPUT_STRIDE)  # noqa: E731
-    return snap(width), snap(height)
-
-
 @torch.no_grad()
 def feature_maps(
     encoder: nn.Module, frame: np.ndarray, size: tuple[int, int]
 ) -> dict[str, torch.Tensor]:
     """Unit-length feature maps (D, h, w) of every space for one RGB frame."""
     resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    x = torch.from_numpy(resized).permute(2, 0, 1).float() / 255
-    out = encoder(((x - IMAGENET_MEAN) / IMAGENET_STD).unsqueeze(0))
+    out = encoder(normalise(resized).unsqueeze(0))
     return {k: F.normalize(v[0].float(), dim=0) for k, v in out.items() if v.dim() == 4}
 
 
@@ -173,3 +164,50 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda fh: np.save(fh, array))
+
+
+def run_visualize(
+    cfg,
+    frames: Path,
+    pixel: list[str],
+    pixels: str | None,
+    frame: int,
+    stride: int,
+    sources: list[Path | None],
+    size: int,
+    out: Path,
+) -> tuple[Path, int]:
+    """The figure for every (checkpoint, pixel) into ``out``: similarity.png (returned, with its
+    row count) and one .npy map per panel. ``cfg.model`` shapes a random-init encoder.
+
+    ``pixel``: ``X,Y`` strings; ``pixels``: ``'X,Y X,Y'`` or a grid ``grid:CxR`` over the frame.
+    """
+    from cacl_cli.data.frames import read_frames
+    from cacl_cli.weights import load_encoder
+
+    frame_t, frame_s = read_frames(frames, [frame, frame + stride])
+    height, width = frame_t.shape[:2]
+    points = [parse_pixel(p) for p in pixel]
+    if pixels:
+        grid = pixels.startswith("grid:")
+        points += grid_pixels(pixels, width, height) if grid else list(map(parse_pixel, pixels.split()))
+    if not points:
+        raise CaclError("give --pixel X,Y (or --pixels) to choose the source pixel")
+    for p in points:
+        check_pixel(p, width, height)
+    work = stride_size(width, height, size)
+    rows = []
+    for run_index, source in enumerate(sources):
+        encoder, _ = load_encoder(source, cfg.model.arch, cfg.model.width, cfg.model.dim)
+        encoder.eval()
+        name = "random init" if source is None else source.name
+        maps_t, maps_s = feature_maps(encoder, frame_t, work), feature_maps(encoder, frame_s, work)
+        for k, point in enumerate(points):
+            maps = similarity_maps(maps_t, maps_s, point, (width, height))
+            for m in maps:
+                save_npy(out / f"sim-r{run_index}-p{k}-{m.space}.npy", m.values)
+            title = f"{name}: T={frame}, ({point[0]},{point[1]})"
+            rows.append(figure_row(frame_t, frame_s, point, maps, title))
+    figure = out / "similarity.png"
+    save_png(figure, stack_rows(rows))
+    return figure, len(rows)

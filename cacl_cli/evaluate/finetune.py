@@ -17,12 +17,65 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
+from rich.table import Table
+
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
+from cacl_cli.evaluate.common import (
+    cosine_lr,
+    evaluate,
+    fingerprint,
+    linear_classifier,
+    prepare,
+    segment_loss,
+    start_eval_run,
+    write_report,
+)
+from cacl_cli.evaluate.metrics import IGNORE_INDEX
 from cacl_cli.files import write_text_atomic
-from cacl_cli.metrics import IGNORE_INDEX
 from cacl_cli.progress import progress_bar
-from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, segment_loss
+from cacl_cli.weights import load_backbone
+
+
+def run_finetune(
+    cfg: Config,
+    checkpoint: Path | None,
+    random_init: bool,
+    data: Path | None,
+    run_dir: Path,
+    device: str | None,
+    console: Console,
+) -> Path:
+    """One fine-tuning run per ``eval.fractions`` entry, each from the same weights; prints
+    Table 4's layout and writes subset-F.txt files and results.json (returned) into ``run_dir``."""
+    run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
+    train, val = run.train, run.val
+    rows, weights = {}, {}
+    for fraction in cfg.eval.fractions:
+        indices = subset(len(train), fraction, cfg.eval.subset_seed)
+        write_subset(run_dir / f"subset-{fraction:g}.txt", train, indices)
+        backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+        label = f"finetune {fraction:g}% ({len(indices)} images)"
+        result = finetune_once(cfg, backbone, train, indices, val, run.device, console, label)
+        rows[f"{fraction:g}%"] = {"images": len(indices), **result}
+    table = Table("", *rows, title=f"fine-tuning from {weights['source']}: mIoU (mAcc)")
+    table.add_row(
+        "mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})" for r in rows.values())
+    )
+    console.print(table)
+    summary = {
+        k: {"images": r["images"], "miou": r["miou"], "macc": r["macc"], "iou": r["iou"]}
+        for k, r in rows.items()
+    }
+    return write_report(
+        run_dir,
+        f"fine-tuning {list(rows)[-1]}",
+        list(rows.values())[-1],
+        val.classes,
+        fingerprint(cfg, weights, train, val),
+        console,
+        extra={"fractions": summary, "subset_seed": cfg.eval.subset_seed},
+    )
 
 
 def subset(n: int, fraction: float, seed: int) -> list[int]:

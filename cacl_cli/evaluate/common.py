@@ -1,11 +1,13 @@
-"""What the probe and fine-tuning share: input preparation, the linear classifier, evaluation,
-and the report (rich table + results.json with the protocol's fingerprint)."""
+"""What the probe and fine-tuning share: the run's set-up (options, folder, device, datasets),
+input preparation, the linear classifier, evaluation, and the report (rich table + results.json
+with the protocol's fingerprint)."""
 
 from __future__ import annotations
 
 import json
 import math
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -18,10 +20,40 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from cacl_cli.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from cacl_cli.data.segmentation import SegmentationSet
+from cacl_cli.data.images import normalise
+from cacl_cli.config import Config, write_config
+from cacl_cli.data.segmentation import SegmentationSet, open_splits
+from cacl_cli.device import resolve_device
+from cacl_cli.errors import CaclError
 from cacl_cli.files import write_text_atomic
-from cacl_cli.metrics import CONVENTION, IGNORE_INDEX, confusion_matrix, scores
+from cacl_cli.evaluate.metrics import CONVENTION, IGNORE_INDEX, confusion_matrix, scores
+
+
+@dataclass
+class EvalRun:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    train: SegmentationSet
+    val: SegmentationSet
+
+
+def start_eval_run(
+    cfg: Config,
+    checkpoint: Path | None,
+    random_init: bool,
+    data: Path | None,
+    run_dir: Path,
+    device: str | None,
+) -> EvalRun:
+    """Check the weights option, open both splits, write config.yaml into ``run_dir``."""
+    if (checkpoint is None) == (not random_init):
+        raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
+    torch.manual_seed(cfg.run.seed)  # a random-init backbone is then a function of run.seed
+    train, val = open_splits(cfg.eval, cfg.world, data)
+    run = EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), train, val)
+    write_config(cfg, run_dir / "config.yaml")
+    return run
 
 
 def prepare(
@@ -34,8 +66,7 @@ def prepare(
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
-    return (x - IMAGENET_MEAN) / IMAGENET_STD, torch.from_numpy(mask.astype(np.int64))
+    return normalise(image), torch.from_numpy(mask.astype(np.int64))
 
 
 def linear_classifier(channels: int, classes: int) -> nn.Conv2d:

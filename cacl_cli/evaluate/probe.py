@@ -20,9 +20,46 @@ from torch import nn
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
 from cacl_cli.errors import CaclError
-from cacl_cli.files import atomic_path
+from cacl_cli.evaluate.common import (
+    cosine_lr,
+    evaluate,
+    fingerprint,
+    linear_classifier,
+    prepare,
+    segment_loss,
+    start_eval_run,
+    write_report,
+)
+from cacl_cli.files import atomic_path, write_atomic
 from cacl_cli.progress import progress_bar
-from cacl_cli.segeval import cosine_lr, evaluate, linear_classifier, prepare, segment_loss
+from cacl_cli.weights import load_backbone
+
+
+def run_probe(
+    cfg: Config,
+    checkpoint: Path | None,
+    random_init: bool,
+    data: Path | None,
+    run_dir: Path,
+    device: str | None,
+    console: Console,
+) -> Path:
+    """The whole protocol into ``run_dir``: config.yaml, classifier.pt, results.json (returned)."""
+    run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
+    train, val = run.train, run.val
+    backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    console.print(
+        f"probe: {weights['source']} on {train.name} ({len(train)} images), "
+        f"evaluated on {val.name} ({len(val)})"
+    )
+    backbone = backbone.to(run.device)
+    head, facts = train_probe(cfg, backbone, train, run_dir, run.device, console)
+    result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
+    write_atomic(run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
+    report = fingerprint(cfg, weights, train, val)
+    path = write_report(run_dir, "linear probe", result, val.classes, report, console, facts)
+    console.print(f"backbone unchanged after training: yes; results in {path}")
+    return path
 
 
 class FeatureCache:

@@ -10,6 +10,7 @@ the IoU of predicted and true object masks, averaged over every frame but the fi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cacl_cli.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from cacl_cli.data.frames import frame_files, read_rgb
+from cacl_cli.data.frames import frame_files
+from cacl_cli.data.images import read_rgb, to_input
 from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.errors import CaclError
 
@@ -65,13 +66,7 @@ def read_sequence(root: Path, name: str, max_frames: int = 0) -> tuple[list[np.n
 @torch.no_grad()
 def features(backbone: nn.Module, frame: np.ndarray, short_side: int, device) -> torch.Tensor:
     """Unit-length backbone features (C, h, w) of one frame resized to ``short_side``."""
-    h, w = frame.shape[:2]
-    scale = short_side / min(h, w)
-    size = (max(8, round(h * scale / 8) * 8), max(8, round(w * scale / 8) * 8))
-    x = torch.from_numpy(frame).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    x = ((x - IMAGENET_MEAN) / IMAGENET_STD).to(device)
-    return F.normalize(backbone(x)[0].float(), dim=0)
+    return F.normalize(backbone(to_input(frame, short_side).to(device))[0].float(), dim=0)
 
 
 def _cell_positions(h: int, w: int, device) -> torch.Tensor:
@@ -147,3 +142,67 @@ def region_similarity(predicted: list[np.ndarray], truth: list) -> float:
     if not scores:
         raise CaclError("no annotated frame after the first; J needs at least two masks")
     return float(np.mean(scores))
+
+
+def run_propagation(
+    cfg,
+    davis: Path,
+    names: list[str] | None,
+    checkpoint: Path | None,
+    random_init: bool,
+    out: Path,
+    device: str | None,
+    console,
+) -> Path:
+    """Propagate every chosen sequence, write its masks and results.json (returned) into ``out``.
+
+    ``cfg`` gives the ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
+    """
+    import cv2
+    from rich.table import Table
+
+    from cacl_cli.device import resolve_device
+    from cacl_cli.files import write_atomic, write_text_atomic
+    from cacl_cli.progress import progress_bar
+    from cacl_cli.weights import load_backbone
+
+    if (checkpoint is None) == (not random_init):
+        raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
+    known = sequences(davis)
+    for name in names or []:
+        if name not in known:
+            raise CaclError(f"--seq {name}: not in {davis}/JPEGImages/480p")
+    names = names or known
+    section = cfg.propagate
+    torch.manual_seed(cfg.run.seed)
+    backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    run_device = resolve_device(device or cfg.run.device)
+    backbone = backbone.to(run_device).eval()
+    protocol = Propagation(section.context, section.topk, section.radius, short_side=section.size)
+    scores = {}
+    with progress_bar(console, "propagate") as progress:
+        task = progress.add_task("", total=len(names), status="")
+        for name in names:
+            images, masks = read_sequence(davis, name, section.frames)
+            predicted = segment_sequence(backbone, images, masks[0], protocol, run_device)
+            scores[name] = region_similarity(predicted, masks)
+            for i, mask in enumerate(predicted):
+                ok, png = cv2.imencode(".png", mask * 255)
+                write_atomic(out / name / f"{i:05d}.png", lambda fh: fh.write(png.tobytes()))
+            progress.update(task, advance=1, status=f"{name} J {scores[name]:.3f}")
+    result = {
+        "J_mean": sum(scores.values()) / len(scores),
+        "J": scores,
+        "weights": {k: v for k, v in weights.items() if k != "unused"},
+        "protocol": {**protocol.__dict__, "frames": section.frames or "all"},
+    }
+    path = out / "results.json"
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"label propagation, {weights['source']}")
+    table.add_column("sequence")
+    table.add_column("J (mean IoU)", justify="right")
+    for name, j in scores.items():
+        table.add_row(name, f"{j:.3f}")
+    table.add_row("mean", f"{result['J_mean']:.3f}")
+    console.print(table)
+    return path

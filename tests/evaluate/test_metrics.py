@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cacl_cli.metrics import confusion_matrix, scores
+from cacl_cli.evaluate.metrics import confusion_matrix, scores
 
 
 def test_confusion_counts_and_ignores_255():

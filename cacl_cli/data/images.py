@@ -1,0 +1,60 @@
+"""The one image reader, and the one way a frame becomes network input.
+
+Frames are read as (H, W, 3) uint8 RGB. Network input is float (3, H, W), scaled to [0, 1] and
+normalised with ImageNet's mean and std; where a feature map must line up with the frame, the
+input side is snapped to a multiple of the output stride.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cacl_cli.errors import CaclError
+from cacl_cli.model.backbone import OUTPUT_STRIDE
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; an unreadable one is a one-line error."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CaclError(f"{path} is not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
+    """Area-resampled so the short side is ``short_side`` (0: unchanged)."""
+    h, w = frame.shape[:2]
+    if short_side <= 0 or min(h, w) == short_side:
+        return frame
+    scale = short_side / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def stride_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) with about the given short side, both multiples of the output stride."""
+    scale = short_side / min(width, height)
+
+    def snap(v: float) -> int:
+        return max(OUTPUT_STRIDE, round(v * scale / OUTPUT_STRIDE) * OUTPUT_STRIDE)
+
+    return snap(width), snap(height)
+
+
+def normalise(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float, ImageNet-normalised."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+    return (x - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def to_input(frame: np.ndarray, short_side: int) -> torch.Tensor:
+    """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride."""
+    size = stride_size(frame.shape[1], frame.shape[0], short_side)
+    return normalise(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).unsqueeze(0)

@@ -1,0 +1,1 @@
+"""The evaluation engines: linear probe, fine-tuning, label propagation, similarity maps."""

@@ -1,0 +1,100 @@
+"""The command line as a whole: fast refusal, thin commands, imports that only point down."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "cacl_cli"
+# Lower layers never import higher ones (commands -> engines -> model/data -> infrastructure).
+LAYERS = {
+    "commands": 3,
+    "cli": 3,
+    "__main__": 3,
+    "training": 2,
+    "evaluate": 2,
+    "weights": 2,
+    "model": 1,
+    "data": 1,
+}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
+
+
+def _imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cacl_cli"):
+            found += [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("cacl_cli")]
+    return found
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        module = "cacl_cli." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        for target in _imports(path):
+            if _layer(target) > _layer(module):
+                upward.append(f"{module} imports {target}")
+    assert not upward
+
+
+def test_command_modules_have_no_twin_at_the_top_of_the_package():
+    commands = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__", "options"}
+    assert not {p.stem for p in PACKAGE.glob("*.py")} & commands
+
+
+def test_every_command_body_is_short():
+    for path in (PACKAGE / "commands").glob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.endswith("_command"):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                lines = body[-1].end_lineno - body[0].lineno + 1
+                assert lines <= 25, f"{path.name}: {node.name} body is {lines} lines"
+
+
+def test_a_bad_key_is_refused_before_torch_is_imported():
+    code = (
+        "import sys\n"
+        "from cacl_cli.cli import app\n"
+        "try:\n"
+        "    app(['pretrain', '--set', 'optim.lrr=1'])\n"
+        "except SystemExit as stop:\n"
+        "    print('exit', stop.code, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip() == "exit 2 False"
+    assert done.stderr.strip() == (
+        "error: --set: unknown key 'optim.lrr' (did you mean 'optim.lr'?)"
+    )
+
+
+@pytest.mark.parametrize("command", ["propagate", "extract-pairs", "export", "world"])
+def test_every_command_takes_presets_and_refuses_a_bad_key(tmp_path, command):
+    from tests.conftest import run_cacl
+
+    done = run_cacl(command, tmp_path, "--set", "propagate.topkk=3")
+    assert done.returncode == 2
+    assert "unknown key 'propagate.topkk' (did you mean 'propagate.topk'?)" in done.stderr
+
+
+def test_propagate_flags_set_preset_keys_that_reach_the_results(tmp_path, shared_data):
+    from tests.conftest import run_cacl
+
+    out = tmp_path / "prop"
+    done = run_cacl(
+        "propagate", shared_data / "davis", "--random-init", "--width", "8", "--topk", "3",
+        "--frames", "3", "--size", "64", "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    protocol = __import__("json").loads((out / "results.json").read_text())["protocol"]
+    assert protocol["topk"] == 3 and protocol["short_side"] == 64 and protocol["frames"] == 3
