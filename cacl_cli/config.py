@@ -28,6 +28,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("resnet18", "resnet50"),
     "model.pixel_shuffle": ("off", "shared", "independent"),
     "loss.pixel_positive": ("global", "position"),
+    "loss.cycle_return": ("self", "reroll"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
@@ -126,6 +127,7 @@ class LossSection:
     pixel_positive: str
     symmetric: bool
     cycle_memory_mb: float
+    cycle_return: str
 
     def weight(self, head: str) -> float:
         return getattr(self, f"{head}_weight")

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cacl_cli.errors import CaclError
 from cacl_cli.model.backbone import OUTPUT_STRIDE
@@ -55,6 +56,8 @@ def normalise(image: np.ndarray) -> torch.Tensor:
 
 
 def to_input(frame: np.ndarray, short_side: int) -> torch.Tensor:
-    """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride."""
-    size = stride_size(frame.shape[1], frame.shape[0], short_side)
-    return normalise(cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).unsqueeze(0)
+    """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride
+    (antialiased bilinear resampling)."""
+    width, height = stride_size(frame.shape[1], frame.shape[0], short_side)
+    x = normalise(frame).unsqueeze(0)
+    return F.interpolate(x, (height, width), mode="bilinear", align_corners=False, antialias=True)

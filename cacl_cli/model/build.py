@@ -31,6 +31,7 @@ def build_model(
         cycle_memory_mb=loss.cycle_memory_mb,
         pixels_per_image=moco.pixels_per_image,
         symmetric=loss.symmetric,
+        cycle_return=loss.cycle_return,
     )
 
 

@@ -76,6 +76,9 @@ class CACL(nn.Module):
             it they are computed in chunks of rows, recomputed in the backward pass.
         pixels_per_image: momentum pixels per image fed to the pixel and cycle queues each step.
         symmetric: also compute the losses with v and v+ swapped (and average).
+        cycle_return: where the cycle's second jump lands in v: ``self`` (the paper: the online
+            features of v) or ``reroll`` (the momentum encoder's features of v under a fresh
+            pixel-shuffle roll; a code of where the padding is then cannot close the loop).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class CACL(nn.Module):
         cycle_memory_mb: float = 0.0,
         pixels_per_image: int = 8,
         symmetric: bool = False,
+        cycle_return: str = "self",
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
@@ -116,6 +120,7 @@ class CACL(nn.Module):
         self.batch_shuffle, self.online_bn_groups = batch_shuffle, online_bn_groups
         self.cycle_memory_mb = cycle_memory_mb
         self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
+        self.cycle_return = cycle_return
 
     # ------------------------------------------------------------ the two encoders
 
@@ -154,10 +159,22 @@ class CACL(nn.Module):
 
     # ------------------------------------------------------------ the losses
 
+    @torch.no_grad()
+    def return_view(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The cycle's landing features of frame x: None (its own online features) or, with
+        ``cycle_return`` ``reroll``, momentum features under a roll of their own."""
+        if "cycle" not in self.heads or self.cycle_return == "self":
+            return None
+        return rolled(self._momentum_keys, x, random_roll(*x.shape[2:]))["cycle"]
+
     def _terms(
-        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+        self,
+        q: dict[str, torch.Tensor],
+        k: dict[str, torch.Tensor],
+        back: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Each head's loss for online features q of one frame and keys k of the other."""
+        """Each head's loss for online features q of one frame and keys k of the other; ``back``
+        is the cycle's landing view of the first frame (``return_view``)."""
         terms = {}
         if "global" in self.heads:
             terms["global"] = losses.info_nce(
@@ -178,6 +195,7 @@ class CACL(nn.Module):
                 self.tau,
                 target,
                 chunk_rows=self._cycle_chunk_rows(q["cycle"]),
+                c_back=back,
             )
         return terms
 
@@ -226,13 +244,12 @@ class CACL(nn.Module):
         if update_momentum:
             self.momentum_update()
         q, k = self.encode(v, v_plus)
-        terms = self._terms(q, k)
+        terms = self._terms(q, k, self.return_view(v))
         keys = [k]
         if self.symmetric:
             q2, k2 = self.encode(v_plus, v)
-            terms = {
-                h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), self._terms(q2, k2).values())
-            }
+            back = self._terms(q2, k2, self.return_view(v_plus))
+            terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), back.values())}
             keys.append(k2)
         terms = {h: self.weights[h] * t for h, t in terms.items()}
         diagnostics = health(self, q, k) if diagnose else {}

@@ -141,17 +141,24 @@ def _queue_logsumexp(
 
 @float32_logits
 def cycle_log_jumps(
-    c: torch.Tensor, c_plus: torch.Tensor, queue: torch.Tensor, tau: float, chunk_rows: int = 0
+    c: torch.Tensor,
+    c_plus: torch.Tensor,
+    queue: torch.Tensor,
+    tau: float,
+    chunk_rows: int = 0,
+    c_back: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two jumps of eq. (5) with negatives, as log-probabilities.
 
     Returns log P1 (B, HW, HW): v -> v+; the second jump v+ -> [v ; queue] on its columns on v,
     log P2_self (B, HW, HW); and that jump's log normaliser (B, HW, 1), which gives its queue
-    columns as c_+ queue^T / tau minus it.
+    columns as c_+ queue^T / tau minus it. ``c_back`` (B, D, H, W), default c: the features of v
+    that the second jump lands on.
     """
+    c_back = flat_pixels(c if c_back is None else c_back)
     c, c_plus, queue = flat_pixels(c), flat_pixels(c_plus), queue.float()  # B x HW x D
     log_p1 = torch.log_softmax((c / tau) @ c_plus.transpose(1, 2), dim=2)
-    back_self = (c_plus / tau) @ c.transpose(1, 2)  # B x HW x HW
+    back_self = (c_plus / tau) @ c_back.transpose(1, 2)  # B x HW x HW
     norm = torch.logaddexp(
         back_self.logsumexp(dim=2, keepdim=True), _queue_logsumexp(c_plus, queue, tau, chunk_rows)
     )
@@ -166,6 +173,7 @@ def cycle_loss(
     tau: float,
     target: torch.Tensor | None = None,
     chunk_rows: int = 0,
+    c_back: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Eqs. (5)-(6): L_C on the cycle v -> v+ -> [v ; queue].
 
@@ -174,8 +182,9 @@ def cycle_loss(
     T (B, HW, HW), rows summing to 1 and zero on the queue columns (soft cycle), it is the mean over
     rows of KL(T_i || M_i) = sum_j T_ij (log T_ij - log M_ij). Computed in log space throughout.
     c, c_plus (B, D, H, W) unit vectors; queue (Q, D). ``chunk_rows``: see ``_queue_logsumexp``.
+    ``c_back``: v's features for the return (default c; see ``CACL``'s ``cycle_return``).
     """
-    log_p1, log_p2_self, _ = cycle_log_jumps(c, c_plus, queue, tau, chunk_rows)
+    log_p1, log_p2_self, _ = cycle_log_jumps(c, c_plus, queue, tau, chunk_rows, c_back)
     if target is None:
         # log M[i, i] = logsumexp_j (log P1[i, j] + log P2[j, i])
         log_m_diag = (log_p1 + log_p2_self.transpose(1, 2)).logsumexp(dim=2)  # B x HW

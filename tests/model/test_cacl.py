@@ -136,3 +136,15 @@ def test_diagnostics_separate_spread_features_from_collapsed_ones():
     assert health(model, {**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(
         1.0, abs=0.1
     )
+
+
+def test_rerolled_cycle_return_trains_and_leaves_the_default_step_unchanged():
+    v, v_plus = frames()
+    plain = small_model("loss.cycle_return=self")(v, v_plus).terms["cycle"]
+    again = small_model()(v, v_plus).terms["cycle"]
+    assert torch.equal(plain, again)  # the default is the paper's cycle, same random draws
+    rerolled = small_model("loss.cycle_return=reroll")
+    out = rerolled(v, v_plus)
+    assert torch.isfinite(out.terms["cycle"]) and not torch.equal(out.terms["cycle"], plain)
+    out.loss.backward()
+    assert rerolled.online.heads["cycle"][0].weight.grad.abs().sum() > 0

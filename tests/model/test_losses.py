@@ -211,3 +211,20 @@ def test_logits_stay_float32_under_autocast():
     for got, expected in zip(mixed, exact):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def _padding_code(shift: tuple[int, int], side: int = 4) -> torch.Tensor:
+    """A content-blind feature (1, side^2, side, side): at each (un-rolled) cell, a one-hot of
+    the place that cell had in the input rolled by ``shift``, i.e. where the padding was."""
+    cell = torch.arange(side * side).reshape(side, side)
+    place = (cell + shift[0] * side + shift[1]) % (side * side)
+    return torch.nn.functional.one_hot(place, side * side).permute(2, 0, 1).float().unsqueeze(0)
+
+
+def test_a_padding_code_closes_the_paper_cycle_but_not_a_rerolled_return():
+    c, c_plus = _padding_code((1, 2)), _padding_code((3, 0))
+    queue = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    cheat = cycle_loss(c, c_plus, queue, tau=0.01)
+    assert cheat < 0.01  # the round trip cancels any shift: the shortcut is free
+    rerolled = cycle_loss(c, c_plus, queue, tau=0.01, c_back=_padding_code((2, 3)))
+    assert rerolled > 5.0  # the return lands one roll away from where it started
