@@ -1,8 +1,11 @@
-"""The learning benchmark: Table 1 of the paper on the built-in world.
+"""The learning benchmark: Table 1 of the paper on the built-in world, and real video.
 
 Each method is pretrained with the same budget (steps, batch, schedule, seeds) and its backbone
-judged by the linear probe on held-out labelled frames of the same world, at several points of
-training. Random init is the floor every method must clear.
+judged by two yardsticks: the linear probe on held-out labelled frames of the same world, at
+several points of training, and DAVIS label propagation (`cacl propagate`, region J) on real
+video at the last point. Random init is the floor every method must clear; MoCo-v2 (the global
+head alone, no pixel shuffle) is the baseline CACL must beat. Each row also carries the run's
+ground-truth diagnostics (`truth/*` in metrics.jsonl) at its last step.
 
     python bench/learning.py                         # the full table: hours on a CPU
     python bench/learning.py --device cuda --jobs 5  # minutes on one GPU
@@ -37,14 +40,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from cacl_cli.progress import progress_bar  # noqa: E402
 
-# name -> (pretrain overrides, heads G/P/C, pixel shuffle); None: no pretraining
-METHODS: dict[str, tuple[list[str] | None, str, str]] = {
-    "random init": (None, "", ""),
-    "MoCo-v2": (["heads.pixel=false", "heads.cycle=false"], "G", "-"),
-    "two heads": (["heads.cycle=false"], "G P", "yes"),
-    "CACL": ([], "G P C", "yes"),
-    "CACL, no pixel shuffle": (["model.pixel_shuffle=off"], "G P C", "no"),
+# name -> pretrain overrides on top of the preset; None: no pretraining. Each table row states
+# what these resolve to (heads, pixel shuffle, positive rule, cycle return, queue sizes).
+METHODS: dict[str, list[str] | None] = {
+    "random init": None,
+    "MoCo-v2": ["heads.pixel=false", "heads.cycle=false", "model.pixel_shuffle=off"],
+    "two heads": ["heads.cycle=false"],
+    "CACL": [],
+    "CACL, no pixel shuffle": ["model.pixel_shuffle=off"],
 }
+DIAGNOSTICS = {  # metrics.jsonl key -> table column
+    "truth/pixel_positive_near": "P+ near",
+    "truth/cycle_jump_near": "jump near",
+    "truth/cycle_jump_roll_offset": "jump on roll",
+    "truth/backbone_position_r2": "position R2",
+}
+DEFAULT_DAVIS = ROOT.parent / "shared" / "data" / "davis-2016"
+QUICK_DAVIS = ROOT.parent / "shared" / "data" / "davis"
 QUICK_PRETRAIN = [
     "model.width=8",
     "data.size=32",
@@ -57,6 +69,7 @@ QUICK_PRETRAIN = [
     "schedule.warmup_steps=1",
 ]
 QUICK_PROBE = ["schedule.epochs=1", "eval.world_train_images=8", "eval.world_val_images=4"]
+QUICK_PROPAGATE = ["propagate.frames=3", "propagate.size=64"]
 
 
 def slug(method: str) -> str:
@@ -75,20 +88,26 @@ class Benchmark:
         self.out = Path(args.out)
         self.results_path = self.out / "results.jsonl"
         self.lock = threading.Lock()
-        self.done = {(r["method"], r["seed"], r["step"]) for r in self.records()}
+        self.done = {_key(r) for r in self.records()}
         self.eval_steps = [args.steps * (i + 1) // args.evals for i in range(args.evals)]
         self.threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
 
-    def pretrain_config(self):
+    def method_config(self, method: str):
         from cacl_cli.config import resolve
 
-        return resolve(self.args.preset, self.args.set)
+        return resolve(self.args.preset, (METHODS[method] or []) + self.args.set)
 
     def records(self) -> list[dict]:
         if not self.results_path.is_file():
             return []
         lines = self.results_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+    def write(self, record: dict) -> None:
+        with self.lock:
+            with open(self.results_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            self.done.add(_key(record))
 
     def start_cacl(self, *args: str, log: Path) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": self.threads, "COLUMNS": "200"}
@@ -103,7 +122,7 @@ class Benchmark:
             raise RuntimeError(f"cacl {args[0]} failed; see {log}")
 
     def probe(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
-        if (method, seed, step) in self.done:
+        if (method, seed, step, "probe") in self.done:
             return
         out = folder / f"probe-{step:07d}"
         world = [s for s in self.args.set if s.startswith("world.")]
@@ -114,47 +133,54 @@ class Benchmark:
             "--out", str(out), "--device", self.args.device, log=folder / "log.txt",
         )  # fmt: skip
         result = json.loads((out / "results.json").read_text())
-        record = {
+        self.write({
             "method": method,
             "seed": seed,
             "step": step,
+            "kind": "probe",
             "miou": result["miou"],
             "macc": result.get("macc"),
             "probe_seconds": round(time.perf_counter() - tick, 1),
-        }
-        with self.lock:
-            with open(self.results_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            self.done.add((method, seed, step))
+            "truth": _truth_at(folder / "run" / "metrics.jsonl", step),
+        })  # fmt: skip
+
+    def davis(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
+        """Region J of label propagation on the real sequences, at the last step only."""
+        if not self.args.davis or (method, seed, step, "davis") in self.done:
+            return
+        out = folder / f"davis-{step:07d}"
+        tick = time.perf_counter()
+        self.cacl(
+            "propagate", str(self.args.davis), *source, *sets(self.args.propagate_set),
+            "--out", str(out), "--device", self.args.device, log=folder / "log.txt",
+        )  # fmt: skip
+        result = json.loads((out / "results.json").read_text())
+        self.write({
+            "method": method,
+            "seed": seed,
+            "step": step,
+            "kind": "davis",
+            "davis_j": result["J_mean"],
+            "per_sequence": result["J"],
+            "davis_seconds": round(time.perf_counter() - tick, 1),
+        })  # fmt: skip
 
     def task(self, method: str, seed: int, progress, bar) -> None:
-        overrides = METHODS[method][0]
         folder = self.out / "runs" / f"{slug(method)}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
-        if overrides is None:  # the same backbone as the pretrained methods, untrained
-            model = self.pretrain_config().model
-            shape = ["--set", f"model.arch={model.arch}", "--set", f"model.width={model.width}"]
-            self.probe(method, seed, 0, ["--random-init", *shape], folder)
+        if METHODS[method] is None:  # the same backbone as the pretrained methods, untrained
+            model = self.method_config(method).model
+            shape = [f"model.arch={model.arch}", f"model.width={model.width}", f"run.seed={seed}"]
+            self.probe(method, seed, 0, ["--random-init", *sets(shape[:2])], folder)
+            self.davis(method, seed, 0, ["--random-init", *sets(shape)], folder)
             progress.advance(bar, len(self.eval_steps))
             return
-        training = None
-        if not all((method, seed, s) in self.done for s in self.eval_steps):
-            run = folder / "run"
-            every = max(1, self.args.steps // self.args.evals)
-            keep = f"run.keep_checkpoints={self.args.evals + 1}"
-            pretrain_sets = overrides + [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
-            pretrain_sets += [f"run.checkpoint_every={every}", keep] + self.args.set
-            if (run / "checkpoints").is_dir():
-                args = ["--out", str(run), "--resume"]
-            else:
-                args = ["--preset", self.args.preset, *sets(pretrain_sets), "--out", str(run)]
-            log = folder / "log.txt"
-            training = self.start_cacl("pretrain", *args, "--device", self.args.device, log=log)
+        training = self.start_training(method, seed, folder)
         # Each checkpoint is probed as soon as it is written, while training goes on, so a run
         # cut short still leaves its early points in results.jsonl.
         for step in self.eval_steps:
             checkpoint = folder / "run" / "checkpoints" / f"step-{step:07d}.pt"
-            while (method, seed, step) not in self.done and not checkpoint.is_file():
+            while (method, seed, step, "probe") not in self.done and not checkpoint.is_file():
                 if training is None or training.poll() is not None:
                     raise RuntimeError(f"{method} seed {seed}: no {checkpoint}; see {folder}")
                 time.sleep(1.0)
@@ -162,6 +188,25 @@ class Benchmark:
             progress.advance(bar)
         if training is not None and training.wait() != 0:
             raise RuntimeError(f"{method} seed {seed}: pretrain failed; see {folder}/log.txt")
+        last = self.eval_steps[-1]
+        checkpoint = folder / "run" / "checkpoints" / f"step-{last:07d}.pt"
+        self.davis(method, seed, last, ["--checkpoint", str(checkpoint)], folder)
+
+    def start_training(self, method: str, seed: int, folder: Path) -> subprocess.Popen | None:
+        """Start (or resume) the method's pretrain run unless every probe point is done."""
+        if all((method, seed, s, "probe") in self.done for s in self.eval_steps):
+            return None
+        run = folder / "run"
+        every = max(1, self.args.steps // self.args.evals)
+        keep = f"run.keep_checkpoints={self.args.evals + 1}"
+        pretrain_sets = METHODS[method] + [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
+        pretrain_sets += [f"run.checkpoint_every={every}", keep] + self.args.set
+        if (run / "checkpoints").is_dir():
+            args = ["--out", str(run), "--resume"]
+        else:
+            args = ["--preset", self.args.preset, *sets(pretrain_sets), "--out", str(run)]
+        log = folder / "log.txt"
+        return self.start_cacl("pretrain", *args, "--device", self.args.device, log=log)
 
     def run(self, console: Console) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -174,47 +219,113 @@ class Benchmark:
                     future.result()
 
 
+def _key(record: dict) -> tuple:
+    return record["method"], record["seed"], record["step"], record.get("kind", "probe")
+
+
+def _truth_at(metrics: Path, step: int) -> dict:
+    """The run's ground-truth diagnostics logged at ``step`` (empty if none were)."""
+    if not metrics.is_file():
+        return {}
+    for line in metrics.read_text().splitlines():
+        record = json.loads(line) if line.strip().endswith("}") else {}
+        if record.get("step") == step:
+            return {k: v for k, v in record.items() if k.startswith("truth/")}
+    return {}
+
+
 def last_complete_step(records: list[dict], methods: list[str], seeds: list[int]) -> int:
     """The latest probe step that every pretrained method reached with every seed (0: none)."""
-    trained = [m for m in methods if METHODS[m][0] is not None]
-    reached = {(r["method"], r["seed"], r["step"]) for r in records}
-    steps = sorted({r["step"] for r in records if r["step"] > 0}, reverse=True)
+    trained = [m for m in methods if METHODS[m] is not None]
+    probes = [r for r in records if r.get("kind", "probe") == "probe"]
+    reached = {(r["method"], r["seed"], r["step"]) for r in probes}
+    steps = sorted({r["step"] for r in probes if r["step"] > 0}, reverse=True)
     complete = (s for s in steps if all((m, d, s) in reached for m in trained for d in seeds))
     return next(complete, 0)
 
 
 def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]:
-    """Per method at the final step (random init: its only point): mean, spread, n."""
+    """Per method at the final step (random init: its only point): each yardstick's mean, spread
+    and seeds, and the mean of each ground-truth diagnostic."""
     rows = []
     for method in methods:
-        step = 0 if METHODS[method][0] is None else final
-        scores = [100 * r["miou"] for r in records if r["method"] == method and r["step"] == step]
-        if not scores:
+        step = 0 if METHODS[method] is None else final
+        mine = [r for r in records if r["method"] == method and r["step"] == step]
+        probes = [r for r in mine if r.get("kind", "probe") == "probe"]
+        if not probes:
             continue
-        spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
-        rows.append({"method": method, "mean": statistics.fmean(scores), "std": spread,
-                     "n": len(scores), "scores": scores})  # fmt: skip
+        davis = [100 * r["davis_j"] for r in mine if r.get("kind") == "davis"]
+        truth = {
+            key: statistics.fmean(values)
+            for key in DIAGNOSTICS
+            if (values := [r["truth"][key] for r in probes if key in r.get("truth", {})])
+        }
+        rows.append({
+            "method": method,
+            "probe": _stats([100 * r["miou"] for r in probes]),
+            "davis": _stats(davis),
+            "truth": truth,
+        })  # fmt: skip
     return rows
 
 
-def table_markdown(rows: list[dict], header: str) -> str:
-    floor = next((r for r in rows if r["method"] == "random init"), None)
-    lines = [header, "", "| method | heads | pixel shuffle | probe mIoU (mean ± std) | seeds |"]
-    lines += ["| --- | --- | --- | --- | --- |"] if not floor else []
-    if floor:
-        lines[-1] = lines[-1] + " vs random init |"
-        lines.append("| --- | --- | --- | --- | --- | --- |")
+def _stats(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values) if values else float("nan"),
+        "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
+        "values": values,
+    }
+
+
+def recipe(cfg) -> list[str]:
+    """What a method's resolved config trains: heads, pixel shuffle, positive rule, cycle
+    return, queue sizes (global / pixel / cycle)."""
+    heads = cfg.heads.on()
+    letters = " ".join(h[0].upper() for h in heads)
+    positive = cfg.loss.pixel_positive if "pixel" in heads else "-"
+    cycle = cfg.loss.cycle_return if "cycle" in heads else "-"
+    sizes = {"global": cfg.moco.queue_size, "pixel": cfg.moco.queue_size}
+    sizes["cycle"] = cfg.moco.cycle_queue_size
+    queues = " / ".join(str(sizes[h]) if h in heads else "-" for h in ("global", "pixel", "cycle"))
+    return [letters, cfg.model.pixel_shuffle, positive, cycle, queues]
+
+
+def _cell(stats: dict) -> str:
+    if not stats["values"]:
+        return "-"
+    seeds = ", ".join(f"{v:.2f}" for v in stats["values"])
+    return f"**{stats['mean']:.2f} ± {stats['std']:.2f}** ({seeds})"
+
+
+def _versus(row: dict, base: dict | None, yardstick: str) -> str:
+    """Gap to the baseline and whether it exceeds twice the larger seed spread."""
+    if base is None or row is base or not row[yardstick]["values"]:
+        return ""
+    mine, theirs = row[yardstick], base[yardstick]
+    gap = mine["mean"] - theirs["mean"]
+    bound = 2 * max(mine["std"], theirs["std"])
+    return f"{gap:+.2f} ({'>' if gap > bound else '<='} {bound:.2f})"
+
+
+def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str) -> str:
+    base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
+    columns = ["method", "heads", "pixel shuffle", "positive", "cycle return", "queues G / P / C",
+               "probe mIoU", "vs MoCo-v2", "DAVIS J x100", "vs MoCo-v2", *DIAGNOSTICS.values()]  # fmt: skip
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
-        _, heads, shuffle = METHODS[r["method"]]
-        cells = [r["method"], heads or "-", shuffle or "-", f"{r['mean']:.2f} ± {r['std']:.2f}"]
-        cells.append(", ".join(f"{s:.2f}" for s in r["scores"]))
-        if floor:
-            gap = r["mean"] - floor["mean"]
-            bound = 2 * max(r["std"], floor["std"])
-            verdict = "" if r is floor else f"{gap:+.2f} ({'>' if gap > bound else '<='} 2x spread)"
-            cells.append(verdict)
+        cells = [r["method"], *recipes[r["method"]]]
+        cells += [_cell(r["probe"]), _versus(r, base, "probe")]
+        cells += [_cell(r["davis"]), _versus(r, base, "davis")]
+        cells += [f"{r['truth'][k]:.2f}" if k in r["truth"] else "-" for k in DIAGNOSTICS]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    notes = (
+        "vs MoCo-v2: mean gap (twice the larger seed spread in brackets); '>' meets the target. "
+        "Diagnostics at the last step, mean over seeds: P+ near = eq. 4 positives within one "
+        "cell of the true point; jump near / on roll = the cycle's first jumps near the true "
+        "point / on the roll offset (chance near 0.12, on roll 1/HW); position R2 = how much of "
+        "a cell's place its backbone features explain."
+    )
+    return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 def plot(records: list[dict], methods: list[str], path: Path) -> None:
@@ -226,7 +337,7 @@ def plot(records: list[dict], methods: list[str], path: Path) -> None:
     for method in methods:
         by_step: dict[int, list[float]] = {}
         for r in records:
-            if r["method"] == method:
+            if r["method"] == method and r.get("kind", "probe") == "probe":
                 by_step.setdefault(r["step"], []).append(100 * r["miou"])
         series[method] = sorted((s, statistics.fmean(v), _std(v)) for s, v in by_step.items())
     points = [p for s in series.values() for p in s]
@@ -251,7 +362,7 @@ def plot(records: list[dict], methods: list[str], path: Path) -> None:
     cv2.putText(image, "pretraining steps", (width // 2 - 70, height - 20), 0, 0.55, (0, 0, 0), 1)
     cv2.putText(image, "probe mIoU (%)", (8, margin - 30), 0, 0.55, (0, 0, 0), 1)
     for (method, line), colour in zip(series.items(), colours):
-        if METHODS[method][0] is None and line:  # random init: a flat line across the plot
+        if METHODS[method] is None and line:  # random init: a flat line across the plot
             line = [(0, line[0][1], line[0][2]), (max_step, line[0][1], line[0][2])]
         for (s0, m0, d0), (s1, m1, d1) in zip(line, line[1:]):
             cv2.line(image, xy(s0, m0), xy(s1, m1), colour, 2, cv2.LINE_AA)
@@ -294,6 +405,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], help="pretrain override")
     parser.add_argument("--probe-set", action="append", default=[], help="probe override")
+    parser.add_argument(
+        "--davis", default=str(DEFAULT_DAVIS) if DEFAULT_DAVIS.is_dir() else "",
+        help="DAVIS-format folder for the real-video yardstick ('' to skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--propagate-set", action="append", default=[], help="cacl propagate override"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "learning"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, no result")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite table and plot")
@@ -302,6 +420,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.steps, args.evals, args.seeds = 2, 1, args.seeds[:1]
         args.set = QUICK_PRETRAIN + args.set
         args.probe_set = QUICK_PROBE + args.probe_set
+        args.propagate_set = QUICK_PROPAGATE + args.propagate_set
+        if args.davis == str(DEFAULT_DAVIS):
+            args.davis = str(QUICK_DAVIS) if QUICK_DAVIS.is_dir() else ""
     return args
 
 
@@ -319,20 +440,24 @@ def main(argv: list[str] | None = None) -> int:
         final = max((r["step"] for r in records), default=0)
         complete = "INCOMPLETE: not every method and seed reached it; see the seeds column"
     rows = summarise(records, args.methods, final)
+    davis = f"DAVIS J on {args.davis}" if args.davis else "no DAVIS folder: J not measured"
     header = (
         f"Probe mIoU (%) after {final} of {args.steps} pretraining steps ({complete}); "
-        f"{describe_machine(args.device)}; "
+        f"{davis}; {describe_machine(args.device)}; "
         f"{time.perf_counter() - started:.0f} s this invocation.\n\n"
         f"Command: python bench/learning.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     )
-    text = table_markdown(rows, header)
+    recipes = {m: ["-"] * 5 if METHODS[m] is None else recipe(bench.method_config(m))
+               for m in args.methods}  # fmt: skip
+    text = table_markdown(rows, recipes, header)
     (bench.out / "table.md").write_text(text)
     plot(records, args.methods, bench.out / "probe-vs-steps.png")
-    table = Table(title="learning benchmark (probe mIoU %)")
-    for column in ("method", "mean", "std", "seeds"):
+    table = Table(title="learning benchmark")
+    for column in ("method", "probe mIoU", "DAVIS J x100", "seeds"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["method"], f"{r['mean']:.2f}", f"{r['std']:.2f}", str(r["n"]))
+        cells = [f"{r[y]['mean']:.2f} ± {r[y]['std']:.2f}" for y in ("probe", "davis")]
+        table.add_row(r["method"], *cells, str(len(r["probe"]["values"])))
     console.print(table)
     console.print(f"raw: {bench.results_path}\ntable: {bench.out / 'table.md'}")
     return 0

@@ -88,6 +88,7 @@ class RunSection:
     checkpoint_every: int
     keep_checkpoints: int
     log_every: int
+    truth_pairs: int
 
 
 @dataclass(frozen=True)

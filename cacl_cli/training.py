@@ -27,12 +27,15 @@ from cacl_cli.config import Config, check_run, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, step_loader
 from cacl_cli.data.pairs import open_source
-from cacl_cli.data.world import World, WorldConfig
+from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted
 from cacl_cli.files import remove_stale_temps, write_text_atomic
+from cacl_cli.data.images import normalise
+from cacl_cli.model.backbone import OUTPUT_STRIDE
 from cacl_cli.model.build import model_from_config
+from cacl_cli.model.diagnostics import truth_health
 from cacl_cli.model.cacl import CACL, CACLOutput
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
 from cacl_cli.progress import progress_bar
@@ -52,6 +55,32 @@ def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
     return StepBatches(
         source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
     )
+
+
+class TruthCheck:
+    """Frame pairs of the built-in world with known correspondence, checked on logged steps
+    (``model/diagnostics.py``'s ``truth/*`` signals); never used for training."""
+
+    def __init__(self, cfg: Config, device: torch.device) -> None:
+        world = World(WorldConfig.from_config(cfg.world))
+        crop = min(cfg.data.size, cfg.world.size) // OUTPUT_STRIDE * OUTPUT_STRIDE
+        v, v_plus, truth = correspondence_pairs(
+            world, cfg.run.truth_pairs, cfg.data.stride, crop, OUTPUT_STRIDE, seed=cfg.run.seed
+        )
+        self.v = torch.stack([normalise(x) for x in v]).to(device)
+        self.v_plus = torch.stack([normalise(x) for x in v_plus]).to(device)
+        self.truth = torch.from_numpy(truth).to(device)
+
+    @classmethod
+    def wanted(cls, cfg: Config, device: torch.device) -> "TruthCheck | None":
+        # Under torchrun the momentum encoder's batch shuffle is collective: rank 0 alone
+        # cannot run it, so the check is a single-process one.
+        on_world = not cfg.data.path and cfg.data.stride < cfg.world.frames
+        single = distributed.world_size() == 1
+        return cls(cfg, device) if cfg.run.truth_pairs and on_world and single else None
+
+    def __call__(self, model: CACL, step: int) -> dict[str, float]:
+        return truth_health(model, self.v, self.v_plus, self.truth, seed=step)
 
 
 def _start_from(model: CACL, cfg: Config, console: Console) -> None:
@@ -176,6 +205,7 @@ def _pretrain(
 
     # ---------------------------------------------------------------- training
     steps = cfg.schedule.steps
+    truth = TruthCheck.wanted(cfg, device) if main else None
     good = found[0] if found else None  # the newest checkpoint known to be complete
     model.train()
     loader = iter(step_loader(batches, start * accum, steps * accum, cfg.data.num_workers))
@@ -223,6 +253,8 @@ def _pretrain(
                 }
                 if device.type == "cuda":
                     record["gpu_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                if truth is not None:
+                    record.update(truth(model, done))
                 metrics.write(record)
                 _warn_on_collapse(out.diagnostics, done, console)
             if done % cfg.run.checkpoint_every == 0 or done == steps or halt:

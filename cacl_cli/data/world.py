@@ -166,19 +166,43 @@ class Clip:
 
     def frame(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Frame t: (size, size, 3) uint8 RGB and (size, size) uint8 labels."""
+        image, labels, _ = self._render(t, with_identity=False)
+        return image, labels
+
+    def identity(self, t: int) -> np.ndarray:
+        """Frame t's scene points, (size, size) int64: equal values in two frames of the clip
+        are the same point of the same surface (background or object), wherever it moved."""
+        return self._render(t, with_identity=True)[2]
+
+    def _render(self, t: int, with_identity: bool) -> tuple:
         n = self.cfg.size
-        margin = (self.background.shape[0] - n) // 2
+        side = self.background.shape[0]
+        margin = (side - n) // 2
         cx, cy = _bounce(self.camera_start + self.camera_velocity * t, 0, 2 * margin).astype(int)
         image = self.background[cy : cy + n, cx : cx + n].copy()
         labels = np.zeros((n, n), np.uint8)
-        for inst in self.instances:
+        identity = None
+        if with_identity:  # layer * side^2 + the pixel's place in its own texture
+            yy, xx = np.mgrid[0:n, 0:n]
+            identity = (yy + cy) * side + (xx + cx)
+        for layer, inst in enumerate(self.instances, start=1):
             x, y = _bounce(inst.start + inst.velocity * t, 0, n).astype(int)
-            _paste(image, labels, inst, x - inst.mask.shape[1] // 2, y - inst.mask.shape[0] // 2)
-        return image, labels
+            left, top = x - inst.mask.shape[1] // 2, y - inst.mask.shape[0] // 2
+            _paste(image, labels, inst, left, top, identity, layer * side * side)
+        return image, labels, identity
 
 
-def _paste(image: np.ndarray, labels: np.ndarray, inst: _Instance, left: int, top: int) -> None:
-    """Draw a sprite with its top-left corner at (left, top), clipped to the frame."""
+def _paste(
+    image: np.ndarray,
+    labels: np.ndarray,
+    inst: _Instance,
+    left: int,
+    top: int,
+    identity: np.ndarray | None = None,
+    layer_code: int = 0,
+) -> None:
+    """Draw a sprite with its top-left corner at (left, top), clipped to the frame; with
+    ``identity``, mark its pixels there as ``layer_code`` + their place in the sprite."""
     n, d = image.shape[0], inst.mask.shape[0]
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + d, n), min(left + d, n)
@@ -188,6 +212,9 @@ def _paste(image: np.ndarray, labels: np.ndarray, inst: _Instance, left: int, to
     mask = inst.mask[sy, sx]
     image[y0:y1, x0:x1][mask] = inst.rgb[sy, sx][mask]
     labels[y0:y1, x0:x1][mask] = inst.label
+    if identity is not None:
+        yy, xx = np.mgrid[sy, sx]
+        identity[y0:y1, x0:x1][mask] = (layer_code + yy * d + xx)[mask]
 
 
 class World:
@@ -219,3 +246,37 @@ class World:
         clip = self.clip(int(rng.integers(self.cfg.clips)))
         t = int(rng.integers(max(1, self.cfg.frames - stride)))
         return clip.frame(t)[0], clip.frame(t + stride)[0]
+
+
+def true_cells(identity_t: np.ndarray, identity_s: np.ndarray, cell: int) -> np.ndarray:
+    """For each ``cell`` x ``cell`` block of frame t (row-major), the block of frame s that
+    holds the scene point at its centre; -1 where that point is hidden or outside frame s."""
+    side = identity_s.shape[1]
+    centres = identity_t[cell // 2 :: cell, cell // 2 :: cell].ravel()
+    order = np.argsort(identity_s.ravel(), kind="stable")
+    ranked = identity_s.ravel()[order]
+    at = np.minimum(np.searchsorted(ranked, centres), len(ranked) - 1)
+    place = order[at]
+    cells = (place // side) // cell * (side // cell) + (place % side) // cell
+    return np.where(ranked[at] == centres, cells, -1)
+
+
+def correspondence_pairs(
+    world: World, count: int, stride: int, crop: int, cell: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` frame pairs (t, t + stride), centre crops of ``crop`` px, with the true match
+    of every cell: (count, crop, crop, 3) uint8 twice and (count, cells) int64 (-1: none).
+
+    Ground truth for diagnostics only: nothing here feeds training.
+    """
+    rng = np.random.default_rng([seed, 7])
+    n = world.cfg.size
+    box = slice((n - crop) // 2, (n - crop) // 2 + crop)
+    firsts, seconds, truth = [], [], []
+    for _ in range(count):
+        clip = world.clip(int(rng.integers(world.cfg.clips)))
+        t = int(rng.integers(max(1, world.cfg.frames - stride)))
+        firsts.append(clip.frame(t)[0][box, box])
+        seconds.append(clip.frame(t + stride)[0][box, box])
+        truth.append(true_cells(clip.identity(t)[box, box], clip.identity(t + stride)[box, box], cell))
+    return np.stack(firsts), np.stack(seconds), np.stack(truth)

@@ -130,7 +130,8 @@ class CACL(nn.Module):
         for p_q, p_k in zip(self.online.parameters(), self.momentum_encoder.parameters()):
             p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
 
-    def _shifts(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+    def draw_shifts(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The rolls of v and v+ under ``pixel_shuffle`` (off: none; shared: one for both)."""
         h, w = x.shape[2:]
         if self.pixel_shuffle == "off":
             return (0, 0), (0, 0)
@@ -138,10 +139,14 @@ class CACL(nn.Module):
         return first, first if self.pixel_shuffle == "shared" else random_roll(h, w)
 
     def encode(
-        self, v: torch.Tensor, v_plus: torch.Tensor
+        self,
+        v: torch.Tensor,
+        v_plus: torch.Tensor,
+        shifts: tuple[tuple[int, int], tuple[int, int]] | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Online features of v and momentum features (keys, no gradient) of v+."""
-        shift, shift_plus = self._shifts(v)
+        """Online features of v and momentum features (keys, no gradient) of v+; ``shifts``
+        (each frame's roll in input pixels) default to a draw of the pixel-shuffle scheme."""
+        shift, shift_plus = shifts or self.draw_shifts(v)
         q = rolled(
             lambda x: in_groups(self.online, x, self.online_bn_groups, shuffle=False), v, shift
         )

@@ -108,3 +108,26 @@ def test_colour_alone_does_not_reveal_the_class():
     print(f"colour mIoU {colour_miou:.3f}, texture-aware CNN mIoU {texture_miou:.3f}")
     assert texture_miou > 2 * colour_miou
     assert texture_miou - colour_miou > 0.15
+
+
+def test_true_cells_follow_the_scene_not_the_pixel_grid():
+    from cacl_cli.data.world import true_cells
+
+    clip = World(WorldConfig(size=64, objects_min=0, objects_max=0, pan=1.0)).clip(2)
+    same = true_cells(clip.identity(5), clip.identity(5), 8)
+    assert (same == np.arange(64)).all()  # a frame against itself: every cell its own match
+    # Background only: every visible point moved against the camera's own motion.
+    from cacl_cli.data.world import _bounce
+
+    margin = (clip.background.shape[0] - 64) // 2
+    (x0, y0), (x1, y1) = (
+        _bounce(clip.camera_start + clip.camera_velocity * t, 0, 2 * margin).astype(int)
+        for t in (0, 12)
+    )
+    moved = true_cells(clip.identity(0), clip.identity(12), 8)
+    centres = np.arange(64)
+    y, x = centres // 8 * 8 + 4 + (y0 - y1), centres % 8 * 8 + 4 + (x0 - x1)
+    inside = (0 <= y) & (y < 64) & (0 <= x) & (x < 64)
+    assert inside.sum() > 20 and (y0, x0) != (y1, x1)
+    assert (moved[inside] == (y[inside] // 8) * 8 + x[inside] // 8).all()
+    assert (moved[~inside] == -1).all()
