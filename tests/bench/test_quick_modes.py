@@ -90,3 +90,10 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def test_roll_matching_reports_each_scheme_against_chance():
+    out = bench(BENCH / "roll_matching.py", "--sizes", "64", "--pairs", "2", "--seeds", "0")
+    lines = [line.split() for line in out.splitlines() if line.startswith("  64")]
+    assert [row[1] for row in lines] == ["independent", "shared", "off"]
+    assert all(0 <= float(v) <= 1 for row in lines for v in row[2:])
