@@ -309,8 +309,8 @@ def _versus(row: dict, base: dict | None, yardstick: str) -> str:
 
 def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str) -> str:
     base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
-    columns = ["method", "heads", "pixel shuffle", "positive", "cycle return", "queues G / P / C",
-               "probe mIoU", "vs MoCo-v2", "DAVIS J x100", "vs MoCo-v2", *DIAGNOSTICS.values()]  # fmt: skip
+    columns = ["method", "heads", "pixel shuffle", "positive", "cycle return", "queues G / P / C"]
+    columns += ["probe mIoU", "vs MoCo-v2", "DAVIS J x100", "vs MoCo-v2", *DIAGNOSTICS.values()]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
         cells = [r["method"], *recipes[r["method"]]]

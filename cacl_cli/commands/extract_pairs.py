@@ -38,7 +38,9 @@ def extract_pairs_command(
     workers: Optional[int] = typer.Option(
         None, "--workers", min=0, help="Processes (0: one per core)."
     ),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the start frames (per clip id)."),
+    seed: Optional[int] = typer.Option(
+        None, "--seed", help="Seeds the start frames (per clip id)."
+    ),
     timeout: Optional[float] = typer.Option(
         None, "--timeout", min=1.0, help="Seconds allowed per clip."
     ),

@@ -278,5 +278,6 @@ def correspondence_pairs(
         t = int(rng.integers(max(1, world.cfg.frames - stride)))
         firsts.append(clip.frame(t)[0][box, box])
         seconds.append(clip.frame(t + stride)[0][box, box])
-        truth.append(true_cells(clip.identity(t)[box, box], clip.identity(t + stride)[box, box], cell))
+        identities = clip.identity(t)[box, box], clip.identity(t + stride)[box, box]
+        truth.append(true_cells(*identities, cell))
     return np.stack(firsts), np.stack(seconds), np.stack(truth)

@@ -189,8 +189,10 @@ def run_visualize(
     height, width = frame_t.shape[:2]
     points = [parse_pixel(p) for p in pixel]
     if pixels:
-        grid = pixels.startswith("grid:")
-        points += grid_pixels(pixels, width, height) if grid else list(map(parse_pixel, pixels.split()))
+        if pixels.startswith("grid:"):
+            points += grid_pixels(pixels, width, height)
+        else:
+            points += [parse_pixel(p) for p in pixels.split()]
     if not points:
         raise CaclError("give --pixel X,Y (or --pixels) to choose the source pixel")
     for p in points:
