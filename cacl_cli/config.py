@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.pixel_shuffle": ("off", "shared", "independent"),
     "loss.pixel_positive": ("global", "position"),
     "loss.cycle_return": ("self", "reroll"),
+    "loss.pixel_negatives": ("queue", "queue_and_image"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
@@ -129,6 +130,7 @@ class LossSection:
     symmetric: bool
     cycle_memory_mb: float
     cycle_return: str
+    pixel_negatives: str
 
     def weight(self, head: str) -> float:
         return getattr(self, f"{head}_weight")

@@ -32,6 +32,7 @@ def build_model(
         pixels_per_image=moco.pixels_per_image,
         symmetric=loss.symmetric,
         cycle_return=loss.cycle_return,
+        pixel_image_negatives=loss.pixel_negatives == "queue_and_image",
     )
 
 

@@ -76,6 +76,8 @@ class CACL(nn.Module):
             it they are computed in chunks of rows, recomputed in the backward pass.
         pixels_per_image: momentum pixels per image fed to the pixel and cycle queues each step.
         symmetric: also compute the losses with v and v+ swapped (and average).
+        pixel_image_negatives: the pixel head also contrasts each pixel with the other cells of
+            v+'s own image (not only with other images' pixels in the queue).
         cycle_return: where the cycle's second jump lands in v: ``self`` (the paper: the online
             features of v) or ``reroll`` (the momentum encoder's features of v under a fresh
             pixel-shuffle roll; a code of where the padding is then cannot close the loop).
@@ -103,6 +105,7 @@ class CACL(nn.Module):
         pixels_per_image: int = 8,
         symmetric: bool = False,
         cycle_return: str = "self",
+        pixel_image_negatives: bool = False,
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
@@ -121,6 +124,7 @@ class CACL(nn.Module):
         self.cycle_memory_mb = cycle_memory_mb
         self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
         self.cycle_return = cycle_return
+        self.pixel_image_negatives = pixel_image_negatives
 
     # ------------------------------------------------------------ the two encoders
 
@@ -187,7 +191,12 @@ class CACL(nn.Module):
             )
         if "pixel" in self.heads:
             terms["pixel"] = losses.pixel_info_nce(
-                q["pixel"], k["pixel"], self.pixel_match(q, k), self.queues["pixel"](), self.tau
+                q["pixel"],
+                k["pixel"],
+                self.pixel_match(q, k),
+                self.queues["pixel"](),
+                self.tau,
+                self.pixel_image_negatives,
             )
         if "cycle" in self.heads:
             target = None

@@ -83,13 +83,36 @@ def gather_pixels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 1, index.unsqueeze(2).expand(-1, -1, flat.shape[2]))
 
 
+@float32_logits
 def pixel_info_nce(
-    p: torch.Tensor, p_plus: torch.Tensor, match: torch.Tensor, queue: torch.Tensor, tau: float
+    p: torch.Tensor,
+    p_plus: torch.Tensor,
+    match: torch.Tensor,
+    queue: torch.Tensor,
+    tau: float,
+    image_negatives: bool = False,
 ) -> torch.Tensor:
-    """InfoNCE over every pixel of p with positive p_plus at ``match`` (B, HW) and the queue."""
-    q = flat_pixels(p).reshape(-1, p.shape[1])  # BHW x D
-    k = gather_pixels(p_plus, match).reshape(-1, p.shape[1])  # BHW x D
-    return info_nce(q, k, queue, tau)
+    """InfoNCE over every pixel of p with positive p_plus at ``match`` (B, HW) and the queue.
+
+    ``image_negatives`` adds the cells of p_plus's own image as negatives, except the 3 x 3
+    block around the positive (where the true point may lie when it has moved a cell).
+    """
+    if not image_negatives:
+        q = flat_pixels(p).reshape(-1, p.shape[1])  # BHW x D
+        k = gather_pixels(p_plus, match).reshape(-1, p.shape[1])  # BHW x D
+        return info_nce(q, k, queue, tau)
+    q = flat_pixels(p) / tau  # B x HW x D
+    k = gather_pixels(p_plus, match)
+    l_pos = (q * k).sum(dim=2)  # B x HW
+    l_image = q @ flat_pixels(p_plus).transpose(1, 2)  # B x HW x HW
+    width = p.shape[3]
+    cells = torch.arange(l_image.shape[2], device=p.device)
+    rows = (cells[None, None] // width - match[..., None] // width).abs()
+    cols = (cells[None, None] % width - match[..., None] % width).abs()
+    l_image = l_image.masked_fill(torch.maximum(rows, cols) <= 1, float("-inf"))
+    l_queue = q @ queue.float().t()  # B x HW x Q
+    negatives = torch.logaddexp(l_image.logsumexp(dim=2), l_queue.logsumexp(dim=2))
+    return (torch.logaddexp(l_pos, negatives) - l_pos).mean()
 
 
 def pixel_contrast_loss(

@@ -11,6 +11,7 @@ from cacl_cli.model.losses import (
     cycle_loss,
     info_nce,
     pixel_contrast_loss,
+    pixel_info_nce,
     soft_cycle_target,
 )
 
@@ -228,3 +229,25 @@ def test_a_padding_code_closes_the_paper_cycle_but_not_a_rerolled_return():
     assert cheat < 0.01  # the round trip cancels any shift: the shortcut is free
     rerolled = cycle_loss(c, c_plus, queue, tau=0.01, c_back=_padding_code((2, 3)))
     assert rerolled > 5.0  # the return lands one roll away from where it started
+
+
+def test_image_negatives_add_the_far_cells_of_the_same_image():
+    torch.manual_seed(0)
+    p = torch.nn.functional.normalize(torch.randn(2, 8, 4, 4), dim=1)
+    p_plus = torch.nn.functional.normalize(torch.randn(2, 8, 4, 4), dim=1)
+    queue = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    match = torch.arange(16).expand(2, -1)
+    tau = 0.1
+    got = pixel_info_nce(p, p_plus, match, queue, tau, image_negatives=True)
+    # by hand: cell i's negatives are the queue and the cells of p_plus outside i's 3 x 3 block
+    q = p.flatten(2).transpose(1, 2)
+    k = p_plus.flatten(2).transpose(1, 2)
+    total = 0.0
+    for b in range(2):
+        for i in range(16):
+            far = [j for j in range(16) if max(abs(j // 4 - i // 4), abs(j % 4 - i % 4)) > 1]
+            logits = torch.cat([(q[b, i] @ k[b, i])[None], q[b, i] @ k[b, far].t(),
+                                q[b, i] @ queue.t()]) / tau  # fmt: skip
+            total += -torch.log_softmax(logits, 0)[0]
+    assert torch.allclose(got, total / 32, atol=1e-5)
+    assert got > pixel_info_nce(p, p_plus, match, queue, tau)  # more negatives, higher loss
