@@ -151,8 +151,9 @@ class Benchmark:
         out = folder / f"davis-{step:07d}"
         tick = time.perf_counter()
         self.cacl(
-            "propagate", str(self.args.davis), *source, *sets(self.args.propagate_set),
-            "--out", str(out), "--device", self.args.device, log=folder / "log.txt",
+            "propagate", str(self.args.davis), *source, "--preset", self.args.propagate_preset,
+            *sets(self.args.propagate_set), "--out", str(out), "--device", self.args.device,
+            log=folder / "log.txt",
         )  # fmt: skip
         result = json.loads((out / "results.json").read_text())
         self.write({
@@ -160,8 +161,10 @@ class Benchmark:
             "seed": seed,
             "step": step,
             "kind": "davis",
+            "davis_jf": result["J&F_mean"],
             "davis_j": result["J_mean"],
-            "per_sequence": result["J"],
+            "davis_f": result["F_mean"],
+            "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
             "davis_seconds": round(time.perf_counter() - tick, 1),
         })  # fmt: skip
 
@@ -254,7 +257,7 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
         probes = [r for r in mine if r.get("kind", "probe") == "probe"]
         if not probes:
             continue
-        davis = [100 * r["davis_j"] for r in mine if r.get("kind") == "davis"]
+        davis = [100 * r["davis_jf"] for r in mine if r.get("kind") == "davis" and "davis_jf" in r]
         truth = {
             key: statistics.fmean(values)
             for key in DIAGNOSTICS
@@ -310,7 +313,7 @@ def _versus(row: dict, base: dict | None, yardstick: str) -> str:
 def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str) -> str:
     base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
     columns = ["method", "heads", "pixel shuffle", "positive", "cycle return", "queues G / P / C"]
-    columns += ["probe mIoU", "vs MoCo-v2", "DAVIS J x100", "vs MoCo-v2", *DIAGNOSTICS.values()]
+    columns += ["probe mIoU", "vs MoCo-v2", "DAVIS J&F x100", "vs MoCo-v2", *DIAGNOSTICS.values()]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
         cells = [r["method"], *recipes[r["method"]]]
@@ -409,6 +412,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--davis", default=str(DEFAULT_DAVIS) if DEFAULT_DAVIS.is_dir() else "",
         help="DAVIS-format folder for the real-video yardstick ('' to skip)",
     )  # fmt: skip
+    parser.add_argument("--propagate-preset", default="propagate-cpu", help="DAVIS protocol")
     parser.add_argument(
         "--propagate-set", action="append", default=[], help="cacl propagate override"
     )
@@ -440,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         final = max((r["step"] for r in records), default=0)
         complete = "INCOMPLETE: not every method and seed reached it; see the seeds column"
     rows = summarise(records, args.methods, final)
-    davis = f"DAVIS J on {args.davis}" if args.davis else "no DAVIS folder: J not measured"
+    davis = f"DAVIS J&F ({args.propagate_preset}) on {args.davis}" if args.davis else (
+        "no DAVIS folder: J&F not measured"
+    )
     header = (
         f"Probe mIoU (%) after {final} of {args.steps} pretraining steps ({complete}); "
         f"{davis}; {describe_machine(args.device)}; "
@@ -453,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     (bench.out / "table.md").write_text(text)
     plot(records, args.methods, bench.out / "probe-vs-steps.png")
     table = Table(title="learning benchmark")
-    for column in ("method", "probe mIoU", "DAVIS J x100", "seeds"):
+    for column in ("method", "probe mIoU", "DAVIS J&F x100", "seeds"):
         table.add_column(column)
     for r in rows:
         cells = [f"{r[y]['mean']:.2f} ± {r[y]['std']:.2f}" for y in ("probe", "davis")]

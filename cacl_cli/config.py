@@ -30,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pixel_positive": ("global", "position"),
     "loss.cycle_return": ("self", "reroll"),
     "loss.pixel_negatives": ("queue", "queue_and_image"),
+    "propagate.labels": ("auto", "indexed", "binary"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
@@ -65,6 +66,7 @@ POSITIVE = (
     "extract.timeout",
     "propagate.size",
     "propagate.topk",
+    "propagate.temperature",
 )
 # Keys whose value must lie in [low, high].
 RANGES: dict[str, tuple[float, float]] = {
@@ -233,6 +235,8 @@ class PropagateSection:
     context: int
     topk: int
     radius: float
+    temperature: float
+    labels: str
     frames: int
 
 
@@ -523,7 +527,7 @@ DEFAULT_PRESETS = {
     "pretrain": "tiny-world",
     "probe": "probe-world",
     "finetune": "finetune-world",
-    "propagate": "propagate-davis",
+    "propagate": "propagate-dino",
     "visualize": "tiny-world",
     "export": "r18-kinetics",
     "world": "tiny-world",

@@ -46,14 +46,22 @@ def propagate_command(
     frames: Optional[int] = typer.Option(
         None, "--frames", min=0, help="Use only the first N frames (0: all)."
     ),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
+    ),
+    split: Optional[Path] = typer.Option(
+        None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
+    ),
     out: Optional[Path] = options.Out,
     device: Optional[str] = options.Device,
 ) -> None:
-    """Propagate each sequence's first mask through its frames; report J (mean IoU) per sequence.
+    """Propagate each sequence's first annotation through its frames; report DAVIS J, F, J&F.
 
-    The protocol is the preset's `propagate` section (default preset propagate-davis); each flag
-    sets one of its keys. Writes results.json and the predicted masks (PNG, 255 = object) into
-    --out (default runs/propagate).
+    The protocol is the preset's `propagate` section (default propagate-dino; propagate-crw and
+    propagate-cpu also ship); each flag sets one of its keys. Writes results.json and indexed
+    PNGs with the DAVIS palette, named like the annotations, into --out (default runs/propagate).
+
+    Example: cacl propagate DAVIS --checkpoint runs/mine --preset propagate-crw
     """
     with report_errors():
         flags = {"model.arch": arch, "model.width": width, "run.seed": seed}
@@ -65,5 +73,6 @@ def propagate_command(
         from cacl_cli.evaluate.propagate import run_propagation
 
         console, out = Console(), out or Path("runs") / "propagate"
-        path = run_propagation(cfg, davis, sequence, checkpoint, random_init, out, device, console)
+        weights = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
+        path = run_propagation(cfg, davis, sequence, split, weights, out, device, console)
         console.print(f"results in {path}")

@@ -1,28 +1,38 @@
 """Video object segmentation by label propagation: a real-video check of the features.
 
-Given the first frame's mask of a DAVIS-format sequence, each later frame's labels are a weighted
-vote of the labels of a few context frames (the first frame, with its true mask, and the last
-``context`` predicted frames). The weights come from the backbone alone: for each target position,
-the ``topk`` most similar context positions within ``radius`` feature cells, softmax at
-``temperature`` (the protocol of Jabri et al.'s contrastive random walk). Region similarity J is
-the IoU of predicted and true object masks, averaged over every frame but the first.
+Given the first frame's annotation of a DAVIS-format sequence, each later frame's labels are a
+weighted vote of the labels of context frames (the first frame, with its true labels, and the last
+``context`` predicted frames), one channel per object. The weights come from the features alone:
+for each target position, the ``topk`` most similar context positions within ``radius`` feature
+cells, softmax at ``temperature``. Each frame's features are computed once and reused while it is
+context. Scores are DAVIS's J and F (``evaluate/davis.py``).
+
+Two baselines need no network: ``copy`` repeats the first annotation, ``colour`` propagates with
+each cell's mean Lab colour as its feature.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from PIL import Image
 
 from cacl_cli.data.frames import frame_files
-from cacl_cli.data.images import read_rgb, to_input
+from cacl_cli.data.images import read_rgb, stride_size, to_input
 from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.errors import CaclError
+from cacl_cli.evaluate import davis
+from cacl_cli.files import write_atomic, write_text_atomic
+
+BASELINES = ("copy", "colour")
+Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,25 @@ class Propagation:
     radius: float = 12.0  # in feature cells; positions farther away never vote
     temperature: float = 0.07
     short_side: int = 240  # frames are resized to this before the backbone
+    labels: str = "auto"  # auto | indexed (DAVIS-2017) | binary (DAVIS-2016)
     rows_per_chunk: int = 1024  # target positions per affinity block (bounds memory)
+
+    @classmethod
+    def from_section(cls, section) -> "Propagation":
+        """From the ``propagate`` section of a preset."""
+        return cls(section.context, section.topk, section.radius, section.temperature,
+                   section.size, section.labels)  # fmt: skip
+
+
+@dataclass
+class Sequence:
+    name: str
+    frames: list[Path]
+    annotations: list[Path | None]  # the annotation file of each frame, None where there is none
+    kind: str  # binary or indexed
+
+    def truth(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        return [None if p is None else davis.read_annotation(p, self.kind) for p in self.annotations]
 
 
 def sequences(root: Path) -> list[str]:
@@ -46,27 +74,58 @@ def sequences(root: Path) -> list[str]:
     return names
 
 
-def read_sequence(root: Path, name: str, max_frames: int = 0) -> tuple[list[np.ndarray], list]:
-    """RGB frames and object masks (1 where the annotation is nonzero) of one sequence."""
-    frames = frame_files(root / "JPEGImages" / "480p" / name)
-    masks_dir = root / "Annotations" / "480p" / name
-    if not masks_dir.is_dir():
-        raise CaclError(f"{masks_dir} is missing; DAVIS folders keep masks under Annotations/480p")
-    if max_frames:
-        frames = frames[:max_frames]
-    masks = []
-    for frame in frames:
-        path = masks_dir / (frame.stem + ".png")
-        masks.append((read_index_png(path) > 0).astype(np.uint8) if path.is_file() else None)
-    if masks[0] is None:
-        raise CaclError(f"{masks_dir}: the first frame's mask {frames[0].stem}.png is missing")
-    return [read_rgb(f) for f in frames], masks
+def chosen_sequences(root: Path, names: list[str] | None, split: Path | None) -> list[str]:
+    """``--seq`` names, else the ``--split`` file's, else ImageSets/<year>/val.txt when the folder
+    has one, else every sequence."""
+    known = sequences(root)
+    if not names:
+        lists = sorted(root.glob("ImageSets/*/val.txt"))
+        split = split or (lists[0] if lists else None)
+        if split is not None:
+            if not split.is_file():
+                raise CaclError(f"--split {split}: no such file")
+            names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+    for name in names or []:
+        if name not in known:
+            raise CaclError(f"sequence {name}: not in {root}/JPEGImages/480p")
+    return names or known
 
 
-@torch.no_grad()
-def features(backbone: nn.Module, frame: np.ndarray, short_side: int, device) -> torch.Tensor:
-    """Unit-length backbone features (C, h, w) of one frame resized to ``short_side``."""
-    return F.normalize(backbone(to_input(frame, short_side).to(device))[0].float(), dim=0)
+def open_sequence(root: Path, name: str, max_frames: int, labels: str) -> Sequence:
+    frames = frame_files(root / "JPEGImages" / "480p" / name)[: max_frames or None]
+    folder = root / "Annotations" / "480p" / name
+    if not folder.is_dir():
+        raise CaclError(f"{folder} is missing; DAVIS folders keep masks under Annotations/480p")
+    paths = [folder / f"{f.stem}.png" for f in frames]
+    annotations = [p if p.is_file() else None for p in paths]
+    if annotations[0] is None:
+        raise CaclError(f"{folder}: the first frame's mask {frames[0].stem}.png is missing")
+    first = read_index_png(annotations[0])
+    return Sequence(name, frames, annotations, davis.label_kind(first, labels))
+
+
+def backbone_features(backbone, short_side: int, device) -> Featurizer:
+    @torch.no_grad()
+    def featurize(frame: np.ndarray) -> torch.Tensor:
+        x = to_input(frame, short_side).to(device)
+        return F.normalize(backbone(x)[0].float(), dim=0)
+
+    return featurize
+
+
+def colour_features(short_side: int, device, stride: int = 8) -> Featurizer:
+    """Each stride-8 cell's mean Lab colour (L, a, b scaled to about [-1, 1]), as a unit vector
+    with a constant fourth channel so that dark cells still have a direction."""
+
+    def featurize(frame: np.ndarray) -> torch.Tensor:
+        width, height = stride_size(frame.shape[1], frame.shape[0], short_side)
+        small = cv2.resize(frame, (width // stride, height // stride), interpolation=cv2.INTER_AREA)
+        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32) / 127.5 - 1
+        x = torch.from_numpy(lab).permute(2, 0, 1)
+        x = torch.cat([x, torch.ones_like(x[:1])])
+        return F.normalize(x, dim=0).to(device)
+
+    return featurize
 
 
 def _cell_positions(h: int, w: int, device) -> torch.Tensor:
@@ -96,113 +155,145 @@ def propagate_step(
     return torch.cat(out).t().reshape(-1, h, w)
 
 
+def one_hot(ids: np.ndarray, void: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """(channels, h, w) label shares on the feature grid; void pixels count for no label."""
+    full = torch.from_numpy(ids.astype(np.int64))
+    planes = F.one_hot(full, channels).permute(2, 0, 1).float()
+    planes *= torch.from_numpy(~void).float()
+    return F.interpolate(planes[None], size=size, mode="area")[0]
+
+
 def segment_sequence(
-    backbone: nn.Module,
-    frames: list[np.ndarray],
-    first_mask: np.ndarray,
+    featurize: Featurizer,
+    frames: list[Path],
+    first: tuple[np.ndarray, np.ndarray],
     cfg: Propagation,
     device,
+    on_frame: Callable[[int], None] = lambda t: None,
 ) -> list[np.ndarray]:
-    """Predicted object masks (H, W) uint8 for every frame, the first being the given one."""
-    height, width = first_mask.shape
-    feats = [features(backbone, frames[0], cfg.short_side, device)]
-    h, w = feats[0].shape[1:]
-    first = torch.from_numpy(first_mask).float()[None, None]
-    first = F.interpolate(first, size=(h, w), mode="area")[0, 0].to(device)
-    soft = [torch.stack([1 - first, first])]  # background, object
-    masks = [first_mask.astype(np.uint8)]
-    for frame in frames[1:]:
-        feats.append(features(backbone, frame, cfg.short_side, device))
-        recent = list(range(max(1, len(feats) - 1 - cfg.context), len(feats) - 1))
-        context = [0] + recent
+    """Object ids (H, W) uint8 for every frame, the first being the given annotation.
+
+    Only the first frame's and the ``context`` most recent frames' features and labels are kept.
+    """
+    ids, void = first
+    channels = int(ids.max()) + 1
+    height, width = ids.shape
+    kept_feats = {0: featurize(read_rgb(frames[0]))}
+    h, w = kept_feats[0].shape[1:]
+    kept_labels = {0: one_hot(ids, void, channels, (h, w)).to(device)}
+    predicted = [ids.astype(np.uint8)]
+    for t in range(1, len(frames)):
+        target = featurize(read_rgb(frames[t]))
+        context = [0] + list(range(max(1, t - cfg.context), t))
         labels = propagate_step(
-            feats[-1],
-            torch.stack([feats[i] for i in context]),
-            torch.stack([soft[i] for i in context]),
+            target,
+            torch.stack([kept_feats[i] for i in context]),
+            torch.stack([kept_labels[i] for i in context]),
             cfg,
         )
-        soft.append(labels)
-        full = F.interpolate(
-            labels[None], size=(height, width), mode="bilinear", align_corners=False
-        )
-        masks.append(full[0].argmax(0).byte().cpu().numpy())
-        if len(feats) > cfg.context + 1:  # only the first and the recent frames are needed again
-            feats[len(feats) - cfg.context - 1] = None
-    return masks
+        kept_feats[t], kept_labels[t] = target, labels
+        for old in [i for i in kept_feats if i not in context and i not in (0, t)]:
+            del kept_feats[old], kept_labels[old]
+        full = F.interpolate(labels[None], size=(height, width), mode="bilinear")
+        predicted.append(full[0].argmax(0).byte().cpu().numpy())
+        on_frame(t)
+    return predicted
 
 
-def region_similarity(predicted: list[np.ndarray], truth: list) -> float:
-    """J: mean IoU of the object over annotated frames after the first (empty vs empty is 1)."""
-    scores = []
-    for p, t in zip(predicted[1:], truth[1:]):
-        if t is None:
-            continue
-        union = np.logical_or(p, t).sum()
-        scores.append(1.0 if union == 0 else np.logical_and(p, t).sum() / union)
-    if not scores:
-        raise CaclError("no annotated frame after the first; J needs at least two masks")
-    return float(np.mean(scores))
+def write_masks(out: Path, sequence: Sequence, predicted: list[np.ndarray]) -> None:
+    """Indexed PNGs with the DAVIS palette, object ids as values, named like the annotations."""
+    colours = davis.palette()
+    for frame, ids in zip(sequence.frames, predicted):
+        image = Image.fromarray(ids)
+        image.putpalette(colours)  # an L image with a palette becomes a P (indexed) image
+        write_atomic(out / sequence.name / f"{frame.stem}.png", lambda fh: image.save(fh, "PNG"))
 
 
 def run_propagation(
     cfg,
-    davis: Path,
+    root: Path,
     names: list[str] | None,
-    checkpoint: Path | None,
-    random_init: bool,
+    split: Path | None,
+    weights: dict,
     out: Path,
     device: str | None,
     console,
 ) -> Path:
-    """Propagate every chosen sequence, write its masks and results.json (returned) into ``out``.
+    """Propagate every chosen sequence; write its masks and results.json (returned) into ``out``.
 
-    ``cfg`` gives the ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
+    ``weights``: {checkpoint, random_init, baseline}, exactly one given. ``cfg`` gives the
+    ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
     """
-    import cv2
     from rich.table import Table
 
     from cacl_cli.device import resolve_device
-    from cacl_cli.files import write_atomic, write_text_atomic
     from cacl_cli.progress import progress_bar
-    from cacl_cli.weights import load_backbone
 
-    if (checkpoint is None) == (not random_init):
-        raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
-    known = sequences(davis)
-    for name in names or []:
-        if name not in known:
-            raise CaclError(f"--seq {name}: not in {davis}/JPEGImages/480p")
-    names = names or known
-    section = cfg.propagate
-    torch.manual_seed(cfg.run.seed)
-    backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    protocol = Propagation.from_section(cfg.propagate)
+    names = chosen_sequences(root, names, split)
     run_device = resolve_device(device or cfg.run.device)
-    backbone = backbone.to(run_device).eval()
-    protocol = Propagation(section.context, section.topk, section.radius, short_side=section.size)
+    featurize, source = _featurizer(cfg, weights, protocol, run_device)
     scores = {}
     with progress_bar(console, "propagate") as progress:
-        task = progress.add_task("", total=len(names), status="")
-        for name in names:
-            images, masks = read_sequence(davis, name, section.frames)
-            predicted = segment_sequence(backbone, images, masks[0], protocol, run_device)
-            scores[name] = region_similarity(predicted, masks)
-            for i, mask in enumerate(predicted):
-                ok, png = cv2.imencode(".png", mask * 255)
-                write_atomic(out / name / f"{i:05d}.png", lambda fh: fh.write(png.tobytes()))
-            progress.update(task, advance=1, status=f"{name} J {scores[name]:.3f}")
-    result = {
-        "J_mean": sum(scores.values()) / len(scores),
-        "J": scores,
-        "weights": {k: v for k, v in weights.items() if k != "unused"},
-        "protocol": {**protocol.__dict__, "frames": section.frames or "all"},
-    }
+        opened = [open_sequence(root, n, cfg.propagate.frames, protocol.labels) for n in names]
+        task = progress.add_task("", total=sum(len(s.frames) for s in opened), status="")
+        for sequence in opened:
+            truth = sequence.truth()
+            if featurize is None:  # the copy baseline
+                predicted = [truth[0][0]] * len(sequence.frames)
+                progress.advance(task, len(sequence.frames))
+            else:
+                step = lambda t: progress.advance(task)  # noqa: E731
+                progress.advance(task)
+                predicted = segment_sequence(
+                    featurize, sequence.frames, truth[0], protocol, run_device, step
+                )
+            write_masks(out, sequence, predicted)
+            scores[sequence.name] = {"labels": sequence.kind, **davis.score_sequence(predicted, truth)}
+            progress.update(task, status=f"{sequence.name} J&F {scores[sequence.name]['J&F']:.3f}")
+    result = {**_overall(scores), "sequences": scores, "weights": source,
+              "protocol": {**asdict(protocol), "preset": cfg.preset.name,
+                           "frames": cfg.propagate.frames or "all",
+                           "boundary_tolerance": davis.BOUNDARY_TOLERANCE}}  # fmt: skip
     path = out / "results.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"label propagation, {weights['source']}")
-    table.add_column("sequence")
-    table.add_column("J (mean IoU)", justify="right")
-    for name, j in scores.items():
-        table.add_row(name, f"{j:.3f}")
-    table.add_row("mean", f"{result['J_mean']:.3f}")
+    table = Table("sequence", "J", "F", "J&F", title=f"label propagation, {source['source']}")
+    for name, s in scores.items():
+        table.add_row(name, f"{s['J']:.3f}", f"{s['F']:.3f}", f"{s['J&F']:.3f}")
+    table.add_row("mean (objects)", *(f"{result[k]:.3f}" for k in ("J_mean", "F_mean", "J&F_mean")))
     console.print(table)
     return path
+
+
+def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
+    """(frame -> features or None for copy, a description of the source)."""
+    from cacl_cli.weights import load_backbone
+
+    given = [k for k in ("checkpoint", "random_init", "baseline") if weights.get(k)]
+    if len(given) != 1:
+        raise CaclError(
+            "give one of --checkpoint RUN_OR_FILE, --random-init or --baseline copy|colour"
+        )
+    baseline = weights.get("baseline")
+    if baseline:
+        if baseline not in BASELINES:
+            raise CaclError(f"--baseline {baseline}: use one of {', '.join(BASELINES)}")
+        source = {"source": f"{baseline} baseline"}
+        return (None if baseline == "copy" else colour_features(protocol.short_side, device)), source
+    torch.manual_seed(cfg.run.seed)
+    backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
+    backbone = backbone.to(device).eval()
+    source = {k: v for k, v in report.items() if k != "unused"}
+    return backbone_features(backbone, protocol.short_side, device), source
+
+
+def _overall(scores: dict) -> dict:
+    """Means over every object of every sequence, as DAVIS-2017 reports them."""
+    objects = [o for s in scores.values() for o in s["objects"].values()]
+    j = float(np.mean([o["J"]["mean"] for o in objects]))
+    f = float(np.mean([o["F"]["mean"] for o in objects]))
+    return {"J&F_mean": (j + f) / 2, "J_mean": j, "F_mean": f,
+            "J_recall": float(np.mean([o["J"]["recall"] for o in objects])),
+            "F_recall": float(np.mean([o["F"]["recall"] for o in objects])),
+            "J_decay": float(np.mean([o["J"]["decay"] for o in objects])),
+            "F_decay": float(np.mean([o["F"]["decay"] for o in objects]))}  # fmt: skip

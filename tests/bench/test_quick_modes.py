@@ -40,12 +40,12 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     assert all(0 <= r["miou"] <= 1 for r in probes)
     cacl = next(r for r in probes if r["method"] == "CACL")
     assert 0 <= cacl["truth"]["truth/cycle_jump_roll_offset"] <= 1  # diagnostics reach the table
-    davis = {r["method"]: r["davis_j"] for r in records if r["kind"] == "davis"}
+    davis = {r["method"]: r["davis_jf"] for r in records if r["kind"] == "davis"}
     if SHARED_DATA.is_dir():  # the real-video yardstick on blackswan's first frames
         assert set(davis) == {"random init", "MoCo-v2", "CACL"}
         assert all(0 <= j <= 1 for j in davis.values())
     table = (tmp_path / "table.md").read_text()
-    assert "| CACL | G P C | independent | global | self | 64 / 64 / 16 |" in table
+    assert "| CACL | G P C | independent | position | reroll | 64 / 64 / 16 |" in table
     assert "| MoCo-v2 | G | off | - | - | 64 / - / - |" in table
     assert "Command: python bench/learning.py" in table
     assert (tmp_path / "probe-vs-steps.png").stat().st_size > 1000

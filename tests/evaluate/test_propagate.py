@@ -3,10 +3,11 @@
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
-from cacl_cli.evaluate.propagate import Propagation, propagate_step, region_similarity
+from cacl_cli.evaluate.propagate import Propagation, propagate_step
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl
 
@@ -35,21 +36,20 @@ def test_votes_come_only_from_within_the_radius():
     assert out[1, 0, 4] == pytest.approx(1 / 2)  # itself and its one neighbour within reach
 
 
-def test_region_similarity_is_mean_iou_after_the_first_frame():
-    truth = [np.ones((2, 2), np.uint8), np.array([[1, 1], [0, 0]], np.uint8), None]
-    predicted = [truth[0], np.array([[1, 0], [0, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
-    assert region_similarity(predicted, truth) == pytest.approx(0.5)  # unannotated frame skipped
-
-
 def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_data):
     out = tmp_path / "prop"
     args = ["--random-init", "--width", "8", "--frames", "4", "--size", "64", "--out", out]
     done = run_cacl("propagate", shared_data / "davis", *args)
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "results.json").read_text())
-    assert set(result["J"]) == {"blackswan"} and 0.0 <= result["J"]["blackswan"] <= 1.0
-    assert result["protocol"]["topk"] == 10 and result["weights"]["source"] == "random init"
-    assert len(list((out / "blackswan").glob("*.png"))) == 4
+    scores = result["sequences"]["blackswan"]
+    assert scores["labels"] == "binary" and 0.0 <= scores["J&F"] <= 1.0
+    assert scores["frames_scored"] == 2  # frames 1 and 2: the first and the last are not scored
+    assert result["protocol"]["topk"] == 5 and result["weights"]["source"] == "random init"
+    written = sorted(p.name for p in (out / "blackswan").glob("*.png"))
+    assert written == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    mask = Image.open(out / "blackswan" / "00002.png")
+    assert mask.mode == "P" and set(np.unique(np.array(mask))) <= {0, 1}
     assert "blackswan" in done.stdout
 
 
@@ -58,7 +58,8 @@ def test_propagate_errors_name_the_problem(tmp_path, shared_data):
         run_cacl("propagate", tmp_path, "--random-init")
     )
     davis = shared_data / "davis"
-    assert "--seq nope" in one_line_error(
+    assert "sequence nope" in one_line_error(
         run_cacl("propagate", davis, "--random-init", "--seq", "nope")
     )
     assert "--checkpoint" in one_line_error(run_cacl("propagate", davis))
+    assert "--baseline nope" in one_line_error(run_cacl("propagate", davis, "--baseline", "nope"))

@@ -1,0 +1,131 @@
+"""DAVIS as its benchmark defines it: annotations, region similarity J, contour accuracy F, and
+the per-sequence statistics (mean, recall, decay), written from the published definitions
+(Perazzi et al. 2016; Pont-Tuset et al. 2017).
+
+Annotations come in two kinds. DAVIS-2017 stores indexed PNGs: 0 background, 1..N the objects,
+255 void (ignored). DAVIS-2016 stores binary masks: 0 background, 255 the one object. ``auto``
+tells them apart by the first annotation's values: only 0 and 255 means binary.
+
+Scores are taken per object and frame over the frames the official evaluation keeps, every
+annotated frame but the first (given) and the last, then averaged per object.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from cacl_cli.data.segmentation import read_index_png
+from cacl_cli.errors import CaclError
+
+VOID = 255
+BOUNDARY_TOLERANCE = 0.008  # of the image diagonal, the standard F tolerance
+
+
+def label_kind(first: np.ndarray, kind: str) -> str:
+    """``binary`` or ``indexed`` for a sequence whose first annotation is ``first``."""
+    if kind != "auto":
+        return kind
+    values = set(np.unique(first).tolist())
+    return "binary" if values <= {0, VOID} and VOID in values else "indexed"
+
+
+def read_annotation(path: Path, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(object ids uint8, void mask bool) of one annotation file of the given kind."""
+    raw = read_index_png(path)
+    if kind == "binary":
+        return (raw > 0).astype(np.uint8), np.zeros(raw.shape, bool)
+    void = raw == VOID
+    return np.where(void, 0, raw).astype(np.uint8), void
+
+
+def region_similarity(pred: np.ndarray, truth: np.ndarray, void: np.ndarray) -> float:
+    """J: IoU of two boolean masks outside the void; 1 when both are empty."""
+    keep = ~void
+    union = np.logical_or(pred, truth)[keep].sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(pred, truth)[keep].sum() / union)
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with a 4-neighbour outside it (the frame's edge does not count)."""
+    padded = np.pad(mask, 1, mode="edge")
+    inside = (
+        padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    )  # fmt: skip
+    return mask & ~inside
+
+
+def contour_accuracy(
+    pred: np.ndarray, truth: np.ndarray, void: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE
+) -> float:
+    """F: harmonic mean of boundary precision and recall, a boundary pixel counting as matched
+    within ``tolerance`` x the image diagonal of the other mask's boundary."""
+    pred = pred & ~void
+    radius = max(1, math.ceil(tolerance * math.hypot(*pred.shape)))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    b_pred, b_truth = boundary(pred), boundary(truth)
+    n_pred, n_truth = b_pred.sum(), b_truth.sum()
+    if n_pred == 0 and n_truth == 0:
+        return 1.0
+    if n_pred == 0 or n_truth == 0:
+        return 0.0
+    near_truth = cv2.dilate(b_truth.astype(np.uint8), disk).astype(bool)
+    near_pred = cv2.dilate(b_pred.astype(np.uint8), disk).astype(bool)
+    precision = (b_pred & near_truth).sum() / n_pred
+    recall = (b_truth & near_pred).sum() / n_truth
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def statistics(values: list[float]) -> dict[str, float]:
+    """Mean, recall (share above 0.5) and decay (first quarter of the frames minus the last)."""
+    x = np.asarray(values, float)
+    edges = np.round(np.linspace(0, len(x), 5)).astype(int)
+    quarters = [x[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    decay = float(quarters[0].mean() - quarters[-1].mean()) if quarters else 0.0
+    return {"mean": float(x.mean()), "recall": float((x > 0.5).mean()), "decay": decay}
+
+
+def score_sequence(
+    predicted: list[np.ndarray], truth: list[tuple[np.ndarray, np.ndarray] | None]
+) -> dict:
+    """Per object: J and F statistics over the kept frames; and the sequence's J, F, J&F means.
+
+    ``predicted``: object ids per frame; ``truth``: (ids, void) per frame, None where the frame
+    has no annotation. Objects are the ids of the first annotation.
+    """
+    first_ids, _ = truth[0]
+    objects = [int(i) for i in np.unique(first_ids) if i != 0]
+    kept = [t for t in range(1, len(truth) - 1) if truth[t] is not None]
+    if not objects:
+        raise CaclError("the first annotation holds no object")
+    if not kept:
+        raise CaclError("J and F need an annotated frame between the first and the last")
+    per_object = {}
+    for obj in objects:
+        j = [region_similarity(predicted[t] == obj, truth[t][0] == obj, truth[t][1]) for t in kept]
+        f = [contour_accuracy(predicted[t] == obj, truth[t][0] == obj, truth[t][1]) for t in kept]
+        per_object[str(obj)] = {"J": statistics(j), "F": statistics(f)}
+    j_mean = float(np.mean([o["J"]["mean"] for o in per_object.values()]))
+    f_mean = float(np.mean([o["F"]["mean"] for o in per_object.values()]))
+    return {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2, "objects": per_object,
+            "frames_scored": len(kept)}  # fmt: skip
+
+
+def palette() -> list[int]:
+    """The DAVIS (PASCAL VOC) colour map: id i's colour from the bits of i, 256 x RGB flat."""
+    colours = []
+    for i in range(256):
+        r = g = b = 0
+        code = i
+        for shift in range(7, -1, -1):
+            r |= (code & 1) << shift
+            g |= ((code >> 1) & 1) << shift
+            b |= ((code >> 2) & 1) << shift
+            code >>= 3
+        colours += [r, g, b]
+    return colours
