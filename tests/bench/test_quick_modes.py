@@ -97,3 +97,13 @@ def test_roll_matching_reports_each_scheme_against_chance():
     lines = [line.split() for line in out.splitlines() if line.startswith("  64")]
     assert [row[1] for row in lines] == ["independent", "shared", "off"]
     assert all(0 <= float(v) <= 1 for row in lines for v in row[2:])
+
+
+def test_davis_table_scores_baselines_and_resumes(tmp_path, shared_data):
+    bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rows] == ["copy", "colour", "random init"]
+    assert all(0 <= r["J&F"] <= 1 for r in rows) and rows[0]["J&F"] > rows[2]["J&F"]
+    assert "| copy |" in (tmp_path / "table.md").read_text()
+    bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)  # resumes: nothing is redone
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
