@@ -107,3 +107,9 @@ def test_davis_table_scores_baselines_and_resumes(tmp_path, shared_data):
     assert "| copy |" in (tmp_path / "table.md").read_text()
     bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)  # resumes: nothing is redone
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_feature_spread_reports_random_init_without_a_learning_folder(tmp_path, shared_data):
+    out = bench(BENCH / "feature_spread.py", "--learning", tmp_path, "--size", "64")
+    row = next(line.split() for line in out.splitlines() if line.startswith("random init"))
+    assert all(-1 <= float(v) <= 1 for v in row[2:])
