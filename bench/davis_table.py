@@ -85,7 +85,8 @@ def table_markdown(records: list[dict], header: str) -> str:
     lines += ["", "| method | J&F x100 (mean ± std over seeds) | seeds |", "| --- | --- | --- |"]
     for method, values in methods.items():
         spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        lines.append(f"| {method} | {statistics.fmean(values):.2f} ± {spread:.2f} | {len(values)} |")
+        mean = statistics.fmean(values)
+        lines.append(f"| {method} | {mean:.2f} ± {spread:.2f} | {len(values)} |")
     return "\n".join(lines) + "\n"
 
 

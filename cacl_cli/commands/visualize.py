@@ -49,6 +49,6 @@ def visualize_command(
         sources = list(compare or [checkpoint])
         out = out or Path("runs") / "visualize"
         figure, rows = run_visualize(
-            cfg, frames, pixel or [], pixels, frame, stride, sources, size, out
+            cfg.model, frames, pixel or [], pixels, frame, stride, sources, size, out
         )
         Console().print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")

@@ -60,7 +60,8 @@ class Sequence:
     kind: str  # binary or indexed
 
     def truth(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        return [None if p is None else davis.read_annotation(p, self.kind) for p in self.annotations]
+        read = davis.read_annotation
+        return [None if p is None else read(p, self.kind) for p in self.annotations]
 
 
 def sequences(root: Path) -> list[str]:
@@ -155,7 +156,9 @@ def propagate_step(
     return torch.cat(out).t().reshape(-1, h, w)
 
 
-def one_hot(ids: np.ndarray, void: np.ndarray, channels: int, size: tuple[int, int]) -> torch.Tensor:
+def one_hot(
+    ids: np.ndarray, void: np.ndarray, channels: int, size: tuple[int, int]
+) -> torch.Tensor:
     """(channels, h, w) label shares on the feature grid; void pixels count for no label."""
     full = torch.from_numpy(ids.astype(np.int64))
     planes = F.one_hot(full, channels).permute(2, 0, 1).float()
@@ -249,7 +252,8 @@ def run_propagation(
                     featurize, sequence.frames, truth[0], protocol, run_device, step
                 )
             write_masks(out, sequence, predicted)
-            scores[sequence.name] = {"labels": sequence.kind, **davis.score_sequence(predicted, truth)}
+            scored = davis.score_sequence(predicted, truth)
+            scores[sequence.name] = {"labels": sequence.kind, **scored}
             progress.update(task, status=f"{sequence.name} J&F {scores[sequence.name]['J&F']:.3f}")
     result = {**_overall(scores), "sequences": scores, "weights": source,
               "protocol": {**asdict(protocol), "preset": cfg.preset.name,
@@ -279,7 +283,9 @@ def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
         if baseline not in BASELINES:
             raise CaclError(f"--baseline {baseline}: use one of {', '.join(BASELINES)}")
         source = {"source": f"{baseline} baseline"}
-        return (None if baseline == "copy" else colour_features(protocol.short_side, device)), source
+        if baseline == "copy":
+            return None, source
+        return colour_features(protocol.short_side, device), source
     torch.manual_seed(cfg.run.seed)
     backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
     backbone = backbone.to(device).eval()

@@ -167,7 +167,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def run_visualize(
-    cfg,
+    model,
     frames: Path,
     pixel: list[str],
     pixels: str | None,
@@ -178,7 +178,8 @@ def run_visualize(
     out: Path,
 ) -> tuple[Path, int]:
     """The figure for every (checkpoint, pixel) into ``out``: similarity.png (returned, with its
-    row count) and one .npy map per panel. ``cfg.model`` shapes a random-init encoder.
+    row count) and one .npy map per panel. ``model`` (the ``model`` section) shapes a
+    random-init encoder.
 
     ``pixel``: ``X,Y`` strings; ``pixels``: ``'X,Y X,Y'`` or a grid ``grid:CxR`` over the frame.
     """
@@ -200,7 +201,7 @@ def run_visualize(
     work = stride_size(width, height, size)
     rows = []
     for run_index, source in enumerate(sources):
-        encoder, _ = load_encoder(source, cfg.model.arch, cfg.model.width, cfg.model.dim)
+        encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
         encoder.eval()
         name = "random init" if source is None else source.name
         maps_t, maps_s = feature_maps(encoder, frame_t, work), feature_maps(encoder, frame_s, work)
