@@ -98,3 +98,13 @@ def test_propagate_flags_set_preset_keys_that_reach_the_results(tmp_path, shared
     assert done.returncode == 0, done.stderr
     protocol = __import__("json").loads((out / "results.json").read_text())["protocol"]
     assert protocol["topk"] == 3 and protocol["short_side"] == 64 and protocol["frames"] == 3
+
+
+def test_version_names_the_distribution():
+    from cacl_cli.cli import DISTRIBUTION, version
+    from tests.conftest import run_cacl
+
+    done = run_cacl("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"cacl {version()} ({DISTRIBUTION})"
+    assert version()[0].isdigit()  # installed under its distribution name

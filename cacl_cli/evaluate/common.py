@@ -103,7 +103,7 @@ def cosine_lr(base: float, step: int, total: int) -> float:
 
 def versions() -> dict:
     found = {"python": platform.python_version(), "torch": torch.__version__}
-    for package in ("cacl", "torchvision", "numpy"):
+    for package in ("cacl-video", "torchvision", "numpy"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
