@@ -12,6 +12,8 @@ tree) and ``rng``.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -127,24 +129,53 @@ def restore(
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON record per logged step; a resume drops records past its step."""
+    """``metrics.jsonl``: one JSON record per logged step, and the same records as rows of
+    ``metrics.csv`` beside it (columns fixed by the run's first record). Each line is appended
+    with one write; a resume drops the records past its step, and any line a kill tore."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.csv_path = path.with_suffix(".csv")
 
     def truncate_after(self, step: int) -> None:
         if self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
+            records = [json.loads(line) for line in kept]
+            columns = self._columns() or (list(records[0]) if records else [])
+            rows = [_csv_line(columns)] + [_csv_line(_row(r, columns)) for r in records]
+            write_text_atomic(self.csv_path, "".join(rows) if columns else "")
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        columns = self._columns()
+        with open(self.csv_path, "a") as fh:
+            if not columns:
+                columns = list(record)
+                fh.write(_csv_line(columns))
+            fh.write(_csv_line(_row(record, columns)))
+
+    def _columns(self) -> list[str]:
+        if not self.csv_path.is_file():
+            return []
+        with open(self.csv_path, newline="") as fh:
+            return next(csv.reader(fh), [])
 
     def records(self) -> list[dict]:
         if not self.path.is_file():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def _row(record: dict, columns: list[str]) -> list:
+    return [record.get(c, "") for c in columns]  # a key the first record lacked stays in the JSONL
+
+
+def _csv_line(values: list) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
 
 
 def _step_of(line: str) -> float:

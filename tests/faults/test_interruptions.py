@@ -1,6 +1,7 @@
 """Runs killed or stopped at any point lose nothing and resume to the same weights."""
 
 import errno
+import csv
 import json
 import os
 import signal
@@ -77,6 +78,17 @@ def unbroken(tmp_path_factory):
     return final_model(run), metrics_without_timing(run)
 
 
+def csv_matches_jsonl(run_dir):
+    """metrics.csv holds the JSONL's records, one row each, in order, under one header."""
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records):
+        assert {k: float(v) for k, v in row.items()} == pytest.approx(record)
+    return True
+
+
 def logged_steps(run_dir):
     path = run_dir / "metrics.jsonl"
     return len(path.read_text().splitlines()) if path.is_file() else 0
@@ -105,6 +117,7 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, unbroken, kill_whe
     for key, value in weights.items():  # networks, momentum network, queues and pointers
         assert torch.equal(value, got[key]), key
     assert metrics_without_timing(run) == metrics
+    assert csv_matches_jsonl(run)  # the table survived the kill too
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
@@ -173,7 +186,10 @@ def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     (run / "checkpoints" / "latest").write_text("step-0000002.pt\n")
     metrics = run / "metrics.jsonl"
     metrics.write_text(metrics.read_text() + '{"step": 5, "loss": 1')  # half an append
+    table = run / "metrics.csv"
+    table.write_text(table.read_text() + "5,0.1")  # ... and half a row
     resumed = run_cacl("pretrain", "--out", run, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+    assert csv_matches_jsonl(run)
