@@ -131,13 +131,19 @@ def restore(
 class MetricsLog:
     """``metrics.jsonl``: one JSON record per logged step, and the same records as rows of
     ``metrics.csv`` beside it (columns fixed by the run's first record). Each line is appended
-    with one write; a resume drops the records past its step, and any line a kill tore."""
+    with one write; a resume drops the records past its step, and any line a kill tore.
 
-    def __init__(self, path: Path) -> None:
+    With ``events`` and the ``tensorboard`` extra installed, every number of a record also goes
+    to TensorBoard event files in ``tensorboard/`` beside them (``tensorboard --logdir RUN``).
+    """
+
+    def __init__(self, path: Path, events: bool = False) -> None:
         self.path = path
         self.csv_path = path.with_suffix(".csv")
+        self.events, self.writer, self.resumed_at = events, None, 0
 
     def truncate_after(self, step: int) -> None:
+        self.resumed_at = step
         if self.path.is_file():
             kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
@@ -155,6 +161,27 @@ class MetricsLog:
                 columns = list(record)
                 fh.write(_csv_line(columns))
             fh.write(_csv_line(_row(record, columns)))
+        if self.events:
+            self._write_events(record)
+
+    def _write_events(self, record: dict) -> None:
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the tensorboard extra is not installed
+                self.events = False
+                return
+            # A resumed run drops the events past its step, as it drops the records.
+            purge = self.resumed_at + 1 if self.resumed_at else None
+            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=purge)
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, record["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
     def _columns(self) -> list[str]:
         if not self.csv_path.is_file():

@@ -188,7 +188,7 @@ def _pretrain(
 
     # ---------------------------------------------------------------- optionally resume
     start = 0
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    metrics = MetricsLog(run_dir / "metrics.jsonl", events=True)
     if main:
         for folder in (run_dir, run_dir / "checkpoints"):
             remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
@@ -271,6 +271,7 @@ def _pretrain(
                     stop[0] if stop else signal.SIGTERM,
                 )
             tick = time.perf_counter()
+    metrics.close()
     if start >= steps:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")
     elif main:

@@ -232,3 +232,19 @@ def test_accumulated_steps_update_the_momentum_encoder_once_per_step(tmp_path):
     single = tmp_path / "single"
     pretrained(single, overrides[0], "data.batch_size=8")
     assert lr == pytest.approx(read_metrics(single)[-1]["lr"])
+
+
+def test_metrics_reach_csv_and_tensorboard(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=3")
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "step" and "global/loss" in header
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + len(read_metrics(run))
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator",
+        reason="the tensorboard extra is not installed (pip install 'cacl-video[tensorboard]')",
+    )
+    events = event_accumulator.EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("global/loss")
+    assert [e.step for e in losses] == [r["step"] for r in read_metrics(run)]
+    assert losses[-1].value == pytest.approx(read_metrics(run)[-1]["global/loss"], rel=1e-6)
