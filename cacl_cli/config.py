@@ -563,6 +563,29 @@ def check_run(cfg: Config, command: str, ranks: int = 1, data: Path | None = Non
         raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
 
 
+# Keys a resumed run may change: how long it runs and how it logs, not what it learns.
+SAFE_ON_RESUME = ("schedule.steps", "run.checkpoint_every", "run.log_every", "data.num_workers")
+
+
+def resumed_config(saved: Config, asked: Config, source: Path) -> Config:
+    """The saved run's config with the safe keys of ``asked`` applied; any other key whose
+    asked value differs from the saved one is refused, naming both values."""
+    old, new = saved.plain(), asked.plain()
+    merged = copy.deepcopy(old)
+    for key in _leaf_keys({k: v for k, v in new.items() if k != "preset"}):
+        section, name = key.split(".", 1)
+        before, after = old[section].get(name), new[section][name]
+        if before == after:
+            continue
+        if key not in SAFE_ON_RESUME:
+            raise CaclError(
+                f"key '{key}' is {after!r} here but {before!r} in the run being resumed "
+                f"({source}); give the run's own value, or start a new run in another --out"
+            )
+        merged[section][name] = after
+    return from_saved(merged, str(source))
+
+
 def _check_heads(cfg: Config) -> None:
     heads = cfg.heads.on()
     if not heads:

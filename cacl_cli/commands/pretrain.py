@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.config import Config, check_run, resolve
+from cacl_cli.config import Config, check_run, resolve, resumed_config
 from cacl_cli.errors import CaclError, report_errors
 
 
@@ -60,17 +60,18 @@ def _config(
     data: Optional[Path],
     init: Optional[Path],
 ) -> Config:
-    """A new run's config from the preset (and --data, --init); a resumed run keeps its own."""
+    """A new run's config from the preset (and --data, --init). A resumed run keeps its own; the
+    same options again (a requeued job) are accepted, and only ``SAFE_ON_RESUME`` keys may
+    differ from the saved ones."""
     saved = out / "config.yaml" if out else None
-    if resume and saved and saved.is_file():
-        if preset or overrides or data or init:
-            raise CaclError(
-                f"a resumed run keeps its config ({saved}); drop --preset, --set, --data and --init"
-            )
-        cfg = resolve(str(saved))
-        check_run(cfg, "pretrain")
-        return cfg
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
     paths = {"data.path": data and str(data), "model.init": init and str(init)}
-    return options.settings("pretrain", preset, overrides, paths)
+    if not (resume and saved.is_file()):
+        return options.settings("pretrain", preset, overrides, paths)
+    kept = resolve(str(saved))
+    if preset or overrides or data or init:
+        asked = options.settings("pretrain", preset or kept.preset.name, overrides, paths)
+        kept = resumed_config(kept, asked, saved)
+    check_run(kept, "pretrain")
+    return kept

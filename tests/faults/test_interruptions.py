@@ -193,3 +193,30 @@ def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert csv_matches_jsonl(run)
+
+
+def test_a_requeued_job_reruns_the_same_command_until_the_run_is_done(tmp_path, unbroken):
+    """SLURM's --requeue: the same command line, killed, run again, and again once finished."""
+    run = tmp_path / "run"
+    same = ["--preset", "tiny-world", "--resume", *sets(*EXACT)]
+    proc = start(run, "--preset", "tiny-world", "--resume")
+    caught = wait_for(lambda: logged_steps(run) >= 3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert caught and not (run / "checkpoints" / "step-0000010.pt").exists()
+    again = run_cacl("pretrain", "--out", run, *same)
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stdout
+    weights, metrics = unbroken
+    got = final_model(run)
+    assert all(torch.equal(value, got[key]) for key, value in weights.items())
+    assert metrics_without_timing(run) == metrics
+    finished = run_cacl("pretrain", "--out", run, *same)
+    assert finished.returncode == 0 and "nothing to do" in finished.stdout
+    changed = run_cacl("pretrain", "--out", run, *same, "--set", "optim.lr=2")
+    assert changed.returncode == 2
+    assert "key 'optim.lr' is 2.0 here but 16.0 in the run being resumed" in changed.stderr
+    longer = run_cacl("pretrain", "--out", run, *same, "--set", "schedule.steps=12")
+    assert longer.returncode == 0, longer.stderr
+    assert (run / "checkpoints" / "step-0000012.pt").is_file()
+    assert "steps: 12" in (run / "config.yaml").read_text()  # the change is recorded
