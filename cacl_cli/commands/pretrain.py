@@ -71,7 +71,8 @@ def _config(
         return options.settings("pretrain", preset, overrides, paths)
     kept = resolve(str(saved))
     if preset or overrides or data or init:
-        asked = options.settings("pretrain", preset or kept.preset.name, overrides, paths)
+        # Without --preset, --set changes the saved config itself: only its keys can differ.
+        asked = options.settings("pretrain", preset or str(saved), overrides, paths)
         kept = resumed_config(kept, asked, saved)
     check_run(kept, "pretrain")
     return kept
