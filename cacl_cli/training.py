@@ -26,17 +26,17 @@ from cacl_cli.checkpoint import (
 from cacl_cli.config import Config, check_run, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, step_loader
+from cacl_cli.data.images import normalise
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted
-from cacl_cli.files import remove_stale_temps, write_text_atomic
-from cacl_cli.data.images import normalise
+from cacl_cli.files import remove_stale_temps
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 from cacl_cli.model.build import model_from_config
-from cacl_cli.model.diagnostics import truth_health
 from cacl_cli.model.cacl import CACL, CACLOutput
+from cacl_cli.model.diagnostics import truth_health
 from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
