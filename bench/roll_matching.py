@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cacl_cli.config import resolve  # noqa: E402
-from cacl_cli.data.images import normalise  # noqa: E402
+from cacl_cli.data.images import normalise_batch  # noqa: E402
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs  # noqa: E402
 from cacl_cli.model.build import model_from_config  # noqa: E402
 from cacl_cli.model.diagnostics import truth_health  # noqa: E402
@@ -46,9 +46,8 @@ def measure(size: int, shuffle: str, seed: int, pairs: int, checkpoint: Path | N
         model.load_state_dict(state)
     world = World(WorldConfig.from_config(cfg.world))
     v, v_plus, truth = correspondence_pairs(world, pairs, cfg.data.stride, size, 8, seed=seed)
-    v = torch.stack([normalise(x) for x in v])
-    v_plus = torch.stack([normalise(x) for x in v_plus])
-    return truth_health(model, v, v_plus, torch.from_numpy(truth), seed)
+    truth = torch.from_numpy(truth)
+    return truth_health(model, normalise_batch(v), normalise_batch(v_plus), truth, seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from cacl_cli.checkpoint import (
 from cacl_cli.config import Config, check_run, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, step_loader
-from cacl_cli.data.images import normalise
+from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
@@ -67,8 +67,7 @@ class TruthCheck:
         v, v_plus, truth = correspondence_pairs(
             world, cfg.run.truth_pairs, cfg.data.stride, crop, OUTPUT_STRIDE, seed=cfg.run.seed
         )
-        self.v = torch.stack([normalise(x) for x in v]).to(device)
-        self.v_plus = torch.stack([normalise(x) for x in v_plus]).to(device)
+        self.v, self.v_plus = normalise_batch(v).to(device), normalise_batch(v_plus).to(device)
         self.truth = torch.from_numpy(truth).to(device)
 
     @classmethod

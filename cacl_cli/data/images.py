@@ -55,6 +55,11 @@ def normalise(image: np.ndarray) -> torch.Tensor:
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
+def normalise_batch(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float, ImageNet-normalised."""
+    return torch.stack([normalise(image) for image in images])
+
+
 def to_input(frame: np.ndarray, short_side: int) -> torch.Tensor:
     """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride
     (antialiased bilinear resampling)."""

@@ -3,7 +3,7 @@
 import torch
 
 from cacl_cli.config import resolve
-from cacl_cli.data.images import normalise
+from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
@@ -72,8 +72,7 @@ def test_truth_health_leaves_training_state_untouched():
     model = model_from_config(cfg)
     world = World(WorldConfig.from_config(cfg.world))
     v, v_plus, truth = correspondence_pairs(world, 4, 8, 64, 8)
-    v = torch.stack([normalise(x) for x in v])
-    v_plus = torch.stack([normalise(x) for x in v_plus])
+    v, v_plus = normalise_batch(v), normalise_batch(v_plus)
     state = {k: t.clone() for k, t in model.state_dict().items()}
     rng = torch.get_rng_state()
     first = truth_health(model, v, v_plus, torch.from_numpy(truth), seed=5)
