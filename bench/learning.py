@@ -121,18 +121,23 @@ class Benchmark:
         if self.start_cacl(*args, log=log).wait() != 0:
             raise RuntimeError(f"cacl {args[0]} failed; see {log}")
 
+    def results_of(self, *args: str, out: Path, folder: Path) -> tuple[dict, float]:
+        """Run one evaluating cacl command into ``out``: its results.json and the seconds taken."""
+        tick = time.perf_counter()
+        log = folder / "log.txt"
+        self.cacl(*args, "--out", str(out), "--device", self.args.device, log=log)
+        return json.loads((out / "results.json").read_text()), round(time.perf_counter() - tick, 1)
+
     def probe(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
         if (method, seed, step, "probe") in self.done:
             return
         out = folder / f"probe-{step:07d}"
         world = [s for s in self.args.set if s.startswith("world.")]
         probe_sets = sets(world + [f"run.seed={seed}"] + self.args.probe_set)
-        tick = time.perf_counter()
-        self.cacl(
+        result, seconds = self.results_of(
             "probe", *source, "--preset", self.args.probe_preset, *probe_sets,
-            "--out", str(out), "--device", self.args.device, log=folder / "log.txt",
+            out=out, folder=folder,
         )  # fmt: skip
-        result = json.loads((out / "results.json").read_text())
         self.write({
             "method": method,
             "seed": seed,
@@ -140,7 +145,7 @@ class Benchmark:
             "kind": "probe",
             "miou": result["miou"],
             "macc": result.get("macc"),
-            "probe_seconds": round(time.perf_counter() - tick, 1),
+            "probe_seconds": seconds,
             "truth": _truth_at(folder / "run" / "metrics.jsonl", step),
         })  # fmt: skip
 
@@ -148,14 +153,10 @@ class Benchmark:
         """Region J of label propagation on the real sequences, at the last step only."""
         if not self.args.davis or (method, seed, step, "davis") in self.done:
             return
-        out = folder / f"davis-{step:07d}"
-        tick = time.perf_counter()
-        self.cacl(
+        result, seconds = self.results_of(
             "propagate", str(self.args.davis), *source, "--preset", self.args.propagate_preset,
-            *sets(self.args.propagate_set), "--out", str(out), "--device", self.args.device,
-            log=folder / "log.txt",
+            *sets(self.args.propagate_set), out=folder / f"davis-{step:07d}", folder=folder,
         )  # fmt: skip
-        result = json.loads((out / "results.json").read_text())
         self.write({
             "method": method,
             "seed": seed,
@@ -165,7 +166,7 @@ class Benchmark:
             "davis_j": result["J_mean"],
             "davis_f": result["F_mean"],
             "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
-            "davis_seconds": round(time.perf_counter() - tick, 1),
+            "davis_seconds": seconds,
         })  # fmt: skip
 
     def task(self, method: str, seed: int, progress, bar) -> None:

@@ -141,6 +141,7 @@ class MetricsLog:
         self.path = path
         self.csv_path = path.with_suffix(".csv")
         self.events, self.writer, self.resumed_at = events, None, 0
+        self.header: list[str] | None = None  # metrics.csv's columns, read once
 
     def truncate_after(self, step: int) -> None:
         self.resumed_at = step
@@ -151,6 +152,7 @@ class MetricsLog:
             columns = self._columns() or (list(records[0]) if records else [])
             rows = [_csv_line(columns)] + [_csv_line(_row(r, columns)) for r in records]
             write_text_atomic(self.csv_path, "".join(rows) if columns else "")
+            self.header = columns
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as fh:
@@ -158,7 +160,7 @@ class MetricsLog:
         columns = self._columns()
         with open(self.csv_path, "a") as fh:
             if not columns:
-                columns = list(record)
+                columns = self.header = list(record)
                 fh.write(_csv_line(columns))
             fh.write(_csv_line(_row(record, columns)))
         if self.events:
@@ -184,10 +186,10 @@ class MetricsLog:
             self.writer.close()
 
     def _columns(self) -> list[str]:
-        if not self.csv_path.is_file():
-            return []
-        with open(self.csv_path, newline="") as fh:
-            return next(csv.reader(fh), [])
+        if self.header is None and self.csv_path.is_file():
+            with open(self.csv_path, newline="") as fh:
+                self.header = next(csv.reader(fh), [])
+        return self.header or []
 
     def records(self) -> list[dict]:
         if not self.path.is_file():
