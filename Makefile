@@ -14,7 +14,7 @@ $(BIN)/cacl: pyproject.toml
 install: $(BIN)/cacl
 
 run: install
-	$(BIN)/cacl pretrain --preset tiny-world --out runs/tiny-world-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/cacl pretrain --preset tiny-world
 
 test: install
 	$(BIN)/python -m pytest -q -rs --durations=10

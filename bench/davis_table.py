@@ -53,7 +53,8 @@ def run_row(name: str, weights: list[str], args: argparse.Namespace, out: Path) 
     folder = out / "rows" / name.replace(" ", "-")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     command = [sys.executable, "-m", "cacl_cli", "propagate", str(args.davis), *weights,
-               "--preset", args.preset, *args.extra, "--out", str(folder)]  # fmt: skip
+               "--preset", args.preset, *args.extra,
+               "--out", str(folder), "--overwrite"]  # fmt: skip
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:

@@ -31,7 +31,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -125,7 +124,8 @@ class Benchmark:
         """Run one evaluating cacl command into ``out``: its results.json and the seconds taken."""
         tick = time.perf_counter()
         log = folder / "log.txt"
-        self.cacl(*args, "--out", str(out), "--device", self.args.device, log=log)
+        out_args = ["--out", str(out), "--overwrite"]  # a rerun redoes an evaluation cut short
+        self.cacl(*args, *out_args, "--device", self.args.device, log=log)
         return json.loads((out / "results.json").read_text()), round(time.perf_counter() - tick, 1)
 
     def probe(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
@@ -205,10 +205,8 @@ class Benchmark:
         keep = f"run.keep_checkpoints={self.args.evals + 1}"
         pretrain_sets = METHODS[method] + [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
         pretrain_sets += [f"run.checkpoint_every={every}", keep] + self.args.set
-        if (run / "checkpoints").is_dir():
-            args = ["--out", str(run), "--resume"]
-        else:
-            args = ["--preset", self.args.preset, *sets(pretrain_sets), "--out", str(run)]
+        # The same command starts the run or continues it after an interruption.
+        args = ["--preset", self.args.preset, *sets(pretrain_sets), "--out", str(run), "--resume"]
         log = folder / "log.txt"
         return self.start_cacl("pretrain", *args, "--device", self.args.device, log=log)
 
@@ -332,11 +330,20 @@ def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str)
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
-def plot(records: list[dict], methods: list[str], path: Path) -> None:
-    """Probe mIoU against pretraining steps, mean over seeds with a ±std band, drawn with OpenCV."""
-    width, height, margin = 900, 560, 70
-    image = np.full((height, width, 3), 255, np.uint8)
-    colours = [(80, 80, 80), (200, 120, 30), (40, 160, 40), (30, 30, 220), (180, 60, 180)]
+def plot(records: list[dict], methods: list[str], path: Path) -> bool:
+    """Probe mIoU against pretraining steps, mean over seeds with a shaded ±std band.
+
+    Drawn with matplotlib, the ``bench`` extra (``pip install 'cacl-video[bench]'``); without it
+    the table is still written and this returns False.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        from matplotlib import pyplot
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
     series = {}
     for method in methods:
         by_step: dict[int, list[float]] = {}
@@ -344,41 +351,25 @@ def plot(records: list[dict], methods: list[str], path: Path) -> None:
             if r["method"] == method and r.get("kind", "probe") == "probe":
                 by_step.setdefault(r["step"], []).append(100 * r["miou"])
         series[method] = sorted((s, statistics.fmean(v), _std(v)) for s, v in by_step.items())
-    points = [p for s in series.values() for p in s]
-    if not points:
-        return
-    max_step = max(max(p[0] for p in points), 1)
-    low = min(p[1] - p[2] for p in points) - 1
-    high = max(p[1] + p[2] for p in points) + 1
-
-    def xy(step: float, value: float) -> tuple[int, int]:
-        x = margin + (width - 2 * margin) * step / max_step
-        y = height - margin - (height - 2 * margin) * (value - low) / (high - low)
-        return int(x), int(y)
-
-    cv2.rectangle(image, xy(0, low), xy(max_step, high), (0, 0, 0), 1)
-    for i in range(6):
-        value = low + (high - low) * i / 5
-        cv2.putText(image, f"{value:.1f}", (8, xy(0, value)[1] + 4), 0, 0.45, (0, 0, 0), 1)
-        step = max_step * i / 5
-        cv2.putText(image, f"{step:.0f}", (xy(step, low)[0] - 15, height - margin + 20), 0, 0.45,
-                    (0, 0, 0), 1)  # fmt: skip
-    cv2.putText(image, "pretraining steps", (width // 2 - 70, height - 20), 0, 0.55, (0, 0, 0), 1)
-    cv2.putText(image, "probe mIoU (%)", (8, margin - 30), 0, 0.55, (0, 0, 0), 1)
-    for (method, line), colour in zip(series.items(), colours):
-        if METHODS[method] is None and line:  # random init: a flat line across the plot
-            line = [(0, line[0][1], line[0][2]), (max_step, line[0][1], line[0][2])]
-        for (s0, m0, d0), (s1, m1, d1) in zip(line, line[1:]):
-            cv2.line(image, xy(s0, m0), xy(s1, m1), colour, 2, cv2.LINE_AA)
-            cv2.line(image, xy(s0, m0 + d0), xy(s1, m1 + d1), colour, 1, cv2.LINE_AA)
-            cv2.line(image, xy(s0, m0 - d0), xy(s1, m1 - d1), colour, 1, cv2.LINE_AA)
-        for s, m, _ in line:
-            cv2.circle(image, xy(s, m), 4, colour, -1, cv2.LINE_AA)
-    for i, (method, colour) in enumerate(zip(series, colours)):
-        y = margin + 10 + 22 * i
-        cv2.line(image, (margin + 15, y), (margin + 45, y), colour, 3)
-        cv2.putText(image, method, (margin + 55, y + 5), 0, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), image)
+    last_step = max((p[0] for line in series.values() for p in line), default=0)
+    figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=120, layout="constrained")
+    for method, line in series.items():
+        if not line:
+            continue
+        if METHODS[method] is None:  # random init: one value, drawn across the whole run
+            line = [(0, line[0][1], line[0][2]), (max(last_step, 1), line[0][1], line[0][2])]
+        steps, means, stds = (np.array(column) for column in zip(*line))
+        drawn = axes.plot(steps, means, marker="o", markersize=4, label=method)[0]
+        axes.fill_between(steps, means - stds, means + stds, color=drawn.get_color(), alpha=0.15)
+    axes.set_xlabel("pretraining steps")
+    axes.set_ylabel("probe mIoU (%)")
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10], integer=True))
+    axes.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    figure.savefig(path)
+    pyplot.close(figure)
+    return True
 
 
 def _std(values: list[float]) -> float:
@@ -458,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                for m in args.methods}  # fmt: skip
     text = table_markdown(rows, recipes, header)
     (bench.out / "table.md").write_text(text)
-    plot(records, args.methods, bench.out / "probe-vs-steps.png")
+    if not plot(records, args.methods, bench.out / "probe-vs-steps.png"):
+        console.print("no plot: matplotlib is missing (pip install 'cacl-video[bench]')")
     table = Table(title="learning benchmark")
     for column in ("method", "probe mIoU", "DAVIS J&F x100", "seeds"):
         table.add_column(column)

@@ -25,7 +25,7 @@ from torch import nn
 
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
-from cacl_cli.files import atomic_path, write_text_atomic
+from cacl_cli.files import write_atomic, write_text_atomic
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
 
@@ -42,8 +42,11 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
     """Write ``state`` as the checkpoint of ``step``, move the pointer, prune old ones."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     path = folder / checkpoint_name(step)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Serialised in memory first: written by torch, a full disk surfaces as a RuntimeError from
+    # its C++ writer (then another from its cleanup); written here it is a plain OSError.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, lambda fh: fh.write(buffer.getbuffer()))
     write_text_atomic(folder / POINTER, path.name + "\n")
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
@@ -146,7 +149,9 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         self.resumed_at = step
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if _step_of(line) <= step]
+            # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
+            text = self.path.read_text(errors="replace")
+            kept = [line for line in text.splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
             records = [json.loads(line) for line in kept]
             columns = self._columns() or (list(records[0]) if records else [])
@@ -187,14 +192,16 @@ class MetricsLog:
 
     def _columns(self) -> list[str]:
         if self.header is None and self.csv_path.is_file():
-            with open(self.csv_path, newline="") as fh:
-                self.header = next(csv.reader(fh), [])
+            with open(self.csv_path, newline="", errors="replace") as fh:
+                header = next(csv.reader(fh), [])
+            self.header = header if all(c.isprintable() for c in "".join(header)) else None
         return self.header or []
 
     def records(self) -> list[dict]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = self.path.read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if math.isfinite(_step_of(line))]
 
 
 def _row(record: dict, columns: list[str]) -> list:
@@ -216,11 +223,13 @@ def _step_of(line: str) -> float:
 
 
 def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that loads; damaged ones are reported and skipped."""
+    """The newest checkpoint that loads; damaged ones are reported and skipped. None when the run
+    has no checkpoint yet; an error when it has some and none loads (starting over would
+    overwrite them)."""
     candidates = list_checkpoints(run_dir)
     pointer = Path(run_dir) / CHECKPOINT_DIR / POINTER
     if pointer.is_file():
-        named = pointer.parent / pointer.read_text().strip()
+        named = pointer.parent / pointer.read_text(errors="replace").strip()
         if named in candidates:  # the pointer's choice first, then the rest newest first
             candidates.remove(named)
             candidates.append(named)
@@ -229,6 +238,11 @@ def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] 
             return path, load_checkpoint(path)
         except CaclError as err:
             warn(f"warning: skipping damaged checkpoint: {err}")
+    if candidates:
+        raise CaclError(
+            f"{Path(run_dir) / CHECKPOINT_DIR}: none of its {len(candidates)} checkpoint(s) loads; "
+            "restore one, or move the folder aside to start the run over"
+        )
     return None
 
 
@@ -240,7 +254,8 @@ def find_checkpoint(path: Path) -> Path:
         if not found:
             raise CaclError(f"run folder {path} holds no checkpoints/step-*.pt")
         pointer = path / CHECKPOINT_DIR / POINTER
-        named = pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
+        text = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+        named = pointer.parent / text if text else None
         return named if named in found else found[-1]
     if not path.exists():
         raise CaclError(f"checkpoint {path} does not exist; give a run folder or a .pt file")

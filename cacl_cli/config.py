@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -18,7 +19,7 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from cacl_cli.errors import CaclError
-from cacl_cli.files import write_text_atomic
+from cacl_cli.files import read_text, write_text_atomic
 
 DEFAULTS_NAME = "defaults"
 META_KEYS = ("base", "description")
@@ -36,44 +37,43 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
     "eval.cache": ("memory", "disk", "off"),
 }
-# Keys whose value must be above zero.
-POSITIVE = (
-    "data.batch_size",
-    "data.size",
-    "schedule.steps",
-    "model.width",
-    "model.dim",
-    "moco.queue_size",
-    "moco.cycle_queue_size",
-    "moco.pixels_per_image",
-    "moco.shuffle_bn_groups",
-    "model.bn_groups",
-    "optim.accum_steps",
-    "loss.tau",
-    "loss.soft_target_tau",
-    "run.checkpoint_every",
-    "run.log_every",
-    "world.size",
-    "world.classes",
-    "world.frames",
-    "world.clips",
-    "schedule.epochs",
-    "eval.world_train_images",
-    "eval.world_val_images",
-    "extract.stride",
-    "extract.pairs_per_clip",
-    "extract.quality",
-    "extract.timeout",
-    "propagate.size",
-    "propagate.topk",
-    "propagate.temperature",
-)
-# Keys whose value must lie in [low, high].
+INF = math.inf
+SEED = (0, 2**32 - 1)  # numpy's seeds are 32-bit and non-negative
+# The sensible values of every number in a preset: key -> (low, high), both included; a low of
+# ABOVE_ZERO means "above zero". Lists (crop_scale, fractions) are checked element by element.
+ABOVE_ZERO = 0.0 + 1e-300
 RANGES: dict[str, tuple[float, float]] = {
-    "world.classes": (1, 6),
-    "extract.frames_per_clip": (2, 10_000),
-    "extract.quality": (1, 100),
-}
+    "run.seed": SEED, "run.checkpoint_every": (1, INF), "run.keep_checkpoints": (0, 10_000),
+    "run.log_every": (1, INF), "run.truth_pairs": (0, 4096),
+    "model.width": (1, 4096), "model.dim": (1, 65_536), "model.bn_groups": (1, 4096),
+    "loss.tau": (ABOVE_ZERO, 100), "loss.soft_target_tau": (ABOVE_ZERO, 100),
+    "loss.global_weight": (0, 1e6), "loss.pixel_weight": (0, 1e6), "loss.cycle_weight": (0, 1e6),
+    "loss.cycle_memory_mb": (0, 1e9),
+    "moco.momentum": (0, 1), "moco.queue_size": (1, 10**8), "moco.cycle_queue_size": (1, 10**8),
+    "moco.pixels_per_image": (1, 65_536), "moco.shuffle_bn_groups": (1, 4096),
+    "data.batch_size": (1, 65_536), "data.num_workers": (0, 1024), "data.size": (8, 8192),
+    "data.stride": (0, 100_000),
+    "augment.crop_scale": (ABOVE_ZERO, 1), "augment.jitter": (0, 1), "augment.jitter_p": (0, 1),
+    "augment.grayscale_p": (0, 1), "augment.blur_p": (0, 1), "augment.flip_p": (0, 1),
+    "optim.lr": (0, 1e6), "optim.lr_batch": (1, 10**8), "optim.momentum": (0, 1),
+    "optim.weight_decay": (0, 1), "optim.trust": (ABOVE_ZERO, 1e3), "optim.accum_steps": (1, 4096),
+    "schedule.steps": (1, 10**9), "schedule.warmup_steps": (0, 10**9),
+    "schedule.epochs": (1, 10**7),
+    "eval.resize": (0, 8192), "eval.cache_gb": (0, 1e6), "eval.fractions": (ABOVE_ZERO, 100),
+    "eval.subset_seed": SEED, "eval.world_train_images": (1, 10**7),
+    "eval.world_val_images": (1, 10**7),
+    "world.size": (16, 4096), "world.classes": (1, 6), "world.objects_min": (0, 64),
+    "world.objects_max": (1, 64), "world.scale_min": (ABOVE_ZERO, 1),
+    "world.scale_max": (ABOVE_ZERO, 1), "world.speed": (0, 1e3), "world.pan": (0, 1e3),
+    "world.frames": (2, 100_000), "world.clips": (1, 10**9), "world.seed": SEED,
+    "extract.stride": (1, 100_000), "extract.pairs_per_clip": (1, 100_000),
+    "extract.frames_per_clip": (2, 10_000), "extract.short_side": (0, 8192),
+    "extract.quality": (1, 100), "extract.workers": (0, 1024), "extract.seed": SEED,
+    "extract.timeout": (1, 1e7),
+    "propagate.size": (8, 8192), "propagate.context": (0, 1000), "propagate.topk": (1, 10**6),
+    "propagate.radius": (0, 1e6), "propagate.temperature": (ABOVE_ZERO, 100),
+    "propagate.frames": (0, 10**7),
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------- typed views of the sections
@@ -342,7 +342,7 @@ def _preset_path(name_or_path: str) -> Path:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path, "a YAML preset"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -430,12 +430,21 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
             f"{source}: key '{key}' must be one of {', '.join(CHOICES[key])}; got {value!r}"
             f"{_closest(str(value), CHOICES[key])}"
         )
-    if key in POSITIVE and not value > 0:
-        raise CaclError(f"{source}: key '{key}' must be above zero, got {value!r}")
-    if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
-        low, high = RANGES[key]
-        raise CaclError(f"{source}: key '{key}' must be from {low} to {high}, got {value!r}")
+    if key in RANGES:
+        for item in value if isinstance(value, list) else [value]:
+            _check_range(key, item, source)
+    if key == "augment.crop_scale" and (len(value) != 2 or value[0] > value[1]):
+        raise CaclError(f"{source}: key '{key}' must be [low, high] with low <= high, got {value}")
     return value
+
+
+def _check_range(key: str, value: Any, source: str) -> None:
+    low, high = RANGES[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CaclError(f"{source}: key '{key}' takes numbers, got {value!r}")
+    if not low <= value <= high:  # NaN fails every comparison, so it lands here too
+        span = f"above 0 and at most {high:g}" if low == ABOVE_ZERO else f"from {low:g} to {high:g}"
+        raise CaclError(f"{source}: key '{key}' must be {span}, got {value!r}")
 
 
 def _validate(tree: dict, schema: dict, source: str, prefix: str = "") -> dict:
@@ -561,6 +570,12 @@ def check_run(cfg: Config, command: str, ranks: int = 1, data: Path | None = Non
             )
     if command in ("probe", "finetune") and cfg.eval.dataset != "world" and data is None:
         raise CaclError(f"key 'eval.dataset' is {cfg.eval.dataset}: give its folder with --data")
+    if command in ("probe", "finetune") and cfg.eval.dataset == "world" and data is not None:
+        raise CaclError(
+            f"preset {cfg.preset.name} uses the built-in world (eval.dataset: world), so --data "
+            f"{data} would be ignored; leave out --preset to let the folder's layout decide, "
+            "or --set eval.dataset=voc|cityscapes|folder"
+        )
 
 
 # Keys a resumed run may change: how long it runs and how it logs, not what it learns.

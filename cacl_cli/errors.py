@@ -1,22 +1,34 @@
 """The one place that knows how to tell a user something went wrong.
 
 Commands raise :class:`CaclError` with a sentence that names the file or key at fault and says what
-to do. :func:`report_errors` turns it into one line on stderr and exit code 2; with ``CACL_DEBUG=1``
-the traceback is shown instead.
+to do. :func:`report_errors` turns it into one line on stderr; with ``CACL_DEBUG=1`` the traceback
+is shown instead. Exit codes (docs/reliability.md):
+
+- 2: the request was wrong (option, key, path, file): :class:`CaclError`;
+- 1: the run failed (diverged, disk full, a worker died): :class:`RunFailed`;
+- 128 + n: stopped by signal n after saving its state: :class:`Interrupted`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from typing import Iterator
 
 EXIT_USER_ERROR = 2
+EXIT_RUN_FAILED = 1
+# OS errors that mean the machine failed the run, not that the user asked for something wrong.
+RUN_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM}
 
 
 class CaclError(Exception):
     """A problem the user can fix: bad preset, bad path, bad data layout, diverged run."""
+
+
+class RunFailed(CaclError):
+    """The request was fine but the run could not go on: diverged, disk full, a worker died."""
 
 
 class Interrupted(Exception):
@@ -42,7 +54,7 @@ def report_errors() -> Iterator[None]:
     except CaclError as err:
         if debug_enabled():
             raise
-        _fail(str(err))
+        _fail(str(err), EXIT_RUN_FAILED if isinstance(err, RunFailed) else EXIT_USER_ERROR)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         if debug_enabled():
             raise
@@ -50,10 +62,11 @@ def report_errors() -> Iterator[None]:
     except OSError as err:
         if debug_enabled() or err.errno is None:
             raise
-        _fail(f"{err.strerror}: {err.filename or ''}".rstrip(": "))
+        code = EXIT_RUN_FAILED if err.errno in RUN_ERRNOS else EXIT_USER_ERROR
+        _fail(f"{err.strerror}: {err.filename or ''}".rstrip(": "), code)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     first_line = message.strip().splitlines()[0] if message.strip() else "failed"
     print(f"error: {first_line}", file=sys.stderr)
-    raise SystemExit(EXIT_USER_ERROR)
+    raise SystemExit(code)

@@ -13,6 +13,16 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes owner-only files; the final file gets what open() would have given it.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
@@ -24,6 +34,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -37,6 +48,16 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def read_text(path: Path, what: str = "a text file") -> str:
+    """A UTF-8 file's text; a binary or mis-encoded one is a one-line error naming it."""
+    from cacl_cli.errors import CaclError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CaclError(f"{path} is not UTF-8 text; it should be {what}") from None
 
 
 def remove_stale_temps(folder: Path, recursive: bool = False) -> None:

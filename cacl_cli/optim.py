@@ -68,10 +68,10 @@ def scaled_lr(base_lr: float, reference_batch: int, global_batch: int) -> float:
     return base_lr * global_batch / reference_batch
 
 
-def lr_schedule(peak: float, steps: int, warmup_steps: int) -> list[float]:
-    """Per-step learning rates: linear warm-up to ``peak``, then cosine decay to zero."""
+def lr_at(step: int, peak: float, steps: int, warmup_steps: int) -> float:
+    """The learning rate of ``step`` (0-based): linear warm-up to ``peak``, then cosine decay
+    to zero. Computed per step, so a run of a billion steps needs no table of them."""
     warmup = min(warmup_steps, steps)
-    rates = [peak * (i + 1) / warmup for i in range(warmup)]
-    decay = steps - warmup
-    rates += [peak * 0.5 * (1 + math.cos(math.pi * i / decay)) for i in range(decay)]
-    return rates
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))

@@ -25,23 +25,22 @@ from cacl_cli.checkpoint import (
 )
 from cacl_cli.config import Config, check_run, write_config
 from cacl_cli.data.augment import augment_from_config
-from cacl_cli.data.batches import StepBatches, step_loader
+from cacl_cli.data.batches import StepBatches, loaded_batches
 from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.distributed import Workers
-from cacl_cli.errors import CaclError, Interrupted
+from cacl_cli.errors import CaclError, Interrupted, RunFailed
 from cacl_cli.files import remove_stale_temps
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.cacl import CACL, CACLOutput
-from cacl_cli.model.diagnostics import truth_health
-from cacl_cli.optim import LARS, lars_param_groups, lr_schedule, scaled_lr
+from cacl_cli.model.diagnostics import SPREAD_WARNING, truth_health, verdict
+from cacl_cli.optim import LARS, lars_param_groups, lr_at, scaled_lr
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
-SPREAD_WARNING = 0.1  # below this the head's outputs are close to one point: collapse
 
 
 def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
@@ -169,7 +168,7 @@ def _pretrain(
     accum = cfg.optim.accum_steps
     global_batch = cfg.data.batch_size * workers.world_size * accum
     peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, global_batch)
-    rates = lr_schedule(peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps)
+    schedule = (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps)
     optimizer = LARS(
         lars_param_groups(model),
         lr=peak_lr,
@@ -207,13 +206,13 @@ def _pretrain(
     truth = TruthCheck.wanted(cfg, device) if main else None
     good = found[0] if found else None  # the newest checkpoint known to be complete
     model.train()
-    loader = iter(step_loader(batches, start * accum, steps * accum, cfg.data.num_workers))
+    loader = loaded_batches(batches, start * accum, steps * accum, cfg.data.num_workers)
     tick = time.perf_counter()
     with progress_bar(console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=start, status="")
         for step in range(start, steps):
             for group in optimizer.param_groups:
-                group["lr"] = rates[step]
+                group["lr"] = lr_at(step, *schedule)
             optimizer.zero_grad(set_to_none=True)
             model.momentum_update()  # once per optimiser step, before its first micro-batch
             logged = main and ((step + 1) % cfg.run.log_every == 0 or step + 1 == steps)
@@ -228,9 +227,11 @@ def _pretrain(
                     if bad
                     else "another rank's loss is not finite"
                 )
-                raise CaclError(
-                    f"step {step + 1}: {what}; stopped with the last good "
-                    f"checkpoint kept in {run_dir}/checkpoints; try a lower optim.lr or a "
+                kept = f"the last good checkpoint, {good.name}, is kept" if good else (
+                    "no checkpoint was written yet"
+                )
+                raise RunFailed(
+                    f"step {step + 1}: {what}; stopped ({kept}); try a lower optim.lr or a "
                     "higher loss.tau"
                 )
             scaler.step(optimizer)
@@ -242,7 +243,7 @@ def _pretrain(
             if logged:
                 record = {
                     "step": done,
-                    "lr": rates[step],
+                    "lr": lr_at(step, *schedule),
                     "loss": loss,
                     **{f"{h}/loss": float(t) for h, t in out.terms.items()},
                     **out.diagnostics,
@@ -274,7 +275,7 @@ def _pretrain(
     if start >= steps:
         console.print(f"nothing to do: {run_dir} already finished {steps} steps")
     elif main:
-        _print_summary(run_dir, console)
+        _print_summary(run_dir, cfg, console)
     return good
 
 
@@ -333,11 +334,11 @@ def _save(run_dir: Path, step: int, state: dict, keep: int, previous: Path | Non
     try:
         return save_checkpoint(run_dir, step, state, keep)
     except OSError as err:
+        reason = err.strerror or str(err)
         kept = f"the last good one, {previous.name}, is intact" if previous else "none was kept"
-        raise CaclError(
+        raise RunFailed(
             f"step {step}: could not write a checkpoint in {run_dir}/checkpoints "
-            f"({err.strerror or err}); {kept}; free space or fix permissions, "
-            "then --resume"
+            f"({reason}); {kept}; free space or fix permissions, then --resume"
         ) from None
 
 
@@ -355,7 +356,7 @@ def _warn_on_collapse(diagnostics: dict[str, float], step: int, console: Console
             )
 
 
-def _print_summary(run_dir: Path, console: Console) -> None:
+def _print_summary(run_dir: Path, cfg: Config, console: Console) -> None:
     records = MetricsLog(run_dir / "metrics.jsonl").records()
     if not records:
         return
@@ -368,3 +369,15 @@ def _print_summary(run_dir: Path, console: Console) -> None:
         if key != "step" and isinstance(last[key], float):
             table.add_row(key, f"{first.get(key, float('nan')):.4g}", f"{last[key]:.4g}")
     console.print(table)
+    problems = verdict(first, last, cfg.data.batch_size)
+    if problems:
+        console.print(f"[bold yellow]health: check this run[/]: {'; '.join(problems)} (README)")
+    else:
+        console.print(
+            "[bold green]health: no sign of a dead or cheating head[/] (spreads, in-batch "
+            "retrieval and, on the built-in world, ground-truth matches; README)"
+        )
+    floor = f"cacl probe --random-init --set model.arch={cfg.model.arch} " + (
+        f"--set model.width={cfg.model.width}"
+    )
+    console.print(f"next: cacl probe --checkpoint {run_dir}   (the floor: {floor})")

@@ -69,11 +69,23 @@ def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
     return best, best_prefix
 
 
+def shape_of(state: dict) -> tuple[str, int] | None:
+    """(arch, width) that a ResNet state dict's own tensors imply: the first convolution's output
+    channels are the width, and only ResNet-50's blocks have a third convolution."""
+    for prefix in PREFIXES:
+        stem = state.get(prefix + "conv1.weight")
+        if torch.is_tensor(stem) and stem.dim() == 4:
+            deep = prefix + "layer1.0.conv3.weight" in state
+            return ("resnet50" if deep else "resnet18"), int(stem.shape[0])
+    return None
+
+
 def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Module, dict]:
     """A backbone and a report {source, sha256, arch, width, loaded, missing, unused, prefix}.
 
-    ``checkpoint`` None gives the random-init floor. A cacl run folder or checkpoint brings its own
-    arch and width; a foreign state dict is read into ``arch``/``width``.
+    ``checkpoint`` None gives the random-init floor of ``arch``/``width``. A cacl run folder or
+    checkpoint brings its own arch and width; a foreign state dict's are read from its tensors'
+    shapes (``arch``/``width`` only where the shapes cannot tell).
     """
     if checkpoint is None:
         return build_backbone(arch, width), {"source": "random init", "arch": arch, "width": width}
@@ -81,6 +93,8 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
     state, config = _read_state(path)
     if config is not None:
         arch, width = config.model.arch, config.model.width
+    else:
+        arch, width = shape_of(state) or (arch, width)
     net = build_backbone(arch, width)
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
@@ -135,7 +149,7 @@ def load_encoder(
     state, config = _read_state(path)
     if config is None:
         backbone, report = load_backbone(path, arch, width)
-        encoder = Encoder(arch, width, dim, ())
+        encoder = Encoder(report["arch"], report["width"], dim, ())
         encoder.backbone = backbone
         return encoder, report
     heads = config.heads.on()
@@ -160,7 +174,7 @@ def load_encoder(
 def export_run(run: Path, folder: Path, arch: str, width: int) -> tuple[Path, dict, int]:
     """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
 
-    A cacl run brings its own arch and width; ``arch``/``width`` read a foreign state dict.
+    A cacl run brings its own arch and width, a foreign state dict its tensors' shapes.
     Returns the backbone file, the load report and the number of backbone tensors.
     """
     encoder, report = load_encoder(run, arch, width)

@@ -98,3 +98,30 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 32 MiB filesystem of its own (tmpfs), so a test can fill it; skipped where this
+    process may not mount one (needs root or CAP_SYS_ADMIN)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_disk(folder, leave=64 * 1024):
+    """Write a filler file into ``folder`` until only ``leave`` bytes are free."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    with open(Path(folder) / "filler", "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))

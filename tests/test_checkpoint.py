@@ -39,6 +39,16 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert loaded["step"] == 10 and "step-0000020.pt" in warnings[0]
 
 
+def test_resume_with_every_checkpoint_damaged_stops_instead_of_starting_over(tmp_path):
+    for step in (10, 20):
+        path = save_checkpoint(tmp_path, step, state(step))
+        path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CaclError, match="none of its 2 checkpoint\\(s\\) loads"):
+        latest_checkpoint(tmp_path, warn=lambda _: None)
+    assert len(list_checkpoints(tmp_path)) == 2  # nothing removed or overwritten
+    assert latest_checkpoint(tmp_path / "fresh") is None  # no checkpoint yet: a new run starts
+
+
 def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("hello")

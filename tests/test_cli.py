@@ -108,3 +108,18 @@ def test_version_names_the_distribution():
     assert done.returncode == 0
     assert done.stdout.strip() == f"cacl {version()} ({DISTRIBUTION})"
     assert version()[0].isdigit()  # installed under its distribution name
+
+
+def test_every_command_help_shows_an_example_and_the_shared_options():
+    from cacl_cli.cli import app
+    from tests.conftest import run_cacl
+
+    commands = [c.name for c in app.registered_commands]
+    assert len(commands) == 9
+    for command in commands:
+        shown = run_cacl(command, "--help")
+        assert shown.returncode == 0 and "Example: cacl " + command in shown.stdout, command
+    for command in ("probe", "finetune", "visualize", "propagate"):  # each builds a model
+        shown = run_cacl(command, "--help").stdout
+        assert "--random-init" in shown and "--device" in shown, command
+    assert "--pixels" not in run_cacl("visualize", "--help").stdout  # one name: --pixel

@@ -54,8 +54,8 @@ def test_int_is_accepted_where_a_float_is_expected():
         ("optim.lrr=0.5", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
         ("optimm.lr=0.5", "unknown key 'optimm'"),
         ("data.batch_size=abc", "key 'data.batch_size' must be int"),
-        ("data.batch_size=0", "key 'data.batch_size' must be above zero"),
-        ("data.batch_size=-4", "must be above zero"),
+        ("data.batch_size=0", "key 'data.batch_size' must be from 1 to 65536"),
+        ("data.batch_size=-4", "must be from 1 to 65536"),
         (
             "model.arch=resnet19",
             "must be one of resnet18, resnet50; got 'resnet19' (did you mean 'resnet18'?)",

@@ -5,7 +5,9 @@ import torch
 import torchvision
 
 from cacl_cli.errors import CaclError
-from cacl_cli.weights import load_backbone
+from cacl_cli.model.backbone import build_backbone
+from cacl_cli.weights import load_backbone, shape_of
+from tests.conftest import run_cacl
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -46,3 +48,23 @@ def test_partial_or_empty_loads_are_refused(tmp_path):
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CaclError, match="no resnet18 backbone weights"):
         load_backbone(tmp_path / "other.pt", "resnet18", 64)
+
+
+@pytest.mark.parametrize("arch,width", [("resnet18", 64), ("resnet18", 8), ("resnet50", 64)])
+def test_arch_and_width_come_from_the_weights(tmp_path, arch, width):
+    saved = build_backbone(arch, width)
+    torch.save({f"backbone.{k}": v for k, v in saved.state_dict().items()}, tmp_path / "b.pt")
+    assert shape_of(torch.load(tmp_path / "b.pt", weights_only=True)) == (arch, width)
+    other = ("resnet50", 64) if arch == "resnet18" else ("resnet18", 32)
+    net, report = load_backbone(tmp_path / "b.pt", *other)  # the shapes win over the guess
+    assert (report["arch"], report["width"], report["missing"]) == (arch, width, [])
+    assert torch.equal(net.conv1.weight, saved.conv1.weight)
+
+
+def test_a_width_64_file_loads_in_visualize_with_no_set(tmp_path, shared_data):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "tv.pt")
+    frames = shared_data / "frames" / "bedroom"
+    args = ("visualize", frames, "--pixel", "100,100", "--size", "64", "--out", tmp_path / "v")
+    done = run_cacl(*args, "--checkpoint", tmp_path / "tv.pt")  # tiny-world's width is 16
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "v" / "sim-r0-p0-backbone.npy").is_file()

@@ -9,6 +9,7 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def export_command(
@@ -16,16 +17,19 @@ def export_command(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Folder to write into (default: RUN/export)."
     ),
+    overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
 ) -> None:
     """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
 
-    A cacl run brings its own arch and width; a foreign state dict is read as the preset's
-    model.arch and model.width (default preset r18-kinetics: resnet18, width 64).
+    A cacl run brings its own arch and width; a foreign state dict's are read from its
+    tensors' shapes.
     Load with torch.load(path, weights_only=True); the backbone fits torchvision's resnet18/50
     (for the stride-8 layout give resnet50 replace_stride_with_dilation=[False, True, True]) with
     model.fc = torch.nn.Identity() and strict=True.
+
+    Example: cacl export runs/mine --out weights/
     """
     with report_errors():
         cfg = options.settings("export", preset, overrides)
@@ -34,7 +38,8 @@ def export_command(
         from cacl_cli.weights import export_run
 
         folder = out or (run if run.is_dir() else run.parent) / "export"
-        path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
+        with claimed(folder, "export", overwrite):
+            path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
         Console().print(
             f"{report['arch']} (width {report['width']}) from {report['source']}: "
             f"{count} backbone tensors -> {path}, "

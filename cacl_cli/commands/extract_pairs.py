@@ -9,6 +9,7 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def extract_pairs_command(
@@ -53,14 +54,20 @@ def extract_pairs_command(
         help="Seek to keyframes instead of decoding from "
         "the start: faster, but wrong frames on open-GOP files.",
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo clips already extracted."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo clips already extracted (needed to change the settings)."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any file was skipped."),
 ) -> None:
     """Extract frame pairs from every video under VIDEO_DIR into JPEGs plus manifest.jsonl.
 
     The settings are the preset's `extract` section (default preset extract-kinetics); each flag
     sets one of its keys. A rerun skips clips already done. Bad files (empty, corrupt, truncated,
-    too short, not a video) are listed with their reason in skipped.tsv; the run goes on.
+    too short, not a video) are listed with their reason in skipped.tsv; the run goes on. Clips
+    that failed for the machine's sake (disk full) are named, retried by a rerun, and make the
+    exit code 1.
+
+    Example: cacl extract-pairs kinetics/ --out kinetics-pairs --stride 8
     """
     with report_errors():
         flags = {"stride": stride, "pairs_per_clip": pairs_per_clip, "seek": seek, "seed": seed}
@@ -73,7 +80,8 @@ def extract_pairs_command(
         from cacl_cli.data.extract import extract_folder, print_summary
 
         console, out = Console(), out or Path("pairs")
-        summary = extract_folder(video_dir, out, cfg.extract, overwrite, console)
+        with claimed(out, "extract-pairs", continues=True):
+            summary = extract_folder(video_dir, out, cfg.extract, overwrite, console)
         print_summary(out, summary, console)
-        if strict and (summary["skipped"] or summary["failed"]):
-            raise SystemExit(1)
+        if summary["failed"] or (strict and summary["skipped"]):
+            raise SystemExit(1)  # failed clips (disk full ...) are retried by the same command

@@ -7,6 +7,7 @@ from typing import List, Optional
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def finetune_command(
@@ -16,12 +17,15 @@ def finetune_command(
     overrides: Optional[List[str]] = options.Set,
     data: Optional[Path] = options.Data,
     out: Optional[Path] = options.Out,
+    overwrite: bool = options.Overwrite,
     device: Optional[str] = options.Device,
 ) -> None:
     """Fine-tune backbone + linear classifier on 1/5/10/100 % of the training images.
 
     The fractions come from eval.fractions; subsets are nested and seeded by eval.subset_seed, and
     each is written to subset-F.txt. Prints Table 4's layout; writes results.json.
+
+    Example: cacl finetune --checkpoint runs/mine --preset finetune-cityscapes --data cityscapes/
     """
     with report_errors():
         cfg = options.settings("finetune", preset, overrides, data=data)
@@ -29,5 +33,5 @@ def finetune_command(
 
         from cacl_cli.evaluate.finetune import run_finetune
 
-        run_dir = out or Path("runs") / cfg.preset.name
-        run_finetune(cfg, checkpoint, random_init, data, run_dir, device, Console())
+        with claimed(options.out_folder(out, "finetune", cfg), "finetune", overwrite) as run_dir:
+            run_finetune(cfg, checkpoint, random_init, data, run_dir, device, Console())

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import typer
 
-from cacl_cli.config import DEFAULT_PRESETS, Config, check_run, resolve
+from cacl_cli.config import DEFAULT_PRESETS, Config, check_run, preset_names, resolve
+from cacl_cli.data.layouts import segmentation_layout
+from cacl_cli.outputs import default_folder
 
 Preset = typer.Option(None, "--preset", help="Preset name (see `cacl presets`) or a YAML file.")
 Set = typer.Option(None, "--set", help="Override one key, e.g. --set optim.lr=0.5 (repeatable).")
-Out = typer.Option(None, "--out", help="Run folder to write into.")
+Out = typer.Option(
+    None, "--out", help="Folder to write into [default: a new runs/COMMAND-PRESET-DATE-TIME]."
+)
+Overwrite = typer.Option(
+    False, "--overwrite", help="Write into an --out that holds results (never into a pretrain run)."
+)
 Device = typer.Option(
     None, "--device", help="auto, cpu or cuda [default: the preset's run.device]."
 )
@@ -23,6 +30,9 @@ Checkpoint = typer.Option(
 )
 RandomInit = typer.Option(
     False, "--random-init", help="Use a randomly initialised backbone (the floor to beat)."
+)
+Size = typer.Option(
+    None, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
 )
 
 
@@ -36,6 +46,25 @@ def settings(
     """The command's config: its preset (or the default one), ``--set``, then the option values,
     checked key by key and between keys. Imports no torch, so a typo is refused at once."""
     values = {k: v for k, v in (values or {}).items() if v is not None}
-    cfg = resolve(preset or DEFAULT_PRESETS[command], overrides or [], values)
+    overrides = overrides or []
+    if command in ("probe", "finetune") and data is not None and preset is None:
+        if not any(o.partition("=")[0].strip() == "eval.dataset" for o in overrides):
+            preset, values = _layout_decides(command, data, values)
+    cfg = resolve(preset or DEFAULT_PRESETS[command], overrides, values)
     check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
     return cfg
+
+
+def _layout_decides(command: str, data: Path, values: dict) -> tuple[str, dict]:
+    """The preset (``probe-voc`` ...) or ``eval.dataset`` value that ``--data``'s layout implies."""
+    kind = segmentation_layout(data)
+    preset = f"{command}-{kind}"
+    if preset not in preset_names():
+        preset, values = DEFAULT_PRESETS[command], values | {"eval.dataset": kind}
+    typer.echo(f"--data {data}: a {kind} layout; using preset {preset}")
+    return preset, values
+
+
+def out_folder(out: Path | None, command: str, cfg: Config) -> Path:
+    """``--out`` if given, else a new folder of this run's own (``outputs.default_folder``)."""
+    return out or default_folder(command, cfg.preset.name)

@@ -17,7 +17,10 @@ def presets_command(
     name: Optional[str] = typer.Argument(None, help="Print this preset resolved (name or file)."),
     overrides: Optional[List[str]] = options.Set,
 ) -> None:
-    """List presets; with a NAME, print it with every default and --set applied, as YAML."""
+    """List presets; with a NAME, print it with every default and --set applied, as YAML.
+
+    Example: cacl presets tiny-world --set optim.lr=2.0 > mine.yaml
+    """
     with report_errors():
         if name is None:
             table = Table("preset", "description")

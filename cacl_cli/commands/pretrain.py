@@ -10,6 +10,7 @@ import typer
 from cacl_cli.commands import options
 from cacl_cli.config import Config, check_run, resolve, resumed_config
 from cacl_cli.errors import CaclError, report_errors
+from cacl_cli.outputs import claimed
 
 
 def pretrain_command(
@@ -34,22 +35,20 @@ def pretrain_command(
 ) -> None:
     """Pretrain a backbone with CACL on frame pairs (default: the built-in world).
 
-    Writes config.yaml, metrics.jsonl and checkpoints/ into the run folder (default runs/PRESET).
+    Writes config.yaml, metrics.jsonl, metrics.csv and checkpoints/ into --out. With --resume
+    the same command starts the run or continues it, so a requeued job needs no change.
 
     If a run collapses (a */spread near 0, global/top1_batch at 1/batch), try a lower optim.lr.
+
+    Example: cacl pretrain --preset tiny-world --out runs/mine --resume
     """
     with report_errors():
         cfg = _config(preset, overrides or [], out, resume, data, init)
-        run_dir = out or Path("runs") / cfg.preset.name
-        if not resume and (run_dir / "checkpoints").is_dir():
-            raise CaclError(
-                f"{run_dir} already holds a run; pass --resume to continue it "
-                "or --out to start a new one elsewhere"
-            )
-        from cacl_cli.device import resolve_device
-        from cacl_cli.training import pretrain
+        with claimed(options.out_folder(out, "pretrain", cfg), "pretrain", resume) as run_dir:
+            from cacl_cli.device import resolve_device
+            from cacl_cli.training import pretrain
 
-        pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
+            pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
 def _config(

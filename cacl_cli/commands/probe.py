@@ -7,6 +7,7 @@ from typing import List, Optional
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def probe_command(
@@ -16,11 +17,15 @@ def probe_command(
     overrides: Optional[List[str]] = options.Set,
     data: Optional[Path] = options.Data,
     out: Optional[Path] = options.Out,
+    overwrite: bool = options.Overwrite,
     device: Optional[str] = options.Device,
 ) -> None:
     """Train a 1x1 conv on frozen stride-8 features and report mIoU, mAcc and per-class IoU.
 
     Writes config.yaml, results.json (with the protocol's fingerprint) and classifier.pt.
+    With --data and no eval.dataset in the preset, the dataset's layout decides it.
+
+    Example: cacl probe --checkpoint runs/mine --data VOCdevkit/VOC2012
     """
     with report_errors():
         cfg = options.settings("probe", preset, overrides, data=data)
@@ -28,5 +33,5 @@ def probe_command(
 
         from cacl_cli.evaluate.probe import run_probe
 
-        run_dir = out or Path("runs") / cfg.preset.name
-        run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())
+        with claimed(options.out_folder(out, "probe", cfg), "probe", overwrite) as run_dir:
+            run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())

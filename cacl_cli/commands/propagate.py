@@ -9,6 +9,7 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def propagate_command(
@@ -23,17 +24,15 @@ def propagate_command(
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
     arch: Optional[str] = typer.Option(
-        None, "--arch", help="Backbone for --random-init or a foreign file (sets model.arch)."
+        None, "--arch", help="Backbone of --random-init (model.arch; weights bring their own)."
     ),
     width: Optional[int] = typer.Option(
-        None, "--width", min=1, help="First-stage channels, as --arch (sets model.width)."
+        None, "--width", min=1, help="First-stage channels for --random-init (sets model.width)."
     ),
     seed: Optional[int] = typer.Option(
         None, "--seed", help="Seeds a --random-init backbone (sets run.seed)."
     ),
-    size: Optional[int] = typer.Option(
-        None, "--size", min=16, help="Short side of frames fed to the backbone (propagate.size)."
-    ),
+    size: Optional[int] = options.Size,
     context: Optional[int] = typer.Option(
         None, "--context", min=0, help="Recent predicted frames used as context."
     ),
@@ -53,13 +52,14 @@ def propagate_command(
         None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
     ),
     out: Optional[Path] = options.Out,
+    overwrite: bool = options.Overwrite,
     device: Optional[str] = options.Device,
 ) -> None:
     """Propagate each sequence's first annotation through its frames; report DAVIS J, F, J&F.
 
     The protocol is the preset's `propagate` section (default propagate-dino; propagate-crw and
     propagate-cpu also ship); each flag sets one of its keys. Writes results.json and indexed
-    PNGs with the DAVIS palette, named like the annotations, into --out (default runs/propagate).
+    PNGs with the DAVIS palette, named like the annotations, into --out.
 
     Example: cacl propagate DAVIS --checkpoint runs/mine --preset propagate-crw
     """
@@ -72,7 +72,8 @@ def propagate_command(
 
         from cacl_cli.evaluate.propagate import run_propagation
 
-        console, out = Console(), out or Path("runs") / "propagate"
+        console = Console()
         weights = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
-        path = run_propagation(cfg, davis, sequence, split, weights, out, device, console)
+        with claimed(options.out_folder(out, "propagate", cfg), "propagate", overwrite) as folder:
+            path = run_propagation(cfg, davis, sequence, split, weights, folder, device, console)
         console.print(f"results in {path}")

@@ -9,46 +9,55 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import CaclError, report_errors
+from cacl_cli.outputs import claimed
 
 
 def visualize_command(
     frames: Path = typer.Argument(..., help="A folder of frames or a video file."),
     pixel: Optional[List[str]] = typer.Option(
-        None, "--pixel", help="X,Y in frame pixels (repeatable)."
-    ),
-    pixels: Optional[str] = typer.Option(
-        None, "--pixels", help="Several points 'X,Y X,Y' or a grid 'grid:3x2'."
+        None,
+        "--pixel",
+        help="Source pixel X,Y in frame pixels (repeatable); also 'X,Y X,Y' or a grid 'grid:3x2'.",
     ),
     frame: int = typer.Option(0, "--frame", min=0, help="Index T of the source frame."),
     stride: int = typer.Option(8, "--stride", min=0, help="Compare with frame T + STRIDE."),
     checkpoint: Optional[Path] = options.Checkpoint,
+    random_init: bool = options.RandomInit,
     compare: Optional[Tuple[Path, Path]] = typer.Option(
         None,
         "--compare",
         help="Two checkpoints (runs or files) side by side, e.g. with and without pixel shuffle.",
     ),
-    size: int = typer.Option(256, "--size", min=8, help="Working short side in pixels."),
+    size: int = typer.Option(
+        256, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
+    ),
     out: Optional[Path] = options.Out,
+    overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
+    device: Optional[str] = options.Device,
 ) -> None:
     """Heat-maps of cosine similarity between a pixel of frame T and every pixel of frame T+S.
 
     One panel per feature space (backbone and each head), one row per pixel and checkpoint.
-    Without --checkpoint the model is a random init, labelled so. Writes similarity.png and one
-    .npy array per panel into --out (default runs/visualize).
+    Without --checkpoint or --compare the network is a random init, labelled so. Writes
+    similarity.png and one .npy array per panel into --out.
+
+    Example: cacl visualize frames/ --pixel 120,80 --pixel grid:3x2 --checkpoint runs/mine
     """
     with report_errors():
-        if checkpoint and compare:
-            raise CaclError("give either --checkpoint or --compare, not both")
+        if sum(map(bool, (checkpoint, compare, random_init))) > 1:
+            raise CaclError("give one of --checkpoint, --compare or --random-init, not several")
         cfg = options.settings("visualize", preset, overrides)
         from rich.console import Console
 
+        from cacl_cli.device import resolve_device
         from cacl_cli.evaluate.visualize import run_visualize
 
         sources = list(compare or [checkpoint])
-        out = out or Path("runs") / "visualize"
-        figure, rows = run_visualize(
-            cfg.model, frames, pixel or [], pixels, frame, stride, sources, size, out
-        )
+        with claimed(options.out_folder(out, "visualize", cfg), "visualize", overwrite) as folder:
+            figure, rows = run_visualize(
+                cfg.model, frames, pixel or [], frame, stride, sources, size, folder,
+                resolve_device(device or cfg.run.device),
+            )  # fmt: skip
         Console().print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")

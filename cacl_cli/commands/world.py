@@ -9,6 +9,7 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
+from cacl_cli.outputs import claimed
 
 
 def world_command(
@@ -16,10 +17,14 @@ def world_command(
     clips: int = typer.Option(20, "--clips", min=0, help="Training clips to write as mp4."),
     train_images: int = typer.Option(200, "--train-images", min=0, help="Labelled train images."),
     val_images: int = typer.Option(100, "--val-images", min=0, help="Labelled val images."),
+    overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
 ) -> None:
-    """Export the built-in world (the `world` section of the preset) to disk."""
+    """Export the built-in world (the `world` section of the preset) to disk.
+
+    Example: cacl world exported/ --clips 20, then cacl extract-pairs exported/videos
+    """
     with report_errors():
         from rich.console import Console
 
@@ -29,8 +34,10 @@ def world_command(
         cfg = options.settings("world", preset, overrides)
         world = World(WorldConfig.from_config(cfg.world))
         console = Console()
-        with console.status("writing clips"):
-            videos = export_videos(world, out / "videos", clips)
-        with console.status("writing labelled images"):
-            voc = export_labelled(world, out / "voc", {"train": train_images, "val": val_images})
+        with claimed(out, "world", overwrite):
+            with console.status("writing clips"):
+                videos = export_videos(world, out / "videos", clips)
+            with console.status("writing labelled images"):
+                split = {"train": train_images, "val": val_images}
+                voc = export_labelled(world, out / "voc", split)
         console.print(f"{len(videos)} clips in {out / 'videos'}; labelled set in {voc}")

@@ -9,13 +9,14 @@ of the global batch: 2 processes x B pairs see the same data as 1 process x 2B.
 from __future__ import annotations
 
 import signal
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cacl_cli.data.augment import PairAugment
+from cacl_cli.errors import CaclError, RunFailed
 
 
 class PairSource(Protocol):
@@ -83,3 +84,40 @@ def step_loader(
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,
     )
+
+
+def loaded_batches(
+    batches: StepBatches, first_step: int, last_step: int, num_workers: int
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``step_loader``'s batches, with its workers always shut down and their errors told as
+    the worker's own one line.
+
+    Workers ignore SIGTERM (see ``_single_thread_worker``), so a loader left to the interpreter's
+    exit would wait on them forever; and torch re-raises a worker's error wrapped in a
+    traceback whose first line names no file.
+    """
+    iterator = iter(step_loader(batches, first_step, last_step, num_workers))
+    try:
+        yield from iterator
+    except CaclError as err:
+        raise type(err)(_original_message(err)) from None
+    except RuntimeError as err:
+        if "DataLoader worker" not in str(err):
+            raise
+        raise RunFailed(
+            f"a data loader worker died ({str(err).splitlines()[0]}); "
+            "fewer data.num_workers or more memory, then --resume"
+        ) from None
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def _original_message(err: Exception) -> str:
+    """The message a worker raised: the last line of the traceback torch wraps it in."""
+    text = str(err).strip()
+    if not text.startswith("Caught "):
+        return text
+    last = text.splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last

@@ -3,13 +3,19 @@
 Each clip is handled by one worker: it opens its own reader (decord, else OpenCV), picks
 ``pairs_per_clip`` starts from a generator seeded by the clip id, decodes only the frames it needs,
 writes them as JPEGs (temp name, then rename) and finally a small record in ``.records/``. That
-record marks the clip done, so a rerun skips it. The manifest and the report of skipped files are
-assembled from the records at the end, sorted by clip id: the same input gives the same manifest,
-however often the run was interrupted.
+record marks the video done (or skipped, for a bad file), so a rerun skips it; an error of the
+machine (disk full, I/O) writes no record, so a rerun retries the video. The manifest and the
+report of skipped files are assembled from the records at the end, sorted by clip id: the same
+input gives the same manifest, however often the run was interrupted.
+
+Clip ids are readable (``class__clip``) and unique: a video whose readable id is taken (``a b.mp4``
+beside ``a_b.mp4``, two non-Latin names, ``clip.mp4`` beside ``clip.webm``) gets a short hash of
+its path appended, and a video keeps the id its record gave it on later runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -26,27 +32,15 @@ import numpy as np
 
 from cacl_cli.data.frames import decode, native_stderr_silenced
 from cacl_cli.data.images import resize_short_side
-from cacl_cli.errors import CaclError
+from cacl_cli.data.layouts import VIDEO_SUFFIXES
+from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
 from cacl_cli.progress import progress_bar
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
 REPORT = "skipped.tsv"
-DEFAULT_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".3gp",
-    ".ts",
-)
+DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -109,9 +103,25 @@ def _on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
     raise ClipTimeout()
 
 
-def process_clip(root: Path, path: Path, out: Path, settings: ExtractSettings) -> dict:
-    """Extract one clip; returns its record (status done or skipped, with a reason)."""
-    cid = clip_id(root, path)
+def assign_ids(root: Path, videos: list[Path], known: dict[str, str]) -> dict[Path, str]:
+    """A unique clip id per video: the id its record already has (``known``: source -> id), else
+    the readable ``clip_id``, with a hash of the source appended where that id is taken."""
+    taken, ids = set(known.values()), {}
+    for path in videos:
+        source = str(path.relative_to(root))
+        cid = known.get(source)
+        if cid is None:
+            cid = clip_id(root, path)
+            if cid in taken:
+                cid += "-" + hashlib.sha1(source.encode()).hexdigest()[:8]
+            taken.add(cid)
+        ids[path] = cid
+    return ids
+
+
+def process_clip(root: Path, path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict:
+    """Extract one clip; returns its record: done, skipped (a bad video, for good) or failed (an
+    error of the machine, such as a full disk: no record is written, so a rerun retries it)."""
     record = {"clip": cid, "source": str(path.relative_to(root))}
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, settings.timeout_s)
@@ -120,11 +130,18 @@ def process_clip(root: Path, path: Path, out: Path, settings: ExtractSettings) -
             record.update(_extract(path, cid, out, settings))
     except ClipTimeout:
         record.update(status="skipped", reason=f"took longer than {settings.timeout_s:g} s")
-    except (ValueError, OSError, cv2.error) as err:
+    except (ValueError, cv2.error) as err:
         record.update(status="skipped", reason=str(err).splitlines()[0][:200])
+    except OSError as err:
+        where = err.filename or out / cid
+        return record | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    write_text_atomic(out / RECORDS / f"{cid}.json", json.dumps(record) + "\n")
+    try:
+        write_text_atomic(out / RECORDS / f"{cid}.json", json.dumps(record) + "\n")
+    except OSError as err:
+        where = err.filename or out / RECORDS
+        return record | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
     return record
 
 
@@ -199,14 +216,17 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
     remove_stale_temps(out, recursive=True)  # left by a killed run
     if overwrite:
         shutil.rmtree(out / RECORDS, ignore_errors=True)
+    check_settings(out, ExtractSettings.from_section(section))
+    ids = assign_ids(video_dir, videos, recorded_sources(out))
     finished = done_clips(out)
-    todo = [v for v in videos if clip_id(video_dir, v) not in finished]
+    todo = [v for v in videos if ids[v] not in finished]
     console.print(
         f"{len(videos)} videos, {len(videos) - len(todo)} already done, {len(todo)} to extract"
     )
     settings = ExtractSettings.from_section(section)
     failed = []
     job = partial(_safe_process, video_dir, out, settings)
+    todo = [(path, ids[path]) for path in todo]
     with progress_bar(console, "extract") as progress:
         task = progress.add_task("extract", total=len(todo), status="")
         context = get_context("forkserver")  # no fork of a parent that may hold codec threads
@@ -216,16 +236,62 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
                     failed.append(record)
                 speed = progress.tasks[0].speed
                 progress.update(task, advance=1, status=f"{speed:.1f} clips/s" if speed else "")
-    done, skipped = write_manifest(out, settings)
+    try:
+        done, skipped = write_manifest(out, settings)
+    except OSError as err:
+        first = f" (first: {failed[0]['source']}: {failed[0]['reason']})" if failed else ""
+        raise RunFailed(
+            f"{out / MANIFEST}: could not write it ({err.strerror or err}); {len(failed)} of "
+            f"{len(todo)} clips failed{first}; free space, then rerun the same command"
+        ) from None
     return {"done": done, "skipped": skipped, "failed": failed}
 
 
-def _safe_process(root: Path, out: Path, settings: ExtractSettings, path: Path) -> dict:
+def _safe_process(
+    root: Path, out: Path, settings: ExtractSettings, clip: tuple[Path, str]
+) -> dict:
     """Run one clip; an unexpected error marks it failed (no record, so a rerun retries it)."""
+    path, cid = clip
     try:
-        return process_clip(root, path, out, settings)
+        return process_clip(root, path, cid, out, settings)
     except Exception as err:  # noqa: BLE001 - reported per clip, the run goes on
         return {"status": "failed", "source": str(path), "reason": repr(err)[:200]}
+
+
+def recorded_sources(out: Path) -> dict[str, str]:
+    """source -> clip id of every video an earlier run recorded."""
+    found = {}
+    for path in sorted((out / RECORDS).glob("*.json")) if (out / RECORDS).is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            found[record["source"]] = record["clip"]
+        except (ValueError, KeyError, TypeError):
+            path.unlink()  # a record from a damaged disk: the video is simply done again
+    return found
+
+
+# Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
+PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
+
+
+def check_settings(out: Path, settings: ExtractSettings) -> None:
+    """Refuse to add pairs of other settings to a folder extracted before (its manifest says)."""
+    manifest = out / MANIFEST
+    if not manifest.is_file() or not done_clips(out):
+        return
+    try:
+        before = json.loads(manifest.read_text().splitlines()[0])["settings"]
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise CaclError(
+            f"{manifest}: unreadable header; pass --overwrite to extract again"
+        ) from None
+    now = asdict(settings)
+    for key in PAIR_SETTINGS:
+        if key in before and before[key] != now[key]:
+            raise CaclError(
+                f"{out} was extracted with {key} {before[key]}, not {now[key]}; pass --overwrite "
+                f"to redo it with {key} {now[key]}, or give another --out"
+            )
 
 
 def done_clips(out: Path) -> set[str]:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 from cacl_cli.data.images import read_rgb
+from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.errors import CaclError
 
 NOT_A_VIDEO = "not a video OpenCV or decord can open"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
 
 
 @contextlib.contextmanager

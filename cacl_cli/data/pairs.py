@@ -17,6 +17,7 @@ import numpy as np
 
 from cacl_cli.data.extract import MANIFEST
 from cacl_cli.data.frames import IMAGE_SUFFIXES
+from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.errors import CaclError
 
 
@@ -36,11 +37,13 @@ class PairsFolder:
             raise CaclError(
                 f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS --out {root}`"
             )
-        lines = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+        records = _read_manifest(manifest)
         self.root = root
-        self.settings = lines[0].get("settings", {}) if lines else {}
+        self.settings = records[0].get("settings", {}) if records else {}
         self.draws = [
-            [root / name for name in group] for record in lines[1:] for group in record["frames"]
+            [_inside(root, name, manifest, n) for name in group]
+            for n, record in enumerate(records[1:], start=2)
+            for group in _frame_groups(record, manifest, n)
         ]
         if not self.draws:
             raise CaclError(
@@ -56,13 +59,55 @@ class PairsFolder:
         return _read(frames[first]), _read(frames[first + 1])
 
 
+def _read_manifest(manifest: Path) -> list[dict]:
+    records = []
+    for n, line in enumerate(manifest.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise CaclError(
+                f"{manifest}, line {n}: not a JSON record; rerun `cacl extract-pairs` with "
+                "--overwrite to rebuild the manifest"
+            )
+        records.append(record)
+    return records
+
+
+def _frame_groups(record: dict, manifest: Path, line: int) -> list[list[str]]:
+    groups = record.get("frames")
+    if not (isinstance(groups, list) and groups and all(
+        isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g) for g in groups
+    )):  # fmt: skip
+        raise CaclError(
+            f"{manifest}, line {line}: 'frames' must be lists of two or more frame file names"
+        )
+    return groups
+
+
+def _inside(root: Path, name: str, manifest: Path, line: int) -> Path:
+    """A frame path of the manifest, which must stay inside the pairs folder."""
+    path = root / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise CaclError(
+            f"{manifest}, line {line}: frame '{name}' lies outside {root}; a manifest names "
+            "frames relative to its own folder"
+        )
+    return path
+
+
 class ImageFolder:
     """Every image under ``root`` (any depth); v and v+ are the same image."""
 
     def __init__(self, root: Path) -> None:
         self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
-            raise CaclError(f"{root} holds neither a {MANIFEST} nor any images")
+            videos = any(p.suffix.lower() in VIDEO_SUFFIXES for p in root.rglob("*"))
+            hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if videos else ""
+            raise CaclError(f"{root} holds neither a {MANIFEST} nor any images{hint}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,6 +119,8 @@ class ImageFolder:
 
 def open_source(root: Path):
     """A pairs folder when it holds a manifest, else an image folder."""
+    if root.is_file():
+        raise CaclError(f"--data {root} is a file; give a pairs folder or a folder of images")
     if not root.is_dir():
         raise CaclError(f"--data {root}: no such folder")
     return PairsFolder(root) if (root / MANIFEST).is_file() else ImageFolder(root)

@@ -14,9 +14,11 @@ import numpy as np
 from PIL import Image
 
 from cacl_cli.data.images import read_rgb
+from cacl_cli.data.layouts import voc_base
 from cacl_cli.data.world import World, WorldConfig, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
+from cacl_cli.files import read_text
 
 VOC_CLASSES = [
     "background",
@@ -76,9 +78,15 @@ def read_index_png(path: Path) -> np.ndarray:
                     f"{path}: mask mode {mask.mode} holds colours, not class ids; "
                     "save masks as palette or grayscale PNGs"
                 )
-            return np.array(mask).astype(np.uint8)
+            labels = np.array(mask)
     except (OSError, ValueError):
         raise CaclError(f"{path} is not a readable mask PNG") from None
+    if labels.size and (labels.min() < 0 or labels.max() > 255):  # 16- and 32-bit masks
+        raise CaclError(
+            f"{path}: label {int(labels.max() if labels.max() > 255 else labels.min())} is "
+            "outside 0..255; class ids must be 0..254 (255 = ignore)"
+        )
+    return labels.astype(np.uint8)
 
 
 class SegmentationSet:
@@ -129,7 +137,8 @@ def _require(path: Path, what: str) -> Path:
 
 def _read_list(path: Path) -> list[str]:
     _require(path, "the split list (one image id per line)")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    text = read_text(path, "a list of image ids, one per line")
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise CaclError(f"{path} lists no images")
     return ids
@@ -141,14 +150,7 @@ def voc(root: Path, split: str) -> SegmentationSet:
     The train split uses SBD's 10,582 "aug" images when ``SegmentationClassAug`` and its list
     ``ImageSets/SegmentationAug/train_aug.txt`` are present.
     """
-    base = next(
-        (
-            p
-            for p in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012")
-            if (p / "JPEGImages").is_dir()
-        ),
-        None,
-    )
+    base = voc_base(root)
     if base is None:
         raise CaclError(
             f"{root} is not a VOC 2012 folder: no JPEGImages/ in it, in VOC2012/ or "
@@ -162,7 +164,19 @@ def voc(root: Path, split: str) -> SegmentationSet:
         mask_dir = _require(base / "SegmentationClass", "VOC's label PNGs")
     images = [_require(base / "JPEGImages" / f"{i}.jpg", f"the image of '{i}'") for i in ids]
     masks = [_require(mask_dir / f"{i}.png", f"the mask of '{i}'") for i in ids]
-    return SegmentationSet(f"voc-{split}", VOC_CLASSES, len(ids), _pair_loader(images, masks), ids)
+    names = base / "classes.txt"  # `cacl world` writes its own class names beside its VOC set
+    classes = _class_names(names) if names.is_file() else VOC_CLASSES
+    return SegmentationSet(f"voc-{split}", classes, len(ids), _pair_loader(images, masks), ids)
+
+
+def _class_names(path: Path) -> list[str]:
+    """One class name per line (id = line number), as `cacl world` writes beside its VOC set."""
+    _require(path, "one class name per line")
+    names = [c.strip() for c in read_text(path, "one class name per line").splitlines()]
+    names = [c for c in names if c]
+    if not names:
+        raise CaclError(f"{path} names no classes; write one class name per line")
+    return names
 
 
 def cityscapes_train_ids(label_ids: np.ndarray) -> np.ndarray:
@@ -202,11 +216,7 @@ def cityscapes(root: Path, split: str) -> SegmentationSet:
 def folder(root: Path, split: str) -> SegmentationSet:
     """Your own data: ``images/`` (jpg/png), ``masks/`` (PNG class ids, same stems, 255 = ignore),
     ``classes.txt`` (one name per line, id = line number) and ``<split>.txt`` listing stems."""
-    classes = [
-        c.strip()
-        for c in _require(root / "classes.txt", "one class name per line").read_text().splitlines()
-        if c.strip()
-    ]
+    classes = _class_names(root / "classes.txt")
     ids = _read_list(root / f"{split}.txt")
     images = []
     for i in ids:

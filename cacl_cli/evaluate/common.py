@@ -46,14 +46,12 @@ def start_eval_run(
     run_dir: Path,
     device: str | None,
 ) -> EvalRun:
-    """Check the weights option, open both splits, write config.yaml into ``run_dir``."""
+    """Check the weights option and open both splits; nothing is written until the report."""
     if (checkpoint is None) == (not random_init):
         raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
     torch.manual_seed(cfg.run.seed)  # a random-init backbone is then a function of run.seed
     train, val = open_splits(cfg.eval, cfg.world, data)
-    run = EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), train, val)
-    write_config(cfg, run_dir / "config.yaml")
-    return run
+    return EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), train, val)
 
 
 def prepare(
@@ -112,6 +110,7 @@ def versions() -> dict:
 
 
 def write_report(
+    cfg: Config,
     run_dir: Path,
     protocol: str,
     result: dict,
@@ -120,7 +119,8 @@ def write_report(
     console: Console,
     extra: dict | None = None,
 ) -> Path:
-    """Print the per-class table and write results.json (atomically); returns its path."""
+    """Print the per-class table and write config.yaml and results.json (atomically); returns
+    the results' path."""
     table = Table(title=protocol)
     table.add_column("class")
     table.add_column("IoU", justify="right")
@@ -145,6 +145,7 @@ def write_report(
         "fingerprint": {**fingerprint, "versions": versions()},
         **(extra or {}),
     }
+    write_config(cfg, run_dir / "config.yaml")
     path = run_dir / "results.json"
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
     return path

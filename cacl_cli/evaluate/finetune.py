@@ -68,6 +68,7 @@ def run_finetune(
         for k, r in rows.items()
     }
     return write_report(
+        cfg,
         run_dir,
         f"fine-tuning {list(rows)[-1]}",
         list(rows.values())[-1],

@@ -57,7 +57,7 @@ def run_probe(
     result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
     write_atomic(run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
     report = fingerprint(cfg, weights, train, val)
-    path = write_report(run_dir, "linear probe", result, val.classes, report, console, facts)
+    path = write_report(cfg, run_dir, "linear probe", result, val.classes, report, console, facts)
     console.print(f"backbone unchanged after training: yes; results in {path}")
     return path
 

@@ -29,7 +29,7 @@ from cacl_cli.data.images import read_rgb, stride_size, to_input
 from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.errors import CaclError
 from cacl_cli.evaluate import davis
-from cacl_cli.files import write_atomic, write_text_atomic
+from cacl_cli.files import read_text, write_atomic, write_text_atomic
 
 BASELINES = ("copy", "colour")
 Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
@@ -85,7 +85,8 @@ def chosen_sequences(root: Path, names: list[str] | None, split: Path | None) ->
         if split is not None:
             if not split.is_file():
                 raise CaclError(f"--split {split}: no such file")
-            names = [line.strip() for line in split.read_text().splitlines() if line.strip()]
+            text = read_text(split, "sequence names, one per line")
+            names = [line.strip() for line in text.splitlines() if line.strip()]
     for name in names or []:
         if name not in known:
             raise CaclError(f"sequence {name}: not in {root}/JPEGImages/480p")

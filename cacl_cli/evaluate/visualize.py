@@ -35,19 +35,21 @@ class SimilarityMap:
 
 @torch.no_grad()
 def feature_maps(
-    encoder: nn.Module, frame: np.ndarray, size: tuple[int, int]
+    encoder: nn.Module, frame: np.ndarray, size: tuple[int, int], device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Unit-length feature maps (D, h, w) of every space for one RGB frame."""
     resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    out = encoder(normalise(resized).unsqueeze(0))
-    return {k: F.normalize(v[0].float(), dim=0) for k, v in out.items() if v.dim() == 4}
+    out = encoder(normalise(resized).unsqueeze(0).to(device))
+    return {k: F.normalize(v[0].float().cpu(), dim=0) for k, v in out.items() if v.dim() == 4}
 
 
 def parse_pixel(text: str) -> tuple[int, int]:
     try:
         x, y = (int(v) for v in text.split(","))
     except ValueError:
-        raise CaclError(f"--pixel '{text}': write X,Y in frame pixels, e.g. 120,80") from None
+        raise CaclError(
+            f"--pixel '{text}': write X,Y in frame pixels (e.g. 120,80) or a grid 'grid:3x2'"
+        ) from None
     return x, y
 
 
@@ -56,12 +58,27 @@ def grid_pixels(spec: str, width: int, height: int) -> list[tuple[int, int]]:
     try:
         cols, rows = (int(v) for v in spec.removeprefix("grid:").lower().split("x"))
     except ValueError:
-        raise CaclError(f"--pixels '{spec}': write points 'X,Y X,Y' or a grid 'grid:3x2'") from None
+        raise CaclError(f"--pixel '{spec}': write a grid as 'grid:3x2' (columns x rows)") from None
     return [
         (int((c + 0.5) * width / cols), int((r + 0.5) * height / rows))
         for r in range(rows)
         for c in range(cols)
     ]
+
+
+def source_pixels(specs: list[str], width: int, height: int) -> list[tuple[int, int]]:
+    """Every ``--pixel`` value: ``X,Y``, several ``'X,Y X,Y'``, or a grid ``grid:CxR``."""
+    points = []
+    for spec in specs:
+        for word in spec.split():
+            points += grid_pixels(word, width, height) if word.startswith("grid:") else [
+                parse_pixel(word)
+            ]
+    if not points:
+        raise CaclError("give --pixel X,Y (or --pixel grid:3x2) to choose the source pixels")
+    for point in points:
+        check_pixel(point, width, height)
+    return points
 
 
 def check_pixel(pixel: tuple[int, int], width: int, height: int) -> None:
@@ -170,41 +187,33 @@ def run_visualize(
     model,
     frames: Path,
     pixel: list[str],
-    pixels: str | None,
     frame: int,
     stride: int,
     sources: list[Path | None],
     size: int,
     out: Path,
+    device: torch.device,
 ) -> tuple[Path, int]:
     """The figure for every (checkpoint, pixel) into ``out``: similarity.png (returned, with its
     row count) and one .npy map per panel. ``model`` (the ``model`` section) shapes a
     random-init encoder.
 
-    ``pixel``: ``X,Y`` strings; ``pixels``: ``'X,Y X,Y'`` or a grid ``grid:CxR`` over the frame.
+    ``pixel``: ``X,Y`` strings, several in one string, or a grid ``grid:CxR`` over the frame;
+    ``None`` in ``sources`` is a random-init encoder.
     """
     from cacl_cli.data.frames import read_frames
     from cacl_cli.weights import load_encoder
 
     frame_t, frame_s = read_frames(frames, [frame, frame + stride])
     height, width = frame_t.shape[:2]
-    points = [parse_pixel(p) for p in pixel]
-    if pixels:
-        if pixels.startswith("grid:"):
-            points += grid_pixels(pixels, width, height)
-        else:
-            points += [parse_pixel(p) for p in pixels.split()]
-    if not points:
-        raise CaclError("give --pixel X,Y (or --pixels) to choose the source pixel")
-    for p in points:
-        check_pixel(p, width, height)
+    points = source_pixels(pixel, width, height)
     work = stride_size(width, height, size)
     rows = []
     for run_index, source in enumerate(sources):
         encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
-        encoder.eval()
+        encoder.eval().to(device)
         name = "random init" if source is None else source.name
-        maps_t, maps_s = feature_maps(encoder, frame_t, work), feature_maps(encoder, frame_s, work)
+        maps_t, maps_s = (feature_maps(encoder, f, work, device) for f in (frame_t, frame_s))
         for k, point in enumerate(points):
             maps = similarity_maps(maps_t, maps_s, point, (width, height))
             for m in maps:

@@ -193,3 +193,36 @@ def _untouched(model, device: torch.device) -> Iterator[None]:
         yield
     for buffer, before in saved:
         buffer.copy_(before)
+
+
+SPREAD_WARNING = 0.1  # below this a head's outputs are close to one point: collapse
+CHANCE_NEAR = 0.124  # a random cell lies within one cell of the true point this often (8x8 map)
+
+
+def verdict(first: dict[str, float], last: dict[str, float], batch_size: int) -> list[str]:
+    """The README's health tables applied to a run's first and last logged records: one short
+    sentence per sign of a dead or cheating head, none for a healthy run."""
+    problems = [
+        f"{key.split('/')[0]} head collapsed ({key} {value:.3f} < {SPREAD_WARNING})"
+        for key, value in last.items()
+        if key.endswith("/spread") and value < SPREAD_WARNING
+    ]
+    if "global/top1_batch" in last and last["global/top1_batch"] <= 1.5 / batch_size:
+        problems.append(
+            f"the global head tells no video from another (global/top1_batch "
+            f"{last['global/top1_batch']:.3f}, chance {1 / batch_size:.3f})"
+        )
+    if last.get("truth/cycle_jump_roll_offset", 0.0) > 0.2:
+        problems.append(
+            f"the cycle head follows the padding, not the content (truth/cycle_jump_roll_offset "
+            f"{last['truth/cycle_jump_roll_offset']:.2f})"
+        )
+    if "truth/pixel_positive_near" in last and last["truth/pixel_positive_near"] < 2 * CHANCE_NEAR:
+        problems.append(
+            f"pixel positives are near chance (truth/pixel_positive_near "
+            f"{last['truth/pixel_positive_near']:.2f}, chance {CHANCE_NEAR})"
+        )
+    key = "truth/backbone_match_near"
+    if key in first and key in last and last[key] < first[key] - 0.05:
+        problems.append(f"backbone matching got worse ({key} {first[key]:.2f} -> {last[key]:.2f})")
+    return problems

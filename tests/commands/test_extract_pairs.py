@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cacl, sets
+from tests.commands.test_pretrain import one_line_error
+from tests.conftest import fill_disk, run_cacl, sets
 
 GOOD = ["01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4", "realshort.mp4", "test.webm"]
 
@@ -227,3 +228,63 @@ def test_pretrain_reads_an_image_folder(tmp_path, shared_data):
         *sets("schedule.steps=1", "data.batch_size=4"),
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_names_that_differ_only_in_punctuation_script_or_suffix_stay_apart(tmp_path, shared_data):
+    videos = tmp_path / "v"
+    videos.mkdir()
+    source = shared_data / "videos" / "realshort.mp4"
+    names = ["a b.mp4", "a_b.mp4", "日本.mp4", "中国.mp4", "clip.mp4", "clip.webm"]
+    for name in names:
+        shutil.copy(source if name != "clip.webm" else shared_data / "videos" / "test.webm",
+                    videos / name)  # fmt: skip
+    out = tmp_path / "pairs"
+    done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "2", "--short-side", "64")
+    assert done.returncode == 0, done.stderr
+    records = manifest(out)
+    assert sorted(r["source"] for r in records) == sorted(names)  # six in, six out
+    assert len({r["clip"] for r in records}) == 6
+    frames = [name for r in records for group in r["frames"] for name in group]
+    assert len(set(frames)) == len(frames) and all((out / f).is_file() for f in frames)
+    again = run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64")
+    assert "6 already done, 0 to extract" in again.stdout
+    shutil.copy(source, videos / "a-b.mp4")  # a later video whose readable id is taken
+    third = run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64")
+    assert "6 already done, 1 to extract" in third.stdout
+    assert {r["clip"] for r in records} <= {r["clip"] for r in manifest(out)}  # ids are stable
+
+
+def test_other_settings_into_an_extracted_folder_are_refused(tmp_path, shared_data):
+    videos = tmp_path / "v"
+    videos.mkdir()
+    shutil.copy(shared_data / "videos" / "realshort.mp4", videos / "a.mp4")
+    out = tmp_path / "pairs"
+    assert run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64").returncode == 0
+    before = (out / "manifest.jsonl").read_bytes()
+    line = one_line_error(
+        run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64", "--stride", "4")
+    )
+    assert "extracted with stride 8, not 4" in line and "--overwrite" in line
+    assert (out / "manifest.jsonl").read_bytes() == before
+    redo = run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64", "--stride", "4",
+                    "--overwrite")  # fmt: skip
+    assert redo.returncode == 0 and manifest(out)[0]["stride"] == 4
+
+
+def test_a_full_disk_is_retried_not_recorded(small_tmpfs, shared_data):
+    videos = small_tmpfs.parent / "v"
+    videos.mkdir()
+    for name in ("01_dog.mp4", "cockatoo.mp4", "realshort.mp4"):
+        shutil.copy(shared_data / "videos" / name, videos / name)
+    out = small_tmpfs / "pairs"
+    out.mkdir()
+    fill_disk(small_tmpfs, leave=4096)  # room for records and folders, not for frames
+    full = run_cacl("extract-pairs", videos, "--out", out, "--workers", "2", "--short-side", "128")
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr
+    assert full.stderr.count("\n") == 1 and "manifest.jsonl: could not write it" in full.stderr
+    assert "No space left on device" in full.stderr and "3 of 3 clips failed" in full.stderr
+    assert not list((out / ".records").glob("*.json"))  # nothing marked done or skipped
+    (small_tmpfs / "filler").unlink()
+    freed = run_cacl("extract-pairs", videos, "--out", out, "--workers", "2", "--short-side", "128")
+    assert freed.returncode == 0, freed.stdout + freed.stderr
+    assert "0 already done, 3 to extract" in freed.stdout and len(manifest(out)) == 3

@@ -136,7 +136,7 @@ def one_line_error(result):
     [
         (["--preset", "tiny-wrld"], "unknown preset 'tiny-wrld' (did you mean 'tiny-world'?)"),
         (["--set", "optim.lrr=1"], "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
-        (["--set", "data.batch_size=0"], "'data.batch_size' must be above zero"),
+        (["--set", "data.batch_size=0"], "'data.batch_size' must be from 1 to 65536"),
         (["--set", "data.batch_size=many"], "'data.batch_size' must be int"),
         (["--set", "data.stride=40"], "'data.stride' is 40 but clips have 32 frames"),
         (["--preset", "missing/file.yaml"], "preset file missing/file.yaml does not exist"),

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import torch
 
 from cacl_cli.config import resolve
@@ -118,4 +120,58 @@ def test_checkpoint_of_the_wrong_architecture_is_refused(tmp_path):
             "model.width=16",
         )
     )
-    assert "do not fit a resnet18 of width 16" in line
+    assert "of the resnet18's tensors are not in it" in line  # width 64 read from conv1
+
+
+FAST_VOC = ["--set", "schedule.epochs=1", "--set", "model.width=8", "--set", "eval.resize=64"]
+
+
+def test_data_alone_picks_the_dataset_from_its_layout(tmp_path, shared_data):
+    done = run_cacl(
+        "probe", "--random-init", "--data", shared_data / "voc-mini", "--out", tmp_path, *FAST_VOC
+    )
+    assert done.returncode == 0, done.stderr
+    assert "a voc layout; using preset probe-voc" in done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["fingerprint"]["dataset"] == "voc" and len(results["per_class"]) == 21
+
+
+def test_the_exported_world_is_probed_with_its_own_class_names(tmp_path):
+    exported = run_cacl(
+        "world", tmp_path / "w", "--clips", "0", "--train-images", "4", "--val-images", "2",
+        "--set", "world.size=40",
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    done = run_cacl(
+        "probe", "--random-init", "--data", tmp_path / "w" / "voc", "--out", tmp_path / "p",
+        *FAST_VOC,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    names = list(json.loads((tmp_path / "p" / "results.json").read_text())["per_class"])
+    assert names == (tmp_path / "w" / "voc" / "VOC2012" / "classes.txt").read_text().split()
+
+
+@pytest.mark.parametrize(
+    "layout,expected",
+    [
+        (["JPEGImages/480p/", "Annotations/480p/"], "score it with `cacl propagate"),
+        (["clips/a.mp4"], "run `cacl extract-pairs` on it first"),
+        (["notes.txt"], "--set eval.dataset=voc|cityscapes|folder"),
+    ],
+)
+def test_an_unknown_layout_is_refused_with_the_keys_to_set(tmp_path, layout, expected):
+    for name in layout:
+        path = tmp_path / "d" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if name.endswith("/") else path.write_text("x")
+    line = one_line_error(run_cacl("probe", "--random-init", "--data", tmp_path / "d"))
+    assert expected in line and str(tmp_path / "d") in line
+
+
+def test_data_with_a_world_preset_is_refused_not_ignored(tmp_path, shared_data):
+    line = one_line_error(
+        run_cacl(
+            "probe", "--random-init", "--preset", "probe-world", "--data", shared_data / "voc-mini"
+        )
+    )
+    assert "would be ignored" in line and "eval.dataset" in line

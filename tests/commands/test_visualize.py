@@ -28,7 +28,7 @@ def test_same_frame_peaks_at_the_source_and_pixels_differ(tmp_path, shared_data)
     bedroom = shared_data / "frames" / "bedroom"
     result = run_cacl(
         "visualize",
-        "--pixels",
+        "--pixel",
         "120,80 700,400",
         "--stride",
         "0",
@@ -56,7 +56,7 @@ def test_video_file_and_compare(tmp_path, shared_data):
     pretrained(run, "schedule.steps=1")
     result = run_cacl(
         "visualize",
-        "--pixels",
+        "--pixel",
         "grid:2x1",
         video,
         "--out",

@@ -82,16 +82,16 @@ CASES = [
     ),
     ("non-numeric --pixel", ["visualize", BEDROOM, "--pixel", "left,top"], "write X,Y"),
     (
-        "checkpoint of the wrong architecture",
+        "checkpoint missing most of a ResNet",
         ["probe", "--checkpoint", "{tmp}/r50.pt", "--set", "model.width=16"],
-        "do not fit a resnet18 of width 16",
+        "refusing a partial load",
     ),
     ("not a checkpoint", ["probe", "--checkpoint", "{tmp}/junk.pt"], "junk.pt is not a readable"),
-    ("zero batch size", ["pretrain", "--set", "data.batch_size=0"], "must be above zero"),
+    ("zero batch size", ["pretrain", "--set", "data.batch_size=0"], "must be from 1 to 65536"),
     (
         "negative batch size",
         ["probe", "--random-init", "--set", "data.batch_size=-8"],
-        "must be above zero",
+        "must be from 1 to 65536",
     ),
     (
         "stride longer than every clip",

@@ -7,6 +7,7 @@ from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
+    verdict,
     first_jumps,
     jump_quality,
     match_quality,
@@ -80,3 +81,33 @@ def test_truth_health_leaves_training_state_untouched():
     assert all(torch.equal(t, model.state_dict()[k]) for k, t in state.items())
     assert first == truth_health(model, v, v_plus, torch.from_numpy(truth), seed=5)
     assert {"truth/pixel_positive_near", "truth/cycle_jump_roll_offset"} <= set(first)
+
+
+HEALTHY = {
+    "global/spread": 0.5, "pixel/spread": 0.5, "cycle/spread": 0.9, "global/top1_batch": 0.3,
+    "truth/pixel_positive_near": 0.98, "truth/cycle_jump_roll_offset": 0.01,
+    "truth/backbone_match_near": 0.4,
+}  # fmt: skip
+
+
+def test_the_verdict_of_a_healthy_run_is_empty():
+    assert verdict(HEALTHY, HEALTHY, batch_size=32) == []
+
+
+def test_the_verdict_names_each_dead_or_cheating_sign():
+    last = HEALTHY | {
+        "pixel/spread": 0.02,
+        "global/top1_batch": 1 / 32,
+        "truth/cycle_jump_roll_offset": 0.4,
+        "truth/pixel_positive_near": 0.12,
+        "truth/backbone_match_near": 0.2,
+    }
+    problems = " | ".join(verdict(HEALTHY, last, batch_size=32))
+    for sign in (
+        "pixel head collapsed",
+        "tells no video from another",
+        "follows the padding",
+        "pixel positives are near chance",
+        "backbone matching got worse",
+    ):
+        assert sign in problems

@@ -1,0 +1,100 @@
+"""Where a command writes, by one rule for every command.
+
+- Without ``--out`` each run gets a folder of its own, ``runs/<command>-<preset>-<date>-<time>``,
+  so a second probe never replaces the first one's results.
+- An ``--out`` that already holds files is refused, unless the command continues work there
+  (``pretrain --resume``, ``extract-pairs``, which skips the clips already done) or the user
+  says ``--overwrite``. No command but ``pretrain`` ever writes into a pretrain run's folder.
+- While a command writes, its folder is locked (an advisory lock the kernel drops when the
+  process dies), so two processes never interleave their files in one folder.
+- A command that fails before writing anything leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+from cacl_cli.errors import CaclError
+
+LOCK_NAME = ".cacl.lock"  # kept: removing it would let two processes lock two files
+RUNS = Path("runs")
+
+
+def default_folder(command: str, preset: str) -> Path:
+    """A new folder under runs/ named after the command, the preset and the time."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would read its own clock
+        raise CaclError("under torchrun give --out RUN_FOLDER: every rank must name the same one")
+    stem = f"{command}-{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = RUNS / stem, 1
+    while folder.exists():
+        n += 1
+        folder = RUNS / f"{stem}-{n}"
+    return folder
+
+
+def is_pretrain_run(folder: Path) -> bool:
+    return (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
+
+
+def _contents(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
+def check_folder(folder: Path, command: str, continues: bool = False) -> None:
+    """Refuse an output folder the command must not write into (see the module's rule).
+
+    ``continues``: the command adds to what is there (``pretrain --resume``, ``extract-pairs``,
+    or ``--overwrite``).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise CaclError(f"--out {folder} is a file; give a folder")
+    if command != "pretrain" and is_pretrain_run(folder):
+        raise CaclError(
+            f"--out {folder} holds a pretrain run; {command} never writes into one "
+            f"(pass it as --checkpoint and choose another --out, or leave --out out)"
+        )
+    found = _contents(folder)
+    if found and not continues:
+        hint = "--resume to continue it" if command == "pretrain" else "--overwrite to replace it"
+        raise CaclError(
+            f"--out {folder} already holds {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}"
+            f"; pass {hint}, or leave --out out for a new folder"
+        )
+
+
+@contextlib.contextmanager
+def claimed(folder: Path, command: str, continues: bool = False) -> Iterator[Path]:
+    """Check ``folder``, lock it for this process, and yield it.
+
+    Under torchrun only rank 0 writes, so only rank 0 checks and locks. A folder this call
+    created and nothing was written into is removed again on the way out.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 checks the folder and writes into it
+        yield folder
+        return
+    check_folder(folder, command, continues)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = open(folder / LOCK_NAME, "a")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CaclError(
+                f"{folder} is in use by another cacl process; wait for it to finish "
+                f"or choose another --out"
+            ) from None
+        yield folder
+    finally:
+        if created and not _contents(folder):
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        lock.close()

@@ -1,0 +1,96 @@
+"""The output-folder rule every command follows (cacl_cli/outputs.py)."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cacl_cli.errors import CaclError
+from cacl_cli.outputs import check_folder, claimed, default_folder
+from tests.commands.test_pretrain import one_line_error
+from tests.commands.test_probe import PROBE
+from tests.conftest import ROOT, pretrained, run_cacl
+
+
+def test_two_default_probes_keep_both_results(tmp_path):
+    for _ in range(2):
+        done = run_cacl("probe", "--random-init", *PROBE, "--set", "model.width=8", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and folders[0].name.startswith("probe-probe-world-")
+    assert all((f / "results.json").is_file() for f in folders)
+
+
+def test_default_folders_never_collide(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = default_folder("probe", "probe-world")
+    first.mkdir(parents=True)
+    second = default_folder("probe", "probe-world")
+    assert second != first and not second.exists()
+
+
+def test_an_existing_out_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "probe"
+    args = ("probe", "--random-init", *PROBE, "--set", "model.width=8", "--out", out)
+    assert run_cacl(*args).returncode == 0
+    before = (out / "results.json").read_bytes()
+    line = one_line_error(run_cacl(*args))
+    assert f"--out {out} already holds" in line and "--overwrite" in line
+    assert (out / "results.json").read_bytes() == before  # nothing touched
+    assert run_cacl(*args, "--overwrite").returncode == 0
+
+
+def test_evaluations_never_write_into_a_pretrain_run(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=2")
+    config = (run / "config.yaml").read_bytes()
+    for command in (["probe", "--random-init"], ["visualize", "--pixel", "1,1", run]):
+        line = one_line_error(run_cacl(*command, "--out", run, "--overwrite"))
+        assert "holds a pretrain run" in line
+    assert (run / "config.yaml").read_bytes() == config
+
+
+def test_pretrain_refuses_a_folder_of_other_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    line = one_line_error(run_cacl("pretrain", "--out", tmp_path, "--set", "schedule.steps=1"))
+    assert "already holds notes.txt" in line and "--resume" in line
+
+
+def test_a_failure_before_writing_leaves_no_folder(tmp_path):
+    missing = tmp_path / "nothing.pt"
+    line = one_line_error(run_cacl("probe", "--checkpoint", missing, "--out", tmp_path / "r"))
+    assert "nothing.pt" in line and not (tmp_path / "r").exists()
+
+
+def test_a_folder_is_locked_while_a_command_writes(tmp_path):
+    holder = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from cacl_cli.outputs import claimed\n"
+        "with claimed(Path(sys.argv[1]), 'probe'):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / "busy")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        with pytest.raises(CaclError, match="in use by another cacl process"):
+            with claimed(tmp_path / "busy", "probe", continues=True):
+                pass
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.time() + 10  # the kernel drops a dead process's lock
+    with claimed(tmp_path / "busy", "probe", continues=True):
+        assert time.time() < deadline
+
+
+def test_a_file_as_out_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(CaclError, match="is a file"):
+        check_folder(tmp_path / "f", "probe")
