@@ -197,6 +197,8 @@ def _pretrain(
         console.print(f"resuming {run_dir} from {path.name} (step {start})")
     elif cfg.model.init:
         _start_from(model, cfg, console)
+    if resume and not found:  # a mistyped --out shows here rather than passing unnoticed
+        console.print(f"{run_dir} holds no checkpoint yet: starting the run")
     if main:
         metrics.truncate_after(start)
         write_config(cfg, run_dir / "config.yaml")

@@ -94,3 +94,26 @@ def test_a_file_as_out_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(CaclError, match="is a file"):
         check_folder(tmp_path / "f", "probe")
+
+
+@pytest.mark.slow
+def test_a_second_pretrain_on_a_busy_run_folder_is_refused(tmp_path):
+    from tests.conftest import sets
+
+    run = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run),
+         *sets("schedule.steps=100000")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
+            time.sleep(0.05)
+        second = run_cacl("pretrain", "--out", run, "--resume")
+        assert "in use by another cacl process" in one_line_error(second)
+    finally:
+        first.kill()
+        first.wait()
+    resumed = run_cacl("pretrain", "--out", run, "--resume", "--set", "schedule.steps=3")
+    assert resumed.returncode == 0, resumed.stderr  # the dead process's lock is gone

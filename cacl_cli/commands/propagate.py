@@ -51,6 +51,9 @@ def propagate_command(
     split: Optional[Path] = typer.Option(
         None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
     ),
+    html: bool = typer.Option(
+        False, "--html", help="Also write OUT/SEQUENCE.html: masks over frames, a slider, J and F."
+    ),
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
     device: Optional[str] = options.Device,
@@ -75,5 +78,7 @@ def propagate_command(
         console = Console()
         weights = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
         with claimed(options.out_folder(out, "propagate", cfg), "propagate", overwrite) as folder:
-            path = run_propagation(cfg, davis, sequence, split, weights, folder, device, console)
+            path = run_propagation(
+                cfg, davis, sequence, split, weights, folder, device, console, pages=html
+            )
         console.print(f"results in {path}")

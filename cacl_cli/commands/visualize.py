@@ -31,6 +31,18 @@ def visualize_command(
     size: int = typer.Option(
         256, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
     ),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Write an interactive page (one self-contained HTML file) instead."
+    ),
+    targets: int = typer.Option(
+        1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
+    ),
+    channels: int = typer.Option(
+        24, "--channels", min=1, help="Feature channels kept per space in the --html page."
+    ),
+    same_scale: bool = typer.Option(
+        False, "--same-scale", help="One colour scale for every panel (default: each its own)."
+    ),
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,
@@ -42,6 +54,9 @@ def visualize_command(
     One panel per feature space (backbone and each head), one row per pixel and checkpoint.
     Without --checkpoint or --compare the network is a random init, labelled so. Writes
     similarity.png and one .npy array per panel into --out.
+
+    With --html the same maps become one interactive page: point at any pixel of frame T and
+    every head's map redraws on frames T+S ... T+K*S (--targets K), for each checkpoint.
 
     Example: cacl visualize frames/ --pixel 120,80 --pixel grid:3x2 --checkpoint runs/mine
     """
@@ -55,9 +70,29 @@ def visualize_command(
         from cacl_cli.evaluate.visualize import run_visualize
 
         sources = list(compare or [checkpoint])
+        if html is not None:
+            page = (html, targets, channels)
+            return _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device)
         with claimed(options.out_folder(out, "visualize", cfg), "visualize", overwrite) as folder:
             figure, rows = run_visualize(
                 cfg.model, frames, pixel or [], frame, stride, sources, size, folder,
-                resolve_device(device or cfg.run.device),
+                resolve_device(device or cfg.run.device), same_scale,
             )  # fmt: skip
         Console().print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
+
+
+def _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device) -> None:
+    """``--html``: the correspondence explorer (evaluate/explorer.py) into one file."""
+    from rich.console import Console
+
+    from cacl_cli.device import resolve_device
+    from cacl_cli.evaluate.explorer import run_explorer
+
+    path, targets, channels = page
+    if path.exists() and not overwrite:
+        raise CaclError(f"--html {path} exists; pass --overwrite to replace it")
+    size_bytes, shown = run_explorer(
+        cfg.model, frames, frame, stride, targets, sources, size, channels, path,
+        resolve_device(device or cfg.run.device),
+    )  # fmt: skip
+    Console().print(f"{path}: {size_bytes / 1e6:.1f} MB, frames {', '.join(map(str, shown))}")

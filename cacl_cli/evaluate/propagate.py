@@ -222,8 +222,10 @@ def run_propagation(
     out: Path,
     device: str | None,
     console,
+    pages: bool = False,
 ) -> Path:
-    """Propagate every chosen sequence; write its masks and results.json (returned) into ``out``.
+    """Propagate every chosen sequence; write its masks and results.json (returned) into ``out``,
+    and with ``pages`` one HTML page per sequence (masks over frames, a slider, J and F per frame).
 
     ``weights``: {checkpoint, random_init, baseline}, exactly one given. ``cfg`` gives the
     ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
@@ -255,6 +257,8 @@ def run_propagation(
             write_masks(out, sequence, predicted)
             scored = davis.score_sequence(predicted, truth)
             scores[sequence.name] = {"labels": sequence.kind, **scored}
+            if pages:
+                _write_page(sequence, predicted, truth, scored, source, out)
             progress.update(task, status=f"{sequence.name} J&F {scores[sequence.name]['J&F']:.3f}")
     result = {**_overall(scores), "sequences": scores, "weights": source,
               "protocol": {**asdict(protocol), "preset": cfg.preset.name,
@@ -268,6 +272,15 @@ def run_propagation(
     table.add_row("mean (objects)", *(f"{result[k]:.3f}" for k in ("J_mean", "F_mean", "J&F_mean")))
     console.print(table)
     return path
+
+
+def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict, out: Path):
+    from cacl_cli.evaluate.explorer import sequence_page
+
+    frames = [read_rgb(p) for p in sequence.frames]
+    names = [p.stem for p in sequence.frames]
+    path = out / f"{sequence.name}.html"
+    sequence_page(sequence.name, frames, names, predicted, truth, scored, source["source"], path)
 
 
 def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:

@@ -22,8 +22,8 @@ from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
 
 RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
-LABEL_HEIGHT = 22
-MIN_PANEL = 320  # narrower frames are enlarged in the figure
+LABEL_HEIGHT = 20  # one line of text
+PANEL_WIDTH = 400  # a row of frame T and four heads is 2000 px: labels stay legible at 1600 px
 
 
 @dataclass
@@ -106,34 +106,33 @@ def similarity_maps(
     return result
 
 
-def _heat_panel(frame: np.ndarray, sims: np.ndarray) -> np.ndarray:
-    """Similarities upsampled to the frame, stretched to the panel's own min..max (the raw
-    values are in the .npy files), as a colour map blended over the frame."""
+def _heat_panel(frame: np.ndarray, sims: np.ndarray, span: tuple[float, float]) -> np.ndarray:
+    """Similarities upsampled to the frame, coloured from ``span``'s low to high (the raw values
+    are in the .npy files), blended over the frame."""
     height, width = frame.shape[:2]
     up = cv2.resize(sims.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    span = max(float(up.max() - up.min()), 1e-6)
-    scaled = ((up - up.min()) / span * 255).astype(np.uint8)
+    low, high = span
+    scaled = np.clip((up - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
     colours = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
     return cv2.addWeighted(frame, 0.45, colours, 0.55, 0)
 
 
-def label_height(width: int) -> int:
-    return max(LABEL_HEIGHT, width // 25)
+def colour_bar(width: int, text: str) -> np.ndarray:
+    """The colour map as a strip, low on the left, with ``text`` saying what the ends mean."""
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (LABEL_HEIGHT, 1))
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return _labelled(bar, text)
 
 
 def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
-    height = label_height(panel.shape[1])
-    strip = np.zeros((height, panel.shape[1], 3), np.uint8)
-    cv2.putText(
-        strip,
-        text,
-        (4, height * 3 // 4),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        height / 40,
-        WHITE,
-        max(1, height // 20),
-        cv2.LINE_AA,
-    )
+    """``panel`` under a black strip with one line of white text per line of ``text``."""
+    lines = text.split("\n")
+    strip = np.zeros((LABEL_HEIGHT * len(lines), panel.shape[1], 3), np.uint8)
+    for i, line in enumerate(lines):
+        baseline = LABEL_HEIGHT * i + LABEL_HEIGHT * 3 // 4
+        cv2.putText(
+            strip, line, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.5, WHITE, 1, cv2.LINE_AA
+        )
     return np.concatenate([strip, panel], axis=0)
 
 
@@ -143,26 +142,28 @@ def figure_row(
     pixel: tuple[int, int],
     maps: list[SimilarityMap],
     title: str,
+    target: int,
+    shared: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """One row: frame T with the cross, then one heat-map panel over frame T+S per space.
-
-    Frames narrower than MIN_PANEL are enlarged (nearest) so that labels stay legible.
-    """
-    k = max(1, -(-MIN_PANEL // frame_t.shape[1]))
-    enlarge = lambda f: cv2.resize(f, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)  # noqa: E731
-    frame_t, frame_s = enlarge(frame_t), enlarge(frame_s)
+    """One row: frame T with the cross, then one heat-map panel over frame T+S (frame number
+    ``target``) per space, every panel PANEL_WIDTH wide. ``shared``: one colour range for
+    every panel; otherwise each panel spans its own min..max (its label says so)."""
+    k = PANEL_WIDTH / frame_t.shape[1]
+    size = (PANEL_WIDTH, max(1, round(frame_t.shape[0] * k)))
+    method = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    fit = lambda f: cv2.resize(f, size, interpolation=method)  # noqa: E731
+    frame_t, frame_s = fit(frame_t), fit(frame_s)
+    at = lambda point: (round(point[0] * k), round(point[1] * k))  # noqa: E731
     marked = frame_t.copy()
-    size = max(6, frame_t.shape[1] // 60)
-    cv2.drawMarker(
-        marked, (pixel[0] * k, pixel[1] * k), RED, cv2.MARKER_CROSS, 2 * size, max(2, size // 3)
-    )
-    panels = [_labelled(marked, title)]
+    cv2.drawMarker(marked, at(pixel), RED, cv2.MARKER_CROSS, 16, 2)
+    panels = [_labelled(marked, title + "\n" * max(0, 1 - title.count("\n")))]  # two lines
     for m in maps:
-        panel = _heat_panel(frame_s, m.values)
-        cv2.circle(panel, (m.best[0] * k, m.best[1] * k), size, GREEN, max(2, size // 3))
-        panels.append(
-            _labelled(panel, f"{m.space}: cos {m.values.min():.2f} to {m.values.max():.2f}")
-        )
+        span = shared or (float(m.values.min()), float(m.values.max()))
+        panel = _heat_panel(frame_s, m.values, span)
+        cv2.circle(panel, at(m.best), 8, GREEN, 2)
+        scale = "shared scale" if shared else "own scale"
+        text = f"{m.space} on T+S={target}\ncos {m.values.min():.2f}..{m.values.max():.2f}, {scale}"
+        panels.append(_labelled(panel, text))
     return np.concatenate(panels, axis=1)
 
 
@@ -193,10 +194,11 @@ def run_visualize(
     size: int,
     out: Path,
     device: torch.device,
+    same: bool = False,
 ) -> tuple[Path, int]:
     """The figure for every (checkpoint, pixel) into ``out``: similarity.png (returned, with its
-    row count) and one .npy map per panel. ``model`` (the ``model`` section) shapes a
-    random-init encoder.
+    row count) and one .npy map per panel; ``same``: one colour scale for every panel. ``model``
+    (the ``model`` section) shapes a random-init encoder.
 
     ``pixel``: ``X,Y`` strings, several in one string, or a grid ``grid:CxR`` over the frame;
     ``None`` in ``sources`` is a random-init encoder.
@@ -208,7 +210,7 @@ def run_visualize(
     height, width = frame_t.shape[:2]
     points = source_pixels(pixel, width, height)
     work = stride_size(width, height, size)
-    rows = []
+    found = []  # (title, point, maps) per row
     for run_index, source in enumerate(sources):
         encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
         encoder.eval().to(device)
@@ -218,8 +220,17 @@ def run_visualize(
             maps = similarity_maps(maps_t, maps_s, point, (width, height))
             for m in maps:
                 save_npy(out / f"sim-r{run_index}-p{k}-{m.space}.npy", m.values)
-            title = f"{name}: T={frame}, ({point[0]},{point[1]})"
-            rows.append(figure_row(frame_t, frame_s, point, maps, title))
+            found.append((f"{name}\nT={frame}, pixel ({point[0]},{point[1]})", point, maps))
+    values = [m.values for _, _, maps in found for m in maps]
+    shared = (min(float(v.min()) for v in values), max(float(v.max()) for v in values))
+    rows = [
+        figure_row(frame_t, frame_s, point, maps, title, frame + stride, shared if same else None)
+        for title, point, maps in found
+    ]
+    legend = f"cosine {shared[0]:.2f} (left) to {shared[1]:.2f} (right), every panel" if same else (
+        "each panel from its own lowest (left) to highest (right) cosine"
+    )
+    rows.append(colour_bar(min(rows[0].shape[1], 3 * PANEL_WIDTH), legend))
     figure = out / "similarity.png"
     save_png(figure, stack_rows(rows))
-    return figure, len(rows)
+    return figure, len(found)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cacl_cli.evaluate.visualize import LABEL_HEIGHT, PANEL_WIDTH, SimilarityMap, figure_row
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import pretrained, run_cacl
 
@@ -17,8 +18,9 @@ def test_bedroom_frames_grid_and_arrays(tmp_path, shared_data):
     )
     assert result.returncode == 0, result.stderr
     png = Image.open(tmp_path / "similarity.png")
-    # one row: frame T plus one panel per space, each 960 wide, under a label strip
-    assert png.size[0] == 960 * (1 + len(SPACES)) and 540 < png.size[1] < 600
+    # one row: frame T plus one panel per space, each PANEL_WIDTH wide under two label lines,
+    # then the colour bar under its legend
+    assert png.size == (PANEL_WIDTH * (1 + len(SPACES)), 225 + 2 * LABEL_HEIGHT + 2 * LABEL_HEIGHT)
     for space in SPACES:
         sims = np.load(tmp_path / f"sim-r0-p0-{space}.npy")
         assert sims.ndim == 2 and np.all(sims <= 1.0001) and np.all(sims >= -1.0001)
@@ -69,7 +71,7 @@ def test_video_file_and_compare(tmp_path, shared_data):
     )
     assert result.returncode == 0, result.stderr
     png = Image.open(tmp_path / "v" / "similarity.png")
-    assert png.size[0] == 320 * 5  # realshort is 320x240
+    assert png.size[0] == PANEL_WIDTH * 5  # realshort (320x240) is scaled up to the panel
     assert (tmp_path / "v" / "sim-r1-p1-cycle.npy").is_file()  # 2 runs x 2 pixels
 
 
@@ -110,3 +112,14 @@ def test_empty_folder_and_non_image_file(tmp_path):
     assert "0001.jpg is not a readable image" in one_line_error(
         run_cacl("visualize", "--pixel", "1,1", "--stride", "1", broken, "--out", tmp_path / "o")
     )
+
+
+def test_one_colour_scale_shows_a_flat_map_as_flat():
+    frame = np.full((60, 80, 3), 128, np.uint8)
+    flat = [SimilarityMap("low", np.full((8, 10), 0.2), (5, 5)),
+            SimilarityMap("high", np.full((8, 10), 0.8), (5, 5))]  # fmt: skip
+    colour = lambda row, k: row[3 * LABEL_HEIGHT, int((k + 0.5) * PANEL_WIDTH)]  # noqa: E731
+    own = figure_row(frame, frame, (5, 5), flat, "t", 8)
+    shared = figure_row(frame, frame, (5, 5), flat, "t", 8, shared=(0.0, 1.0))
+    assert np.array_equal(colour(own, 1), colour(own, 2))  # own scale: both look the same
+    assert not np.array_equal(colour(shared, 1), colour(shared, 2))  # one scale: they differ
