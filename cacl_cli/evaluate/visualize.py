@@ -22,7 +22,7 @@ from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
 
 RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
-LABEL_HEIGHT = 20  # one line of text
+LABEL_HEIGHT = 24  # one line of text
 PANEL_WIDTH = 400  # a row of frame T and four heads is 2000 px: labels stay legible at 1600 px
 
 
@@ -131,7 +131,7 @@ def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
     for i, line in enumerate(lines):
         baseline = LABEL_HEIGHT * i + LABEL_HEIGHT * 3 // 4
         cv2.putText(
-            strip, line, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.5, WHITE, 1, cv2.LINE_AA
+            strip, line, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.6, WHITE, 1, cv2.LINE_AA
         )
     return np.concatenate([strip, panel], axis=0)
 
