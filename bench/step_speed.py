@@ -1,8 +1,14 @@
 """What a CACL training step costs against its floor and against a MoCo-v2 step, side by side.
 
 The floor is the work no method can skip: the online backbone's forward and backward plus the
-momentum backbone's forward, on the same batch. MoCo-v2 adds the global head and its loss; CACL
-adds the pixel and cycle heads. Each variant runs ``--steps`` steps per repeat, the variants
+momentum backbone's forward, on the same batch. MoCo-v2 adds the global head and its loss, two
+heads the pixel head, CACL the cycle head. Each variant's arithmetic is counted once with
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
+backward, the momentum encoder's forward included), and the headline figure is the **efficiency
+ratio**: (time / FLOPs of the variant) / (time / FLOPs of the floor). 1.0 means the heads and
+losses run exactly as efficiently as the backbone; above 1 they waste time on work that is not
+arithmetic (memory traffic, small kernels, Python). On CUDA the achieved FLOP/s is also given as
+a share of the card's bf16 matrix-multiply rate, measured here with one large matmul (MFU). Each variant runs ``--steps`` steps per repeat, the variants
 interleaved in every repeat so that machine noise hits them alike; the table gives medians over
 ``--repeats`` and the ratios of the medians. Batches are random tensors already on the device, so
 data loading is not measured (bench/world_speed.py measures it). The LARS update, the same for
@@ -34,6 +40,7 @@ from cacl_cli.model.build import model_from_config  # noqa: E402
 from cacl_cli.optim import LARS, lars_param_groups  # noqa: E402
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
+NO_CYCLE = ["heads.cycle=false"]
 
 
 def sync(device: torch.device) -> None:
@@ -46,6 +53,7 @@ def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
     v, v_plus = batch
     cacl = model_from_config(cfg_for([])).to(device).train()
     moco = model_from_config(cfg_for(GLOBAL_ONLY)).to(device).train()
+    two = model_from_config(cfg_for(NO_CYCLE)).to(device).train()
 
     def floor() -> None:
         with autocast(dtype, device):
@@ -63,7 +71,30 @@ def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
         return run
 
     optimizer = LARS(lars_param_groups(cacl), lr=0.1)
-    return {"floor": floor, "MoCo-v2": step(moco), "CACL": step(cacl), "LARS": optimizer.step}
+    return {"floor": floor, "MoCo-v2": step(moco), "two heads": step(two), "CACL": step(cacl),
+            "LARS": optimizer.step}  # fmt: skip
+
+
+def count_flops(run: Callable[[], None]) -> int:
+    """Matrix-product and convolution FLOPs of one call, forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype | None, size: int = 8192) -> float:
+    """FLOP/s of one large square matrix product in ``dtype``: the card's practical peak."""
+    a = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
+    b = torch.randn(size, size, device=device, dtype=dtype or torch.float32)
+    a @ b
+    sync(device)
+    tick = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    sync(device)
+    return 10 * 2 * size**3 / (time.perf_counter() - tick)
 
 
 def measure(runs: dict, steps: int, repeats: int, device: torch.device) -> dict[str, dict]:
@@ -129,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     shape = (cfg.data.batch_size, 3, cfg.data.size, cfg.data.size)
     batch = (torch.randn(shape, device=device), torch.randn(shape, device=device))
-    results = measure(variants(cfg_for, device, dtype, batch), args.steps, args.repeats, device)
+    runs = variants(cfg_for, device, dtype, batch)
+    flops = {name: count_flops(run) for name, run in runs.items() if name != "LARS"}
+    results = measure(runs, args.steps, args.repeats, device)
+    peak_rate = matmul_rate(device, dtype) if device.type == "cuda" else None
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU used"
     print(
@@ -142,16 +176,28 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats} repeats x {args.steps} steps"
     )
     floor = results["floor"]["median_s"]
-    print(f"{'variant':<10}{'median s/step':>15}{'vs floor':>10}{'images/s':>10}{'peak GiB':>10}")
+    head = f"{'variant':<11}{'s/step':>9}{'vs floor':>9}{'GFLOP':>9}{'GFLOP/s':>9}{'effic.':>8}"
+    print(head + f"{'MFU':>7}{'peak GiB':>9}")
     for name, r in results.items():
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
-        images = cfg.data.batch_size / r["median_s"]
-        ratio = r["median_s"] / floor
-        print(f"{name:<10}{r['median_s']:>15.4f}{ratio:>9.2f}x{images:>10.0f}{peak:>10}")
+        line = f"{name:<11}{r['median_s']:>9.4f}{r['median_s'] / floor:>8.2f}x"
+        if name in flops:
+            rate = flops[name] / r["median_s"]
+            ratio = (r["median_s"] / flops[name]) / (floor / flops["floor"])
+            mfu = f"{100 * rate / peak_rate:.1f}%" if peak_rate else "-"
+            line += f"{flops[name] / 1e9:>9.2f}{rate / 1e9:>9.1f}{ratio:>8.2f}{mfu:>7}"
+        else:
+            line += f"{'-':>9}{'-':>9}{'-':>8}{'-':>7}"
+        print(line + f"{peak:>9}")
     cacl, moco = results["CACL"]["median_s"], results["MoCo-v2"]["median_s"]
+    efficiency = (cacl / flops["CACL"]) / (floor / flops["floor"])
     print(
-        f"CACL vs MoCo-v2: {cacl / moco:.2f}x; CACL vs floor: {cacl / floor:.2f}x (target <= 1.5x)"
+        f"CACL vs MoCo-v2: {cacl / moco:.2f}x the time; CACL vs floor: {cacl / floor:.2f}x the "
+        f"time for {flops['CACL'] / flops['floor']:.2f}x the FLOPs; efficiency ratio "
+        f"{efficiency:.2f} (1.0: the heads run as efficiently as the backbone)"
     )
+    if peak_rate:
+        print(f"measured {dtype or torch.float32} matmul rate: {peak_rate / 1e12:.1f} TFLOP/s")
     if device.type == "cuda":
         for label, gib in cycle_memory(cfg_for, device, dtype, batch, args.cycle_budget_mb).items():
             print(f"CACL step peak memory, cycle head with {label}: {gib:.2f} GiB")
