@@ -59,10 +59,10 @@ def naive(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSe
 def ours(
     root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings, workers: int
 ) -> None:
-    job = partial(extract.process_clip, root, out=out, settings=settings)
+    ids = extract.assign_ids(root, videos, {})
+    clips = [(path, ids[path], out, settings) for path in videos]
     with get_context("forkserver").Pool(workers, initializer=extract.worker_init) as pool:
-        for _ in pool.imap_unordered(job, videos):
-            pass
+        pool.starmap(partial(extract.process_clip, root), clips)
 
 
 def timed(fn, repeats: int) -> float:
