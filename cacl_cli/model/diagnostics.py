@@ -197,6 +197,10 @@ def _untouched(model, device: torch.device) -> Iterator[None]:
 
 SPREAD_WARNING = 0.1  # below this a head's outputs are close to one point: collapse
 CHANCE_NEAR = 0.124  # a random cell lies within one cell of the true point this often (8x8 map)
+# At tiny-world's peak learning rate the backbone's true matches dip for the first few hundred
+# steps (0.45 -> 0.35 by step 300 in each 3000-step CACL run) and pass their start by step
+# 600-1200 (docs/results.md); before this step a drop is no sign of a dead run.
+MATCH_SETTLES_AT = 1000
 
 
 def verdict(first: dict[str, float], last: dict[str, float], batch_size: int) -> list[str]:
@@ -223,6 +227,7 @@ def verdict(first: dict[str, float], last: dict[str, float], batch_size: int) ->
             f"{last['truth/pixel_positive_near']:.2f}, chance {CHANCE_NEAR})"
         )
     key = "truth/backbone_match_near"
-    if key in first and key in last and last[key] < first[key] - 0.05:
+    settled = last.get("step", 0) >= MATCH_SETTLES_AT
+    if settled and key in first and key in last and last[key] < first[key] - 0.05:
         problems.append(f"backbone matching got worse ({key} {first[key]:.2f} -> {last[key]:.2f})")
     return problems

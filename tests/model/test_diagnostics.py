@@ -96,6 +96,7 @@ def test_the_verdict_of_a_healthy_run_is_empty():
 
 def test_the_verdict_names_each_dead_or_cheating_sign():
     last = HEALTHY | {
+        "step": 3000,
         "pixel/spread": 0.02,
         "global/top1_batch": 1 / 32,
         "truth/cycle_jump_roll_offset": 0.4,
@@ -111,3 +112,9 @@ def test_the_verdict_names_each_dead_or_cheating_sign():
         "backbone matching got worse",
     ):
         assert sign in problems
+
+
+def test_an_early_dip_in_true_matches_is_not_called_a_problem():
+    dipped = HEALTHY | {"truth/backbone_match_near": 0.2}
+    assert verdict(HEALTHY, dipped | {"step": 300}, batch_size=32) == []
+    assert verdict(HEALTHY, dipped | {"step": 1000}, batch_size=32) != []
