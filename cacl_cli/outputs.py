@@ -60,6 +60,11 @@ def check_folder(folder: Path, command: str, continues: bool = False) -> None:
             f"--out {folder} holds a pretrain run; {command} never writes into one "
             f"(pass it as --checkpoint and choose another --out, or leave --out out)"
         )
+    if command == "pretrain" and (folder / "results.json").is_file():
+        raise CaclError(
+            f"--out {folder} holds an evaluation's results.json, not a pretrain run; "
+            "give pretrain a folder of its own"
+        )
     found = _contents(folder)
     if found and not continues:
         hint = "--resume to continue it" if command == "pretrain" else "--overwrite to replace it"

@@ -54,6 +54,9 @@ def test_pretrain_refuses_a_folder_of_other_files(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     line = one_line_error(run_cacl("pretrain", "--out", tmp_path, "--set", "schedule.steps=1"))
     assert "already holds notes.txt" in line and "--resume" in line
+    (tmp_path / "results.json").write_text("{}")  # a probe's folder is no run to resume
+    line = one_line_error(run_cacl("pretrain", "--out", tmp_path, "--resume"))
+    assert "holds an evaluation's results.json" in line
 
 
 def test_a_failure_before_writing_leaves_no_folder(tmp_path):

@@ -216,14 +216,14 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
     remove_stale_temps(out, recursive=True)  # left by a killed run
     if overwrite:
         shutil.rmtree(out / RECORDS, ignore_errors=True)
-    check_settings(out, ExtractSettings.from_section(section))
+    settings = ExtractSettings.from_section(section)
+    check_settings(out, settings)
     ids = assign_ids(video_dir, videos, recorded_sources(out))
     finished = done_clips(out)
     todo = [v for v in videos if ids[v] not in finished]
     console.print(
         f"{len(videos)} videos, {len(videos) - len(todo)} already done, {len(todo)} to extract"
     )
-    settings = ExtractSettings.from_section(section)
     failed = []
     job = partial(_safe_process, video_dir, out, settings)
     todo = [(path, ids[path]) for path in todo]
