@@ -126,7 +126,7 @@ def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
             "--pairs-per-clip",
             "1",
         ],
-        start_new_session=True,
+        process_group=0,  # killpg reaches its workers; a new session would be scheduled apart
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -43,7 +43,7 @@ def start(run_dir, *extra):
             *sets(*EXACT),
             *extra,
         ],
-        start_new_session=True,
+        process_group=0,  # killpg reaches its workers; a new session would be scheduled apart
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
