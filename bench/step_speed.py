@@ -8,10 +8,11 @@ backward, the momentum encoder's forward included), and the headline figure is t
 ratio**: (time / FLOPs of the variant) / (time / FLOPs of the floor). 1.0 means the heads and
 losses run exactly as efficiently as the backbone; above 1 they waste time on work that is not
 arithmetic (memory traffic, small kernels, Python). On CUDA the achieved FLOP/s is also given as
-a share of the card's bf16 matrix-multiply rate, measured here with one large matmul (MFU). Each variant runs ``--steps`` steps per repeat, the variants
-interleaved in every repeat so that machine noise hits them alike; the table gives medians over
-``--repeats`` and the ratios of the medians. Batches are random tensors already on the device, so
-data loading is not measured (bench/world_speed.py measures it). The LARS update, the same for
+a share of the card's bf16 matrix-multiply rate, measured here with one large matmul (MFU).
+
+Each variant runs ``--steps`` steps per repeat, the variants interleaved in every repeat so that
+machine noise hits them alike; the table gives medians over ``--repeats`` and the ratios of the
+medians. Batches are random tensors already on the device, so data loading is not measured (bench/world_speed.py measures it). The LARS update, the same for
 every method, is timed apart. On CUDA the peak memory of each variant is reported, and the cycle
 head's memory budget (loss.cycle_memory_mb) is measured against none.
 
