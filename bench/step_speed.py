@@ -12,9 +12,10 @@ a share of the card's bf16 matrix-multiply rate, measured here with one large ma
 
 Each variant runs ``--steps`` steps per repeat, the variants interleaved in every repeat so that
 machine noise hits them alike; the table gives medians over ``--repeats`` and the ratios of the
-medians. Batches are random tensors already on the device, so data loading is not measured (bench/world_speed.py measures it). The LARS update, the same for
-every method, is timed apart. On CUDA the peak memory of each variant is reported, and the cycle
-head's memory budget (loss.cycle_memory_mb) is measured against none.
+medians. Batches are random tensors already on the device, so data loading is not measured
+(bench/world_speed.py measures it). The LARS update, the same for every method, is timed apart.
+On CUDA the peak memory of each variant is reported, and the cycle head's memory budget
+(loss.cycle_memory_mb) is measured against none.
 
     python bench/step_speed.py                                   # tiny-world on the CPU
     python bench/step_speed.py --preset r18-kinetics --device cuda --amp auto
