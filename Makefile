@@ -19,7 +19,7 @@ run: install
 # Headless Chromium for the page test of `cacl visualize --html` (Debian's package; the test is
 # skipped, saying so, where it cannot be installed).
 browser:
-	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 \
+	@command -v chromium >/dev/null || timeout 300 apt-get install -y -q chromium >/dev/null 2>&1 \
 		|| echo "note: no Chromium (apt-get install chromium failed); the browser test will skip"
 
 test: install browser
