@@ -93,7 +93,8 @@ def statistics(values: list[float]) -> dict[str, float]:
 def score_sequence(
     predicted: list[np.ndarray], truth: list[tuple[np.ndarray, np.ndarray] | None]
 ) -> dict:
-    """Per object: J and F statistics over the kept frames; and the sequence's J, F, J&F means.
+    """Per object: J and F statistics over the kept frames; the sequence's J, F, J&F means; and
+    per kept frame (``frames``: index, J and F averaged over the objects).
 
     ``predicted``: object ids per frame; ``truth``: (ids, void) per frame, None where the frame
     has no annotation. Objects are the ids of the first annotation.
@@ -105,15 +106,19 @@ def score_sequence(
         raise CaclError("the first annotation holds no object")
     if not kept:
         raise CaclError("J and F need an annotated frame between the first and the last")
-    per_object = {}
+    per_object, j_all, f_all = {}, [], []
     for obj in objects:
         j = [region_similarity(predicted[t] == obj, truth[t][0] == obj, truth[t][1]) for t in kept]
         f = [contour_accuracy(predicted[t] == obj, truth[t][0] == obj, truth[t][1]) for t in kept]
         per_object[str(obj)] = {"J": statistics(j), "F": statistics(f)}
+        j_all.append(j)
+        f_all.append(f)
     j_mean = float(np.mean([o["J"]["mean"] for o in per_object.values()]))
     f_mean = float(np.mean([o["F"]["mean"] for o in per_object.values()]))
+    frames = [{"frame": t, "J": float(j), "F": float(f)}
+              for t, j, f in zip(kept, np.mean(j_all, axis=0), np.mean(f_all, axis=0))]  # fmt: skip
     return {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2, "objects": per_object,
-            "frames_scored": len(kept)}  # fmt: skip
+            "frames_scored": len(kept), "frames": frames}  # fmt: skip
 
 
 def palette() -> list[int]:

@@ -13,12 +13,14 @@ float16 rounding; the page states both.
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from cacl_cli.files import write_text_atomic
 
@@ -131,10 +133,6 @@ SEQUENCE_PAGE = Path(__file__).with_name("sequence.html")
 
 def _mask_png(ids: np.ndarray, colours: list[int]) -> str:
     """An indexed PNG whose background (id 0) is transparent."""
-    import io
-
-    from PIL import Image
-
     image = Image.fromarray(ids.astype(np.uint8), mode="P")
     image.putpalette(colours)
     buffer = io.BytesIO()
@@ -153,25 +151,20 @@ def sequence_page(
     path: Path,
 ) -> int:
     """One propagated sequence as a page: every frame with its predicted and true masks, a slider
-    over time, and J and F per scored frame. Returns the page's size in bytes."""
+    over time, and J and F per scored frame (``scores``: ``davis.score_sequence``'s result).
+    Returns the page's size in bytes."""
     from cacl_cli.evaluate import davis
 
     colours = davis.palette()
-    objects = [int(i) for i in np.unique(truth[0][0]) if i != 0]
-    scored = range(1, len(frames) - 1)
+    per_frame = {s["frame"]: s for s in scores["frames"]}
     pages = []
     for t, (frame, ids) in enumerate(zip(frames, predicted)):
-        entry = {"name": frame_names[t], "jpeg": _jpeg(frame), "pred": _mask_png(ids, colours),
-                 "truth": None, "J": None, "F": None}  # fmt: skip
-        if truth[t] is not None:
-            true_ids, void = truth[t]
-            entry["truth"] = _mask_png(true_ids, colours)
-            if t in scored:
-                entry["J"] = float(np.mean([davis.region_similarity(
-                    ids == o, true_ids == o, void) for o in objects]))  # fmt: skip
-                entry["F"] = float(np.mean([davis.contour_accuracy(
-                    ids == o, true_ids == o, void) for o in objects]))  # fmt: skip
-        pages.append(entry)
+        scored = per_frame.get(t, {})
+        pages.append({
+            "name": frame_names[t], "jpeg": _jpeg(frame), "pred": _mask_png(ids, colours),
+            "truth": None if truth[t] is None else _mask_png(truth[t][0], colours),
+            "J": scored.get("J"), "F": scored.get("F"),
+        })  # fmt: skip
     payload = {"sequence": name, "source": source, "frames": pages,
                "J": scores["J"], "F": scores["F"], "JF": scores["J&F"]}  # fmt: skip
     data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
