@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from cacl_cli.errors import CaclError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
@@ -52,8 +54,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def read_text(path: Path, what: str = "a text file") -> str:
     """A UTF-8 file's text; a binary or mis-encoded one is a one-line error naming it."""
-    from cacl_cli.errors import CaclError
-
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -218,8 +218,9 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
         shutil.rmtree(out / RECORDS, ignore_errors=True)
     settings = ExtractSettings.from_section(section)
     check_settings(out, settings)
-    ids = assign_ids(video_dir, videos, recorded_sources(out))
-    finished = done_clips(out)
+    known = recorded_sources(out)
+    ids = assign_ids(video_dir, videos, known)
+    finished = set(known.values())
     todo = [v for v in videos if ids[v] not in finished]
     console.print(
         f"{len(videos)} videos, {len(videos) - len(todo)} already done, {len(todo)} to extract"

@@ -16,6 +16,11 @@ VIDEO_SUFFIXES = (
 )  # fmt: skip
 
 
+def holds_videos(root: Path) -> bool:
+    """Whether any file under ``root`` (any depth) has a video suffix."""
+    return any(p.suffix.lower() in VIDEO_SUFFIXES for p in root.rglob("*"))
+
+
 def voc_base(root: Path) -> Path | None:
     """The folder holding JPEGImages/ for VOC: ``root``, root/VOC2012 or root/VOCdevkit/VOC2012."""
     for base in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
@@ -43,7 +48,7 @@ def segmentation_layout(root: Path) -> str:
     base = voc_base(root)
     if base is not None and (base / "SegmentationClass").is_dir():
         return "voc"
-    if any(p.suffix.lower() in VIDEO_SUFFIXES for p in root.rglob("*")):
+    if holds_videos(root):
         raise CaclError(
             f"--data {root} holds videos, not labelled images; a probe needs a labelled set "
             "(for pretraining, run `cacl extract-pairs` on it first)"

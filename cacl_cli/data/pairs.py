@@ -17,7 +17,7 @@ import numpy as np
 
 from cacl_cli.data.extract import MANIFEST
 from cacl_cli.data.frames import IMAGE_SUFFIXES
-from cacl_cli.data.layouts import VIDEO_SUFFIXES
+from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
 
 
@@ -105,8 +105,9 @@ class ImageFolder:
     def __init__(self, root: Path) -> None:
         self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
-            videos = any(p.suffix.lower() in VIDEO_SUFFIXES for p in root.rglob("*"))
-            hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if videos else ""
+            hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if (
+                holds_videos(root)
+            ) else ""
             raise CaclError(f"{root} holds neither a {MANIFEST} nor any images{hint}")
 
     def __len__(self) -> int:

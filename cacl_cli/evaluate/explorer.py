@@ -111,20 +111,16 @@ def run_explorer(
     Returns the page's size in bytes and the frame numbers shown."""
     from cacl_cli.data.frames import read_frames
     from cacl_cli.data.images import stride_size
-    from cacl_cli.evaluate.visualize import feature_maps
-    from cacl_cli.weights import load_encoder
+    from cacl_cli.evaluate.visualize import encoders, feature_maps
 
     indices = [frame + k * stride for k in range(targets + 1)]
     images = read_frames(frames, indices)
     height, width = images[0].shape[:2]
     work = stride_size(width, height, size)
     runs = []
-    for source in sources:
-        encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
-        encoder.eval().to(device)
+    for name, encoder in encoders(model, sources, device):
         per_frame = [feature_maps(encoder, image, work, device) for image in images]
-        spaces = {space: [maps[space] for maps in per_frame] for space in per_frame[0]}
-        runs.append(("random init" if source is None else source.name, spaces))
+        runs.append((name, {space: [maps[space] for maps in per_frame] for space in per_frame[0]}))
     return explorer_page(images, indices, runs, channels, path), indices
 
 

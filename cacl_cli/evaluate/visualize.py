@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -184,6 +185,18 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda fh: np.save(fh, array))
 
 
+def encoders(
+    model, sources: list[Path | None], device: torch.device
+) -> Iterator[tuple[str, nn.Module]]:
+    """(name, encoder in eval mode on ``device``) per source, one at a time; ``None`` is a random
+    init shaped by the ``model`` section."""
+    from cacl_cli.weights import load_encoder
+
+    for source in sources:
+        encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
+        yield ("random init" if source is None else source.name), encoder.eval().to(device)
+
+
 def run_visualize(
     model,
     frames: Path,
@@ -204,17 +217,13 @@ def run_visualize(
     ``None`` in ``sources`` is a random-init encoder.
     """
     from cacl_cli.data.frames import read_frames
-    from cacl_cli.weights import load_encoder
 
     frame_t, frame_s = read_frames(frames, [frame, frame + stride])
     height, width = frame_t.shape[:2]
     points = source_pixels(pixel, width, height)
     work = stride_size(width, height, size)
     found = []  # (title, point, maps) per row
-    for run_index, source in enumerate(sources):
-        encoder, _ = load_encoder(source, model.arch, model.width, model.dim)
-        encoder.eval().to(device)
-        name = "random init" if source is None else source.name
+    for run_index, (name, encoder) in enumerate(encoders(model, sources, device)):
         maps_t, maps_s = (feature_maps(encoder, f, work, device) for f in (frame_t, frame_s))
         for k, point in enumerate(points):
             maps = similarity_maps(maps_t, maps_s, point, (width, height))
