@@ -47,6 +47,7 @@ METHODS: dict[str, list[str] | None] = {
     "two heads": ["heads.cycle=false"],
     "CACL": [],
     "CACL, no pixel shuffle": ["model.pixel_shuffle=off"],
+    "CACL, no pixel head": ["heads.pixel=false"],  # ablation: which dense head moves DAVIS
 }
 DIAGNOSTICS = {  # metrics.jsonl key -> table column
     "truth/pixel_positive_near": "P+ near",
