@@ -20,6 +20,11 @@ On CUDA the peak memory of each variant is reported, and the cycle head's memory
     python bench/step_speed.py                                   # tiny-world on the CPU
     python bench/step_speed.py --preset r18-kinetics --device cuda --amp auto
     python bench/step_speed.py --quick                           # seconds, for the test suite
+    python bench/step_speed.py --against 9f6ae41                 # and against an older commit
+
+``--against COMMIT`` also times the floor and the CACL step of this tree and of COMMIT's tree
+(``git archive``), alternating the two in every repeat (``bench/step_harness.py``), each with its
+own version of the preset; ``--set`` applies to this tree, ``--against-set`` to COMMIT's.
 """
 
 from __future__ import annotations
@@ -27,17 +32,22 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 from cacl_cli.config import resolve  # noqa: E402
 from cacl_cli.device import amp_dtype, autocast  # noqa: E402
+from cacl_cli.memory import reuse_freed_memory  # noqa: E402
 from cacl_cli.model.build import model_from_config  # noqa: E402
 from cacl_cli.optim import LARS, lars_param_groups  # noqa: E402
 
@@ -140,6 +150,42 @@ def cycle_memory(cfg_for, device, dtype, batch, budget_mb: float) -> dict[str, f
     return out
 
 
+def harness(root: Path, preset: str, sets: list[str], steps: int) -> dict:
+    command = [sys.executable, str(ROOT / "bench" / "step_harness.py"), "--root", str(root)]
+    command += ["--preset", preset, "--steps", str(steps)]
+    command += [arg for item in sets for arg in ("--set", item)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{root}: the step harness failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def against(commit: str, args) -> None:
+    """Floor and CACL step of this tree and of ``commit``'s, alternating in every repeat."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True)
+        if archive.returncode:
+            sys.exit(f"--against {commit}: git archive failed: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        trees = {"this tree": (ROOT, args.set), commit: (Path(tmp), args.against_set)}
+        runs = {label: [] for label in trees}
+        for _ in range(args.repeats):
+            for label, (root, sets) in trees.items():
+                runs[label].append(harness(root, args.preset, sets, args.steps))
+    print(f"\nthis tree against {commit} ({args.preset}, each tree's own preset; median of "
+          f"{args.repeats} alternating repeats x {args.steps} steps)")  # fmt: skip
+    print(f"{'tree':<11}{'floor s':>9}{'CACL s':>9}{'time x':>8}{'FLOPs x':>9}{'effic.':>8}")
+    medians = {}
+    for label, records in runs.items():
+        floor, cacl = (statistics.median(r[name]["s_per_step"] for r in records)
+                       for name in ("floor", "CACL"))  # fmt: skip
+        flops = records[0]["CACL"]["flops"] / records[0]["floor"]["flops"]
+        medians[label] = cacl
+        print(f"{label:<11}{floor:>9.4f}{cacl:>9.4f}{cacl / floor:>7.2f}x{flops:>8.2f}x"
+              f"{cacl / floor / flops:>8.2f}")  # fmt: skip
+    print(f"CACL step: {medians[commit] / medians['this tree']:.2f}x faster than at {commit}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny-world")
@@ -150,11 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cycle-budget-mb", type=float, default=256.0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--against", metavar="COMMIT", help="also time COMMIT's CACL step")
+    parser.add_argument("--against-set", action="append", default=[], help="override for COMMIT")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.repeats = 1, 2
         args.set = ["model.width=8", "data.size=32", "data.batch_size=8"] + args.set
         args.set += ["moco.queue_size=64", "moco.cycle_queue_size=16", "moco.pixels_per_image=2"]
+    reuse_freed_memory()  # as the cacl command does
     device = torch.device(args.device)
     dtype = amp_dtype(args.amp, device)
     cfg_for = lambda extra: resolve(args.preset, args.set + extra)  # noqa: E731
@@ -203,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         for label, gib in cycle_memory(cfg_for, device, dtype, batch, args.cycle_budget_mb).items():
             print(f"CACL step peak memory, cycle head with {label}: {gib:.2f} GiB")
+    if args.against:
+        against(args.against, args)
     return 0
 
 

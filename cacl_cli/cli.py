@@ -17,6 +17,7 @@ from cacl_cli.commands import (
     visualize,
     world,
 )
+from cacl_cli.memory import reuse_freed_memory
 
 DISTRIBUTION = "cacl-video"  # what pip installs; the command stays `cacl`
 
@@ -61,4 +62,5 @@ app.command("world")(world.world_command)
 
 
 def main() -> None:
+    reuse_freed_memory()  # large tensors come and go every step: keep their pages
     app()

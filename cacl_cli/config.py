@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pixel_positive": ("global", "position"),
     "loss.cycle_return": ("self", "reroll"),
     "loss.pixel_negatives": ("queue", "queue_and_image"),
+    "loss.queue_matmul": ("float32", "bfloat16", "auto"),
     "propagate.labels": ("auto", "indexed", "binary"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
@@ -47,6 +48,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "run.log_every": (1, INF), "run.truth_pairs": (0, 4096),
     "model.width": (1, 4096), "model.dim": (1, 65_536), "model.bn_groups": (1, 4096),
     "loss.tau": (ABOVE_ZERO, 100), "loss.soft_target_tau": (ABOVE_ZERO, 100),
+    "loss.cycle_target_sigma": (0, 100),
     "loss.global_weight": (0, 1e6), "loss.pixel_weight": (0, 1e6), "loss.cycle_weight": (0, 1e6),
     "loss.cycle_memory_mb": (0, 1e9),
     "moco.momentum": (0, 1), "moco.queue_size": (1, 10**8), "moco.cycle_queue_size": (1, 10**8),
@@ -128,11 +130,13 @@ class LossSection:
     cycle_weight: float
     soft_cycle: bool
     soft_target_tau: float
+    cycle_target_sigma: float
     pixel_positive: str
     symmetric: bool
     cycle_memory_mb: float
     cycle_return: str
     pixel_negatives: str
+    queue_matmul: str
 
     def weight(self, head: str) -> float:
         return getattr(self, f"{head}_weight")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+from pathlib import Path
 
 import torch
 
@@ -33,3 +35,30 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 matrix instructions (x86)
+
+
+@functools.cache
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def bf16_matmul_pays(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products are the fast choice here: under bf16 autocast on CUDA,
+    and on CPUs with native bf16 instructions (elsewhere bf16 is emulated and slower)."""
+    if device.type == "cuda":
+        return torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == (
+            torch.bfloat16
+        )
+    return device.type == "cpu" and any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)

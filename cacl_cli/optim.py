@@ -32,26 +32,36 @@ class LARS(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch's signature
+        # One fused (foreach) operation over all of a group's tensors at a time, not a Python
+        # loop over parameters.
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if group["lars"]:
-                    update = update.add(p, alpha=group["weight_decay"])
-                    w_norm, u_norm = torch.norm(p), torch.norm(update)
-                    ratio = torch.where(
-                        (w_norm > 0) & (u_norm > 0),
-                        group["trust"] * w_norm / u_norm,
-                        torch.ones_like(w_norm),
-                    )
-                    update = update.mul(ratio)
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = torch.clone(update).detach()
-                else:
-                    buf.mul_(group["momentum"]).add_(update)
-                p.add_(buf, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            updates = [p.grad for p in params]
+            if group["lars"]:
+                updates = torch._foreach_add(updates, params, alpha=group["weight_decay"])
+                w_norm = torch.stack(torch._foreach_norm(params))
+                u_norm = torch.stack(torch._foreach_norm(updates))
+                ratio = torch.where(
+                    (w_norm > 0) & (u_norm > 0), group["trust"] * w_norm / u_norm, 1.0
+                )
+                torch._foreach_mul_(updates, list(ratio.unbind()))
+            buffers = self._momentum_buffers(params, updates, group["momentum"])
+            torch._foreach_add_(params, buffers, alpha=-group["lr"])
+
+    def _momentum_buffers(self, params, updates, momentum: float) -> list[torch.Tensor]:
+        """buf <- momentum * buf + update; a parameter's first update starts its buffer."""
+        states = [self.state[p] for p in params]
+        running = [(s["momentum_buffer"], u) for s, u in zip(states, updates) if s]
+        if running:
+            buffers, their_updates = map(list, zip(*running))
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, their_updates)
+        for state, update in zip(states, updates):
+            if not state:
+                state["momentum_buffer"] = torch.clone(update).detach()
+        return [s["momentum_buffer"] for s in states]
 
 
 def lars_param_groups(model: nn.Module) -> list[dict]:

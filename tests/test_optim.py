@@ -55,3 +55,35 @@ def test_lars_minimises_a_quadratic():
         (w**2).sum().backward()
         opt.step()
     assert w.norm() < 1.0
+
+
+def reference_lars_step(params, lr, momentum, weight_decay, trust, buffers):
+    """One LARS step written out per parameter (the update rule, for comparison)."""
+    for p in params:
+        if p.grad is None:
+            continue
+        update = p.grad + weight_decay * p
+        w_norm, u_norm = p.norm(), update.norm()
+        if w_norm > 0 and u_norm > 0:
+            update = update * (trust * w_norm / u_norm)
+        buffers[p] = update.clone() if p not in buffers else momentum * buffers[p] + update
+        p.sub_(lr * buffers[p])
+
+
+def test_fused_lars_equals_the_per_parameter_rule_over_several_steps():
+    torch.manual_seed(0)
+    shapes = [(8, 3, 3, 3), (8,), (16, 8), (5,), (4, 4)]
+    fused = [nn.Parameter(torch.randn(s)) for s in shapes]
+    plain = [p.detach().clone() for p in fused]
+    opt = LARS([{"params": fused}], lr=0.5, momentum=0.9, weight_decay=1e-2, trust=0.01)
+    buffers = {}
+    for step in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        grads[3] = None if step < 2 else grads[3]  # a parameter that joins late
+        for p, q, g in zip(fused, plain, grads):
+            p.grad, q.grad = g, None if g is None else g.clone()
+        opt.step()
+        with torch.no_grad():
+            reference_lars_step(plain, 0.5, 0.9, 1e-2, 0.01, buffers)
+    for p, q in zip(fused, plain):
+        torch.testing.assert_close(p.detach(), q, rtol=1e-6, atol=1e-6)

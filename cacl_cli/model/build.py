@@ -23,6 +23,7 @@ def build_model(
         tau=loss.tau,
         soft_cycle=loss.soft_cycle,
         soft_target_tau=loss.soft_target_tau,
+        cycle_target_sigma=loss.cycle_target_sigma,
         pixel_positive=loss.pixel_positive,
         pixel_shuffle=model.pixel_shuffle,
         shuffle_bn_groups=moco.shuffle_bn_groups,
@@ -33,6 +34,7 @@ def build_model(
         symmetric=loss.symmetric,
         cycle_return=loss.cycle_return,
         pixel_image_negatives=loss.pixel_negatives == "queue_and_image",
+        queue_matmul=loss.queue_matmul,
     )
 
 

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from cacl_cli import distributed
+from cacl_cli.device import bf16_matmul_pays
 from cacl_cli.model import losses
 from cacl_cli.model.backbone import build_backbone
 from cacl_cli.model.diagnostics import health
 from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
 from cacl_cli.model.queues import FeatureQueue
-from cacl_cli.model.shuffle import in_groups, random_roll, rolled
+from cacl_cli.model.shuffle import in_groups, random_roll, rolled, with_group_batch_norm
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Encoder(nn.Module):
         self.backbone = build_backbone(arch, width)
         channels = self.backbone.out_channels
         self.heads = nn.ModuleDict({name: ProjectionHead(channels, dim) for name in heads})
+        with_group_batch_norm(self)  # per-group BN statistics in one pass (shuffle-BN)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.backbone(x)  # B x C x H/8 x W/8
@@ -64,6 +66,9 @@ class CACL(nn.Module):
         tau: temperature of every softmax.
         soft_cycle: KL to the global head's affinities instead of the hard identity target.
         soft_target_tau: temperature of those affinities (lower: a sharper target).
+        cycle_target_sigma: with the hard cycle, 0 asks each pixel to return to itself (eq. 6);
+            s > 0 accepts returns within a Gaussian of s cells around it (``losses.
+            neighbourhood_target``).
         pixel_positive: ``global`` (eq. 4, match by the global head) or ``position`` (same cell).
         pixel_shuffle: ``off``, ``shared`` (one roll for v and v+) or ``independent``.
         shuffle_bn_groups: groups (per process) with their own BN statistics in the momentum
@@ -81,6 +86,9 @@ class CACL(nn.Module):
         cycle_return: where the cycle's second jump lands in v: ``self`` (the paper: the online
             features of v) or ``reroll`` (the momentum encoder's features of v under a fresh
             pixel-shuffle roll; a code of where the padding is then cannot close the loop).
+        queue_matmul: dtype of the pixel and cycle heads' products with their queues, the
+            largest of a step: ``float32``, ``bfloat16``, or ``auto`` (bfloat16 where it is
+            fast: ``device.bf16_matmul_pays``). Positives, sums and losses stay float32.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class CACL(nn.Module):
         tau: float = 0.07,
         soft_cycle: bool = True,
         soft_target_tau: float = 0.07,
+        cycle_target_sigma: float = 0.0,
         pixel_positive: str = "global",
         pixel_shuffle: str = "independent",
         shuffle_bn_groups: int = 4,
@@ -106,6 +115,7 @@ class CACL(nn.Module):
         symmetric: bool = False,
         cycle_return: str = "self",
         pixel_image_negatives: bool = False,
+        queue_matmul: str = "float32",
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
@@ -118,6 +128,7 @@ class CACL(nn.Module):
         self.weights = {h: 1.0 for h in self.heads} | (weights or {})
         self.m, self.tau = momentum, tau
         self.soft_cycle, self.soft_target_tau = soft_cycle, soft_target_tau
+        self.cycle_target_sigma = cycle_target_sigma
         self.pixel_positive = pixel_positive
         self.pixel_shuffle, self.shuffle_bn_groups = pixel_shuffle, shuffle_bn_groups
         self.batch_shuffle, self.online_bn_groups = batch_shuffle, online_bn_groups
@@ -125,14 +136,17 @@ class CACL(nn.Module):
         self.pixels_per_image, self.symmetric = pixels_per_image, symmetric
         self.cycle_return = cycle_return
         self.pixel_image_negatives = pixel_image_negatives
+        self.queue_matmul = queue_matmul
 
     # ------------------------------------------------------------ the two encoders
 
     @torch.no_grad()
     def momentum_update(self) -> None:
         """theta_k <- m theta_k + (1 - m) theta_q; BN running statistics stay the momentum net's."""
-        for p_q, p_k in zip(self.online.parameters(), self.momentum_encoder.parameters()):
-            p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
+        online = [p.detach() for p in self.online.parameters()]
+        momentum = list(self.momentum_encoder.parameters())
+        torch._foreach_mul_(momentum, self.m)  # one fused update, not a loop over parameters
+        torch._foreach_add_(momentum, online, alpha=1.0 - self.m)
 
     def draw_shifts(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
         """The rolls of v and v+ under ``pixel_shuffle`` (off: none; shared: one for both)."""
@@ -184,7 +198,7 @@ class CACL(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Each head's loss for online features q of one frame and keys k of the other; ``back``
         is the cycle's landing view of the first frame (``return_view``)."""
-        terms = {}
+        terms, low = {}, self.queue_matmul_dtype(q["backbone"].device)
         if "global" in self.heads:
             terms["global"] = losses.info_nce(
                 q["global_vector"], k["global_vector"], self.queues["global"](), self.tau
@@ -197,11 +211,10 @@ class CACL(nn.Module):
                 self.queues["pixel"](),
                 self.tau,
                 self.pixel_image_negatives,
+                low,
             )
         if "cycle" in self.heads:
-            target = None
-            if self.soft_cycle:
-                target = losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
+            target = self.cycle_target(q, k)
             terms["cycle"] = losses.cycle_loss(
                 q["cycle"],
                 k["cycle"],
@@ -210,15 +223,34 @@ class CACL(nn.Module):
                 target,
                 chunk_rows=self._cycle_chunk_rows(q["cycle"]),
                 c_back=back,
+                matmul_dtype=low,
             )
         return terms
 
+    def cycle_target(
+        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        """The cycle's target (B, HW, HW): the global head's affinities (soft cycle), a
+        neighbourhood of each pixel (``cycle_target_sigma``), or None for eq. 6's identity."""
+        if self.soft_cycle:
+            return losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
+        if not self.cycle_target_sigma:
+            return None
+        b, _, h, w = q["cycle"].shape
+        target = losses.neighbourhood_target(h, w, self.cycle_target_sigma, q["cycle"].device)
+        return target.expand(b, -1, -1)
+
+    def queue_matmul_dtype(self, device: torch.device) -> torch.dtype:
+        if self.queue_matmul == "auto":
+            return torch.bfloat16 if bf16_matmul_pays(device) else torch.float32
+        return torch.bfloat16 if self.queue_matmul == "bfloat16" else torch.float32
+
     def _cycle_chunk_rows(self, c: torch.Tensor) -> int:
-        """Rows of the second jump per chunk that keep its queue logits within the budget."""
+        """Rows (pixels of the batch) of the second jump whose queue logits fit the budget."""
         if not self.cycle_memory_mb:
             return 0
-        # float32 logits plus their exp and gradient: about 3 copies of B x rows x Q
-        per_row = 3 * 4 * c.shape[0] * self.queues["cycle"].size
+        # float32 logits and their exp while a block is computed: about 2 copies of rows x Q
+        per_row = 2 * 4 * self.queues["cycle"].size
         return max(1, int(self.cycle_memory_mb * 2**20 // per_row))
 
     def pixel_match(self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> torch.Tensor:

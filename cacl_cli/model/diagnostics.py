@@ -72,8 +72,8 @@ def chance_losses(
     if "cycle" in model.heads:
         hw = q["cycle"].shape[2] * q["cycle"].shape[3]
         chance = math.log(hw + model.queues["cycle"].size)
-        if model.soft_cycle:
-            target = losses.soft_cycle_target(q["global"], k["global"], model.soft_target_tau)
+        target = model.cycle_target(q, k)
+        if target is not None:
             chance -= float(-torch.special.xlogy(target, target).sum(2).mean())
         out["cycle/chance"] = chance
     return out

@@ -9,9 +9,13 @@ torchrun the permutation spans every rank (``cacl_cli.distributed.in_shuffled_ba
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 
@@ -38,21 +42,88 @@ def rolled(
     }
 
 
+class GroupBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that normalises ``groups`` groups of its batch (image i in group i mod groups)
+    each with the group's own statistics, as BN on ``groups`` devices would, while the layers
+    around it see the whole batch at once. State dict and eval-mode behaviour are BatchNorm2d's;
+    the running statistics take each group's update in turn, as ``groups`` calls would."""
+
+    groups: int = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.groups
+        if g <= 1 or not self.training:
+            return super().forward(x)
+        if x.shape[0] % g or self.momentum is None or not self.track_running_stats:
+            out = torch.empty_like(x)  # one call per group, in turn
+            for i in range(g):
+                out[i::g] = nn.BatchNorm2d.forward(self, x[i::g])
+            return out
+        # (B, C, H, W) seen as (B/g, g*C, H, W): channel j*C + c holds channel c of group j's
+        # images, so one ordinary batch norm gives every group its own statistics
+        n, c = x.shape[0] // g, x.shape[1]
+        means, variances = x.new_zeros(g * c), x.new_ones(g * c)  # momentum 1: the batch's own
+        y = F.batch_norm(
+            x.view(n, g * c, *x.shape[2:]), means, variances,
+            self.weight.repeat(g), self.bias.repeat(g), True, 1.0, self.eps,
+        )  # fmt: skip
+        self._absorb_in_turn(means.view(g, c), variances.view(g, c))
+        return y.view_as(x)
+
+    @torch.no_grad()
+    def _absorb_in_turn(self, means: torch.Tensor, variances: torch.Tensor) -> None:
+        """Running statistics after group 0's update, then group 1's, ...: r <- (1-m) r + m s,
+        folded into r <- (1-m)^g r + sum_j m (1-m)^(g-1-j) s_j."""
+        g, keep = len(means), 1.0 - self.momentum
+        weights = _turn_weights(g, self.momentum, means.device)
+        self.running_mean.addmv_(means.t().to(self.running_mean.dtype), weights, beta=keep**g)
+        self.running_var.addmv_(variances.t().to(self.running_var.dtype), weights, beta=keep**g)
+        self.num_batches_tracked.add_(g)
+
+
+@functools.cache
+def _turn_weights(groups: int, momentum: float, device: torch.device) -> torch.Tensor:
+    keep = 1.0 - momentum
+    return torch.tensor([momentum * keep ** (groups - 1 - j) for j in range(groups)], device=device)
+
+
+def with_group_batch_norm(net: nn.Module) -> nn.Module:
+    """Make every BatchNorm2d of ``net`` a GroupBatchNorm2d (in place; weights untouched)."""
+    for module in net.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = GroupBatchNorm2d
+    return net
+
+
+@contextmanager
+def batch_norm_groups(net: nn.Module, groups: int) -> Iterator[None]:
+    norms = [m for m in net.modules() if isinstance(m, GroupBatchNorm2d)]
+    if len(norms) < sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()):
+        raise ValueError("in_groups needs a net made by with_group_batch_norm")
+    for norm in norms:
+        norm.groups = groups
+    try:
+        yield
+    finally:
+        for norm in norms:
+            norm.groups = 1
+
+
 def in_groups(
-    net: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    x: torch.Tensor,
-    groups: int,
-    shuffle: bool = True,
+    net: nn.Module, x: torch.Tensor, groups: int, shuffle: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Run ``net`` per group of the batch, so each group has its own BN statistics, as on
-    ``groups`` devices. ``shuffle`` permutes the batch first (shuffle-BN) and restores its order."""
+    """Run ``net`` once on the batch with each of ``groups`` groups (image i in group i mod
+    groups) normalised by its own BN statistics, as on ``groups`` devices. ``shuffle`` permutes
+    the batch first (shuffle-BN) and restores its order. ``net``'s BN layers must be
+    GroupBatchNorm2d (``with_group_batch_norm``).
+    """
     groups = min(groups, x.shape[0])
     if groups <= 1:
         return net(x)
-    if not shuffle:
-        parts = [net(chunk) for chunk in x.chunk(groups)]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    perm = torch.randperm(x.shape[0], device=x.device)
-    parts = [net(chunk) for chunk in x[perm].chunk(groups)]
+    perm = torch.randperm(x.shape[0], device=x.device) if shuffle else None
+    with batch_norm_groups(net, groups):
+        out = net(x if perm is None else x[perm])
+    if perm is None:
+        return out
     unperm = torch.argsort(perm)
-    return {k: torch.cat([p[k] for p in parts])[unperm] for k in parts[0]}
+    return {k: y[unperm] for k, y in out.items()}

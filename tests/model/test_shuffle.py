@@ -1,9 +1,10 @@
 """Pixel shuffle is exact for position-free networks; shuffle-BN keeps the batch order."""
 
+import pytest
 import torch
 from torch import nn
 
-from cacl_cli.model.shuffle import in_groups, random_roll, rolled
+from cacl_cli.model.shuffle import in_groups, random_roll, rolled, with_group_batch_norm
 
 
 def pointwise_net():
@@ -37,13 +38,37 @@ def test_random_roll_is_a_multiple_of_the_stride():
     assert len({a for a, _ in shifts}) == 8  # every row offset is drawn
 
 
+class MapNet(nn.Module):
+    """A conv and a BN, returning a dict as the encoders do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return {"map": self.bn(self.conv(x))}
+
+
+class BatchNormOnly(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return {"map": self.bn(x)}
+
+
+def grouped_net(seed=0):
+    torch.manual_seed(seed)
+    return with_group_batch_norm(MapNet()).train()
+
+
 def test_shuffled_groups_use_their_own_batch_statistics_and_keep_order():
-    bn = nn.BatchNorm2d(3).train()
-    net = lambda x: {"map": bn(x)}  # noqa: E731
+    net = with_group_batch_norm(BatchNormOnly()).train()
     x = torch.randn(8, 3, 4, 4)
-    x[:4] += 5.0  # two very different halves
-    torch.manual_seed(0)
-    grouped = in_groups(net, x, groups=2)["map"]
+    x[::2] += 5.0  # two very different groups
+    grouped = in_groups(net, x, groups=2, shuffle=False)["map"]
     whole = net(x)["map"]
     assert not torch.allclose(grouped, whole)  # statistics differ per group
     # BN is a positive affine map per channel, so each output keeps its own input's pixel order
@@ -53,13 +78,49 @@ def test_shuffled_groups_use_their_own_batch_statistics_and_keep_order():
 
 
 def test_one_group_is_the_plain_forward():
-    bn = nn.BatchNorm2d(3).train()
+    net, plain = grouped_net(), MapNet().train()
+    plain.load_state_dict(net.state_dict())
     x = torch.randn(6, 3, 2, 2)
-    torch.testing.assert_close(in_groups(lambda t: {"m": bn(t)}, x, 1)["m"], bn(x))
+    torch.testing.assert_close(in_groups(net, x, 1)["map"], plain(x)["map"])
 
 
-def test_unshuffled_groups_are_contiguous_chunks():
-    bn = nn.BatchNorm2d(3).train()
+@pytest.mark.parametrize("batch,groups", [(8, 2), (8, 4), (12, 3), (6, 4), (5, 3)])
+def test_one_pass_equals_one_call_per_group_with_gradients_and_running_statistics(batch, groups):
+    """The reference is the plain network called once per group (image i in group i mod
+    groups), as on ``groups`` devices."""
+    net, plain = grouped_net(), MapNet().train()
+    plain.load_state_dict(net.state_dict())
+    x = torch.randn(batch, 3, 5, 5)
+    got = in_groups(net, x, groups, shuffle=False)["map"]
+    expected = torch.empty_like(got)
+    for i in range(groups):
+        expected[i::groups] = plain(x[i::groups])["map"]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    weights = torch.randn_like(got)
+    (got * weights).sum().backward()
+    (expected * weights).sum().backward()
+    for p_got, p_expected in zip(net.parameters(), plain.parameters()):
+        torch.testing.assert_close(p_got.grad, p_expected.grad, rtol=1e-4, atol=1e-5)
+    for name, buffer in plain.bn.named_buffers():
+        torch.testing.assert_close(getattr(net.bn, name), buffer, rtol=1e-5, atol=1e-6)
+    assert net.bn.groups == 1  # the grouping ends with the call
+
+
+def test_shuffled_groups_are_random_and_come_back_in_order():
+    net, plain = grouped_net(), MapNet().train()
+    plain.load_state_dict(net.state_dict())
     x = torch.randn(8, 3, 4, 4)
-    grouped = in_groups(lambda t: {"m": bn(t)}, x, groups=2, shuffle=False)["m"]
-    torch.testing.assert_close(grouped, torch.cat([bn(x[:4]), bn(x[4:])]))
+    torch.manual_seed(3)
+    got = in_groups(net, x, groups=2)["map"]
+    torch.manual_seed(3)
+    perm = torch.randperm(8)
+    shuffled = x[perm]
+    expected = torch.empty_like(shuffled)
+    for i in range(2):
+        expected[i::2] = plain(shuffled[i::2])["map"]
+    torch.testing.assert_close(got, expected[torch.argsort(perm)], rtol=1e-5, atol=1e-6)
+
+
+def test_a_net_with_plain_batch_norm_is_refused():
+    with pytest.raises(ValueError, match="with_group_batch_norm"):
+        in_groups(MapNet().train(), torch.randn(4, 3, 2, 2), 2)

@@ -1,0 +1,63 @@
+"""Device choices of ``cacl_cli.device`` and process memory of ``cacl_cli.memory``."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cacl_cli import device
+
+# Allocates and frees a 64 MiB tensor 16 times, as a training loop does with its large tensors,
+# and prints the minor page faults of the last 4 allocations: memory the process touches for the
+# first time costs one fault per page. (glibc settles on reusing torch's aligned blocks only
+# after a few rounds.)
+FAULTS = """
+import resource, torch
+from cacl_cli.memory import reuse_freed_memory
+applied = reuse_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(12):
+    torch.ones(2**24)
+before = faults()
+for _ in range(4):
+    torch.ones(2**24)
+print(applied, faults() - before)
+"""
+
+
+def page_faults(env: dict) -> tuple[str, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True, env=env
+    )
+    applied, faults = done.stdout.split()
+    return applied, int(faults)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc is Linux's")
+def test_freed_large_tensors_are_reused_without_new_page_faults(monkeypatch):
+    pages = 4 * 2**26 // 4096  # four fresh 64 MiB tensors
+    monkeypatch.delenv("CACL_SYSTEM_MALLOC", raising=False)
+    applied, tuned = page_faults(dict(os.environ))
+    opted_out, system = page_faults(dict(os.environ, CACL_SYSTEM_MALLOC="1"))
+    assert (applied, opted_out) == ("True", "False")
+    assert system > pages // 2  # the system default maps and faults them in again
+    assert tuned < pages // 20  # kept in the heap: reused with no new faults
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\nbugs\t\t: none\n")
+    assert device.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512f", "avx512_bf16"}
+    assert device.cpu_flags(tmp_path / "absent") == frozenset()
+
+
+@pytest.mark.parametrize("flags,expected", [({"avx512f", "avx512_bf16"}, True),
+                                            ({"amx_bf16"}, True), ({"avx2", "avx512f"}, False)])
+def test_bf16_products_are_chosen_only_where_the_cpu_has_bf16_instructions(
+    monkeypatch, flags, expected
+):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    assert device.bf16_matmul_pays(torch.device("cpu")) is expected
