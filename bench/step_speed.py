@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -87,13 +89,24 @@ def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
             "LARS": optimizer.step}  # fmt: skip
 
 
-def count_flops(run: Callable[[], None]) -> int:
-    """Matrix-product and convolution FLOPs of one call, forward and backward."""
-    from torch.utils.flop_counter import FlopCounterMode
+class OpCounter(TorchDispatchMode):
+    """Counts the aten operators a call dispatches, forward and backward: on a GPU each is at
+    least one kernel launch, so this is what makes small steps launch-bound."""
 
-    with FlopCounterMode(display=False) as counter:
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_work(run: Callable[[], None]) -> tuple[int, int]:
+    """Matrix-product and convolution FLOPs, and aten operators, of one call."""
+    with FlopCounterMode(display=False) as counter, OpCounter() as ops:
         run()
-    return counter.get_total_flops()
+    return counter.get_total_flops(), ops.ops
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype | None, size: int = 8192) -> float:
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.repeats = 1, 2
         args.set = ["model.width=8", "data.size=32", "data.batch_size=8"] + args.set
         args.set += ["moco.queue_size=64", "moco.cycle_queue_size=16", "moco.pixels_per_image=2"]
+        args.against_set = args.set + args.against_set
     reuse_freed_memory()  # as the cacl command does
     device = torch.device(args.device)
     dtype = amp_dtype(args.amp, device)
@@ -212,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     shape = (cfg.data.batch_size, 3, cfg.data.size, cfg.data.size)
     batch = (torch.randn(shape, device=device), torch.randn(shape, device=device))
     runs = variants(cfg_for, device, dtype, batch)
-    flops = {name: count_flops(run) for name, run in runs.items() if name != "LARS"}
+    work = {name: count_work(run) for name, run in runs.items()}
+    flops = {name: flop for name, (flop, _) in work.items() if name != "LARS"}
     results = measure(runs, args.steps, args.repeats, device)
     peak_rate = matmul_rate(device, dtype) if device.type == "cuda" else None
 
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     floor = results["floor"]["median_s"]
     head = f"{'variant':<11}{'s/step':>9}{'vs floor':>9}{'GFLOP':>9}{'GFLOP/s':>9}{'effic.':>8}"
-    print(head + f"{'MFU':>7}{'peak GiB':>9}")
+    print(head + f"{'MFU':>7}{'peak GiB':>9}{'ops':>7}")
     for name, r in results.items():
         peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         line = f"{name:<11}{r['median_s']:>9.4f}{r['median_s'] / floor:>8.2f}x"
@@ -239,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             line += f"{flops[name] / 1e9:>9.2f}{rate / 1e9:>9.1f}{ratio:>8.2f}{mfu:>7}"
         else:
             line += f"{'-':>9}{'-':>9}{'-':>8}{'-':>7}"
-        print(line + f"{peak:>9}")
+        print(line + f"{peak:>9}{work[name][1]:>7}")
     cacl, moco = results["CACL"]["median_s"], results["MoCo-v2"]["median_s"]
     efficiency = (cacl / flops["CACL"]) / (floor / flops["floor"])
     print(

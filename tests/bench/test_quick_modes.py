@@ -58,13 +58,29 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
 
 def test_step_speed_reports_each_variant_against_the_floor():
     out = bench(BENCH / "step_speed.py", "--quick")
-    rows = {line.split("  ")[0]: line.split()[-7:] for line in out.splitlines()[3:8]}
+    rows = {line.split("  ")[0]: line.split()[-8:] for line in out.splitlines()[3:8]}
     assert list(rows) == ["floor", "MoCo-v2", "two heads", "CACL", "LARS"]
     gflops = {name: float(row[2]) for name, row in rows.items() if name != "LARS"}
-    # the heads only add work, so each variant counts more FLOPs than the one before it
+    ops = {name: int(row[-1]) for name, row in rows.items()}
+    # the heads only add work, so each variant counts more FLOPs and operators than the one before
     assert 0 < gflops["floor"] < gflops["MoCo-v2"] < gflops["two heads"] < gflops["CACL"]
+    assert 0 < ops["floor"] < ops["MoCo-v2"] < ops["two heads"] < ops["CACL"]
     assert float(rows["floor"][4]) == 1.0  # the floor's efficiency ratio is 1 by definition
     assert "efficiency ratio" in out and "CACL vs MoCo-v2:" in out
+
+
+@pytest.mark.slow
+def test_step_speed_times_an_older_commit_side_by_side():
+    parent = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD~1"], capture_output=True)
+    if parent.returncode:
+        pytest.skip("needs a git checkout with history (HEAD~1)")
+    out = bench(BENCH / "step_speed.py", "--quick", "--steps", "1", "--repeats", "1",
+                "--against", "HEAD~1")  # fmt: skip
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(("this tree ", "HEAD~1 ")) and " against " not in line]  # fmt: skip
+    assert [row[0] for row in rows] == ["this", "HEAD~1"]
+    assert all(float(value.rstrip("x")) > 0 for row in rows for value in row[-5:])
+    assert "faster than at HEAD~1" in out
 
 
 def test_world_speed_reports_frames_and_loader_rates():
