@@ -55,10 +55,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         if g <= 1 or not self.training:
             return super().forward(x)
         if x.shape[0] % g or self.momentum is None or not self.track_running_stats:
-            out = torch.empty_like(x)  # one call per group, in turn
-            for i in range(g):
-                out[i::g] = nn.BatchNorm2d.forward(self, x[i::g])
-            return out
+            raise ValueError("GroupBatchNorm2d needs a batch its groups divide, and a momentum")
         # (B, C, H, W) seen as (B/g, g*C, H, W): channel j*C + c holds channel c of group j's
         # images, so one ordinary batch norm gives every group its own statistics
         n, c = x.shape[0] // g, x.shape[1]
@@ -112,18 +109,24 @@ def batch_norm_groups(net: nn.Module, groups: int) -> Iterator[None]:
 def in_groups(
     net: nn.Module, x: torch.Tensor, groups: int, shuffle: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Run ``net`` once on the batch with each of ``groups`` groups (image i in group i mod
-    groups) normalised by its own BN statistics, as on ``groups`` devices. ``shuffle`` permutes
-    the batch first (shuffle-BN) and restores its order. ``net``'s BN layers must be
-    GroupBatchNorm2d (``with_group_batch_norm``).
+    """Run ``net`` with each of ``groups`` contiguous chunks of the batch normalised by its own BN
+    statistics, as ``groups`` devices would (under torchrun the ranks hold such chunks).
+    ``shuffle`` permutes the batch first (shuffle-BN); the output keeps the input's order.
+    ``net``'s BN layers must be GroupBatchNorm2d (``with_group_batch_norm``).
     """
-    groups = min(groups, x.shape[0])
+    n = x.shape[0]
+    groups = min(groups, n)
     if groups <= 1:
         return net(x)
-    perm = torch.randperm(x.shape[0], device=x.device) if shuffle else None
-    with batch_norm_groups(net, groups):
-        out = net(x if perm is None else x[perm])
-    if perm is None:
-        return out
-    unperm = torch.argsort(perm)
-    return {k: y[unperm] for k, y in out.items()}
+    order = torch.randperm(n, device=x.device) if shuffle else torch.arange(n, device=x.device)
+    if n % groups:  # chunks of unequal size: one call each
+        parts = [net(x[chunk]) for chunk in order.chunk(groups)]
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    else:
+        # interleave the chunks (image j of chunk g at j * groups + g), which is how
+        # GroupBatchNorm2d groups a batch, and run the net once
+        order = order.view(groups, -1).t().flatten()
+        with batch_norm_groups(net, groups):
+            out = net(x[order])
+    unorder = torch.argsort(order)
+    return {k: y[unorder] for k, y in out.items()}

@@ -132,4 +132,6 @@ def test_davis_table_scores_baselines_and_resumes(tmp_path, shared_data):
 def test_feature_spread_reports_random_init_without_a_learning_folder(tmp_path, shared_data):
     out = bench(BENCH / "feature_spread.py", "--learning", tmp_path, "--size", "64")
     row = next(line.split() for line in out.splitlines() if line.startswith("random init"))
-    assert all(-1 <= float(v) <= 1 for v in row[2:])
+    assert len(row) == 6 and all(-1 <= float(v) <= 1 for v in row[2:])
+    assert 0 <= float(row[-1]) <= 1  # one-step propagation: a balanced accuracy
+    assert "neighbour" in out and "one-step" in out
