@@ -90,6 +90,7 @@ class RunSection:
     device: str
     amp: str
     deterministic: bool
+    compile: bool
     checkpoint_every: int
     keep_checkpoints: int
     log_every: int

@@ -34,7 +34,7 @@ from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted, RunFailed
 from cacl_cli.files import remove_stale_temps
 from cacl_cli.model.backbone import OUTPUT_STRIDE
-from cacl_cli.model.build import model_from_config
+from cacl_cli.model.build import compile_encoders, model_from_config
 from cacl_cli.model.cacl import CACL, CACLOutput
 from cacl_cli.model.diagnostics import SPREAD_WARNING, truth_health, verdict
 from cacl_cli.optim import LARS, lars_param_groups, lr_at, scaled_lr
@@ -164,6 +164,8 @@ def _pretrain(
     # ---------------------------------------------------------------- model and optimiser
     torch.manual_seed(cfg.run.seed)  # the same on every rank: shifts and picks stay in step
     model = model_from_config(cfg).to(device)
+    if cfg.run.compile:
+        compile_encoders(model)
     net = _wrap(model, cfg, device, workers, console)  # DDP copies rank 0's weights everywhere
     accum = cfg.optim.accum_steps
     global_batch = cfg.data.batch_size * workers.world_size * accum

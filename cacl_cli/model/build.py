@@ -41,3 +41,12 @@ def build_model(
 def model_from_config(cfg) -> CACL:
     """``build_model`` on the sections of a whole :class:`cacl_cli.config.Config`."""
     return build_model(cfg.model, cfg.heads, cfg.loss, cfg.moco)
+
+
+def compile_encoders(model: CACL) -> CACL:
+    """``torch.compile`` the online and momentum encoders in place (``run.compile``): the
+    convolutions, batch norms and heads fuse into fewer kernels; the losses, queues and rolls stay
+    eager. The state dict and checkpoints do not change."""
+    model.online.compile()
+    model.momentum_encoder.compile()
+    return model

@@ -9,7 +9,6 @@ torchrun the permutation spans every rank (``cacl_cli.distributed.in_shuffled_ba
 
 from __future__ import annotations
 
-import functools
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -72,16 +71,11 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         """Running statistics after group 0's update, then group 1's, ...: r <- (1-m) r + m s,
         folded into r <- (1-m)^g r + sum_j m (1-m)^(g-1-j) s_j."""
         g, keep = len(means), 1.0 - self.momentum
-        weights = _turn_weights(g, self.momentum, means.device)
+        turns = [self.momentum * keep ** (g - 1 - j) for j in range(g)]
+        weights = torch.tensor(turns, device=means.device)
         self.running_mean.addmv_(means.t().to(self.running_mean.dtype), weights, beta=keep**g)
         self.running_var.addmv_(variances.t().to(self.running_var.dtype), weights, beta=keep**g)
         self.num_batches_tracked.add_(g)
-
-
-@functools.cache
-def _turn_weights(groups: int, momentum: float, device: torch.device) -> torch.Tensor:
-    keep = 1.0 - momentum
-    return torch.tensor([momentum * keep ** (groups - 1 - j) for j in range(groups)], device=device)
 
 
 def with_group_batch_norm(net: nn.Module) -> nn.Module:
