@@ -58,7 +58,10 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         # (B, C, H, W) seen as (B/g, g*C, H, W): channel j*C + c holds channel c of group j's
         # images, so one ordinary batch norm gives every group its own statistics
         n, c = x.shape[0] // g, x.shape[1]
-        means, variances = x.new_zeros(g * c), x.new_ones(g * c)  # momentum 1: the batch's own
+        # momentum 1: these receive the batch's own statistics (float32 like BN's buffers, also
+        # when autocast hands the layer half-precision activations)
+        means = torch.zeros(g * c, device=x.device, dtype=self.running_mean.dtype)
+        variances = torch.ones(g * c, device=x.device, dtype=self.running_var.dtype)
         y = F.batch_norm(
             x.view(n, g * c, *x.shape[2:]), means, variances,
             self.weight.repeat(g), self.bias.repeat(g), True, 1.0, self.eps,
@@ -73,8 +76,8 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         g, keep = len(means), 1.0 - self.momentum
         turns = [self.momentum * keep ** (g - 1 - j) for j in range(g)]
         weights = torch.tensor(turns, device=means.device)
-        self.running_mean.addmv_(means.t().to(self.running_mean.dtype), weights, beta=keep**g)
-        self.running_var.addmv_(variances.t().to(self.running_var.dtype), weights, beta=keep**g)
+        self.running_mean.addmv_(means.t(), weights, beta=keep**g)
+        self.running_var.addmv_(variances.t(), weights, beta=keep**g)
         self.num_batches_tracked.add_(g)
 
 
