@@ -84,16 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     for folder in args.learning:
         for run in sorted(folder.glob(f"runs/*-s{args.seed}/run")):
             checkpoints = sorted((run / "checkpoints").glob("step-*.pt"))
-            if checkpoints:
-                rows[run.parent.name] = checkpoints[-1]
+            if checkpoints:  # several folders may hold runs of one name: then name the folder
+                several = len(args.learning) > 1
+                rows[f"{folder.name}/{run.parent.name}" if several else run.parent.name] = (
+                    checkpoints[-1]
+                )
     print(f"{len(names)} sequences; one-step propagation: frame 0 -> frame {LATER}")
-    print(f"{'backbone':28s} {'within-frame':>13s} {'object-bg':>10s} {'neighbour':>10s}"
+    print(f"{'backbone':34s} {'within-frame':>13s} {'object-bg':>10s} {'neighbour':>10s}"
           f" {'one-step':>9s}")  # fmt: skip
     for name, checkpoint in rows.items():
         torch.manual_seed(args.seed)
         backbone, _ = load_backbone(checkpoint, "resnet18", args.width)
         r = spread(backbone.eval(), args.davis, names, args.size)
-        print(f"{name:28s} {r['within']:13.3f} {r['apart']:10.3f} {r['neighbour']:10.3f}"
+        print(f"{name:34s} {r['within']:13.3f} {r['apart']:10.3f} {r['neighbour']:10.3f}"
               f" {r['one_step']:9.3f}")  # fmt: skip
     return 0
 

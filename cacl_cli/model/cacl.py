@@ -26,8 +26,8 @@ from cacl_cli.model.shuffle import in_groups, random_roll, rolled, with_group_ba
 
 @dataclass
 class CACLOutput:
-    loss: torch.Tensor
-    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each weighted loss term
+    loss: torch.Tensor  # sum over heads of weight x term
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # each head's loss, unweighted
     diagnostics: dict[str, float] = field(default_factory=dict)  # health signals, no gradient
 
 
@@ -297,8 +297,10 @@ class CACL(nn.Module):
             back = self._terms(q2, k2, self.return_view(v_plus))
             terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), back.values())}
             keys.append(k2)
-        terms = {h: self.weights[h] * t for h, t in terms.items()}
+        # terms are logged as they are (comparable with each head's chance level); the weights
+        # enter the total only
+        loss = sum(self.weights[h] * t for h, t in terms.items())
         diagnostics = health(self, q, k) if diagnose else {}
         for key in keys:
             self._enqueue(key)
-        return CACLOutput(sum(terms.values()), terms, diagnostics)
+        return CACLOutput(loss, terms, diagnostics)

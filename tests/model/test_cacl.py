@@ -93,7 +93,6 @@ BASE = [
         ("loss.pixel_positive=position", "pixel"),
         ("loss.symmetric=true", "global"),
         ("loss.tau=0.2", "global"),
-        ("loss.cycle_weight=0.5", "cycle"),
         ("model.pixel_shuffle=independent", "cycle"),
         ("loss.cycle_return=reroll", "cycle"),
     ],
@@ -102,6 +101,17 @@ def test_each_switch_changes_the_loss(switch, term):
     base = loss_terms(BASE)
     changed = loss_terms(BASE + [switch])
     assert changed[term] != pytest.approx(base[term], rel=1e-4)
+
+
+def test_weights_scale_the_total_and_leave_each_logged_term_as_it_is():
+    torch.manual_seed(0)
+    model = small_model("loss.cycle_weight=0.25", "loss.pixel_weight=0.5")
+    out = model(*frames())
+    expected = out.terms["global"] + 0.5 * out.terms["pixel"] + 0.25 * out.terms["cycle"]
+    torch.testing.assert_close(out.loss, expected)
+    assert loss_terms(BASE + ["loss.cycle_weight=0.25"])["cycle"] == pytest.approx(
+        loss_terms(BASE)["cycle"], rel=1e-6
+    )
 
 
 def test_shared_and_independent_shuffle_differ():
