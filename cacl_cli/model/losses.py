@@ -2,7 +2,9 @@
 
 Shapes: ``B`` images, ``D`` channels, ``H x W`` = ``HW`` positions, ``Q`` queue entries, ``N`` rows.
 Every loss computes its logits in float32 (float64 for the cycle's second jump product), with
-autocast switched off inside, whatever the dtype of the features.
+autocast switched off inside, whatever the dtype of the features. The one exception is asked for
+by name: ``matmul_dtype`` bfloat16 for the products with a queue (``QueueLogSumExp``), whose sums
+stay float32.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def queue_logsumexp(
     """log sum_z exp(q . z / tau) over the queue's rows, per row of q: (..., D) -> (...,), float32.
 
     ``memory_rows`` > 0 bounds the rows whose queue logits exist at once, in the backward pass too
-    (recomputed there); 0 computes all rows in one block and keeps the softmax, the fastest way
+    (recomputed there); 0 computes all rows in one block and keeps their exps, the fastest way
     where memory allows (on the development CPU one block of 2048 x 4096 logits took 37 ms forward
     and backward, blocks of 64 rows 50 ms). ``matmul_dtype``: see ``QueueLogSumExp``.
     """
