@@ -37,7 +37,6 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 matrix instructions (x86)
 
 

@@ -53,13 +53,14 @@ class LARS(torch.optim.Optimizer):
     def _momentum_buffers(self, params, updates, momentum: float) -> list[torch.Tensor]:
         """buf <- momentum * buf + update; a parameter's first update starts its buffer."""
         states = [self.state[p] for p in params]
-        running = [(s["momentum_buffer"], u) for s, u in zip(states, updates) if s]
+        started = ["momentum_buffer" in s for s in states]
+        running = [(s["momentum_buffer"], u) for s, u, on in zip(states, updates, started) if on]
         if running:
             buffers, their_updates = map(list, zip(*running))
             torch._foreach_mul_(buffers, momentum)
             torch._foreach_add_(buffers, their_updates)
-        for state, update in zip(states, updates):
-            if not state:
+        for state, update, on in zip(states, updates, started):
+            if not on:
                 state["momentum_buffer"] = torch.clone(update).detach()
         return [s["momentum_buffer"] for s in states]
 

@@ -105,9 +105,8 @@ class ImageFolder:
     def __init__(self, root: Path) -> None:
         self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
-            hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if (
-                holds_videos(root)
-            ) else ""
+            videos = holds_videos(root)
+            hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if videos else ""
             raise CaclError(f"{root} holds neither a {MANIFEST} nor any images{hint}")
 
     def __len__(self) -> int:

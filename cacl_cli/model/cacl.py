@@ -221,7 +221,7 @@ class CACL(nn.Module):
                 self.queues["cycle"](),
                 self.tau,
                 target,
-                chunk_rows=self._cycle_chunk_rows(q["cycle"]),
+                chunk_rows=self._cycle_chunk_rows(),
                 c_back=back,
                 matmul_dtype=low,
             )
@@ -245,7 +245,7 @@ class CACL(nn.Module):
             return torch.bfloat16 if bf16_matmul_pays(device) else torch.float32
         return torch.bfloat16 if self.queue_matmul == "bfloat16" else torch.float32
 
-    def _cycle_chunk_rows(self, c: torch.Tensor) -> int:
+    def _cycle_chunk_rows(self) -> int:
         """Rows (pixels of the batch) of the second jump whose queue logits fit the budget."""
         if not self.cycle_memory_mb:
             return 0
