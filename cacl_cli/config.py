@@ -48,7 +48,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "run.log_every": (1, INF), "run.truth_pairs": (0, 4096),
     "model.width": (1, 4096), "model.dim": (1, 65_536), "model.bn_groups": (1, 4096),
     "loss.tau": (ABOVE_ZERO, 100), "loss.soft_target_tau": (ABOVE_ZERO, 100),
-    "loss.cycle_target_sigma": (0, 100),
+    "loss.cycle_target_sigma": (0, 100), "loss.cycle_tau": (0, 100), "loss.cycle_pool": (1, 64),
     "loss.global_weight": (0, 1e6), "loss.pixel_weight": (0, 1e6), "loss.cycle_weight": (0, 1e6),
     "loss.cycle_memory_mb": (0, 1e9),
     "moco.momentum": (0, 1), "moco.queue_size": (1, 10**8), "moco.cycle_queue_size": (1, 10**8),
@@ -138,6 +138,8 @@ class LossSection:
     cycle_return: str
     pixel_negatives: str
     queue_matmul: str
+    cycle_tau: float
+    cycle_pool: int
 
     def weight(self, head: str) -> float:
         return getattr(self, f"{head}_weight")

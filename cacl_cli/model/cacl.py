@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cacl_cli import distributed
@@ -89,6 +90,10 @@ class CACL(nn.Module):
         queue_matmul: dtype of the pixel and cycle heads' products with their queues, the
             largest of a step: ``float32``, ``bfloat16``, or ``auto`` (bfloat16 where it is
             fast: ``device.bf16_matmul_pays``). Positives, sums and losses stay float32.
+        cycle_tau: temperature of the cycle's two jumps (None: ``tau``).
+        cycle_pool: the cycle runs on its maps average-pooled over ``cycle_pool`` x
+            ``cycle_pool`` cells (regions instead of cells; 1: the paper's per-cell cycle). Its
+            queue then holds pooled keys.
     """
 
     def __init__(
@@ -116,6 +121,8 @@ class CACL(nn.Module):
         cycle_return: str = "self",
         pixel_image_negatives: bool = False,
         queue_matmul: str = "float32",
+        cycle_tau: float | None = None,
+        cycle_pool: int = 1,
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
@@ -137,6 +144,7 @@ class CACL(nn.Module):
         self.cycle_return = cycle_return
         self.pixel_image_negatives = pixel_image_negatives
         self.queue_matmul = queue_matmul
+        self.cycle_tau, self.cycle_pool = cycle_tau or tau, cycle_pool
 
     # ------------------------------------------------------------ the two encoders
 
@@ -214,24 +222,35 @@ class CACL(nn.Module):
                 low,
             )
         if "cycle" in self.heads:
-            target = self.cycle_target(q, k)
+            qc, kc = self.cycle_view(q), self.cycle_view(k)
             terms["cycle"] = losses.cycle_loss(
-                q["cycle"],
-                k["cycle"],
+                qc["cycle"],
+                kc["cycle"],
                 self.queues["cycle"](),
-                self.tau,
-                target,
+                self.cycle_tau,
+                self.cycle_target(qc, kc),
                 chunk_rows=self._cycle_chunk_rows(),
-                c_back=back,
+                c_back=None if back is None else self.pooled(back),
                 matmul_dtype=low,
             )
         return terms
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """A unit-vector map average-pooled to ``cycle_pool``-cell regions, as unit vectors."""
+        if self.cycle_pool == 1:
+            return x
+        return F.normalize(F.avg_pool2d(x, self.cycle_pool, ceil_mode=True), dim=1)
+
+    def cycle_view(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The maps the cycle loss reads (its own and the global head's), at its pooling."""
+        return {h: self.pooled(x[h]) for h in ("cycle", "global") if h in x}
+
     def cycle_target(
         self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
     ) -> torch.Tensor | None:
-        """The cycle's target (B, HW, HW): the global head's affinities (soft cycle), a
-        neighbourhood of each pixel (``cycle_target_sigma``), or None for eq. 6's identity."""
+        """The cycle's target (B, HW, HW) for its maps q, k (``cycle_view``): the global head's
+        affinities (soft cycle), a neighbourhood of each pixel (``cycle_target_sigma``), or None
+        for eq. 6's identity."""
         if self.soft_cycle:
             return losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
         if not self.cycle_target_sigma:
@@ -265,11 +284,12 @@ class CACL(nn.Module):
             if head == "global":
                 self.queues[head].enqueue(distributed.gather(k["global_vector"]))
                 continue
-            b, d, h, w = k[head].shape
+            keys = self.pooled(k[head]) if head == "cycle" else k[head]
+            b, d, h, w = keys.shape
             # Drawn for the global batch, so every rank's generator stays in step.
             ranks, me = distributed.world_size(), distributed.rank()
             picks = torch.randint(h * w, (ranks * b, self.pixels_per_image), device=k[head].device)
-            mine = losses.gather_pixels(k[head], picks[me * b : (me + 1) * b]).reshape(-1, d)
+            mine = losses.gather_pixels(keys, picks[me * b : (me + 1) * b]).reshape(-1, d)
             self.queues[head].enqueue(distributed.gather(mine))
 
     # ------------------------------------------------------------ one step

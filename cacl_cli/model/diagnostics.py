@@ -70,6 +70,7 @@ def chance_losses(
         f"{h}/chance": math.log(model.queues[h].size + 1) for h in model.heads if h != "cycle"
     }
     if "cycle" in model.heads:
+        q, k = model.cycle_view(q), model.cycle_view(k)
         hw = q["cycle"].shape[2] * q["cycle"].shape[3]
         chance = math.log(hw + model.queues["cycle"].size)
         target = model.cycle_target(q, k)

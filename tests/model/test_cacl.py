@@ -95,6 +95,8 @@ BASE = [
         ("loss.tau=0.2", "global"),
         ("model.pixel_shuffle=independent", "cycle"),
         ("loss.cycle_return=reroll", "cycle"),
+        ("loss.cycle_tau=0.2", "cycle"),
+        ("loss.cycle_pool=2", "cycle"),
     ],
 )
 def test_each_switch_changes_the_loss(switch, term):
@@ -165,3 +167,43 @@ def test_rerolled_cycle_return_trains_and_differs_from_the_papers_return():
     assert torch.isfinite(out.terms["cycle"]) and not torch.equal(out.terms["cycle"], plain)
     out.loss.backward()
     assert rerolled.online.heads["cycle"][0].weight.grad.abs().sum() > 0
+
+
+def test_cycle_tau_zero_is_tau_and_moves_the_cycle_term_only():
+    base = loss_terms(BASE + ["loss.tau=0.1"])
+    assert loss_terms(BASE + ["loss.tau=0.1", "loss.cycle_tau=0.1"]) == base
+    changed = loss_terms(BASE + ["loss.tau=0.1", "loss.cycle_tau=0.3"])
+    assert changed["global"] == base["global"] and changed["pixel"] == base["pixel"]
+    assert changed["cycle"] != pytest.approx(base["cycle"], rel=1e-4)
+
+
+def regions(x):
+    """2x2 cells -> one region, as unit vectors (what loss.cycle_pool=2 feeds the cycle)."""
+    return torch.nn.functional.normalize(torch.nn.functional.avg_pool2d(x, 2), dim=1)
+
+
+@pytest.mark.parametrize("soft", ["true", "false"])
+def test_pooled_cycle_is_the_cycle_loss_on_region_maps_and_enqueues_regions(soft):
+    model = small_model(
+        "loss.cycle_pool=2",
+        "loss.cycle_return=self",
+        "model.pixel_shuffle=off",
+        "moco.shuffle_bn_groups=1",
+        f"loss.soft_cycle={soft}",
+    )
+    v, v_plus = frames()
+    queue_before = model.queues["cycle"].features.clone()
+    out = model(v, v_plus)
+    with torch.no_grad():  # the keys again, from the momentum encoder the step updated
+        q, k = model.online(v), model.momentum_encoder(v_plus)
+    target = None
+    if soft == "true":
+        target = losses.soft_cycle_target(regions(q["global"]), regions(k["global"]), 0.07)
+    expected = losses.cycle_loss(
+        regions(q["cycle"]), regions(k["cycle"]), queue_before, 0.07, target
+    )
+    torch.testing.assert_close(out.terms["cycle"], expected, rtol=1e-4, atol=1e-5)
+    # The queue's new negatives are regions of the keys, not single cells.
+    queued = model.queues["cycle"].features[:8]  # 4 images x 2 pixels_per_image
+    candidates = losses.flat_pixels(regions(k["cycle"])).reshape(-1, queued.shape[1])
+    assert (queued @ candidates.T).amax(dim=1).min() > 1 - 1e-4

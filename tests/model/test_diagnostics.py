@@ -1,5 +1,8 @@
 """Health signals: the ground-truth ones must tell a cheating head from a correct one."""
 
+import math
+
+import pytest
 import torch
 
 from cacl_cli.config import resolve
@@ -7,6 +10,7 @@ from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
+    chance_losses,
     verdict,
     first_jumps,
     jump_quality,
@@ -118,3 +122,13 @@ def test_an_early_dip_in_true_matches_is_not_called_a_problem():
     dipped = HEALTHY | {"truth/backbone_match_near": 0.2}
     assert verdict(HEALTHY, dipped | {"step": 300}, batch_size=32) == []
     assert verdict(HEALTHY, dipped | {"step": 1000}, batch_size=32) != []
+
+
+@pytest.mark.parametrize("pool,regions", [(1, 16), (2, 4)])
+def test_cycle_chance_counts_the_cells_or_regions_the_cycle_runs_on(pool, regions):
+    cfg = resolve("tiny-world", ["model.width=8", "data.size=32", f"loss.cycle_pool={pool}"])
+    model = model_from_config(cfg)
+    v = torch.randn(2, 3, 32, 32)
+    q, k = model.encode(v, v)
+    size = model.queues["cycle"].size
+    assert chance_losses(model, q, k)["cycle/chance"] == pytest.approx(math.log(regions + size))
