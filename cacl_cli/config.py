@@ -30,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.pixel_shuffle": ("off", "shared", "independent"),
     "loss.pixel_positive": ("global", "position"),
     "loss.cycle_return": ("self", "reroll"),
+    "loss.soft_target_head": ("global", "cycle"),
     "loss.pixel_negatives": ("queue", "queue_and_image"),
     "loss.queue_matmul": ("float32", "bfloat16", "auto"),
     "propagate.labels": ("auto", "indexed", "binary"),
@@ -131,6 +132,7 @@ class LossSection:
     cycle_weight: float
     soft_cycle: bool
     soft_target_tau: float
+    soft_target_head: str
     cycle_target_sigma: float
     pixel_positive: str
     symmetric: bool
@@ -619,10 +621,11 @@ def _check_heads(cfg: Config) -> None:
             "key 'loss.pixel_positive' is 'global' but 'heads.global' is off; "
             "set loss.pixel_positive=position or heads.global=true"
         )
-    if "cycle" in heads and cfg.loss.soft_cycle:
+    if "cycle" in heads and cfg.loss.soft_cycle and cfg.loss.soft_target_head == "global":
         raise CaclError(
             "key 'loss.soft_cycle' needs the global head's affinities but "
-            "'heads.global' is off; set loss.soft_cycle=false or heads.global=true"
+            "'heads.global' is off; set loss.soft_cycle=false, loss.soft_target_head=cycle "
+            "or heads.global=true"
         )
 
 

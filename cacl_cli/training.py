@@ -295,11 +295,11 @@ def _accumulated_step(
 ) -> tuple[CACLOutput, float]:
     """Forward and backward over ``accum`` micro-batches; DDP syncs gradients on the last only.
 
-    Returns the micro-batches' mean loss terms (detached) with the last one's diagnostics, and the
-    time spent waiting for data.
+    Returns the micro-batches' mean weighted loss and loss terms (detached) with the last one's
+    diagnostics, and the time spent waiting for data.
     """
     terms: dict[str, float] = {}
-    data_time = 0.0
+    data_time = total = 0.0
     for micro in range(accum):
         tick = time.perf_counter()
         v, v_plus = batches.finish(next(loader), device)
@@ -314,9 +314,10 @@ def _accumulated_step(
                 diagnose=diagnose and last,
             )
         scaler.scale(out.loss / accum).backward()
+        total += float(out.loss.detach()) / accum
         for name, value in out.terms.items():
             terms[name] = terms.get(name, 0.0) + float(value.detach()) / accum
-    mean = CACLOutput(torch.tensor(sum(terms.values())), terms, out.diagnostics)
+    mean = CACLOutput(torch.tensor(total), terms, out.diagnostics)  # the weighted loss
     return mean, data_time
 
 

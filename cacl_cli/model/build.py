@@ -23,6 +23,7 @@ def build_model(
         tau=loss.tau,
         soft_cycle=loss.soft_cycle,
         soft_target_tau=loss.soft_target_tau,
+        soft_target_head=loss.soft_target_head,
         cycle_target_sigma=loss.cycle_target_sigma,
         pixel_positive=loss.pixel_positive,
         pixel_shuffle=model.pixel_shuffle,

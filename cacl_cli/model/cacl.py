@@ -67,6 +67,9 @@ class CACL(nn.Module):
         tau: temperature of every softmax.
         soft_cycle: KL to the global head's affinities instead of the hard identity target.
         soft_target_tau: temperature of those affinities (lower: a sharper target).
+        soft_target_head: whose affinities make the soft target: ``global`` (the paper: the
+            global head's, between v and v+) or ``cycle`` (the cycle head's own, among the
+            cells of v where the return lands, without gradient).
         cycle_target_sigma: with the hard cycle, 0 asks each pixel to return to itself (eq. 6);
             s > 0 accepts returns within a Gaussian of s cells around it (``losses.
             neighbourhood_target``).
@@ -109,6 +112,7 @@ class CACL(nn.Module):
         tau: float = 0.07,
         soft_cycle: bool = True,
         soft_target_tau: float = 0.07,
+        soft_target_head: str = "global",
         cycle_target_sigma: float = 0.0,
         pixel_positive: str = "global",
         pixel_shuffle: str = "independent",
@@ -135,6 +139,7 @@ class CACL(nn.Module):
         self.weights = {h: 1.0 for h in self.heads} | (weights or {})
         self.m, self.tau = momentum, tau
         self.soft_cycle, self.soft_target_tau = soft_cycle, soft_target_tau
+        self.soft_target_head = soft_target_head
         self.cycle_target_sigma = cycle_target_sigma
         self.pixel_positive = pixel_positive
         self.pixel_shuffle, self.shuffle_bn_groups = pixel_shuffle, shuffle_bn_groups
@@ -223,14 +228,15 @@ class CACL(nn.Module):
             )
         if "cycle" in self.heads:
             qc, kc = self.cycle_view(q), self.cycle_view(k)
+            back = None if back is None else self.pooled(back)
             terms["cycle"] = losses.cycle_loss(
                 qc["cycle"],
                 kc["cycle"],
                 self.queues["cycle"](),
                 self.cycle_tau,
-                self.cycle_target(qc, kc),
+                self.cycle_target(qc, kc, back),
                 chunk_rows=self._cycle_chunk_rows(),
-                c_back=None if back is None else self.pooled(back),
+                c_back=back,
                 matmul_dtype=low,
             )
         return terms
@@ -246,11 +252,17 @@ class CACL(nn.Module):
         return {h: self.pooled(x[h]) for h in ("cycle", "global") if h in x}
 
     def cycle_target(
-        self, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
+        self,
+        q: dict[str, torch.Tensor],
+        k: dict[str, torch.Tensor],
+        back: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """The cycle's target (B, HW, HW) for its maps q, k (``cycle_view``): the global head's
-        affinities (soft cycle), a neighbourhood of each pixel (``cycle_target_sigma``), or None
-        for eq. 6's identity."""
+        """The cycle's target (B, HW, HW) for its maps q, k (``cycle_view``) and landing view
+        ``back``: soft (``soft_target_head``'s affinities), a neighbourhood of each pixel
+        (``cycle_target_sigma``), or None for eq. 6's identity."""
+        if self.soft_cycle and self.soft_target_head == "cycle":
+            landing = q["cycle"] if back is None else back
+            return losses.soft_cycle_target(landing, landing, self.soft_target_tau)
         if self.soft_cycle:
             return losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
         if not self.cycle_target_sigma:

@@ -47,6 +47,12 @@ def test_cli_run_writes_config_metrics_and_checkpoints(tmp_path):
         "data_time",
     ):
         assert key in records[-1], key
+    # `loss` is what was minimised, the weighted sum; each head's term is logged unweighted
+    weights = {h: getattr(config.loss, f"{h}_weight") for h in ("global", "pixel", "cycle")}
+    assert weights["pixel"] != 1.0 and weights["cycle"] != 1.0  # tiny-world weights them
+    for r in records:
+        weighted = sum(w * r[f"{h}/loss"] for h, w in weights.items())
+        assert r["loss"] == pytest.approx(weighted, rel=1e-5)
     assert [p.name for p in list_checkpoints(run)] == ["step-0000003.pt", "step-0000006.pt"]
     state = load_checkpoint(run / "checkpoints" / "step-0000006.pt")
     assert state["step"] == 6 and "queues.cycle.features" in state["model"]

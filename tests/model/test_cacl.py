@@ -97,6 +97,7 @@ BASE = [
         ("loss.cycle_return=reroll", "cycle"),
         ("loss.cycle_tau=0.2", "cycle"),
         ("loss.cycle_pool=2", "cycle"),
+        ("loss.soft_target_head=cycle", "cycle"),
     ],
 )
 def test_each_switch_changes_the_loss(switch, term):
@@ -207,3 +208,26 @@ def test_pooled_cycle_is_the_cycle_loss_on_region_maps_and_enqueues_regions(soft
     queued = model.queues["cycle"].features[:8]  # 4 images x 2 pixels_per_image
     candidates = losses.flat_pixels(regions(k["cycle"])).reshape(-1, queued.shape[1])
     assert (queued @ candidates.T).amax(dim=1).min() > 1 - 1e-4
+
+
+def test_own_soft_target_is_the_landing_views_affinities_and_needs_no_global_head():
+    model = small_model(
+        "loss.soft_cycle=true", "loss.soft_target_head=cycle", "loss.soft_target_tau=0.05"
+    )
+    c = torch.nn.functional.normalize(torch.randn(2, 8, 3, 3), dim=1)
+    back = torch.nn.functional.normalize(torch.randn(2, 8, 3, 3), dim=1)
+    flat = back.flatten(2).transpose(1, 2)  # B x HW x D
+    expected = torch.softmax(flat @ flat.transpose(1, 2) / 0.05, dim=2)
+    torch.testing.assert_close(model.cycle_target({"cycle": c}, {}, back), expected)
+    # Without a landing view (the paper's return) the target is c's own affinities.
+    own = c.flatten(2).transpose(1, 2)
+    torch.testing.assert_close(
+        model.cycle_target({"cycle": c}, {}), torch.softmax(own @ own.transpose(1, 2) / 0.05, 2)
+    )
+    alone = small_model(
+        "heads.global=false", "loss.pixel_positive=position",
+        "loss.soft_cycle=true", "loss.soft_target_head=cycle",
+    )
+    assert torch.isfinite(alone(*frames()).terms["cycle"])
+    with pytest.raises(CaclError, match="loss.soft_target_head=cycle"):
+        small_model("heads.global=false", "loss.pixel_positive=position", "loss.soft_cycle=true")
