@@ -48,12 +48,9 @@ def health(
         p_k = losses.gather_pixels(k["pixel"], match).reshape(-1, d)
         out["pixel/top1_queue"] = _top1(p_q, p_k, model.queues["pixel"].features, model.tau)
     if "cycle" in model.heads:
-        n = max_cycle_images
-        out["cycle/back_rate"] = float(
-            losses.cycle_back_rate(
-                q["cycle"][:n], k["cycle"][:n], model.queues["cycle"].features, model.tau
-            )
-        )
+        n, queue = max_cycle_images, model.queues["cycle"].features
+        c, c_plus = (model.pooled(x["cycle"][:n]) for x in (q, k))  # the cells the cycle runs on
+        out["cycle/back_rate"] = float(losses.cycle_back_rate(c, c_plus, queue, model.cycle_tau))
     out.update(chance_losses(model, q, k))
     return out
 
