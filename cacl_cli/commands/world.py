@@ -1,4 +1,5 @@
-"""``cacl world``: write the built-in world to disk as mp4 clips and a VOC-style labelled set."""
+"""``cacl world``: write the built-in world to disk as mp4 clips, a VOC-style labelled set and
+held-out clips in DAVIS's layout."""
 
 from __future__ import annotations
 
@@ -17,19 +18,23 @@ def world_command(
     clips: int = typer.Option(20, "--clips", min=0, help="Training clips to write as mp4."),
     train_images: int = typer.Option(200, "--train-images", min=0, help="Labelled train images."),
     val_images: int = typer.Option(100, "--val-images", min=0, help="Labelled val images."),
+    davis_clips: int = typer.Option(
+        0, "--davis-clips", min=0, help="Held-out clips to write as DAVIS sequences (davis/)."
+    ),
     overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
 ) -> None:
     """Export the built-in world (the `world` section of the preset) to disk.
 
-    Example: cacl world exported/ --clips 20, then cacl extract-pairs exported/videos
+    Example: cacl world exported/ --clips 20, then cacl extract-pairs exported/videos;
+    cacl world exported/ --davis-clips 20, then cacl propagate exported/davis --checkpoint RUN
     """
     with report_errors():
         from rich.console import Console
 
         from cacl_cli.data.world import World, WorldConfig
-        from cacl_cli.data.world_export import export_labelled, export_videos
+        from cacl_cli.data.world_export import export_davis, export_labelled, export_videos
 
         cfg = options.settings("world", preset, overrides)
         world = World(WorldConfig.from_config(cfg.world))
@@ -40,4 +45,8 @@ def world_command(
             with console.status("writing labelled images"):
                 split = {"train": train_images, "val": val_images}
                 voc = export_labelled(world, out / "voc", split)
-        console.print(f"{len(videos)} clips in {out / 'videos'}; labelled set in {voc}")
+            if davis_clips:
+                with console.status("writing DAVIS-layout clips"):
+                    export_davis(world, out / "davis", davis_clips)
+        davis = f"; {davis_clips} DAVIS-layout clips in {out / 'davis'}" if davis_clips else ""
+        console.print(f"{len(videos)} clips in {out / 'videos'}; labelled set in {voc}{davis}")

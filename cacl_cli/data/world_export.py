@@ -1,8 +1,10 @@
-"""Writing the built-in world to disk: mp4 clips, and a labelled set in PASCAL VOC's layout.
+"""Writing the built-in world to disk: mp4 clips, a labelled set in PASCAL VOC's layout, and
+held-out clips in DAVIS-2017's.
 
 The clips feed ``extract-pairs`` like any video collection; the labelled set feeds ``probe`` and
-``finetune`` like VOC 2012 (JPEGImages, SegmentationClass palette PNGs, ImageSets lists). Labelled
-images come from clip indices far from the training clips', so they are never trained on.
+``finetune`` like VOC 2012 (JPEGImages, SegmentationClass palette PNGs, ImageSets lists); the
+DAVIS-layout clips feed ``propagate``, with one mask id per object instance. Labelled images and
+DAVIS clips come from clip indices far from the training clips', so they are never trained on.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cacl_cli.data.world import World, class_names
+from cacl_cli.data.world import Clip, World, class_names
 from cacl_cli.files import atomic_path, write_atomic, write_text_atomic
 
 LABELLED_OFFSET = {"train": 1_000_000, "val": 2_000_000}
+DAVIS_OFFSET = 3_000_000
 
 
 def voc_palette() -> list[int]:
@@ -50,10 +53,7 @@ def export_labelled(world: World, root: Path, counts: dict[str, int]) -> Path:
             image, labels = labelled_frame(world, split, i)
             jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
             write_atomic(voc / "JPEGImages" / f"{name}.jpg", lambda fh: fh.write(jpeg))
-            mask = Image.fromarray(labels, mode="P")
-            mask.putpalette(palette)
-            with atomic_path(voc / "SegmentationClass" / f"{name}.png") as tmp:
-                mask.save(tmp, format="PNG")
+            _write_palette_png(voc / "SegmentationClass" / f"{name}.png", labels, palette)
         write_text_atomic(
             voc / "ImageSets" / "Segmentation" / f"{split}.txt", "".join(n + "\n" for n in ids)
         )
@@ -61,6 +61,37 @@ def export_labelled(world: World, root: Path, counts: dict[str, int]) -> Path:
         voc / "classes.txt", "".join(n + "\n" for n in class_names(world.cfg.classes))
     )
     return voc
+
+
+def _write_palette_png(path: Path, labels: np.ndarray, palette: list[int]) -> None:
+    mask = Image.fromarray(labels, mode="P")
+    mask.putpalette(palette)
+    with atomic_path(path) as tmp:
+        mask.save(tmp, format="PNG")
+
+
+def instance_mask(clip: Clip, t: int) -> np.ndarray:
+    """Frame t's object instances, (size, size) uint8: 0 background, k the clip's k-th object
+    (back to front), wherever the objects in front leave it visible."""
+    layer_size = clip.background.shape[0] ** 2  # ``Clip.identity`` counts layers in these
+    return (clip.identity(t) // layer_size).astype(np.uint8)
+
+
+def export_davis(world: World, root: Path, count: int) -> Path:
+    """Write ``count`` held-out clips as DAVIS-2017 sequences under ``root`` (JPEGImages/480p
+    PNG frames, Annotations/480p instance masks for every frame, ImageSets/2017/val.txt);
+    returns ``root``. ``cacl propagate`` reads it like DAVIS, with known truth at every frame."""
+    palette, names = voc_palette(), [f"world_{i:04d}" for i in range(count)]
+    for i, name in enumerate(names):
+        clip = world.clip(DAVIS_OFFSET + i)
+        for t in range(world.cfg.frames):
+            frame = f"480p/{name}/{t:05d}.png"
+            rgb = cv2.cvtColor(clip.frame(t)[0], cv2.COLOR_RGB2BGR)
+            png = cv2.imencode(".png", rgb)[1].tobytes()  # lossless: no JPEG ringing at 80 px
+            write_atomic(root / "JPEGImages" / frame, lambda fh: fh.write(png))
+            _write_palette_png(root / "Annotations" / frame, instance_mask(clip, t), palette)
+    write_text_atomic(root / "ImageSets" / "2017" / "val.txt", "".join(n + "\n" for n in names))
+    return root
 
 
 def export_videos(world: World, root: Path, count: int, fps: float = 25.0) -> list[Path]:

@@ -135,3 +135,11 @@ def test_feature_spread_reports_random_init_without_a_learning_folder(tmp_path, 
     assert len(row) == 6 and all(-1 <= float(v) <= 1 for v in row[2:])
     assert 0 <= float(row[-1]) <= 1  # one-step propagation: a balanced accuracy
     assert "neighbour" in out and "one-step" in out
+
+
+def test_world_propagation_scores_the_copy_baseline_and_random_init():
+    out = bench(BENCH / "world_propagation.py", "--quick", "--seeds", "0", "1")
+    rows = {line[:40].strip(): line[40:].split() for line in out.splitlines()[1:]}
+    assert set(rows) == {"copy baseline", "random init"}
+    seeds = [float(v.rstrip(",")) for v in rows["random init"][:2]]
+    assert all(0 < v <= 100 for v in seeds) and seeds[0] != seeds[1]  # one backbone per seed

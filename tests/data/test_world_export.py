@@ -1,11 +1,19 @@
-"""Exporting the world: mp4 clips a decoder can read, and a VOC-style labelled set."""
+"""Exporting the world: mp4 clips a decoder can read, a VOC-style labelled set, DAVIS clips."""
+
+import json
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from cacl_cli.data.world import World, WorldConfig
-from cacl_cli.data.world_export import export_labelled, export_videos, labelled_frame
+from cacl_cli.data.world_export import (
+    DAVIS_OFFSET,
+    export_davis,
+    export_labelled,
+    export_videos,
+    labelled_frame,
+)
 from tests.conftest import run_cacl
 
 
@@ -40,6 +48,28 @@ def test_labelled_set_has_voc_layout_and_palette_masks(tmp_path):
     assert (voc / "classes.txt").read_text().split()[0] == "background"
 
 
+def test_davis_clips_are_held_out_lossless_frames_with_one_id_per_instance(tmp_path):
+    world = World(WorldConfig(size=40, frames=6, objects_min=3, objects_max=3))
+    root = export_davis(world, tmp_path / "davis", 2)
+    assert (root / "ImageSets" / "2017" / "val.txt").read_text().split() == [
+        "world_0000",
+        "world_0001",
+    ]
+    clip = world.clip(DAVIS_OFFSET + 1)
+    frames = sorted((root / "JPEGImages" / "480p" / "world_0001").iterdir())
+    assert [f.name for f in frames] == [f"{t:05d}.png" for t in range(6)]
+    image, labels = clip.frame(4)
+    written = cv2.cvtColor(cv2.imread(str(frames[4])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(written, image)  # lossless, and the held-out clip, not clip 1
+    assert not np.array_equal(written, world.clip(1).frame(4)[0])
+    mask = Image.open(root / "Annotations" / "480p" / "world_0001" / "00004.png")
+    ids = np.array(mask)
+    assert mask.mode == "P" and set(np.unique(ids)) <= {0, 1, 2, 3}
+    assert np.array_equal(ids > 0, labels > 0)  # instances cover exactly the objects
+    for k in np.unique(ids[ids > 0]):  # and each instance is one object of one class
+        assert len(np.unique(labels[ids == k])) == 1
+
+
 def test_world_command(tmp_path):
     result = run_cacl(
         "world",
@@ -54,7 +84,14 @@ def test_world_command(tmp_path):
         "world.size=32",
         "--set",
         "world.frames=10",
+        "--davis-clips",
+        "1",
     )
     assert result.returncode == 0, result.stderr
+    davis = tmp_path / "out" / "davis"
+    assert len(list((davis / "Annotations" / "480p" / "world_0000").glob("*.png"))) == 10
+    scored = run_cacl("propagate", davis, "--baseline", "copy", "--out", tmp_path / "prop")
+    assert scored.returncode == 0, scored.stderr
+    assert 0 < json.loads((tmp_path / "prop" / "results.json").read_text())["J&F_mean"] <= 1
     assert len(list((tmp_path / "out" / "videos").rglob("*.mp4"))) == 2
     assert len(list((tmp_path / "out" / "voc" / "VOC2012" / "JPEGImages").glob("*.jpg"))) == 3
