@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cacl_cli.data.world import Clip, World, class_names
+from cacl_cli.data.world import World, class_names
 from cacl_cli.files import atomic_path, write_atomic, write_text_atomic
 
 LABELLED_OFFSET = {"train": 1_000_000, "val": 2_000_000}
@@ -70,13 +70,6 @@ def _write_palette_png(path: Path, labels: np.ndarray, palette: list[int]) -> No
         mask.save(tmp, format="PNG")
 
 
-def instance_mask(clip: Clip, t: int) -> np.ndarray:
-    """Frame t's object instances, (size, size) uint8: 0 background, k the clip's k-th object
-    (back to front), wherever the objects in front leave it visible."""
-    layer_size = clip.background.shape[0] ** 2  # ``Clip.identity`` counts layers in these
-    return (clip.identity(t) // layer_size).astype(np.uint8)
-
-
 def export_davis(world: World, root: Path, count: int) -> Path:
     """Write ``count`` held-out clips as DAVIS-2017 sequences under ``root`` (JPEGImages/480p
     PNG frames, Annotations/480p instance masks for every frame, ImageSets/2017/val.txt);
@@ -89,7 +82,7 @@ def export_davis(world: World, root: Path, count: int) -> Path:
             rgb = cv2.cvtColor(clip.frame(t)[0], cv2.COLOR_RGB2BGR)
             png = cv2.imencode(".png", rgb)[1].tobytes()  # lossless: no JPEG ringing at 80 px
             write_atomic(root / "JPEGImages" / frame, lambda fh: fh.write(png))
-            _write_palette_png(root / "Annotations" / frame, instance_mask(clip, t), palette)
+            _write_palette_png(root / "Annotations" / frame, clip.instance_ids(t), palette)
     write_text_atomic(root / "ImageSets" / "2017" / "val.txt", "".join(n + "\n" for n in names))
     return root
 

@@ -36,7 +36,7 @@ def build_model(
         cycle_return=loss.cycle_return,
         pixel_image_negatives=loss.pixel_negatives == "queue_and_image",
         queue_matmul=loss.queue_matmul,
-        cycle_tau=loss.cycle_tau or None,
+        cycle_tau=loss.cycle_tau,
         cycle_pool=loss.cycle_pool,
     )
 

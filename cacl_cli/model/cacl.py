@@ -93,7 +93,7 @@ class CACL(nn.Module):
         queue_matmul: dtype of the pixel and cycle heads' products with their queues, the
             largest of a step: ``float32``, ``bfloat16``, or ``auto`` (bfloat16 where it is
             fast: ``device.bf16_matmul_pays``). Positives, sums and losses stay float32.
-        cycle_tau: temperature of the cycle's two jumps (None: ``tau``).
+        cycle_tau: temperature of the cycle's two jumps (0: ``tau``).
         cycle_pool: the cycle runs on its maps average-pooled over ``cycle_pool`` x
             ``cycle_pool`` cells (regions instead of cells; 1: the paper's per-cell cycle). Its
             queue then holds pooled keys.
@@ -125,7 +125,7 @@ class CACL(nn.Module):
         cycle_return: str = "self",
         pixel_image_negatives: bool = False,
         queue_matmul: str = "float32",
-        cycle_tau: float | None = None,
+        cycle_tau: float = 0.0,
         cycle_pool: int = 1,
     ) -> None:
         super().__init__()
