@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pixel_negatives": ("queue", "queue_and_image"),
     "loss.queue_matmul": ("float32", "bfloat16", "auto"),
     "propagate.labels": ("auto", "indexed", "binary"),
+    "propagate.layer": ("layer2", "layer3", "layer4"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
@@ -247,6 +248,7 @@ class PropagateSection:
     temperature: float
     labels: str
     frames: int
+    layer: str
 
 
 @dataclass(frozen=True)

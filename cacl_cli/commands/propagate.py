@@ -45,6 +45,9 @@ def propagate_command(
     frames: Optional[int] = typer.Option(
         None, "--frames", min=0, help="Use only the first N frames (0: all)."
     ),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", help="Backbone stage whose features vote: layer4 (last), layer3, layer2."
+    ),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
     ),
@@ -69,7 +72,7 @@ def propagate_command(
     with report_errors():
         flags = {"model.arch": arch, "model.width": width, "run.seed": seed}
         flags |= {"propagate.size": size, "propagate.context": context, "propagate.topk": topk}
-        flags |= {"propagate.radius": radius, "propagate.frames": frames}
+        flags |= {"propagate.radius": radius, "propagate.frames": frames, "propagate.layer": layer}
         cfg = options.settings("propagate", preset, overrides, flags)
         from rich.console import Console
 

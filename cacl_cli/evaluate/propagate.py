@@ -285,6 +285,7 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
 
 def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
     """(frame -> features or None for copy, a description of the source)."""
+    from cacl_cli.model.backbone import through_stage
     from cacl_cli.weights import load_backbone
 
     given = [k for k in ("checkpoint", "random_init", "baseline") if weights.get(k)]
@@ -302,8 +303,8 @@ def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
         return colour_features(protocol.short_side, device), source
     torch.manual_seed(cfg.run.seed)
     backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
-    backbone = backbone.to(device).eval()
-    source = {k: v for k, v in report.items() if k != "unused"}
+    backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
+    source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
     return backbone_features(backbone, protocol.short_side, device), source
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from cacl_cli.errors import CaclError
 
 OUTPUT_STRIDE = 8
+STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
 class DilatedBasicBlock(nn.Module):
@@ -98,6 +99,18 @@ def _init_like_torchvision(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def through_stage(backbone: nn.Module, last: str) -> nn.Sequential:
+    """The backbone's stem and its stages up to ``last``, sharing the backbone's weights.
+
+    Label propagation often reads an earlier stage than the last: the contrastive random walk
+    uses res4 (``layer3``). In these dilated networks ``layer2`` to ``layer4`` all have stride 8.
+    """
+    if last not in STAGES:
+        raise CaclError(f"unknown stage '{last}'; use one of {', '.join(STAGES)}")
+    names = ("conv1", "bn1", "relu", "maxpool") + STAGES[: STAGES.index(last) + 1]
+    return nn.Sequential(*(getattr(backbone, name) for name in names))
 
 
 def build_backbone(arch: str, width: int = 64) -> nn.Module:

@@ -7,7 +7,8 @@ from PIL import Image
 import pytest
 import torch
 
-from cacl_cli.evaluate.propagate import Propagation, propagate_step
+from cacl_cli.config import resolve
+from cacl_cli.evaluate.propagate import Propagation, _featurizer, propagate_step
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl
 
@@ -53,6 +54,16 @@ def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_
     assert "blackswan" in done.stdout
 
 
+@pytest.mark.parametrize("layer,channels", [("layer4", 64), ("layer3", 32), ("layer2", 16)])
+def test_the_chosen_stage_gives_the_votes_features(layer, channels):
+    cfg = resolve("propagate-cpu", ["model.width=8", f"propagate.layer={layer}"])
+    protocol = Propagation.from_section(cfg.propagate)
+    featurize, source = _featurizer(cfg, {"random_init": True}, protocol, torch.device("cpu"))
+    features = featurize(np.zeros((48, 64, 3), np.uint8))
+    assert features.shape == (channels, 240 // 8, 320 // 8) and source["layer"] == layer
+    torch.testing.assert_close(features.norm(dim=0), torch.ones(features.shape[1:]))
+
+
 def test_propagate_errors_name_the_problem(tmp_path, shared_data):
     assert "not a DAVIS-format folder" in one_line_error(
         run_cacl("propagate", tmp_path, "--random-init")
@@ -63,3 +74,6 @@ def test_propagate_errors_name_the_problem(tmp_path, shared_data):
     )
     assert "--checkpoint" in one_line_error(run_cacl("propagate", davis))
     assert "--baseline nope" in one_line_error(run_cacl("propagate", davis, "--baseline", "nope"))
+    assert "propagate.layer" in one_line_error(
+        run_cacl("propagate", davis, "--random-init", "--layer", "layer1")
+    )

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from cacl_cli.errors import CaclError
-from cacl_cli.model.backbone import build_backbone
+from cacl_cli.model.backbone import build_backbone, through_stage
 
 
 @pytest.mark.parametrize("width,size", [(16, 64), (32, 96), (64, 224)])
@@ -40,3 +40,28 @@ def test_resnet50_output_stride_8():
 def test_resnet50_refuses_narrow_width():
     with pytest.raises(CaclError, match="model.width"):
         build_backbone("resnet50", 16)
+
+
+@pytest.mark.parametrize("arch,width", [("resnet18", 8), ("resnet50", 64)])
+def test_an_earlier_stage_is_the_backbones_own_intermediate_map(arch, width):
+    net = build_backbone(arch, width).eval()
+    seen = {}
+    for name in ("layer2", "layer3"):
+        getattr(net, name).register_forward_hook(lambda m, i, o, name=name: seen.update({name: o}))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        net(x)
+        for name in ("layer2", "layer3"):
+            out = through_stage(net, name)(x)
+            assert out.shape[-2:] == (8, 8)  # still stride 8
+            torch.testing.assert_close(out, seen[name])
+            seen.clear()
+            net(x)
+        torch.testing.assert_close(through_stage(net, "layer4")(x), net(x))
+
+
+def test_a_stage_shares_the_backbones_weights_and_unknown_names_are_refused():
+    net = build_backbone("resnet18", 8)
+    assert through_stage(net, "layer3")[4] is net.layer1
+    with pytest.raises(CaclError, match="layer5"):
+        through_stage(net, "layer5")
