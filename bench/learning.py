@@ -1,9 +1,10 @@
 """The learning benchmark: Table 1 of the paper on the built-in world, and real video.
 
 Each method is pretrained with the same budget (steps, batch, schedule, seeds) and its backbone
-judged by two yardsticks: the linear probe on held-out labelled frames of the same world, at
-several points of training, and DAVIS label propagation (`cacl propagate`, region J) on real
-video at the last point. Random init is the floor every method must clear; MoCo-v2 (the global
+judged by three yardsticks: the linear probe on held-out labelled frames of the same world, at
+several points of training; at the last point, DAVIS label propagation (`cacl propagate`, J&F) on
+real video, and the same propagation on held-out clips of the world (`cacl world --davis-clips`),
+where the truth is exact and no world-to-real step stands between training and test. Random init is the floor every method must clear; MoCo-v2 (the global
 head alone, no pixel shuffle) is the baseline CACL must beat. Each row also carries the run's
 ground-truth diagnostics (`truth/*` in metrics.jsonl) at its last step.
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +72,7 @@ QUICK_PRETRAIN = [
 ]
 QUICK_PROBE = ["schedule.epochs=1", "eval.world_train_images=8", "eval.world_val_images=4"]
 QUICK_PROPAGATE = ["propagate.frames=3", "propagate.size=64"]
+WORLD_DAVIS = "world-davis"  # OUT/world-davis: the held-out clips, written once per folder
 
 
 def slug(method: str) -> str:
@@ -88,6 +91,7 @@ class Benchmark:
         self.out = Path(args.out)
         self.results_path = self.out / "results.jsonl"
         self.lock = threading.Lock()
+        self.world_lock = threading.Lock()
         self.done = {_key(r) for r in self.records()}
         self.eval_steps = [args.steps * (i + 1) // args.evals for i in range(args.evals)]
         self.threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
@@ -170,6 +174,43 @@ class Benchmark:
             "davis_seconds": seconds,
         })  # fmt: skip
 
+    def world(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
+        """J&F of the same propagation on the world's held-out clips, at the last step only."""
+        if not self.args.world_clips or (method, seed, step, "world") in self.done:
+            return
+        result, seconds = self.results_of(
+            "propagate", str(self.world_clips()), *source, "--preset", self.args.propagate_preset,
+            *sets(self.args.propagate_set), "--size", str(self.args.world_size),
+            out=folder / f"world-{step:07d}", folder=folder,
+        )  # fmt: skip
+        self.write({
+            "method": method,
+            "seed": seed,
+            "step": step,
+            "kind": "world",
+            "world_jf": result["J&F_mean"],
+            "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
+            "world_seconds": seconds,
+        })  # fmt: skip
+
+    def world_clips(self) -> Path:
+        """OUT/world-davis, drawn from the pretrain preset's world (and its --set world.* keys)
+        on first use; a folder cut short is never used, because it appears only when whole."""
+        clips = self.out / WORLD_DAVIS
+        with self.world_lock:
+            if not clips.is_dir():
+                partial = self.out / f"{WORLD_DAVIS}.partial"
+                world = [s for s in self.args.set if s.startswith("world.")]
+                self.cacl(
+                    "world", str(partial), "--clips", "0", "--train-images", "0",
+                    "--val-images", "0", "--davis-clips", str(self.args.world_clips),
+                    "--preset", self.args.preset, *sets(world), "--overwrite",
+                    log=self.out / "world-davis.log",
+                )  # fmt: skip
+                (partial / "davis").rename(clips)
+                shutil.rmtree(partial)
+        return clips
+
     def task(self, method: str, seed: int, progress, bar) -> None:
         folder = self.out / "runs" / f"{slug(method)}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +219,7 @@ class Benchmark:
             shape = [f"model.arch={model.arch}", f"model.width={model.width}", f"run.seed={seed}"]
             self.probe(method, seed, 0, ["--random-init", *sets(shape[:2])], folder)
             self.davis(method, seed, 0, ["--random-init", *sets(shape)], folder)
+            self.world(method, seed, 0, ["--random-init", *sets(shape)], folder)
             progress.advance(bar, len(self.eval_steps))
             return
         training = self.start_training(method, seed, folder)
@@ -196,6 +238,7 @@ class Benchmark:
         last = self.eval_steps[-1]
         checkpoint = folder / "run" / "checkpoints" / f"step-{last:07d}.pt"
         self.davis(method, seed, last, ["--checkpoint", str(checkpoint)], folder)
+        self.world(method, seed, last, ["--checkpoint", str(checkpoint)], folder)
 
     def start_training(self, method: str, seed: int, folder: Path) -> subprocess.Popen | None:
         """Start (or resume) the method's pretrain run unless every probe point is done."""
@@ -258,6 +301,7 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
         if not probes:
             continue
         davis = [100 * r["davis_jf"] for r in mine if r.get("kind") == "davis" and "davis_jf" in r]
+        world = [100 * r["world_jf"] for r in mine if r.get("kind") == "world"]
         truth = {
             key: statistics.fmean(values)
             for key in DIAGNOSTICS
@@ -267,6 +311,7 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
             "method": method,
             "probe": _stats([100 * r["miou"] for r in probes]),
             "davis": _stats(davis),
+            "world": _stats(world),
             "truth": truth,
         })  # fmt: skip
     return rows
@@ -313,12 +358,14 @@ def _versus(row: dict, base: dict | None, yardstick: str) -> str:
 def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str) -> str:
     base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
     columns = ["method", "heads", "pixel shuffle", "positive", "cycle return", "queues G / P / C"]
-    columns += ["probe mIoU", "vs MoCo-v2", "DAVIS J&F x100", "vs MoCo-v2", *DIAGNOSTICS.values()]
+    columns += ["probe mIoU", "vs MoCo-v2", "DAVIS J&F x100", "vs MoCo-v2"]
+    columns += ["world propagation J&F x100", "vs MoCo-v2", *DIAGNOSTICS.values()]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in rows:
         cells = [r["method"], *recipes[r["method"]]]
         cells += [_cell(r["probe"]), _versus(r, base, "probe")]
         cells += [_cell(r["davis"]), _versus(r, base, "davis")]
+        cells += [_cell(r["world"]), _versus(r, base, "world")]
         cells += [f"{r['truth'][k]:.2f}" if k in r["truth"] else "-" for k in DIAGNOSTICS]
         lines.append("| " + " | ".join(cells) + " |")
     notes = (
@@ -409,6 +456,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--propagate-set", action="append", default=[], help="cacl propagate override"
     )
+    parser.add_argument(
+        "--world-clips", type=int, default=20, help="held-out world clips to propagate (0: skip)"
+    )
+    parser.add_argument("--world-size", type=int, default=128, help="their short side, in px")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "learning"))
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, no result")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite table and plot")
@@ -418,6 +469,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.set = QUICK_PRETRAIN + args.set
         args.probe_set = QUICK_PROBE + args.probe_set
         args.propagate_set = QUICK_PROPAGATE + args.propagate_set
+        args.world_clips, args.world_size = min(args.world_clips, 2), 64
         if args.davis == str(DEFAULT_DAVIS):
             args.davis = str(QUICK_DAVIS) if QUICK_DAVIS.is_dir() else ""
     return args
@@ -440,9 +492,11 @@ def main(argv: list[str] | None = None) -> int:
     davis = f"DAVIS J&F ({args.propagate_preset}) on {args.davis}" if args.davis else (
         "no DAVIS folder: J&F not measured"
     )
+    world = f"world propagation J&F on {args.world_clips} held-out clips at {args.world_size} px"
     header = (
         f"Probe mIoU (%) after {final} of {args.steps} pretraining steps ({complete}); "
-        f"{davis}; {describe_machine(args.device)}; "
+        f"{davis}; {world if args.world_clips else 'world propagation not measured'}; "
+        f"{describe_machine(args.device)}; "
         f"{time.perf_counter() - started:.0f} s this invocation.\n\n"
         f"Command: python bench/learning.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     )
@@ -453,10 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     if not plot(records, args.methods, bench.out / "probe-vs-steps.png"):
         console.print("no plot: matplotlib is missing (pip install 'cacl-video[bench]')")
     table = Table(title="learning benchmark")
-    for column in ("method", "probe mIoU", "DAVIS J&F x100", "seeds"):
+    for column in ("method", "probe mIoU", "DAVIS J&F x100", "world J&F x100", "seeds"):
         table.add_column(column)
     for r in rows:
-        cells = [f"{r[y]['mean']:.2f} ± {r[y]['std']:.2f}" for y in ("probe", "davis")]
+        cells = [f"{r[y]['mean']:.2f} ± {r[y]['std']:.2f}" for y in ("probe", "davis", "world")]
         table.add_row(r["method"], *cells, str(len(r["probe"]["values"])))
     console.print(table)
     console.print(f"raw: {bench.results_path}\ntable: {bench.out / 'table.md'}")

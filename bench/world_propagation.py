@@ -29,10 +29,11 @@ def cacl(*args: object) -> None:
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
 
 
-def propagate(davis: Path, out: Path, how: list[str], size: int, frames: int) -> float:
+def propagate(davis: Path, out: Path, how: list[str], args: argparse.Namespace) -> float:
     """J&F of one backbone (``how``: the propagate flags that pick it) on ``davis``."""
-    cacl("propagate", davis, *how, "--preset", "propagate-cpu", "--size", size,
-         "--frames", frames, "--device", "cpu", "--out", out)  # fmt: skip
+    overrides = [arg for item in args.propagate_set for arg in ("--set", item)]
+    cacl("propagate", davis, *how, "--preset", "propagate-cpu", *overrides, "--size", args.size,
+         "--frames", args.frames, "--device", "cpu", "--out", out)  # fmt: skip
     return json.loads((out / "results.json").read_text())["J&F_mean"]
 
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=0, help="first N frames (0: all)")
     parser.add_argument("--preset", default="tiny-world", help="its world section draws the clips")
     parser.add_argument("--width", type=int, default=16, help="random init's width")
+    parser.add_argument(
+        "--propagate-set", action="append", default=[], help="cacl propagate override"
+    )
     parser.add_argument("--quick", action="store_true", help="2 clips of 4 frames: seconds")
     args = parser.parse_args(argv)
     if args.quick:
@@ -76,20 +80,21 @@ def main(argv: list[str] | None = None) -> int:
              "--davis-clips", args.clips, "--preset", args.preset)  # fmt: skip
         davis = work / "world" / "davis"
         table = {"copy baseline": {0: propagate(davis, work / "copy", ["--baseline", "copy"],
-                                                args.size, args.frames)}}  # fmt: skip
+                                                args)}}  # fmt: skip
         table["random init"] = {
             s: propagate(davis, work / f"random-{s}", ["--random-init", "--width", args.width,
-                         "--seed", s], args.size, args.frames)  # fmt: skip
+                         "--seed", s], args)  # fmt: skip
             for s in args.seeds
         }
         for name, by_seed in runs(args.learning, args.seeds).items():
             table[name] = {
                 s: propagate(davis, work / f"{name.replace('/', '_')}-{s}", ["--checkpoint", run],
-                             args.size, args.frames)  # fmt: skip
+                             args)  # fmt: skip
                 for s, run in by_seed.items()
             }
+    changed = f" with {', '.join(args.propagate_set)}" if args.propagate_set else ""
     print(f"world propagation: {args.clips} held-out clips of '{args.preset}', "
-          f"propagate-cpu at {args.size} px; J&F x100 per seed, mean ± std")  # fmt: skip
+          f"propagate-cpu at {args.size} px{changed}; J&F x100 per seed, mean ± std")  # fmt: skip
     for name, scores in table.items():
         print(f"{name:40s} {summary(scores)}")
     return 0

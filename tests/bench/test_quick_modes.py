@@ -44,7 +44,13 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     if SHARED_DATA.is_dir():  # the real-video yardstick on blackswan's first frames
         assert set(davis) == {"random init", "MoCo-v2", "CACL"}
         assert all(0 <= j <= 1 for j in davis.values())
+    world = {r["method"]: r["world_jf"] for r in records if r["kind"] == "world"}
+    assert set(world) == {"random init", "MoCo-v2", "CACL"}  # the world's clips need no data
+    assert all(0 <= j <= 1 for j in world.values())
+    assert sorted(p.name for p in (tmp_path / "world-davis" / "JPEGImages" / "480p").iterdir()) \
+        == ["world_0000", "world_0001"] and not (tmp_path / "world-davis.partial").exists()
     table = (tmp_path / "table.md").read_text()
+    assert "world propagation J&F x100" in table and "2 held-out clips at 64 px" in table
     assert "| CACL | G P C | independent | position | reroll | 64 / 64 / 16 |" in table
     assert "| MoCo-v2 | G | off | - | - | 64 / - / - |" in table
     assert "Command: python bench/learning.py" in table
@@ -138,7 +144,9 @@ def test_feature_spread_reports_random_init_without_a_learning_folder(tmp_path, 
 
 
 def test_world_propagation_scores_the_copy_baseline_and_random_init():
-    out = bench(BENCH / "world_propagation.py", "--quick", "--seeds", "0", "1")
+    layer = ["--propagate-set", "propagate.layer=layer3"]
+    out = bench(BENCH / "world_propagation.py", "--quick", "--seeds", "0", "1", *layer)
+    assert "with propagate.layer=layer3" in out.splitlines()[0]
     rows = {line[:40].strip(): line[40:].split() for line in out.splitlines()[1:]}
     assert set(rows) == {"copy baseline", "random init"}
     seeds = [float(v.rstrip(",")) for v in rows["random init"][:2]]
