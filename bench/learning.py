@@ -296,7 +296,9 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
     rows = []
     for method in methods:
         step = 0 if METHODS[method] is None else final
-        mine = [r for r in records if r["method"] == method and r["step"] == step]
+        # In seed order: parallel runs append their records in the order they finish.
+        mine = sorted((r for r in records if r["method"] == method and r["step"] == step),
+                      key=lambda r: r["seed"])  # fmt: skip
         probes = [r for r in mine if r.get("kind", "probe") == "probe"]
         if not probes:
             continue

@@ -1,0 +1,33 @@
+"""The learning table's arithmetic: seeds in order, gaps against twice the larger spread."""
+
+import importlib.util
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("learning", ROOT / "bench" / "learning.py")
+learning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(learning)
+
+
+def record(method: str, seed: int, kind: str, value: float) -> dict:
+    key = {"probe": "miou", "davis": "davis_jf", "world": "world_jf"}[kind]
+    return {"method": method, "seed": seed, "step": 10, "kind": kind, key: value}
+
+
+def test_each_yardstick_lists_its_seeds_in_seed_order_whatever_order_they_finished():
+    records = [record("CACL", seed, kind, value) for seed, value in ((2, 0.3), (0, 0.1), (1, 0.2))
+               for kind in ("probe", "davis", "world")]  # fmt: skip
+    (row,) = learning.summarise(records, ["CACL"], final=10)
+    for yardstick in ("probe", "davis", "world"):
+        assert row[yardstick]["values"] == [10.0, 20.0, 30.0]
+        assert row[yardstick]["mean"] == 20.0 and row[yardstick]["std"] == 10.0
+
+
+def test_a_gap_meets_the_target_only_beyond_twice_the_larger_spread():
+    def row(mean: float, std: float) -> dict:
+        return {"world": {"mean": mean, "std": std, "values": [mean]}}
+
+    base = row(30.0, 1.0)
+    assert learning._versus(row(34.1, 2.0), base, "world") == "+4.10 (> 4.00)"
+    assert learning._versus(row(33.9, 2.0), base, "world") == "+3.90 (<= 4.00)"
+    assert learning._versus(base, base, "world") == ""
