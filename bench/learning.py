@@ -4,17 +4,20 @@ Each method is pretrained with the same budget (steps, batch, schedule, seeds) a
 judged by three yardsticks: the linear probe on held-out labelled frames of the same world, at
 several points of training; at the last point, DAVIS label propagation (`cacl propagate`, J&F) on
 real video, and the same propagation on held-out clips of the world (`cacl world --davis-clips`),
-where the truth is exact and no world-to-real step stands between training and test. Random init is the floor every method must clear; MoCo-v2 (the global
-head alone, no pixel shuffle) is the baseline CACL must beat. Each row also carries the run's
-ground-truth diagnostics (`truth/*` in metrics.jsonl) at its last step.
+where the truth is exact and no world-to-real step stands between training and test. Random
+init is the floor every method must clear; MoCo-v2 (the global head alone, no pixel shuffle) is
+the baseline CACL must beat. Each row also carries the run's ground-truth diagnostics (`truth/*`
+in metrics.jsonl) at its last step. `--propagate-set` changes both propagations alike, e.g.
+`propagate.layer=layer3` to read res4 instead of the last layer.
 
     python bench/learning.py                         # the full table: hours on a CPU
     python bench/learning.py --device cuda --jobs 5  # minutes on one GPU
     python bench/learning.py --quick                 # seconds: checks the plumbing only
 
-Writes OUT/results.jsonl (one record per probe, appended as each finishes), OUT/table.md and
-OUT/probe-vs-steps.png. Rerunning the same command resumes: finished probes are skipped and
-unfinished pretrain runs continue from their checkpoints.
+Writes OUT/results.jsonl (one record per evaluation, appended as each finishes), OUT/table.md,
+OUT/probe-vs-steps.png and the world's held-out clips, OUT/world-davis. Rerunning the same
+command resumes: finished evaluations are skipped and unfinished pretrain runs continue from their
+checkpoints.
 """
 
 from __future__ import annotations
@@ -491,10 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         final = max((r["step"] for r in records), default=0)
         complete = "INCOMPLETE: not every method and seed reached it; see the seeds column"
     rows = summarise(records, args.methods, final)
-    davis = f"DAVIS J&F ({args.propagate_preset}) on {args.davis}" if args.davis else (
+    protocol = ", ".join([args.propagate_preset, *args.propagate_set])
+    davis = f"DAVIS J&F ({protocol}) on {args.davis}" if args.davis else (
         "no DAVIS folder: J&F not measured"
     )
-    world = f"world propagation J&F on {args.world_clips} held-out clips at {args.world_size} px"
+    world = f"world propagation J&F ({protocol}) on {args.world_clips} held-out clips at " \
+        f"{args.world_size} px"
     header = (
         f"Probe mIoU (%) after {final} of {args.steps} pretraining steps ({complete}); "
         f"{davis}; {world if args.world_clips else 'world propagation not measured'}; "

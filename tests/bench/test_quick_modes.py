@@ -50,7 +50,9 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     assert sorted(p.name for p in (tmp_path / "world-davis" / "JPEGImages" / "480p").iterdir()) \
         == ["world_0000", "world_0001"] and not (tmp_path / "world-davis.partial").exists()
     table = (tmp_path / "table.md").read_text()
-    assert "world propagation J&F x100" in table and "2 held-out clips at 64 px" in table
+    assert "world propagation J&F x100" in table  # the column, and its protocol in the header:
+    protocol = "(propagate-cpu, propagate.frames=3, propagate.size=64)"
+    assert f"world propagation J&F {protocol} on 2 held-out clips at 64 px" in table
     assert "| CACL | G P C | independent | position | reroll | 64 / 64 / 16 |" in table
     assert "| MoCo-v2 | G | off | - | - | 64 / - / - |" in table
     assert "Command: python bench/learning.py" in table
