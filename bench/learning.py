@@ -212,6 +212,12 @@ class Benchmark:
                 )  # fmt: skip
                 (partial / "davis").rename(clips)
                 shutil.rmtree(partial)
+        drawn = len((clips / "ImageSets" / "2017" / "val.txt").read_text().split())
+        if drawn != self.args.world_clips:  # never mix scores over different clip sets
+            raise RuntimeError(
+                f"{clips} holds {drawn} clips, not --world-clips {self.args.world_clips}; "
+                f"pass --world-clips {drawn} or use another --out"
+            )
         return clips
 
     def task(self, method: str, seed: int, progress, bar) -> None:

@@ -1,6 +1,8 @@
-"""The learning table's arithmetic: seeds in order, gaps against twice the larger spread."""
+"""The learning table: seeds in order, gaps against twice the larger spread, one world clip set."""
 
 import importlib.util
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -31,3 +33,14 @@ def test_a_gap_meets_the_target_only_beyond_twice_the_larger_spread():
     assert learning._versus(row(34.1, 2.0), base, "world") == "+4.10 (> 4.00)"
     assert learning._versus(row(33.9, 2.0), base, "world") == "+3.90 (<= 4.00)"
     assert learning._versus(base, base, "world") == ""
+
+
+def test_world_clips_drawn_for_another_count_are_refused_not_mixed(tmp_path):
+    listing = tmp_path / "world-davis" / "ImageSets" / "2017" / "val.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text("world_0000\nworld_0001\nworld_0002\n")
+    bench = learning.Benchmark(learning.parse_args(["--out", str(tmp_path), "--world-clips", "2"]))
+    with pytest.raises(RuntimeError, match="holds 3 clips, not --world-clips 2"):
+        bench.world_clips()
+    bench.args.world_clips = 3
+    assert bench.world_clips() == tmp_path / "world-davis"
