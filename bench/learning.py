@@ -75,6 +75,7 @@ QUICK_PRETRAIN = [
 ]
 QUICK_PROBE = ["schedule.epochs=1", "eval.world_train_images=8", "eval.world_val_images=4"]
 QUICK_PROPAGATE = ["propagate.frames=3", "propagate.size=64"]
+PROPAGATIONS = ("davis", "world")  # real video, then the world's own held-out clips
 WORLD_DAVIS = "world-davis"  # OUT/world-davis: the held-out clips, written once per folder
 
 
@@ -157,43 +158,30 @@ class Benchmark:
             "truth": _truth_at(folder / "run" / "metrics.jsonl", step),
         })  # fmt: skip
 
-    def davis(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
-        """Region J of label propagation on the real sequences, at the last step only."""
-        if not self.args.davis or (method, seed, step, "davis") in self.done:
+    def propagate(self, kind: str, method: str, seed: int, step: int, source: list[str],
+                  folder: Path) -> None:  # fmt: skip
+        """J&F of label propagation at the last step: ``davis`` on the real sequences, ``world``
+        on the world's held-out clips (at --world-size); skipped when not asked for or done."""
+        wanted = self.args.davis if kind == "davis" else self.args.world_clips
+        if not wanted or (method, seed, step, kind) in self.done:
             return
+        root, size = (self.args.davis, []) if kind == "davis" else (
+            str(self.world_clips()), ["--size", str(self.args.world_size)]
+        )
         result, seconds = self.results_of(
-            "propagate", str(self.args.davis), *source, "--preset", self.args.propagate_preset,
-            *sets(self.args.propagate_set), out=folder / f"davis-{step:07d}", folder=folder,
+            "propagate", root, *source, "--preset", self.args.propagate_preset,
+            *sets(self.args.propagate_set), *size, out=folder / f"{kind}-{step:07d}", folder=folder,
         )  # fmt: skip
         self.write({
             "method": method,
             "seed": seed,
             "step": step,
-            "kind": "davis",
-            "davis_jf": result["J&F_mean"],
-            "davis_j": result["J_mean"],
-            "davis_f": result["F_mean"],
+            "kind": kind,
+            f"{kind}_jf": result["J&F_mean"],
+            f"{kind}_j": result["J_mean"],
+            f"{kind}_f": result["F_mean"],
             "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
-            "davis_seconds": seconds,
-        })  # fmt: skip
-
-    def world(self, method: str, seed: int, step: int, source: list[str], folder: Path) -> None:
-        """J&F of the same propagation on the world's held-out clips, at the last step only."""
-        if not self.args.world_clips or (method, seed, step, "world") in self.done:
-            return
-        result, seconds = self.results_of(
-            "propagate", str(self.world_clips()), *source, "--preset", self.args.propagate_preset,
-            *sets(self.args.propagate_set), "--size", str(self.args.world_size),
-            out=folder / f"world-{step:07d}", folder=folder,
-        )  # fmt: skip
-        self.write({
-            "method": method,
-            "seed": seed,
-            "step": step,
-            "kind": "world",
-            "world_jf": result["J&F_mean"],
-            "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
-            "world_seconds": seconds,
+            f"{kind}_seconds": seconds,
         })  # fmt: skip
 
     def world_clips(self) -> Path:
@@ -227,8 +215,8 @@ class Benchmark:
             model = self.method_config(method).model
             shape = [f"model.arch={model.arch}", f"model.width={model.width}", f"run.seed={seed}"]
             self.probe(method, seed, 0, ["--random-init", *sets(shape[:2])], folder)
-            self.davis(method, seed, 0, ["--random-init", *sets(shape)], folder)
-            self.world(method, seed, 0, ["--random-init", *sets(shape)], folder)
+            for kind in PROPAGATIONS:
+                self.propagate(kind, method, seed, 0, ["--random-init", *sets(shape)], folder)
             progress.advance(bar, len(self.eval_steps))
             return
         training = self.start_training(method, seed, folder)
@@ -246,8 +234,8 @@ class Benchmark:
             raise RuntimeError(f"{method} seed {seed}: pretrain failed; see {folder}/log.txt")
         last = self.eval_steps[-1]
         checkpoint = folder / "run" / "checkpoints" / f"step-{last:07d}.pt"
-        self.davis(method, seed, last, ["--checkpoint", str(checkpoint)], folder)
-        self.world(method, seed, last, ["--checkpoint", str(checkpoint)], folder)
+        for kind in PROPAGATIONS:
+            self.propagate(kind, method, seed, last, ["--checkpoint", str(checkpoint)], folder)
 
     def start_training(self, method: str, seed: int, folder: Path) -> subprocess.Popen | None:
         """Start (or resume) the method's pretrain run unless every probe point is done."""
