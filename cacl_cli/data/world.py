@@ -174,10 +174,11 @@ class Clip:
         are the same point of the same surface (background or object), wherever it moved."""
         return self._render(t, with_identity=True)[2]
 
-    def instance_ids(self, t: int) -> np.ndarray:
-        """Frame t's object instances, (size, size) uint8: 0 the background, k the clip's k-th
-        object (back to front) wherever the objects in front leave it visible."""
-        return (self.identity(t) // self.background.shape[0] ** 2).astype(np.uint8)  # the layer
+    def frame_with_instances(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame t's RGB and its object instances, from one render: (size, size) uint8, 0 the
+        background, k the clip's k-th object (back to front) where those in front leave it seen."""
+        image, _, identity = self._render(t, with_identity=True)
+        return image, (identity // self.background.shape[0] ** 2).astype(np.uint8)  # the layer
 
     def _render(self, t: int, with_identity: bool) -> tuple:
         n = self.cfg.size

@@ -79,10 +79,11 @@ def export_davis(world: World, root: Path, count: int) -> Path:
         clip = world.clip(DAVIS_OFFSET + i)
         for t in range(world.cfg.frames):
             frame = f"480p/{name}/{t:05d}.png"
-            rgb = cv2.cvtColor(clip.frame(t)[0], cv2.COLOR_RGB2BGR)
+            image, instances = clip.frame_with_instances(t)
+            rgb = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
             png = cv2.imencode(".png", rgb)[1].tobytes()  # lossless: no JPEG ringing at 80 px
             write_atomic(root / "JPEGImages" / frame, lambda fh: fh.write(png))
-            _write_palette_png(root / "Annotations" / frame, clip.instance_ids(t), palette)
+            _write_palette_png(root / "Annotations" / frame, instances, palette)
     write_text_atomic(root / "ImageSets" / "2017" / "val.txt", "".join(n + "\n" for n in names))
     return root
 
