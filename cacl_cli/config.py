@@ -28,6 +28,7 @@ META_KEYS = ("base", "description")
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("resnet18", "resnet50"),
     "model.pixel_shuffle": ("off", "shared", "independent"),
+    "model.dense_stage": ("layer3", "layer4"),
     "loss.pixel_positive": ("global", "position"),
     "loss.cycle_return": ("self", "reroll"),
     "loss.soft_target_head": ("global", "cycle"),
@@ -105,6 +106,7 @@ class ModelSection:
     width: int
     dim: int
     pixel_shuffle: str
+    dense_stage: str
     init: Optional[str]
     sync_bn: bool
     bn_groups: int

@@ -113,6 +113,12 @@ def through_stage(backbone: nn.Module, last: str) -> nn.Sequential:
     return nn.Sequential(*(getattr(backbone, name) for name in names))
 
 
+def stage_channels(backbone: nn.Module, stage: str) -> int:
+    """Channels of the map a stage returns: those of its last batch norm."""
+    norms = [m for m in getattr(backbone, stage).modules() if isinstance(m, nn.BatchNorm2d)]
+    return norms[-1].num_features
+
+
 def build_backbone(arch: str, width: int = 64) -> nn.Module:
     """A dilated ResNet by name; its ``out_channels`` tells the heads their input size."""
     if arch == "resnet18":

@@ -27,6 +27,7 @@ def build_model(
         cycle_target_sigma=loss.cycle_target_sigma,
         pixel_positive=loss.pixel_positive,
         pixel_shuffle=model.pixel_shuffle,
+        dense_stage=model.dense_stage,
         shuffle_bn_groups=moco.shuffle_bn_groups,
         batch_shuffle=moco.batch_shuffle,
         online_bn_groups=model.bn_groups,

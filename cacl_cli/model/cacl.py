@@ -18,7 +18,7 @@ from torch import nn
 from cacl_cli import distributed
 from cacl_cli.device import bf16_matmul_pays
 from cacl_cli.model import losses
-from cacl_cli.model.backbone import build_backbone
+from cacl_cli.model.backbone import build_backbone, stage_channels, through_stage
 from cacl_cli.model.diagnostics import health
 from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
 from cacl_cli.model.queues import FeatureQueue
@@ -33,20 +33,34 @@ class CACLOutput:
 
 
 class Encoder(nn.Module):
-    """Backbone plus the heads in use; returns the backbone map and each head's unit-vector map."""
+    """Backbone plus the heads in use; returns the backbone map and each head's unit-vector map.
 
-    def __init__(self, arch: str, width: int, dim: int, heads: tuple[str, ...]) -> None:
+    The global head reads the last stage; the pixel and cycle heads read ``dense_stage``.
+    """
+
+    def __init__(
+        self, arch: str, width: int, dim: int, heads: tuple[str, ...], dense_stage: str = "layer4"
+    ) -> None:
         super().__init__()
         self.backbone = build_backbone(arch, width)
+        self.dense_stage = dense_stage
         channels = self.backbone.out_channels
-        self.heads = nn.ModuleDict({name: ProjectionHead(channels, dim) for name in heads})
+        dense_channels = stage_channels(self.backbone, dense_stage)
+        self.heads = nn.ModuleDict({
+            name: ProjectionHead(channels if name == "global" else dense_channels, dim)
+            for name in heads
+        })  # fmt: skip
         with_group_batch_norm(self)  # per-group BN statistics in one pass (shuffle-BN)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.backbone(x)  # B x C x H/8 x W/8
+        if self.dense_stage == "layer4":
+            h = dense = self.backbone(x)  # B x C x H/8 x W/8
+        else:
+            dense = through_stage(self.backbone, self.dense_stage)(x)
+            h = self.backbone.layer4(dense)
         out = {"backbone": h}
         for name, head in self.heads.items():
-            raw = head(h)  # B x D x H/8 x W/8
+            raw = head(h if name == "global" else dense)  # B x D x H/8 x W/8
             out[name] = normalize_pixels(raw)
             if name == "global":
                 out["global_vector"] = global_vector(raw)  # B x D
@@ -75,6 +89,9 @@ class CACL(nn.Module):
             neighbourhood_target``).
         pixel_positive: ``global`` (eq. 4, match by the global head) or ``position`` (same cell).
         pixel_shuffle: ``off``, ``shared`` (one roll for v and v+) or ``independent``.
+        dense_stage: the backbone stage the pixel and cycle heads read: ``layer4`` (the paper:
+            the last, as the global head) or ``layer3``; ``layer4`` then learns from the global
+            head alone.
         shuffle_bn_groups: groups (per process) with their own BN statistics in the momentum
             encoder.
         batch_shuffle: permute the momentum encoder's batch before grouping it (shuffle-BN); under
@@ -116,6 +133,7 @@ class CACL(nn.Module):
         cycle_target_sigma: float = 0.0,
         pixel_positive: str = "global",
         pixel_shuffle: str = "independent",
+        dense_stage: str = "layer4",
         shuffle_bn_groups: int = 4,
         batch_shuffle: bool = True,
         online_bn_groups: int = 1,
@@ -130,7 +148,7 @@ class CACL(nn.Module):
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
-        self.online = Encoder(arch, width, dim, self.heads)
+        self.online = Encoder(arch, width, dim, self.heads, dense_stage)
         self.momentum_encoder = copy.deepcopy(self.online)
         for p in self.momentum_encoder.parameters():
             p.requires_grad = False

@@ -35,6 +35,21 @@ def test_a_gap_meets_the_target_only_beyond_twice_the_larger_spread():
     assert learning._versus(base, base, "world") == ""
 
 
+def test_a_row_names_the_stage_its_dense_heads_read_unless_it_is_the_last():
+    from cacl_cli.config import resolve
+
+    assert learning.recipe(resolve("tiny-world", []))[0] == "G P C"
+    assert learning.recipe(resolve("tiny-world", ["model.dense_stage=layer3"]))[0] == (
+        "G P C (P C on layer3)"
+    )
+    no_pixel = resolve("tiny-world", ["heads.pixel=false", "model.dense_stage=layer3"])
+    assert learning.recipe(no_pixel)[0] == "G C (C on layer3)"
+    moco = resolve("tiny-world", [
+        "heads.pixel=false", "heads.cycle=false", "model.dense_stage=layer3"
+    ])  # fmt: skip
+    assert learning.recipe(moco)[0] == "G"
+
+
 def test_world_clips_drawn_for_another_count_are_refused_not_mixed(tmp_path):
     listing = tmp_path / "world-davis" / "ImageSets" / "2017" / "val.txt"
     listing.parent.mkdir(parents=True)

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from cacl_cli.errors import CaclError
-from cacl_cli.model.backbone import build_backbone, through_stage
+from cacl_cli.model.backbone import build_backbone, stage_channels, through_stage
 
 
 @pytest.mark.parametrize("width,size", [(16, 64), (32, 96), (64, 224)])
@@ -67,3 +67,13 @@ def test_a_stage_shares_the_backbones_weights_and_unknown_names_are_refused():
     assert through_stage(net, "layer3")[4] is net.layer1
     with pytest.raises(CaclError, match="layer5"):
         through_stage(net, "layer5")
+
+
+@pytest.mark.parametrize("arch,width", [("resnet18", 8), ("resnet50", 64)])
+def test_stage_channels_are_those_of_the_map_each_stage_returns(arch, width):
+    net = build_backbone(arch, width).eval()
+    with torch.no_grad():
+        for name in ("layer2", "layer3", "layer4"):
+            out = through_stage(net, name)(torch.randn(1, 3, 32, 32))
+            assert stage_channels(net, name) == out.shape[1]
+    assert stage_channels(net, "layer4") == net.out_channels

@@ -136,6 +136,26 @@ def test_switching_a_head_off_removes_its_term_and_queue(off, kept):
     assert set(model(*frames()).terms) == kept
 
 
+def moves(term: torch.Tensor, module: torch.nn.Module) -> bool:
+    """Whether ``term`` has a non-zero gradient on any of ``module``'s parameters."""
+    params = list(module.parameters())
+    grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+    return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
+
+
+def test_dense_heads_on_layer3_leave_layer4_to_the_global_head():
+    heads = small_model("model.dense_stage=layer3").online.heads
+    assert heads["pixel"][0].in_channels == heads["cycle"][0].in_channels == 4 * 8  # width 8
+    assert heads["global"][0].in_channels == 8 * 8
+    for stage, dense_moves_layer4 in (("layer4", True), ("layer3", False)):
+        model = small_model(f"model.dense_stage={stage}")
+        out, backbone = model(*frames()), model.online.backbone
+        dense = out.terms["pixel"] + out.terms["cycle"]
+        assert moves(dense, backbone.layer3)
+        assert moves(dense, backbone.layer4) == dense_moves_layer4
+        assert moves(out.terms["global"], backbone.layer4)
+
+
 def test_pixel_head_alone_needs_position_positives():
     with pytest.raises(CaclError, match="loss.pixel_positive"):
         small_model("heads.global=false", "heads.cycle=false", "loss.pixel_positive=global")
