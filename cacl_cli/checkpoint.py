@@ -84,7 +84,10 @@ def saved_config(state: dict[str, Any], path: Path) -> Config:
     """The typed config a pretrain checkpoint was trained with."""
     if not isinstance(state.get("config"), dict):
         raise CaclError(f"{path} is not a cacl pretrain checkpoint (no config in it)")
-    return from_saved(state["config"], str(path))
+    try:
+        return from_saved(state["config"], str(path))
+    except CaclError as err:
+        raise CaclError(f"{err}; if a newer cacl wrote it, upgrade cacl to read it") from None
 
 
 def training_state(
