@@ -36,9 +36,11 @@ def file_sha256(path: Path) -> str:
 def _read_state(path: Path) -> tuple[dict, Config | None]:
     """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
     try:
-        return _cacl_state(path)
+        state = load_checkpoint(path)
     except CaclError:
-        pass
+        state = None  # not a cacl checkpoint: perhaps a plain state dict
+    if state is not None and "config" in state:
+        return state["model"], saved_config(state, path)  # its config's errors are the answer
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
@@ -48,11 +50,6 @@ def _read_state(path: Path) -> tuple[dict, Config | None]:
     if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
         raise CaclError(f"{path} holds no state dict of tensors")
     return raw, None
-
-
-def _cacl_state(path: Path) -> tuple[dict, Config]:
-    state = load_checkpoint(path)
-    return state["model"], saved_config(state, path)
 
 
 def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
@@ -153,7 +150,8 @@ def load_encoder(
         encoder.backbone = backbone
         return encoder, report
     heads = config.heads.on()
-    encoder = Encoder(config.model.arch, config.model.width, config.model.dim, heads)
+    model = config.model
+    encoder = Encoder(model.arch, model.width, model.dim, heads, model.dense_stage)
     online = {k[len("online.") :]: v for k, v in state.items() if k.startswith("online.")}
     try:
         encoder.load_state_dict(online)

@@ -6,8 +6,8 @@ import torchvision
 
 from cacl_cli.errors import CaclError
 from cacl_cli.model.backbone import build_backbone
-from cacl_cli.weights import load_backbone, shape_of
-from tests.conftest import run_cacl
+from cacl_cli.weights import load_backbone, load_encoder, shape_of
+from tests.conftest import pretrained, run_cacl
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -68,3 +68,20 @@ def test_a_width_64_file_loads_in_visualize_with_no_set(tmp_path, shared_data):
     done = run_cacl(*args, "--checkpoint", tmp_path / "tv.pt")  # tiny-world's width is 16
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "v" / "sim-r0-p0-backbone.npy").is_file()
+
+
+def test_an_encoder_with_dense_heads_on_layer3_loads_as_it_was_trained(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=1", "model.dense_stage=layer3")
+    encoder, _ = load_encoder(run, "resnet18", 16)
+    assert encoder.dense_stage == "layer3"
+    assert encoder.heads["pixel"][0].in_channels == 4 * 8  # layer3 of width 8
+
+
+def test_a_checkpoint_with_a_key_this_cacl_lacks_says_so_and_how_to_read_it(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=1")
+    (checkpoint,) = (run / "checkpoints").glob("step-*.pt")
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["model"]["future_key"] = 1  # as a newer cacl would write it
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(CaclError, match="unknown key 'model.future_key'.*upgrade cacl"):
+        load_backbone(tmp_path / "newer.pt", "resnet18", 8)
