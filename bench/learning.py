@@ -325,14 +325,15 @@ def _stats(values: list[float]) -> dict:
 
 
 def recipe(cfg) -> list[str]:
-    """What a method's resolved config trains: heads (and the stage the dense ones read, where
-    not the last), pixel shuffle, positive rule, cycle return, queue sizes (global / pixel /
-    cycle)."""
+    """What a method's resolved config trains: heads (and what the dense ones read, where not
+    the last stage itself), pixel shuffle, positive rule, cycle return, queue sizes (global /
+    pixel / cycle)."""
     heads = cfg.heads.on()
     letters = " ".join(h[0].upper() for h in heads)
     dense = " ".join(h[0].upper() for h in heads if h != "global")
-    if dense and cfg.model.dense_stage != "layer4":
-        letters += f" ({dense} on {cfg.model.dense_stage})"
+    stage, neck = cfg.model.dense_stage, cfg.model.dense_neck
+    if dense and (stage != "layer4" or neck):
+        letters += f" ({dense} on {stage}{f' + {neck}-block neck' if neck else ''})"
     positive = cfg.loss.pixel_positive if "pixel" in heads else "-"
     cycle = cfg.loss.cycle_return if "cycle" in heads else "-"
     sizes = {"global": cfg.moco.queue_size, "pixel": cfg.moco.queue_size}

@@ -50,6 +50,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "run.seed": SEED, "run.checkpoint_every": (1, INF), "run.keep_checkpoints": (0, 10_000),
     "run.log_every": (1, INF), "run.truth_pairs": (0, 4096),
     "model.width": (1, 4096), "model.dim": (1, 65_536), "model.bn_groups": (1, 4096),
+    "model.dense_neck": (0, 64),
     "loss.tau": (ABOVE_ZERO, 100), "loss.soft_target_tau": (ABOVE_ZERO, 100),
     "loss.cycle_target_sigma": (0, 100), "loss.cycle_tau": (0, 100), "loss.cycle_pool": (1, 64),
     "loss.global_weight": (0, 1e6), "loss.pixel_weight": (0, 1e6), "loss.cycle_weight": (0, 1e6),
@@ -107,6 +108,7 @@ class ModelSection:
     dim: int
     pixel_shuffle: str
     dense_stage: str
+    dense_neck: int
     init: Optional[str]
     sync_bn: bool
     bn_groups: int

@@ -151,7 +151,9 @@ def load_encoder(
         return encoder, report
     heads = config.heads.on()
     model = config.model
-    encoder = Encoder(model.arch, model.width, model.dim, heads, model.dense_stage)
+    encoder = Encoder(
+        model.arch, model.width, model.dim, heads, model.dense_stage, model.dense_neck
+    )
     online = {k[len("online.") :]: v for k, v in state.items() if k.startswith("online.")}
     try:
         encoder.load_state_dict(online)

@@ -70,10 +70,10 @@ def test_a_width_64_file_loads_in_visualize_with_no_set(tmp_path, shared_data):
     assert (tmp_path / "v" / "sim-r0-p0-backbone.npy").is_file()
 
 
-def test_an_encoder_with_dense_heads_on_layer3_loads_as_it_was_trained(tmp_path):
-    run = pretrained(tmp_path / "run", "schedule.steps=1", "model.dense_stage=layer3")
-    encoder, _ = load_encoder(run, "resnet18", 16)
-    assert encoder.dense_stage == "layer3"
+def test_an_encoder_with_dense_heads_on_layer3_and_a_neck_loads_as_it_was_trained(tmp_path):
+    overrides = ("schedule.steps=1", "model.dense_stage=layer3", "model.dense_neck=1")
+    encoder, _ = load_encoder(pretrained(tmp_path / "run", *overrides), "resnet18", 16)
+    assert encoder.dense_stage == "layer3" and len(encoder.neck) == 1
     assert encoder.heads["pixel"][0].in_channels == 4 * 8  # layer3 of width 8
 
 

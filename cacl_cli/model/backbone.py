@@ -8,6 +8,8 @@ names follow torchvision (``conv1``, ``layer1.0.conv1`` ...), so weights move be
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torchvision
 from torch import nn
@@ -117,6 +119,14 @@ def stage_channels(backbone: nn.Module, stage: str) -> int:
     """Channels of the map a stage returns: those of its last batch norm."""
     norms = [m for m in getattr(backbone, stage).modules() if isinstance(m, nn.BatchNorm2d)]
     return norms[-1].num_features
+
+
+def extra_blocks(backbone: nn.Module, stage: str, count: int) -> nn.Sequential:
+    """``count`` freshly initialised residual blocks shaped like ``stage``'s last (the same
+    channels and dilation), to stack above it; with 0, an empty stack that passes its input on."""
+    blocks = nn.Sequential(*(copy.deepcopy(getattr(backbone, stage)[-1]) for _ in range(count)))
+    _init_like_torchvision(blocks)
+    return blocks
 
 
 def build_backbone(arch: str, width: int = 64) -> nn.Module:

@@ -28,6 +28,7 @@ def build_model(
         pixel_positive=loss.pixel_positive,
         pixel_shuffle=model.pixel_shuffle,
         dense_stage=model.dense_stage,
+        dense_neck=model.dense_neck,
         shuffle_bn_groups=moco.shuffle_bn_groups,
         batch_shuffle=moco.batch_shuffle,
         online_bn_groups=model.bn_groups,

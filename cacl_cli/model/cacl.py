@@ -18,7 +18,7 @@ from torch import nn
 from cacl_cli import distributed
 from cacl_cli.device import bf16_matmul_pays
 from cacl_cli.model import losses
-from cacl_cli.model.backbone import build_backbone, stage_channels, through_stage
+from cacl_cli.model.backbone import build_backbone, extra_blocks, stage_channels, through_stage
 from cacl_cli.model.diagnostics import health
 from cacl_cli.model.heads import HEAD_NAMES, ProjectionHead, global_vector, normalize_pixels
 from cacl_cli.model.queues import FeatureQueue
@@ -35,15 +35,23 @@ class CACLOutput:
 class Encoder(nn.Module):
     """Backbone plus the heads in use; returns the backbone map and each head's unit-vector map.
 
-    The global head reads the last stage; the pixel and cycle heads read ``dense_stage``.
+    The global head reads the last stage; the pixel and cycle heads read ``dense_stage``, through
+    ``dense_neck`` residual blocks of their own (not part of the backbone).
     """
 
     def __init__(
-        self, arch: str, width: int, dim: int, heads: tuple[str, ...], dense_stage: str = "layer4"
+        self,
+        arch: str,
+        width: int,
+        dim: int,
+        heads: tuple[str, ...],
+        dense_stage: str = "layer4",
+        dense_neck: int = 0,
     ) -> None:
         super().__init__()
         self.backbone = build_backbone(arch, width)
         self.dense_stage = dense_stage
+        self.neck = extra_blocks(self.backbone, dense_stage, dense_neck)
         channels = self.backbone.out_channels
         dense_channels = stage_channels(self.backbone, dense_stage)
         self.heads = nn.ModuleDict({
@@ -58,6 +66,7 @@ class Encoder(nn.Module):
         else:
             dense = through_stage(self.backbone, self.dense_stage)(x)
             h = self.backbone.layer4(dense)
+        dense = self.neck(dense)
         out = {"backbone": h}
         for name, head in self.heads.items():
             raw = head(h if name == "global" else dense)  # B x D x H/8 x W/8
@@ -92,6 +101,8 @@ class CACL(nn.Module):
         dense_stage: the backbone stage the pixel and cycle heads read: ``layer4`` (the paper:
             the last, as the global head) or ``layer3``; ``layer4`` then learns from the global
             head alone.
+        dense_neck: residual blocks shaped like ``dense_stage``'s last, between it and the pixel
+            and cycle heads (0: the paper, none).
         shuffle_bn_groups: groups (per process) with their own BN statistics in the momentum
             encoder.
         batch_shuffle: permute the momentum encoder's batch before grouping it (shuffle-BN); under
@@ -134,6 +145,7 @@ class CACL(nn.Module):
         pixel_positive: str = "global",
         pixel_shuffle: str = "independent",
         dense_stage: str = "layer4",
+        dense_neck: int = 0,
         shuffle_bn_groups: int = 4,
         batch_shuffle: bool = True,
         online_bn_groups: int = 1,
@@ -148,7 +160,7 @@ class CACL(nn.Module):
     ) -> None:
         super().__init__()
         self.heads = tuple(h for h in HEAD_NAMES if h in heads)
-        self.online = Encoder(arch, width, dim, self.heads, dense_stage)
+        self.online = Encoder(arch, width, dim, self.heads, dense_stage, dense_neck)
         self.momentum_encoder = copy.deepcopy(self.online)
         for p in self.momentum_encoder.parameters():
             p.requires_grad = False

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from cacl_cli.errors import CaclError
-from cacl_cli.model.backbone import build_backbone, stage_channels, through_stage
+from cacl_cli.model.backbone import build_backbone, extra_blocks, stage_channels, through_stage
 
 
 @pytest.mark.parametrize("width,size", [(16, 64), (32, 96), (64, 224)])
@@ -77,3 +77,15 @@ def test_stage_channels_are_those_of_the_map_each_stage_returns(arch, width):
             out = through_stage(net, name)(torch.randn(1, 3, 32, 32))
             assert stage_channels(net, name) == out.shape[1]
     assert stage_channels(net, "layer4") == net.out_channels
+
+
+@pytest.mark.parametrize("arch,width", [("resnet18", 8), ("resnet50", 64)])
+def test_extra_blocks_are_fresh_copies_of_a_stages_last_block_shape(arch, width):
+    net = build_backbone(arch, width)
+    blocks = extra_blocks(net, "layer4", 2)
+    assert len(blocks) == 2 and type(blocks[0]) is type(net.layer4[-1])
+    for mine, theirs in zip(blocks[0].parameters(), net.layer4[-1].parameters()):
+        assert mine.shape == theirs.shape and mine is not theirs
+    x = torch.randn(2, stage_channels(net, "layer4"), 4, 4)
+    assert blocks(x).shape == x.shape
+    assert len(extra_blocks(net, "layer4", 0)) == 0 and extra_blocks(net, "layer4", 0)(x) is x

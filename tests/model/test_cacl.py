@@ -156,6 +156,18 @@ def test_dense_heads_on_layer3_leave_layer4_to_the_global_head():
         assert moves(out.terms["global"], backbone.layer4)
 
 
+def test_a_dense_neck_sits_between_layer4_and_the_dense_heads_only():
+    model = small_model("model.dense_neck=1")
+    out, backbone, neck = model(*frames()), model.online.backbone, model.online.neck
+    assert len(neck) == 1 and not {id(p) for p in neck.parameters()} & {
+        id(p) for p in backbone.parameters()
+    }
+    assert moves(out.terms["pixel"] + out.terms["cycle"], neck)
+    assert moves(out.terms["pixel"] + out.terms["cycle"], backbone.layer4)  # through the neck
+    assert not moves(out.terms["global"], neck)
+    assert len(small_model().online.neck) == 0  # the paper: no neck, no parameters
+
+
 def test_pixel_head_alone_needs_position_positives():
     with pytest.raises(CaclError, match="loss.pixel_positive"):
         small_model("heads.global=false", "heads.cycle=false", "loss.pixel_positive=global")
