@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.queue_matmul": ("float32", "bfloat16", "auto"),
     "propagate.labels": ("auto", "indexed", "binary"),
     "propagate.layer": ("layer2", "layer3", "layer4"),
+    "eval.layer": ("layer2", "layer3", "layer4"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.amp": ("auto", "off", "bf16", "fp16"),
     "eval.dataset": ("world", "voc", "cityscapes", "folder"),
@@ -206,6 +207,7 @@ class EvalSection:
     val_split: str
     resize: int
     flip: bool
+    layer: str
     cache: str
     cache_gb: float
     fractions: tuple

@@ -31,6 +31,7 @@ from cacl_cli.evaluate.common import (
     write_report,
 )
 from cacl_cli.files import atomic_path, write_atomic
+from cacl_cli.model.backbone import through_stage
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
@@ -49,14 +50,14 @@ def run_probe(
     train, val = run.train, run.val
     backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
     console.print(
-        f"probe: {weights['source']} on {train.name} ({len(train)} images), "
+        f"probe: {weights['source']} ({cfg.eval.layer}) on {train.name} ({len(train)} images), "
         f"evaluated on {val.name} ({len(val)})"
     )
-    backbone = backbone.to(run.device)
+    backbone = through_stage(backbone, cfg.eval.layer).to(run.device)
     head, facts = train_probe(cfg, backbone, train, run_dir, run.device, console)
     result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
     write_atomic(run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
-    report = fingerprint(cfg, weights, train, val)
+    report = fingerprint(cfg, weights, train, val) | {"layer": cfg.eval.layer}
     path = write_report(cfg, run_dir, "linear probe", result, val.classes, report, console, facts)
     console.print(f"backbone unchanged after training: yes; results in {path}")
     return path

@@ -112,7 +112,9 @@ def through_stage(backbone: nn.Module, last: str) -> nn.Sequential:
     if last not in STAGES:
         raise CaclError(f"unknown stage '{last}'; use one of {', '.join(STAGES)}")
     names = ("conv1", "bn1", "relu", "maxpool") + STAGES[: STAGES.index(last) + 1]
-    return nn.Sequential(*(getattr(backbone, name) for name in names))
+    stages = nn.Sequential(*(getattr(backbone, name) for name in names))
+    stages.out_channels = stage_channels(backbone, last)  # as a backbone tells its heads
+    return stages
 
 
 def stage_channels(backbone: nn.Module, stage: str) -> int:

@@ -56,6 +56,17 @@ def test_probe_random_init_and_pretrained(tmp_path):
     assert weights["width"] == 8 and len(weights["sha256"]) == 64 and weights["missing"] == []
 
 
+def test_probe_reads_the_stage_eval_layer_names(tmp_path):
+    args = ("probe", "--random-init", *PROBE, "--set", "model.width=8")
+    for layer, channels in (("layer3", 4 * 8), ("layer4", 8 * 8)):
+        run = tmp_path / layer
+        done = run_cacl(*args, "--out", run, "--set", f"eval.layer={layer}")
+        assert done.returncode == 0, done.stderr
+        assert check_results(run)["fingerprint"]["layer"] == layer
+        classifier = torch.load(run / "classifier.pt", weights_only=True)
+        assert next(iter(classifier.values())).shape[1] == channels  # the 1x1 conv's inputs
+
+
 def test_probe_reads_voc_mini(tmp_path, shared_data):
     result = run_cacl(
         "probe",

@@ -76,6 +76,7 @@ def test_stage_channels_are_those_of_the_map_each_stage_returns(arch, width):
         for name in ("layer2", "layer3", "layer4"):
             out = through_stage(net, name)(torch.randn(1, 3, 32, 32))
             assert stage_channels(net, name) == out.shape[1]
+            assert through_stage(net, name).out_channels == out.shape[1]
     assert stage_channels(net, "layer4") == net.out_channels
 
 
