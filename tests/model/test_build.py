@@ -18,8 +18,9 @@ def one_step(model, v, v_plus):
 
 
 @pytest.mark.slow
-def test_compiled_encoders_give_the_eager_step_within_tolerance():
-    cfg = resolve("tiny-world", SMALL)
+@pytest.mark.parametrize("dense", [[], ["model.dense_stage=layer3", "model.dense_neck=1"]])
+def test_compiled_encoders_give_the_eager_step_within_tolerance(dense):
+    cfg = resolve("tiny-world", SMALL + dense)
     torch.manual_seed(0)
     eager = model_from_config(cfg).train()
     torch.manual_seed(0)
