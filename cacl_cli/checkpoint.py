@@ -72,12 +72,17 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CaclError(f"{path} is not a readable cacl checkpoint ({reason[:120]})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
+    check_format(state, path)
+    return state
+
+
+def check_format(state: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint written by a newer cacl, whose layout this one cannot know."""
     if int(state.get("format", FORMAT)) > FORMAT:
         raise CaclError(
             f"{path} has checkpoint format {state['format']}, newer than this cacl reads "
             f"({FORMAT}); upgrade cacl"
         )
-    return state
 
 
 def saved_config(state: dict[str, Any], path: Path) -> Config:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cacl_cli.checkpoint import find_checkpoint, load_checkpoint, saved_config
+from cacl_cli.checkpoint import check_format, find_checkpoint, saved_config
 from cacl_cli.config import Config
 from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
@@ -36,15 +36,12 @@ def file_sha256(path: Path) -> str:
 def _read_state(path: Path) -> tuple[dict, Config | None]:
     """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
     try:
-        state = load_checkpoint(path)
-    except CaclError:
-        state = None  # not a cacl checkpoint: perhaps a plain state dict
-    if state is not None and "config" in state:
-        return state["model"], saved_config(state, path)  # its config's errors are the answer
-    try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         raise CaclError(f"{path} is not a readable checkpoint or state dict") from None
+    if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
+        check_format(raw, path)
+        return raw["model"], saved_config(raw, path)  # its config's errors are the answer
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]  # MoCo-v2's checkpoint layout
     if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
@@ -92,6 +89,11 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
         arch, width = config.model.arch, config.model.width
     else:
         arch, width = shape_of(state) or (arch, width)
+    return _backbone_from_state(state, path, arch, width)
+
+
+def _backbone_from_state(state: dict, path: Path, arch: str, width: int) -> tuple[nn.Module, dict]:
+    """An ``arch`` of ``width`` loaded from ``state`` (read from ``path``) and its report."""
     net = build_backbone(arch, width)
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
@@ -145,7 +147,7 @@ def load_encoder(
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
     if config is None:
-        backbone, report = load_backbone(path, arch, width)
+        backbone, report = _backbone_from_state(state, path, *(shape_of(state) or (arch, width)))
         encoder = Encoder(report["arch"], report["width"], dim, ())
         encoder.backbone = backbone
         return encoder, report

@@ -85,3 +85,24 @@ def test_a_checkpoint_with_a_key_this_cacl_lacks_says_so_and_how_to_read_it(tmp_
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(CaclError, match="unknown key 'model.future_key'.*upgrade cacl"):
         load_backbone(tmp_path / "newer.pt", "resnet18", 8)
+
+
+@pytest.mark.parametrize("loader", [load_backbone, load_encoder])
+def test_a_foreign_state_dict_is_read_from_disk_once(tmp_path, monkeypatch, loader):
+    torch.save(build_backbone("resnet18", 8).state_dict(), tmp_path / "b.pt")
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    _, report = loader(tmp_path / "b.pt", "resnet50", 64)
+    assert reads == [tmp_path / "b.pt"]
+    assert (report["arch"], report["width"]) == ("resnet18", 8)
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=1")
+    (checkpoint,) = (run / "checkpoints").glob("step-*.pt")
+    state = torch.load(checkpoint, weights_only=True)
+    state["format"] = 99
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(CaclError, match="newer.pt has checkpoint format 99.*upgrade cacl"):
+        load_encoder(tmp_path / "newer.pt", "resnet18", 8)
