@@ -98,7 +98,11 @@ class Benchmark:
         self.world_lock = threading.Lock()
         self.done = {_key(r) for r in self.records()}
         self.eval_steps = [args.steps * (i + 1) // args.evals for i in range(args.evals)]
-        self.threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+        # Two invocations side by side each think the machine is theirs; OMP_NUM_THREADS set by
+        # the caller wins, as oversubscribed threads spin and slow every run several times over.
+        self.threads = os.environ.get("OMP_NUM_THREADS") or str(
+            max(1, (os.cpu_count() or 1) // args.jobs)
+        )
 
     def method_config(self, method: str):
         from cacl_cli.config import resolve

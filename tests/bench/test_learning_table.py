@@ -61,3 +61,14 @@ def test_world_clips_drawn_for_another_count_are_refused_not_mixed(tmp_path):
         bench.world_clips()
     bench.args.world_clips = 3
     assert bench.world_clips() == tmp_path / "world-davis"
+
+
+def test_each_run_gets_its_share_of_the_cores_unless_the_caller_set_the_threads(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(learning.os, "cpu_count", lambda: 8)
+    args = learning.parse_args(["--out", str(tmp_path), "--jobs", "2"])
+    assert learning.Benchmark(args).threads == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # another invocation runs beside this one
+    assert learning.Benchmark(args).threads == "1"
