@@ -51,7 +51,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.backbone = build_backbone(arch, width)
         self.dense_stage = dense_stage
-        self.neck = extra_blocks(self.backbone, dense_stage, dense_neck)
+        # Without a dense head a neck would be parameters no loss reaches (DDP refuses those).
+        dense_heads = {"pixel", "cycle"} & set(heads)
+        self.neck = extra_blocks(self.backbone, dense_stage, dense_neck if dense_heads else 0)
         channels = self.backbone.out_channels
         dense_channels = stage_channels(self.backbone, dense_stage)
         self.heads = nn.ModuleDict({

@@ -165,7 +165,13 @@ def test_a_dense_neck_sits_between_layer4_and_the_dense_heads_only():
     assert moves(out.terms["pixel"] + out.terms["cycle"], neck)
     assert moves(out.terms["pixel"] + out.terms["cycle"], backbone.layer4)  # through the neck
     assert not moves(out.terms["global"], neck)
-    assert len(small_model().online.neck) == 0  # the paper: no neck, no parameters
+    assert len(small_model("model.dense_neck=0").online.neck) == 0  # the paper's: no neck
+
+
+def test_a_model_without_dense_heads_gets_no_neck_however_many_blocks_are_asked():
+    moco = small_model("heads.pixel=false", "heads.cycle=false", "model.dense_neck=2")
+    assert len(moco.online.neck) == 0 and len(moco.momentum_encoder.neck) == 0
+    assert len(small_model("heads.pixel=false", "model.dense_neck=2").online.neck) == 2
 
 
 def test_pixel_head_alone_needs_position_positives():
