@@ -38,11 +38,13 @@ def test_a_gap_meets_the_target_only_beyond_twice_the_larger_spread():
 def test_a_row_names_what_its_dense_heads_read_unless_it_is_the_last_stage():
     from cacl_cli.config import resolve
 
-    assert learning.recipe(resolve("tiny-world", []))[0] == "G P C"
-    assert learning.recipe(resolve("tiny-world", ["model.dense_stage=layer3"]))[0] == (
-        "G P C (P C on layer3)"
+    assert learning.recipe(resolve("tiny-world", ["model.dense_neck=0"]))[0] == "G P C"
+    assert learning.recipe(
+        resolve("tiny-world", ["model.dense_stage=layer3", "model.dense_neck=0"])
+    )[0] == "G P C (P C on layer3)"
+    no_pixel = resolve(
+        "tiny-world", ["heads.pixel=false", "model.dense_stage=layer3", "model.dense_neck=0"]
     )
-    no_pixel = resolve("tiny-world", ["heads.pixel=false", "model.dense_stage=layer3"])
     assert learning.recipe(no_pixel)[0] == "G C (C on layer3)"
     necked = resolve("tiny-world", ["model.dense_neck=1"])
     assert learning.recipe(necked)[0] == "G P C (P C on layer4 + 1-block neck)"
