@@ -53,7 +53,8 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     assert "world propagation J&F x100" in table  # the column, and its protocol in the header:
     protocol = "(propagate-cpu, propagate.frames=3, propagate.size=64)"
     assert f"world propagation J&F {protocol} on 2 held-out clips at 64 px" in table
-    assert "| CACL | G P C | independent | position | reroll | 64 / 64 / 16 |" in table
+    shipped = "G P C (P C on layer4 + 1-block neck)"  # tiny-world's neck, named in the row
+    assert f"| CACL | {shipped} | independent | position | reroll | 64 / 64 / 16 |" in table
     assert "| MoCo-v2 | G | off | - | - | 64 / - / - |" in table
     assert "Command: python bench/learning.py" in table
     assert (tmp_path / "probe-vs-steps.png").stat().st_size > 1000
