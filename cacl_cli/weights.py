@@ -85,15 +85,18 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
         return build_backbone(arch, width), {"source": "random init", "arch": arch, "width": width}
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
+    return _backbone_from_state(state, config, path, arch, width)
+
+
+def _backbone_from_state(
+    state: dict, config: Config | None, path: Path, arch: str, width: int
+) -> tuple[nn.Module, dict]:
+    """The backbone in ``state`` (read from ``path``) and its report; its arch and width are its
+    config's, else its tensors' shapes', else ``arch``/``width``."""
     if config is not None:
         arch, width = config.model.arch, config.model.width
     else:
         arch, width = shape_of(state) or (arch, width)
-    return _backbone_from_state(state, path, arch, width)
-
-
-def _backbone_from_state(state: dict, path: Path, arch: str, width: int) -> tuple[nn.Module, dict]:
-    """An ``arch`` of ``width`` loaded from ``state`` (read from ``path``) and its report."""
     net = build_backbone(arch, width)
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
@@ -147,7 +150,7 @@ def load_encoder(
     path = find_checkpoint(Path(checkpoint))
     state, config = _read_state(path)
     if config is None:
-        backbone, report = _backbone_from_state(state, path, *(shape_of(state) or (arch, width)))
+        backbone, report = _backbone_from_state(state, None, path, arch, width)
         encoder = Encoder(report["arch"], report["width"], dim, ())
         encoder.backbone = backbone
         return encoder, report
