@@ -52,8 +52,8 @@ class Encoder(nn.Module):
         self.backbone = build_backbone(arch, width)
         self.dense_stage = dense_stage
         # Without a dense head a neck would be parameters no loss reaches (DDP refuses those).
-        dense_heads = {"pixel", "cycle"} & set(heads)
-        self.neck = extra_blocks(self.backbone, dense_stage, dense_neck if dense_heads else 0)
+        has_dense_head = any(name != "global" for name in heads)
+        self.neck = extra_blocks(self.backbone, dense_stage, dense_neck if has_dense_head else 0)
         channels = self.backbone.out_channels
         dense_channels = stage_channels(self.backbone, dense_stage)
         self.heads = nn.ModuleDict({
