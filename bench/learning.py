@@ -15,7 +15,8 @@ in metrics.jsonl) at its last step. `--propagate-set` changes both propagations 
     python bench/learning.py --quick                 # seconds: checks the plumbing only
 
 Writes OUT/results.jsonl (one record per evaluation, appended as each finishes), OUT/table.md,
-OUT/probe-vs-steps.png and the world's held-out clips, OUT/world-davis. Rerunning the same
+OUT/probe-vs-steps.png, OUT/yardsticks.png (every seed of every yardstick at the last step) and
+the world's held-out clips, OUT/world-davis. Rerunning the same
 command resumes: finished evaluations are skipped and unfinished pretrain runs continue from their
 checkpoints.
 """
@@ -428,6 +429,49 @@ def plot(records: list[dict], methods: list[str], path: Path) -> bool:
     return True
 
 
+YARDSTICKS = {"probe": "probe mIoU (%)", "davis": "DAVIS J&F x100", "world": "world J&F x100"}
+
+
+def plot_yardsticks(rows: list[dict], path: Path) -> list[str]:
+    """One panel per measured yardstick at the final step: each seed a dot, its method's mean a
+    bar, and MoCo-v2's mean with twice its spread shaded, the band a lead has to clear.
+
+    Returns the yardsticks drawn (none without matplotlib, the ``bench`` extra).
+    """
+    drawn = [y for y in YARDSTICKS if any(r[y]["values"] for r in rows)]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+    except ImportError:
+        return []
+    if not drawn:
+        return []
+    base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
+    figure, panels = pyplot.subplots(1, len(drawn), figsize=(4 * len(drawn), 4.5), dpi=120,
+                                     layout="constrained", squeeze=False)  # fmt: skip
+    for axes, yardstick in zip(panels[0], drawn):
+        if base is not None and base[yardstick]["values"]:
+            mean, spread = base[yardstick]["mean"], 2 * _std(base[yardstick]["values"])
+            axes.axhspan(mean - spread, mean + spread, color="grey", alpha=0.15)
+            axes.axhline(mean, color="grey", linestyle="--", linewidth=1)
+        for x, row in enumerate(rows):
+            values = row[yardstick]["values"]
+            if values:
+                axes.bar(x, statistics.fmean(values), width=0.6, alpha=0.35)
+                axes.plot([x] * len(values), values, "o", color="black", markersize=3)
+        axes.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=35, ha="right")
+        axes.set_ylabel(YARDSTICKS[yardstick])
+        low = min(v for r in rows for v in r[yardstick]["values"])
+        axes.set_ylim(bottom=max(0.0, low - 5))
+        axes.grid(axis="y", alpha=0.3)
+    figure.suptitle("grey: MoCo-v2's mean, shaded to twice its seed spread")
+    figure.savefig(path)
+    pyplot.close(figure)
+    return drawn
+
+
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -516,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     (bench.out / "table.md").write_text(text)
     if not plot(records, args.methods, bench.out / "probe-vs-steps.png"):
         console.print("no plot: matplotlib is missing (pip install 'cacl-video[bench]')")
+    plot_yardsticks(rows, bench.out / "yardsticks.png")
     table = Table(title="learning benchmark")
     for column in ("method", "probe mIoU", "DAVIS J&F x100", "world J&F x100", "seeds"):
         table.add_column(column)

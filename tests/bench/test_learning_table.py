@@ -74,3 +74,16 @@ def test_each_run_gets_its_share_of_the_cores_unless_the_caller_set_the_threads(
     assert learning.Benchmark(args).threads == "4"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # another invocation runs beside this one
     assert learning.Benchmark(args).threads == "1"
+
+
+def test_the_yardsticks_figure_draws_a_panel_for_each_measured_yardstick_only(tmp_path):
+    pytest.importorskip("matplotlib")
+    records = [record(method, seed, kind, value + seed / 100)
+               for method, value in (("MoCo-v2", 0.3), ("CACL", 0.35))
+               for seed in (0, 1, 2) for kind in ("probe", "world")]  # fmt: skip
+    rows = learning.summarise(records, ["MoCo-v2", "CACL"], final=10)
+    figure = tmp_path / "yardsticks.png"
+    assert learning.plot_yardsticks(rows, figure) == ["probe", "world"]  # no DAVIS measured
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    assert learning.plot_yardsticks([], tmp_path / "none.png") == []
+    assert not (tmp_path / "none.png").exists()

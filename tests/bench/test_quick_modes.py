@@ -58,6 +58,7 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     assert "| MoCo-v2 | G | off | - | - | 64 / - / - |" in table
     assert "Command: python bench/learning.py" in table
     assert (tmp_path / "probe-vs-steps.png").stat().st_size > 1000
+    assert (tmp_path / "yardsticks.png").stat().st_size > 1000
     assert "learning benchmark" in out
     # a rerun finds every probe done: nothing is trained or probed again
     bench(BENCH / "learning.py", "--quick", *methods)
