@@ -16,9 +16,8 @@ in metrics.jsonl) at its last step. `--propagate-set` changes both propagations 
 
 Writes OUT/results.jsonl (one record per evaluation, appended as each finishes), OUT/table.md,
 OUT/probe-vs-steps.png, OUT/yardsticks.png (every seed of every yardstick at the last step) and
-the world's held-out clips, OUT/world-davis. Rerunning the same
-command resumes: finished evaluations are skipped and unfinished pretrain runs continue from their
-checkpoints.
+the world's held-out clips, OUT/world-davis. Rerunning the same command resumes: finished
+evaluations are skipped and unfinished pretrain runs continue from their checkpoints.
 """
 
 from __future__ import annotations
