@@ -386,20 +386,29 @@ def table_markdown(rows: list[dict], recipes: dict[str, list[str]], header: str)
     return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
+def _pyplot():
+    """matplotlib's pyplot drawing to files only, or None without the ``bench`` extra."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        from matplotlib import pyplot
+    except ImportError:
+        return None
+    return pyplot
+
+
 def plot(records: list[dict], methods: list[str], path: Path) -> bool:
     """Probe mIoU against pretraining steps, mean over seeds with a shaded ±std band.
 
     Drawn with matplotlib, the ``bench`` extra (``pip install 'cacl-video[bench]'``); without it
     the table is still written and this returns False.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, no display
-        from matplotlib import pyplot
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
+    pyplot = _pyplot()
+    if pyplot is None:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     series = {}
     for method in methods:
         by_step: dict[int, list[float]] = {}
@@ -438,14 +447,8 @@ def plot_yardsticks(rows: list[dict], path: Path) -> list[str]:
     Returns the yardsticks drawn (none without matplotlib, the ``bench`` extra).
     """
     drawn = [y for y in YARDSTICKS if any(r[y]["values"] for r in rows)]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
-    except ImportError:
-        return []
-    if not drawn:
+    pyplot = _pyplot()
+    if pyplot is None or not drawn:
         return []
     base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
     figure, panels = pyplot.subplots(1, len(drawn), figsize=(4 * len(drawn), 4.5), dpi=120,
@@ -458,7 +461,7 @@ def plot_yardsticks(rows: list[dict], path: Path) -> list[str]:
         for x, row in enumerate(rows):
             values = row[yardstick]["values"]
             if values:
-                axes.bar(x, statistics.fmean(values), width=0.6, alpha=0.35)
+                axes.bar(x, row[yardstick]["mean"], width=0.6, alpha=0.35)
                 axes.plot([x] * len(values), values, "o", color="black", markersize=3)
         axes.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=35, ha="right")
         axes.set_ylabel(YARDSTICKS[yardstick])
