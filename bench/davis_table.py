@@ -62,27 +62,38 @@ def run_row(name: str, weights: list[str], args: argparse.Namespace, out: Path) 
     result = json.loads((folder / "results.json").read_text())
     return {
         "row": name,
-        "J&F": result["J&F_mean"],
-        "J": result["J_mean"],
-        "F": result["F_mean"],
-        "sequences": {n: s["J&F"] for n, s in result["sequences"].items()},
+        "J&F_x100": result["J&F_mean_x100"],
+        "J_x100": result["J_mean_x100"],
+        "F_x100": result["F_mean_x100"],
+        "sequences_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
         "frames": sum(s["frames_scored"] + 2 for s in result["sequences"].values()),
         "seconds": round(time.perf_counter() - tick, 1),
     }
 
 
+def scaled_x100(record: dict) -> dict:
+    """A record on the x100 scale; records written before the ``*_x100`` fields hold fractions."""
+    if "J&F_x100" in record:
+        return record
+    scaled = {k: v for k, v in record.items() if k not in ("J&F", "J", "F", "sequences")}
+    scaled |= {f"{k}_x100": 100 * record[k] for k in ("J&F", "J", "F")}
+    return scaled | {"sequences_x100": {n: 100 * v for n, v in record["sequences"].items()}}
+
+
 def table_markdown(records: list[dict], header: str) -> str:
-    names = sorted({n for r in records for n in r["sequences"]})
+    records = [scaled_x100(r) for r in records]
+    names = sorted({n for r in records for n in r["sequences_x100"]})
     columns = ["row", "J&F", "J", "F", *names, "s"]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for r in records:
-        cells = [r["row"], *(f"{100 * r[k]:.1f}" for k in ("J&F", "J", "F"))]
-        cells += [f"{100 * r['sequences'][n]:.1f}" if n in r["sequences"] else "-" for n in names]
+        cells = [r["row"], *(f"{r[k + '_x100']:.1f}" for k in ("J&F", "J", "F"))]
+        per_sequence = r["sequences_x100"]
+        cells += [f"{per_sequence[n]:.1f}" if n in per_sequence else "-" for n in names]
         lines.append("| " + " | ".join(cells + [f"{r['seconds']:.0f}"]) + " |")
     methods: dict[str, list[float]] = {}
     for r in records:
         method = r["row"].rsplit("-s", 1)[0] if "-s" in r["row"] else r["row"]
-        methods.setdefault(method, []).append(100 * r["J&F"])
+        methods.setdefault(method, []).append(r["J&F_x100"])
     lines += ["", "| method | J&F x100 (mean ± std over seeds) | seeds |", "| --- | --- | --- |"]
     for method, values in methods.items():
         spread = statistics.stdev(values) if len(values) > 1 else float("nan")

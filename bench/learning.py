@@ -181,10 +181,10 @@ class Benchmark:
             "seed": seed,
             "step": step,
             "kind": kind,
-            f"{kind}_jf": result["J&F_mean"],
-            f"{kind}_j": result["J_mean"],
-            f"{kind}_f": result["F_mean"],
-            "per_sequence": {n: s["J&F"] for n, s in result["sequences"].items()},
+            f"{kind}_jf_x100": result["J&F_mean_x100"],
+            f"{kind}_j_x100": result["J_mean_x100"],
+            f"{kind}_f_x100": result["F_mean_x100"],
+            "per_sequence_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
             f"{kind}_seconds": seconds,
         })  # fmt: skip
 
@@ -291,6 +291,14 @@ def last_complete_step(records: list[dict], methods: list[str], seeds: list[int]
     return next(complete, 0)
 
 
+def jf_x100(record: dict, kind: str) -> float:
+    """A propagation record's J&F on the x100 scale; records written before the scorer stored
+    ``*_x100`` fields hold the fraction under ``{kind}_jf``."""
+    if f"{kind}_jf_x100" in record:
+        return record[f"{kind}_jf_x100"]
+    return 100 * record[f"{kind}_jf"]
+
+
 def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]:
     """Per method at the final step (random init: its only point): each yardstick's mean, spread
     and seeds, and the mean of each ground-truth diagnostic."""
@@ -303,8 +311,8 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
         probes = [r for r in mine if r.get("kind", "probe") == "probe"]
         if not probes:
             continue
-        davis = [100 * r["davis_jf"] for r in mine if r.get("kind") == "davis" and "davis_jf" in r]
-        world = [100 * r["world_jf"] for r in mine if r.get("kind") == "world"]
+        davis = [jf_x100(r, "davis") for r in mine if r.get("kind") == "davis"]
+        world = [jf_x100(r, "world") for r in mine if r.get("kind") == "world"]
         truth = {
             key: statistics.fmean(values)
             for key in DIAGNOSTICS

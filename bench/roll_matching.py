@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cacl_cli.checkpoint import load_checkpoint  # noqa: E402
 from cacl_cli.config import resolve  # noqa: E402
 from cacl_cli.data.images import normalise_batch  # noqa: E402
-from cacl_cli.data.world import World, WorldConfig, correspondence_pairs  # noqa: E402
+from cacl_cli.data.world import World, correspondence_pairs  # noqa: E402
 from cacl_cli.model.build import model_from_config  # noqa: E402
 from cacl_cli.model.diagnostics import truth_health  # noqa: E402
 
@@ -42,9 +43,8 @@ def measure(size: int, shuffle: str, seed: int, pairs: int, checkpoint: Path | N
     torch.manual_seed(seed)
     model = model_from_config(cfg)
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-        model.load_state_dict(state)
-    world = World(WorldConfig.from_config(cfg.world))
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    world = World(cfg.world)
     v, v_plus, truth = correspondence_pairs(world, pairs, cfg.data.stride, size, 8, seed=seed)
     truth = torch.from_numpy(truth)
     return truth_health(model, normalise_batch(v), normalise_batch(v_plus), truth, seed)

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny-world")
     parser.add_argument("--set", action="append", default=[], help="override a preset key")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", default="auto", help="auto, bf16, fp16 or off (CUDA only)")
+    parser.add_argument("--amp", default="auto", help="auto, bf16, fp16 (CUDA) or off")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cycle-budget-mb", type=float, default=256.0)

@@ -30,11 +30,11 @@ def cacl(*args: object) -> None:
 
 
 def propagate(davis: Path, out: Path, how: list[str], args: argparse.Namespace) -> float:
-    """J&F of one backbone (``how``: the propagate flags that pick it) on ``davis``."""
+    """J&F x100 of one backbone (``how``: the propagate flags that pick it) on ``davis``."""
     overrides = [arg for item in args.propagate_set for arg in ("--set", item)]
     cacl("propagate", davis, *how, "--preset", "propagate-cpu", *overrides, "--size", args.size,
          "--frames", args.frames, "--device", "cpu", "--out", out)  # fmt: skip
-    return json.loads((out / "results.json").read_text())["J&F_mean"]
+    return json.loads((out / "results.json").read_text())["J&F_mean_x100"]
 
 
 def runs(folders: list[Path], seeds: list[int]) -> dict[str, dict[int, Path]]:
@@ -52,7 +52,7 @@ def runs(folders: list[Path], seeds: list[int]) -> dict[str, dict[int, Path]]:
 
 
 def summary(scores: dict[int, float]) -> str:
-    values = [100 * scores[s] for s in sorted(scores)]
+    values = [scores[s] for s in sorted(scores)]
     each = ", ".join(f"{v:.2f}" for v in values)
     spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
     return f"{each:24s} {statistics.mean(values):6.2f}{spread}"

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from cacl_cli.data.world import World, WorldConfig  # noqa: E402
+from cacl_cli.data.world import World  # noqa: E402
 
 
 def clip_frames_per_s(world: World, clips: int, offset: int) -> float:
@@ -65,11 +65,11 @@ def main() -> None:
         args.clips, args.repeats = 2, 1
     import torch
 
-    from cacl_cli.config import resolve
+    from cacl_cli.config import resolve, section
     from cacl_cli.training import build_batches
 
     torch.set_num_threads(1)
-    world = World(WorldConfig(size=args.size), cached_clips=0)
+    world = World(section("world", size=args.size), cached_clips=0)
     frames = [clip_frames_per_s(world, args.clips, r * args.clips) for r in range(args.repeats)]
     pairs = [pairs_per_s(world, args.clips * 4, r) for r in range(args.repeats)]
     batches = build_batches(resolve("tiny-world", ["data.batch_size=32"]))

@@ -60,16 +60,22 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
 
 
+def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """The one place a tensor file is read: ``torch.load`` with ``weights_only`` (no code runs),
+    anything unreadable a one-line error that names the file as ``what``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many kinds for truncated or foreign files
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CaclError(f"{path} is not a readable {what} ({reason[:120]})") from None
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely; anything that is not one becomes a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise CaclError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many kinds for truncated or foreign files
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CaclError(f"{path} is not a readable cacl checkpoint ({reason[:120]})") from None
+    state = read_tensors(path, "cacl checkpoint", map_location)
     if not isinstance(state, dict) or "model" not in state:
         raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
     check_format(state, path)
@@ -230,17 +236,24 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
+def newest_last(run_dir: Path) -> list[Path]:
+    """A run's checkpoints, the one the ``latest`` pointer names last (when it names one that
+    exists), the others by step before it: the order in which to try them, from the end."""
+    candidates = list_checkpoints(run_dir)
+    pointer = Path(run_dir) / CHECKPOINT_DIR / POINTER
+    text = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
+    named = pointer.parent / text if text else None
+    if named in candidates:
+        candidates.remove(named)
+        candidates.append(named)
+    return candidates
+
+
 def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint that loads; damaged ones are reported and skipped. None when the run
     has no checkpoint yet; an error when it has some and none loads (starting over would
     overwrite them)."""
-    candidates = list_checkpoints(run_dir)
-    pointer = Path(run_dir) / CHECKPOINT_DIR / POINTER
-    if pointer.is_file():
-        named = pointer.parent / pointer.read_text(errors="replace").strip()
-        if named in candidates:  # the pointer's choice first, then the rest newest first
-            candidates.remove(named)
-            candidates.append(named)
+    candidates = newest_last(run_dir)
     for path in reversed(candidates):
         try:
             return path, load_checkpoint(path)
@@ -258,13 +271,10 @@ def find_checkpoint(path: Path) -> Path:
     """A checkpoint file from a path that names one or a run folder holding some."""
     path = Path(path)
     if path.is_dir():
-        found = list_checkpoints(path)
+        found = newest_last(path)
         if not found:
             raise CaclError(f"run folder {path} holds no checkpoints/step-*.pt")
-        pointer = path / CHECKPOINT_DIR / POINTER
-        text = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
-        named = pointer.parent / text if text else None
-        return named if named in found else found[-1]
+        return found[-1]
     if not path.exists():
         raise CaclError(f"checkpoint {path} does not exist; give a run folder or a .pt file")
     return path

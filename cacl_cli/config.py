@@ -522,6 +522,13 @@ def resolve(
     return Config.from_tree(merged)
 
 
+def section(name: str, **overrides: Any) -> Any:
+    """One section of the defaults with ``overrides`` (its keys), checked as a preset's keys
+    are: what a test or script that needs only the world, say, builds."""
+    values = {f"{name}.{key}": value for key, value in overrides.items()}
+    return getattr(resolve(DEFAULTS_NAME, values=values), name)
+
+
 def from_saved(tree: dict, source: str) -> Config:
     """The config a checkpoint stored; keys added since it was written take their defaults."""
     tree = dict(tree)

@@ -23,9 +23,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``run.amp``: bf16 where supported, fp16 otherwise, None for off."""
-    if mode == "off" or device.type != "cuda":
+    """The autocast dtype for ``run.amp``, None for float32. On CUDA ``auto`` is bf16 where the
+    GPU supports it, fp16 otherwise; on the CPU ``auto`` is bf16 only with native bf16
+    instructions (emulated bf16 is slower than float32), and fp16 is refused."""
+    if mode == "off" or device.type not in ("cuda", "cpu"):
         return None
+    if device.type == "cpu":
+        if mode == "fp16":
+            raise CaclError("run.amp=fp16 needs CUDA; on the CPU use run.amp=bf16, auto or off")
+        native = any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+        return torch.bfloat16 if mode == "bf16" or native else None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mode == "bf16" else torch.float16

@@ -6,6 +6,7 @@ import contextlib
 import math
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,12 +24,12 @@ from cacl_cli.checkpoint import (
     save_checkpoint,
     training_state,
 )
-from cacl_cli.config import Config, check_run, write_config
+from cacl_cli.config import Config, write_config
 from cacl_cli.data.augment import augment_from_config
 from cacl_cli.data.batches import StepBatches, loaded_batches
 from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
-from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
+from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.distributed import Workers
 from cacl_cli.errors import CaclError, Interrupted, RunFailed
@@ -42,14 +43,13 @@ from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
 
-
 def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
     """This rank's share of each step's batch from ``data.path`` (pairs or image folder) or, without
     one, the built-in world."""
     if cfg.data.path:
         source = open_source(Path(cfg.data.path))
     else:
-        source = World(WorldConfig.from_config(cfg.world))
+        source = World(cfg.world)
     augment = augment_from_config(cfg.augment, cfg.data.size)
     return StepBatches(
         source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
@@ -61,7 +61,7 @@ class TruthCheck:
     (``model/diagnostics.py``'s ``truth/*`` signals); never used for training."""
 
     def __init__(self, cfg: Config, device: torch.device) -> None:
-        world = World(WorldConfig.from_config(cfg.world))
+        world = World(cfg.world)
         crop = min(cfg.data.size, cfg.world.size) // OUTPUT_STRIDE * OUTPUT_STRIDE
         v, v_plus, truth = correspondence_pairs(
             world, cfg.run.truth_pairs, cfg.data.stride, crop, OUTPUT_STRIDE, seed=cfg.run.seed
@@ -126,161 +126,192 @@ def pretrain(
     resume: bool = False,
     console: Console | None = None,
 ) -> Path | None:
-    """Train CACL as ``cfg`` says, in ``run_dir``; returns the final checkpoint's path.
+    """Train CACL as ``cfg`` says (checked by ``config.check_run``, as every command does before
+    it claims a folder), in ``run_dir``; returns the final checkpoint's path.
 
     Under torchrun every rank runs this; rank 0 alone writes the run folder and the progress.
     """
     workers, device = distributed.start(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        check_run(cfg, "pretrain", ranks=workers.world_size)
-        quiet = Console(quiet=True)
-        return _pretrain(
-            cfg, run_dir, device, workers, resume, console if workers.is_main else quiet
-        )
+        console = (console or Console()) if workers.is_main else Console(quiet=True)
+        run = set_up(cfg, run_dir, device, workers, resume, console)
+        train(run)
+        run.metrics.close()
+        if run.start >= cfg.schedule.steps:
+            console.print(f"nothing to do: {run_dir} already finished {cfg.schedule.steps} steps")
+        elif workers.is_main:
+            _print_summary(run_dir, cfg, console)
+        return run.good
     finally:
         torch.use_deterministic_algorithms(deterministic)
         distributed.stop()
 
 
-def _pretrain(
-    cfg: Config,
-    run_dir: Path,
-    device: torch.device,
-    workers: Workers,
-    resume: bool,
-    console: Console | None,
-) -> Path | None:
-    console = console or Console()
-    main = workers.is_main
-    if main:
+@dataclass
+class Run:
+    """Everything the step loop reads and updates: set up once, then passed along."""
+
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    workers: Workers
+    console: Console
+    batches: StepBatches
+    model: CACL
+    net: nn.Module  # the model, or DDP around it
+    optimizer: LARS
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None  # autocast dtype, None for float32
+    schedule: tuple[float, int, int]  # peak lr, steps, warm-up steps
+    global_batch: int
+    metrics: MetricsLog
+    start: int = 0  # the step training starts from (> 0 when resumed)
+    good: Path | None = None  # the newest checkpoint known to be complete
+    truth: TruthCheck | None = None
+
+
+def set_up(
+    cfg: Config, run_dir: Path, device: torch.device, workers: Workers, resume: bool,
+    console: Console,
+) -> Run:  # fmt: skip
+    """Data, model, optimiser and precision; then the resumed state or ``model.init``."""
+    if workers.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
-
-    # ---------------------------------------------------------------- data
     batches = build_batches(cfg, workers)
-
-    # ---------------------------------------------------------------- model and optimiser
     torch.manual_seed(cfg.run.seed)  # the same on every rank: shifts and picks stay in step
     model = model_from_config(cfg).to(device)
     if cfg.run.compile:
         compile_encoders(model)
     net = _wrap(model, cfg, device, workers, console)  # DDP copies rank 0's weights everywhere
-    accum = cfg.optim.accum_steps
-    global_batch = cfg.data.batch_size * workers.world_size * accum
+    global_batch = cfg.data.batch_size * workers.world_size * cfg.optim.accum_steps
     peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, global_batch)
-    schedule = (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps)
-    optimizer = LARS(
-        lars_param_groups(model),
-        lr=peak_lr,
-        momentum=cfg.optim.momentum,
-        weight_decay=cfg.optim.weight_decay,
-        trust=cfg.optim.trust,
-    )
+    optimizer = LARS(lars_param_groups(model), lr=peak_lr, momentum=cfg.optim.momentum,
+                     weight_decay=cfg.optim.weight_decay, trust=cfg.optim.trust)  # fmt: skip
     if torch.distributed.is_initialized():
         console.print(
             f"torchrun: {workers.world_size} process(es), backend "
             f"{torch.distributed.get_backend()}, {global_batch} images per step"
         )
-    dtype = amp_dtype(cfg.run.amp, device)
+    # Training autocasts on CUDA only: bf16 training on the CPU needs its precision recorded in
+    # config.yaml and pinned by the benchmarks first, so CPU runs stay float32 whatever run.amp.
+    dtype = amp_dtype(cfg.run.amp, device) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    run = Run(cfg, run_dir, device, workers, console, batches, model, net, optimizer, scaler,
+              dtype, (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps), global_batch,
+              MetricsLog(run_dir / "metrics.jsonl", events=True))  # fmt: skip
+    _resume_or_init(run, resume)
+    run.truth = TruthCheck.wanted(cfg, device) if workers.is_main else None
+    return run
 
-    # ---------------------------------------------------------------- optionally resume
-    start = 0
-    metrics = MetricsLog(run_dir / "metrics.jsonl", events=True)
-    if main:
+
+def _resume_or_init(run: Run, resume: bool) -> None:
+    """Continue from the newest good checkpoint, else start from ``model.init`` if given; then
+    the metrics log and config.yaml of the run as it now stands."""
+    cfg, run_dir, console = run.cfg, run.run_dir, run.console
+    if run.workers.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
             remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
     if found:
         path, state = found
-        start = restore(state, model, optimizer, scaler)
-        console.print(f"resuming {run_dir} from {path.name} (step {start})")
+        run.start, run.good = restore(state, run.model, run.optimizer, run.scaler), path
+        console.print(f"resuming {run_dir} from {path.name} (step {run.start})")
     elif cfg.model.init:
-        _start_from(model, cfg, console)
+        _start_from(run.model, cfg, console)
     if resume and not found:  # a mistyped --out shows here rather than passing unnoticed
         console.print(f"{run_dir} holds no checkpoint yet: starting the run")
-    if main:
-        metrics.truncate_after(start)
+    if run.workers.is_main:
+        run.metrics.truncate_after(run.start)
         write_config(cfg, run_dir / "config.yaml")
 
-    # ---------------------------------------------------------------- training
-    steps = cfg.schedule.steps
-    truth = TruthCheck.wanted(cfg, device) if main else None
-    good = found[0] if found else None  # the newest checkpoint known to be complete
+
+def train(run: Run) -> None:
+    """The step loop, from ``run.start`` to the last step: learning rate, momentum update,
+    forward and backward, agreement across ranks to go on, the optimiser step, then the metrics
+    record and the checkpoint when they are due."""
+    cfg, model, optimizer, scaler = run.cfg, run.model, run.optimizer, run.scaler
+    steps, accum = cfg.schedule.steps, cfg.optim.accum_steps
     model.train()
-    loader = loaded_batches(batches, start * accum, steps * accum, cfg.data.num_workers)
+    loader = loaded_batches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers)
     tick = time.perf_counter()
-    with progress_bar(console, "pretrain") as progress, stop_requests() as stop:
-        task = progress.add_task("pretrain", total=steps, completed=start, status="")
-        for step in range(start, steps):
+    with progress_bar(run.console, "pretrain") as progress, stop_requests() as stop:
+        task = progress.add_task("pretrain", total=steps, completed=run.start, status="")
+        for step in range(run.start, steps):
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, *schedule)
+                group["lr"] = lr_at(step, *run.schedule)
             optimizer.zero_grad(set_to_none=True)
             model.momentum_update()  # once per optimiser step, before its first micro-batch
-            logged = main and ((step + 1) % cfg.run.log_every == 0 or step + 1 == steps)
-            out, data_time = _accumulated_step(
-                net, loader, batches, accum, scaler, dtype, device, logged
-            )
-            bad = _not_finite(out.terms)
-            halt, bad_anywhere = distributed.any_rank([bool(stop), bool(bad)], device)
-            if bad_anywhere:
-                what = (
-                    f"loss term '{bad}' is {out.terms[bad]}"
-                    if bad
-                    else "another rank's loss is not finite"
-                )
-                kept = f"the last good checkpoint, {good.name}, is kept" if good else (
-                    "no checkpoint was written yet"
-                )
-                raise RunFailed(
-                    f"step {step + 1}: {what}; stopped ({kept}); try a lower optim.lr or a "
-                    "higher loss.tau"
-                )
+            done = step + 1
+            logged = run.workers.is_main and (done % cfg.run.log_every == 0 or done == steps)
+            out, data_time = _accumulated_step(run.net, loader, run.batches, accum, scaler,
+                                               run.dtype, run.device, logged)  # fmt: skip
+            halt = _go_on_together(run, out, bool(stop), done)
             scaler.step(optimizer)
             scaler.update()
-            done = step + 1
-            step_time = time.perf_counter() - tick
-            loss = float(out.loss)
-
+            step_time, loss = time.perf_counter() - tick, float(out.loss)
             if logged:
-                record = {
-                    "step": done,
-                    "lr": lr_at(step, *schedule),
-                    "loss": loss,
-                    **{f"{h}/loss": float(t) for h, t in out.terms.items()},
-                    **out.diagnostics,
-                    "step_time": step_time,
-                    "data_time": data_time,
-                    "images_per_s": global_batch / step_time,
-                }
-                if device.type == "cuda":
-                    record["gpu_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                if truth is not None:
-                    record.update(truth(model, done))
-                metrics.write(record)
-                _warn_on_collapse(out.diagnostics, done, console)
+                log_step(run, out, step, step_time, data_time)
             if done % cfg.run.checkpoint_every == 0 or done == steps or halt:
-                if main:
-                    state = training_state(model, optimizer, scaler, done, cfg)
-                    good = _save(run_dir, done, state, cfg.run.keep_checkpoints, good)
-                distributed.barrier()  # no rank leaves before the checkpoint exists
+                checkpoint(run, done)
             progress.update(task, completed=done, status=f"loss {loss:.3f}")
             if halt and done < steps:
+                signum = stop[0] if stop else signal.SIGTERM
                 raise Interrupted(
-                    f"stopped by {signal.Signals(stop[0] if stop else signal.SIGTERM).name} "
-                    f"after step {done}; checkpoint saved. Resume with: cacl pretrain "
-                    f"--out {run_dir} --resume",
-                    stop[0] if stop else signal.SIGTERM,
+                    f"stopped by {signal.Signals(signum).name} after step {done}; checkpoint "
+                    f"saved. Resume with: cacl pretrain --out {run.run_dir} --resume", signum
                 )
             tick = time.perf_counter()
-    metrics.close()
-    if start >= steps:
-        console.print(f"nothing to do: {run_dir} already finished {steps} steps")
-    elif main:
-        _print_summary(run_dir, cfg, console)
-    return good
+
+
+def _go_on_together(run: Run, out: CACLOutput, stop_asked: bool, done: int) -> bool:
+    """Whether any rank was asked to stop (then every rank checkpoints and stops); a loss term
+    that is not finite on any rank fails the run on every rank, before the optimiser steps."""
+    bad = _not_finite(out.terms)
+    halt, bad_anywhere = distributed.any_rank([stop_asked, bool(bad)], run.device)
+    if bad_anywhere:
+        what = f"loss term '{bad}' is {out.terms[bad]}" if bad else (
+            "another rank's loss is not finite"
+        )
+        kept = f"the last good checkpoint, {run.good.name}, is kept" if run.good else (
+            "no checkpoint was written yet"
+        )
+        raise RunFailed(
+            f"step {done}: {what}; stopped ({kept}); try a lower optim.lr or a higher loss.tau"
+        )
+    return halt
+
+
+def log_step(run: Run, out: CACLOutput, step: int, step_time: float, data_time: float) -> None:
+    """One record of metrics.jsonl (and its CSV and event files): the loss and its terms, the
+    step's diagnostics, timings and, on the built-in world, the ground-truth checks."""
+    done = step + 1
+    record = {
+        "step": done,
+        "lr": lr_at(step, *run.schedule),
+        "loss": float(out.loss),
+        **{f"{h}/loss": float(t) for h, t in out.terms.items()},
+        **out.diagnostics,
+        "step_time": step_time,
+        "data_time": data_time,
+        "images_per_s": run.global_batch / step_time,
+    }
+    if run.device.type == "cuda":
+        record["gpu_peak_gib"] = torch.cuda.max_memory_allocated(run.device) / 2**30
+    if run.truth is not None:
+        record.update(run.truth(run.model, done))
+    run.metrics.write(record)
+    _warn_on_collapse(out.diagnostics, done, run.console)
+
+
+def checkpoint(run: Run, done: int) -> None:
+    """Rank 0 writes the checkpoint of step ``done``; no rank goes on before it exists."""
+    if run.workers.is_main:
+        state = training_state(run.model, run.optimizer, run.scaler, done, run.cfg)
+        run.good = _save(run.run_dir, done, state, run.cfg.run.keep_checkpoints, run.good)
+    distributed.barrier()
 
 
 def _accumulated_step(

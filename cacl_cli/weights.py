@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cacl_cli.checkpoint import check_format, find_checkpoint, saved_config
+from cacl_cli.checkpoint import check_format, find_checkpoint, read_tensors, saved_config
 from cacl_cli.config import Config
 from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
@@ -35,10 +35,7 @@ def file_sha256(path: Path) -> str:
 
 def _read_state(path: Path) -> tuple[dict, Config | None]:
     """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise CaclError(f"{path} is not a readable checkpoint or state dict") from None
+    raw = read_tensors(path, "checkpoint or state dict")
     if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
         check_format(raw, path)
         return raw["model"], saved_config(raw, path)  # its config's errors are the answer

@@ -62,6 +62,42 @@ def test_every_command_body_is_short():
                 assert lines <= 25, f"{path.name}: {node.name} body is {lines} lines"
 
 
+def _calls(path: Path, names: set[str]) -> list[str]:
+    """``path:line`` of every call in ``path`` to one of the dotted ``names`` (``torch.load``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in names:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}")
+    return found
+
+
+def test_tensor_files_are_read_only_by_the_checkpoint_module():
+    """Checkpoints, state dicts and caches are all read by ``checkpoint.read_tensors``, so one
+    place decides that no file runs code when read (``weights_only``) and how a bad one is named."""
+    scripts = [*PACKAGE.rglob("*.py"), *(ROOT / "bench").glob("*.py")]
+    readers = {PACKAGE / "checkpoint.py"}
+    assert not [c for p in scripts if p not in readers for c in _calls(p, {"torch.load"})]
+
+
+def test_image_files_are_decoded_only_by_the_image_readers():
+    decoders = {"cv2.imread", "cv2.imdecode", "Image.open", "PIL.Image.open",
+                "torchvision.io.read_image", "torchvision.io.decode_image"}  # fmt: skip
+    readers = {PACKAGE / "data" / "images.py", PACKAGE / "data" / "segmentation.py"}
+    scripts = [*PACKAGE.rglob("*.py"), *(ROOT / "bench").glob("*.py")]
+    assert not [c for p in scripts if p not in readers for c in _calls(p, decoders)]
+
+
+def test_no_function_in_the_package_is_over_60_lines():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} {lines}")
+    assert not long
+
+
 def test_a_bad_key_is_refused_before_torch_is_imported():
     code = (
         "import sys\n"

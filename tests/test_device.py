@@ -61,3 +61,19 @@ def test_bf16_products_are_chosen_only_where_the_cpu_has_bf16_instructions(
 ):
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
     assert device.bf16_matmul_pays(torch.device("cpu")) is expected
+
+
+@pytest.mark.parametrize("flags,mode,expected", [
+    ({"avx512_bf16"}, "auto", torch.bfloat16), ({"amx_bf16"}, "auto", torch.bfloat16),
+    ({"avx2"}, "auto", None), ({"avx2"}, "bf16", torch.bfloat16), ({"amx_bf16"}, "off", None),
+])  # fmt: skip
+def test_run_amp_on_the_cpu_is_bf16_only_where_native_or_asked_for(
+    monkeypatch, flags, mode, expected
+):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+    assert device.amp_dtype(mode, torch.device("cpu")) is expected
+
+
+def test_fp16_on_the_cpu_is_refused_with_what_to_use():
+    with pytest.raises(device.CaclError, match="run.amp=bf16"):
+        device.amp_dtype("fp16", torch.device("cpu"))

@@ -12,51 +12,52 @@ from cacl_cli.errors import report_errors
 from cacl_cli.outputs import claimed
 
 
+VideoDirArgument = typer.Argument(..., help="Folder of videos, e.g. Kinetics' <class>/<clip>.mp4.")
+StrideOption = typer.Option(
+    None, "--stride", min=1, help="Frames between the two of a pair (extract.stride)."
+)
+PairsPerClipOption = typer.Option(None, "--pairs-per-clip", min=1, help="Pairs drawn per clip.")
+FramesPerClipOption = typer.Option(
+    None,
+    "--frames-per-clip",
+    min=2,
+    help="Frames per draw, each STRIDE apart (>2 lets training "
+    "pick a different pair each epoch).",
+)
+ShortSideOption = typer.Option(None, "--short-side", min=0, help="Resize to this short side.")
+WorkersOption = typer.Option(None, "--workers", min=0, help="Processes (0: one per core).")
+SeedOption = typer.Option(None, "--seed", help="Seeds the start frames (per clip id).")
+TimeoutOption = typer.Option(None, "--timeout", min=1.0, help="Seconds allowed per clip.")
+ExtensionsOption = typer.Option(
+    None, "--ext", help="Video suffixes to take (repeatable; default: the common ones)."
+)
+SeekOption = typer.Option(
+    None,
+    "--seek/--no-seek",
+    help="Seek to keyframes instead of decoding from "
+    "the start: faster, but wrong frames on open-GOP files.",
+)
+OverwriteOption = typer.Option(
+    False, "--overwrite", help="Redo clips already extracted (needed to change the settings)."
+)
+
+
 def extract_pairs_command(
-    video_dir: Path = typer.Argument(
-        ..., help="Folder of videos, e.g. Kinetics' <class>/<clip>.mp4."
-    ),
+    video_dir: Path = VideoDirArgument,
     out: Optional[Path] = typer.Option(None, "--out", help="Pairs folder (default: pairs/)."),
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
-    stride: Optional[int] = typer.Option(
-        None, "--stride", min=1, help="Frames between the two of a pair (extract.stride)."
-    ),
-    pairs_per_clip: Optional[int] = typer.Option(
-        None, "--pairs-per-clip", min=1, help="Pairs drawn per clip."
-    ),
-    frames_per_clip: Optional[int] = typer.Option(
-        None,
-        "--frames-per-clip",
-        min=2,
-        help="Frames per draw, each STRIDE apart (>2 lets training "
-        "pick a different pair each epoch).",
-    ),
-    short_side: Optional[int] = typer.Option(
-        None, "--short-side", min=0, help="Resize to this short side."
-    ),
+    stride: Optional[int] = StrideOption,
+    pairs_per_clip: Optional[int] = PairsPerClipOption,
+    frames_per_clip: Optional[int] = FramesPerClipOption,
+    short_side: Optional[int] = ShortSideOption,
     quality: Optional[int] = typer.Option(None, "--quality", min=1, max=100, help="JPEG quality."),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", min=0, help="Processes (0: one per core)."
-    ),
-    seed: Optional[int] = typer.Option(
-        None, "--seed", help="Seeds the start frames (per clip id)."
-    ),
-    timeout: Optional[float] = typer.Option(
-        None, "--timeout", min=1.0, help="Seconds allowed per clip."
-    ),
-    extensions: Optional[List[str]] = typer.Option(
-        None, "--ext", help="Video suffixes to take (repeatable; default: the common ones)."
-    ),
-    seek: Optional[bool] = typer.Option(
-        None,
-        "--seek/--no-seek",
-        help="Seek to keyframes instead of decoding from "
-        "the start: faster, but wrong frames on open-GOP files.",
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Redo clips already extracted (needed to change the settings)."
-    ),
+    workers: Optional[int] = WorkersOption,
+    seed: Optional[int] = SeedOption,
+    timeout: Optional[float] = TimeoutOption,
+    extensions: Optional[List[str]] = ExtensionsOption,
+    seek: Optional[bool] = SeekOption,
+    overwrite: bool = OverwriteOption,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any file was skipped."),
 ) -> None:
     """Extract frame pairs from every video under VIDEO_DIR into JPEGs plus manifest.jsonl.

@@ -42,16 +42,19 @@ def settings(
     overrides: list[str] | None,
     values: dict | None = None,
     data: Path | None = None,
+    check: bool = True,
 ) -> Config:
     """The command's config: its preset (or the default one), ``--set``, then the option values,
-    checked key by key and between keys. Imports no torch, so a typo is refused at once."""
+    checked key by key and, with ``check``, between keys (``config.check_run``: the one place a
+    command runs it). Imports no torch, so a typo is refused at once."""
     values = {k: v for k, v in (values or {}).items() if v is not None}
     overrides = overrides or []
     if command in ("probe", "finetune") and data is not None and preset is None:
         if not any(o.partition("=")[0].strip() == "eval.dataset" for o in overrides):
             preset, values = _layout_decides(command, data, values)
     cfg = resolve(preset or DEFAULT_PRESETS[command], overrides, values)
-    check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
+    if check:
+        check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -71,7 +72,7 @@ def _config(
     kept = resolve(str(saved))
     if preset or overrides or data or init:
         # Without --preset, --set changes the saved config itself: only its keys can differ.
-        asked = options.settings("pretrain", preset or str(saved), overrides, paths)
+        asked = options.settings("pretrain", preset or str(saved), overrides, paths, check=False)
         kept = resumed_config(kept, asked, saved)
-    check_run(kept, "pretrain")
+    check_run(kept, "pretrain", ranks=int(os.environ.get("WORLD_SIZE", "1")))
     return kept

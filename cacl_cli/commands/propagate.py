@@ -12,51 +12,58 @@ from cacl_cli.errors import report_errors
 from cacl_cli.outputs import claimed
 
 
+DavisArgument = typer.Argument(
+    ..., help="A DAVIS-format folder (JPEGImages/480p, Annotations/480p)."
+)
+SequenceOption = typer.Option(
+    None, "--seq", help="Sequence name (repeatable; default: every sequence)."
+)
+ArchOption = typer.Option(
+    None, "--arch", help="Backbone of --random-init (model.arch; weights bring their own)."
+)
+WidthOption = typer.Option(
+    None, "--width", min=1, help="First-stage channels for --random-init (sets model.width)."
+)
+SeedOption = typer.Option(None, "--seed", help="Seeds a --random-init backbone (sets run.seed).")
+ContextOption = typer.Option(
+    None, "--context", min=0, help="Recent predicted frames used as context."
+)
+TopkOption = typer.Option(None, "--topk", min=1, help="Context positions voting per position.")
+RadiusOption = typer.Option(None, "--radius", min=0.0, help="Vote radius in feature cells.")
+FramesOption = typer.Option(None, "--frames", min=0, help="Use only the first N frames (0: all).")
+LayerOption = typer.Option(
+    None, "--layer", help="Backbone stage whose features vote: layer4 (last), layer3, layer2."
+)
+BaselineOption = typer.Option(
+    None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
+)
+SplitOption = typer.Option(
+    None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
+)
+HtmlOption = typer.Option(
+    False, "--html", help="Also write OUT/SEQUENCE.html: masks over frames, a slider, J and F."
+)
+
+
 def propagate_command(
-    davis: Path = typer.Argument(
-        ..., help="A DAVIS-format folder (JPEGImages/480p, Annotations/480p)."
-    ),
-    sequence: Optional[List[str]] = typer.Option(
-        None, "--seq", help="Sequence name (repeatable; default: every sequence)."
-    ),
+    davis: Path = DavisArgument,
+    sequence: Optional[List[str]] = SequenceOption,
     checkpoint: Optional[Path] = options.Checkpoint,
     random_init: bool = options.RandomInit,
     preset: Optional[str] = options.Preset,
     overrides: Optional[List[str]] = options.Set,
-    arch: Optional[str] = typer.Option(
-        None, "--arch", help="Backbone of --random-init (model.arch; weights bring their own)."
-    ),
-    width: Optional[int] = typer.Option(
-        None, "--width", min=1, help="First-stage channels for --random-init (sets model.width)."
-    ),
-    seed: Optional[int] = typer.Option(
-        None, "--seed", help="Seeds a --random-init backbone (sets run.seed)."
-    ),
+    arch: Optional[str] = ArchOption,
+    width: Optional[int] = WidthOption,
+    seed: Optional[int] = SeedOption,
     size: Optional[int] = options.Size,
-    context: Optional[int] = typer.Option(
-        None, "--context", min=0, help="Recent predicted frames used as context."
-    ),
-    topk: Optional[int] = typer.Option(
-        None, "--topk", min=1, help="Context positions voting per position."
-    ),
-    radius: Optional[float] = typer.Option(
-        None, "--radius", min=0.0, help="Vote radius in feature cells."
-    ),
-    frames: Optional[int] = typer.Option(
-        None, "--frames", min=0, help="Use only the first N frames (0: all)."
-    ),
-    layer: Optional[str] = typer.Option(
-        None, "--layer", help="Backbone stage whose features vote: layer4 (last), layer3, layer2."
-    ),
-    baseline: Optional[str] = typer.Option(
-        None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
-    ),
-    split: Optional[Path] = typer.Option(
-        None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
-    ),
-    html: bool = typer.Option(
-        False, "--html", help="Also write OUT/SEQUENCE.html: masks over frames, a slider, J and F."
-    ),
+    context: Optional[int] = ContextOption,
+    topk: Optional[int] = TopkOption,
+    radius: Optional[float] = RadiusOption,
+    frames: Optional[int] = FramesOption,
+    layer: Optional[str] = LayerOption,
+    baseline: Optional[str] = BaselineOption,
+    split: Optional[Path] = SplitOption,
+    html: bool = HtmlOption,
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
     device: Optional[str] = options.Device,

@@ -12,37 +12,46 @@ from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
 
 
+PixelOption = typer.Option(
+    None,
+    "--pixel",
+    help="Source pixel X,Y in frame pixels (repeatable); also 'X,Y X,Y' or a grid 'grid:3x2'.",
+)
+CompareOption = typer.Option(
+    None,
+    "--compare",
+    help="Two checkpoints (runs or files) side by side, e.g. with and without pixel shuffle.",
+)
+SizeOption = typer.Option(
+    256, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
+)
+HtmlOption = typer.Option(
+    None, "--html", help="Write an interactive page (one self-contained HTML file) instead."
+)
+TargetsOption = typer.Option(
+    1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
+)
+ChannelsOption = typer.Option(
+    24, "--channels", min=1, help="Feature channels kept per space in the --html page."
+)
+SameScaleOption = typer.Option(
+    False, "--same-scale", help="One colour scale for every panel (default: each its own)."
+)
+
+
 def visualize_command(
     frames: Path = typer.Argument(..., help="A folder of frames or a video file."),
-    pixel: Optional[List[str]] = typer.Option(
-        None,
-        "--pixel",
-        help="Source pixel X,Y in frame pixels (repeatable); also 'X,Y X,Y' or a grid 'grid:3x2'.",
-    ),
+    pixel: Optional[List[str]] = PixelOption,
     frame: int = typer.Option(0, "--frame", min=0, help="Index T of the source frame."),
     stride: int = typer.Option(8, "--stride", min=0, help="Compare with frame T + STRIDE."),
     checkpoint: Optional[Path] = options.Checkpoint,
     random_init: bool = options.RandomInit,
-    compare: Optional[Tuple[Path, Path]] = typer.Option(
-        None,
-        "--compare",
-        help="Two checkpoints (runs or files) side by side, e.g. with and without pixel shuffle.",
-    ),
-    size: int = typer.Option(
-        256, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
-    ),
-    html: Optional[Path] = typer.Option(
-        None, "--html", help="Write an interactive page (one self-contained HTML file) instead."
-    ),
-    targets: int = typer.Option(
-        1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
-    ),
-    channels: int = typer.Option(
-        24, "--channels", min=1, help="Feature channels kept per space in the --html page."
-    ),
-    same_scale: bool = typer.Option(
-        False, "--same-scale", help="One colour scale for every panel (default: each its own)."
-    ),
+    compare: Optional[Tuple[Path, Path]] = CompareOption,
+    size: int = SizeOption,
+    html: Optional[Path] = HtmlOption,
+    targets: int = TargetsOption,
+    channels: int = ChannelsOption,
+    same_scale: bool = SameScaleOption,
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
     preset: Optional[str] = options.Preset,

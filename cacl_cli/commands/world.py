@@ -33,11 +33,11 @@ def world_command(
     with report_errors():
         from rich.console import Console
 
-        from cacl_cli.data.world import World, WorldConfig
+        from cacl_cli.data.world import World
         from cacl_cli.data.world_export import export_davis, export_labelled, export_videos
 
         cfg = options.settings("world", preset, overrides)
-        world = World(WorldConfig.from_config(cfg.world))
+        world = World(cfg.world)
         console = Console()
         with claimed(out, "world", overwrite):
             with console.status("writing clips"):

@@ -12,20 +12,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from cacl_cli.data.extract import MANIFEST
 from cacl_cli.data.frames import IMAGE_SUFFIXES
+from cacl_cli.data.images import read_rgb
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
 
 
 def _read(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CaclError(f"{path} is missing or not a readable image; rerun cacl extract-pairs")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """A listed frame; one that is gone or damaged points back to the extraction."""
+    try:
+        return read_rgb(path)
+    except CaclError:
+        raise CaclError(
+            f"{path} is missing or not a readable image; rerun cacl extract-pairs"
+        ) from None
 
 
 class PairsFolder:

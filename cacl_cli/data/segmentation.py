@@ -13,9 +13,10 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from cacl_cli.config import WorldSection
 from cacl_cli.data.images import read_rgb
 from cacl_cli.data.layouts import voc_base
-from cacl_cli.data.world import World, WorldConfig, class_names
+from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
 from cacl_cli.files import read_text
@@ -232,7 +233,7 @@ def folder(root: Path, split: str) -> SegmentationSet:
     return SegmentationSet(f"folder-{split}", classes, len(ids), _pair_loader(images, masks), ids)
 
 
-def world(cfg: WorldConfig, split: str, count: int) -> SegmentationSet:
+def world(cfg: WorldSection, split: str, count: int) -> SegmentationSet:
     """The built-in world's labelled frames; train and val come from disjoint clips."""
     if split not in ("train", "val"):
         raise CaclError(f"the built-in world has splits train and val, not '{split}'")
@@ -248,7 +249,7 @@ def world(cfg: WorldConfig, split: str, count: int) -> SegmentationSet:
 
 
 def open_dataset(
-    kind: str, root: Path | None, split: str, world_cfg: WorldConfig, world_count: int
+    kind: str, root: Path | None, split: str, world_cfg: WorldSection, world_count: int
 ) -> SegmentationSet:
     """The labelled set a config names; ``root`` is the --data path (None: the built-in world)."""
     if kind == "world":
@@ -264,7 +265,7 @@ def open_splits(
     section, world_section, root: Path | None
 ) -> tuple[SegmentationSet, SegmentationSet]:
     """The train and val sets an ``eval`` section names (``root``: the --data path)."""
-    world_cfg = WorldConfig.from_config(world_section)
+    world_cfg = world_section
     return tuple(
         open_dataset(section.dataset, root, split, world_cfg, count)
         for split, count in (

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from cacl_cli.config import WorldSection
 from cacl_cli.errors import CaclError
 
 # Shapes and textures work in sprite coordinates (u, v) in [-1, 1], already rotated.
@@ -55,27 +56,6 @@ BACKGROUNDS = ("grain", "bricks", "clouds")
 
 def class_names(num_classes: int) -> list[str]:
     return ["background"] + [f"{s}-{t}" for s, t in CLASSES[:num_classes]]
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """What the world looks like; the ``world`` section of a preset."""
-
-    size: int = 96  # frame side in pixels
-    classes: int = 5  # object classes, at most len(CLASSES)
-    objects_min: int = 2
-    objects_max: int = 4
-    scale_min: float = 0.3  # object size relative to the frame side
-    scale_max: float = 0.6
-    speed: float = 1.5  # object speed, pixels per frame at most
-    pan: float = 1.0  # camera pan, pixels per frame at most
-    frames: int = 32  # frames per clip
-    clips: int = 10000  # clips in the training split
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, section) -> "WorldConfig":
-        return cls(**{k: getattr(section, k) for k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -144,7 +124,7 @@ def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
 class Clip:
     """One clip of the world: ``frame(t)`` renders frame t and its label mask."""
 
-    def __init__(self, cfg: WorldConfig, index: int) -> None:
+    def __init__(self, cfg: WorldSection, index: int) -> None:
         rng = np.random.default_rng([cfg.seed, index])
         self.cfg = cfg
         margin = int(math.ceil(cfg.pan * cfg.frames)) + 1
@@ -226,7 +206,7 @@ def _paste(
 class World:
     """The set of clips a config describes; clip ``i`` is the same on every machine."""
 
-    def __init__(self, cfg: WorldConfig, cached_clips: int = 2048) -> None:
+    def __init__(self, cfg: WorldSection, cached_clips: int = 2048) -> None:
         if not 1 <= cfg.classes <= len(CLASSES):
             raise CaclError(f"the world has 1 to {len(CLASSES)} classes, not {cfg.classes}")
         self.cfg, self.cached_clips = cfg, cached_clips

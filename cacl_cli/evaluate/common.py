@@ -5,7 +5,6 @@ with the protocol's fingerprint)."""
 from __future__ import annotations
 
 import json
-import math
 import platform
 from dataclasses import dataclass
 from importlib import metadata
@@ -93,10 +92,6 @@ def evaluate(
         up = F.interpolate(logits.float(), size=mask.shape, mode="bilinear", align_corners=False)
         confusion += confusion_matrix(up.argmax(1)[0].cpu(), mask, dataset.num_classes)
     return scores(confusion)
-
-
-def cosine_lr(base: float, step: int, total: int) -> float:
-    return base * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
 
 
 def versions() -> dict:

@@ -23,6 +23,15 @@ from cacl_cli.errors import CaclError
 
 VOID = 255
 BOUNDARY_TOLERANCE = 0.008  # of the image diagonal, the standard F tolerance
+SCALE = (
+    "plain J, F, J&F, recall and decay fields are fractions in [0, 1]; fields ending in _x100 are "
+    "the same numbers x100, the scale the DAVIS literature prints"
+)
+
+
+def x100(scores: dict[str, float]) -> dict[str, float]:
+    """``{name}_x100: 100 x value`` for each score, the scale tables print."""
+    return {f"{name}_x100": 100 * value for name, value in scores.items()}
 
 
 def label_kind(first: np.ndarray, kind: str) -> str:
@@ -52,41 +61,58 @@ def region_similarity(pred: np.ndarray, truth: np.ndarray, void: np.ndarray) -> 
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
-    """Pixels of ``mask`` with a 4-neighbour outside it (the frame's edge does not count)."""
-    padded = np.pad(mask, 1, mode="edge")
-    inside = (
-        padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    )  # fmt: skip
-    return mask & ~inside
+    """The official DAVIS boundary map: pixels that differ from their east, south or south-east
+    neighbour. The last row looks only east, the last column only south, and the bottom-right
+    pixel is never a boundary (so a mask touching the frame's edge has no boundary there)."""
+    east, south, south_east = np.zeros_like(mask), np.zeros_like(mask), np.zeros_like(mask)
+    east[:, :-1], south[:-1, :], south_east[:-1, :-1] = mask[:, 1:], mask[1:, :], mask[1:, 1:]
+    edges = (mask ^ east) | (mask ^ south) | (mask ^ south_east)
+    edges[-1, :] = mask[-1, :] ^ east[-1, :]
+    edges[:, -1] = mask[:, -1] ^ south[:, -1]
+    edges[-1, -1] = False
+    return edges
+
+
+def disk(radius: int) -> np.ndarray:
+    """The pixels (x, y) with x^2 + y^2 <= radius^2, as a uint8 structuring element."""
+    offsets = np.arange(-radius, radius + 1)
+    return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).astype(np.uint8)
 
 
 def contour_accuracy(
     pred: np.ndarray, truth: np.ndarray, void: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE
 ) -> float:
     """F: harmonic mean of boundary precision and recall, a boundary pixel counting as matched
-    within ``tolerance`` x the image diagonal of the other mask's boundary."""
-    pred = pred & ~void
-    radius = max(1, math.ceil(tolerance * math.hypot(*pred.shape)))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    b_pred, b_truth = boundary(pred), boundary(truth)
-    n_pred, n_truth = b_pred.sum(), b_truth.sum()
+    within a disk of ceil(``tolerance`` x the image diagonal) pixels of the other boundary.
+    Void pixels are cleared from both masks first; two empty boundaries score 1, one empty 0."""
+    keep = ~void
+    b_pred, b_truth = boundary(pred & keep), boundary(truth & keep)
+    n_pred, n_truth = int(b_pred.sum()), int(b_truth.sum())
     if n_pred == 0 and n_truth == 0:
         return 1.0
     if n_pred == 0 or n_truth == 0:
         return 0.0
-    near_truth = cv2.dilate(b_truth.astype(np.uint8), disk).astype(bool)
-    near_pred = cv2.dilate(b_pred.astype(np.uint8), disk).astype(bool)
+    element = disk(math.ceil(tolerance * math.hypot(*pred.shape)))
+    near_truth = cv2.dilate(b_truth.astype(np.uint8), element).astype(bool)
+    near_pred = cv2.dilate(b_pred.astype(np.uint8), element).astype(bool)
     precision = (b_pred & near_truth).sum() / n_pred
     recall = (b_truth & near_pred).sum() / n_truth
     return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
+def decay_bins(n: int) -> list[slice]:
+    """The four bins of DAVIS's decay over ``n`` scored frames: edges round(linspace(1, n, 5)) - 1
+    (halves rounded up), each bin including its right edge, so neighbouring bins share a frame."""
+    edges = np.floor(np.linspace(1, n, 5) + 0.5 + 1e-10).astype(int) - 1
+    return [slice(a, b + 1) for a, b in zip(edges, edges[1:])]
+
+
 def statistics(values: list[float]) -> dict[str, float]:
-    """Mean, recall (share above 0.5) and decay (first quarter of the frames minus the last)."""
+    """Mean, recall (share of frames above 0.5) and decay (the first bin's mean minus the last's),
+    as the official ``db_statistics`` computes them."""
     x = np.asarray(values, float)
-    edges = np.round(np.linspace(0, len(x), 5)).astype(int)
-    quarters = [x[a:b] for a, b in zip(edges, edges[1:]) if b > a]
-    decay = float(quarters[0].mean() - quarters[-1].mean()) if quarters else 0.0
+    bins = decay_bins(len(x))
+    decay = float(x[bins[0]].mean() - x[bins[-1]].mean())
     return {"mean": float(x.mean()), "recall": float((x > 0.5).mean()), "decay": decay}
 
 

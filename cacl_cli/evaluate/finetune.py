@@ -22,7 +22,6 @@ from rich.table import Table
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
 from cacl_cli.evaluate.common import (
-    cosine_lr,
     evaluate,
     fingerprint,
     linear_classifier,
@@ -33,6 +32,7 @@ from cacl_cli.evaluate.common import (
 )
 from cacl_cli.evaluate.metrics import IGNORE_INDEX
 from cacl_cli.files import write_text_atomic
+from cacl_cli.optim import lr_at
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
@@ -152,7 +152,7 @@ def finetune_once(
                 x = torch.stack([c[0] for c in crops]).to(device)
                 mask = torch.stack([c[1] for c in crops]).to(device)
                 for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(cfg.optim.lr, step, total)
+                    group["lr"] = lr_at(step, cfg.optim.lr, total, warmup_steps=0)
                 loss = segment_loss(model(x), mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

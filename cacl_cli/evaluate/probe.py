@@ -17,11 +17,11 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from cacl_cli.checkpoint import read_tensors
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
 from cacl_cli.errors import CaclError
 from cacl_cli.evaluate.common import (
-    cosine_lr,
     evaluate,
     fingerprint,
     linear_classifier,
@@ -32,6 +32,7 @@ from cacl_cli.evaluate.common import (
 )
 from cacl_cli.files import atomic_path, write_atomic
 from cacl_cli.model.backbone import through_stage
+from cacl_cli.optim import lr_at
 from cacl_cli.progress import progress_bar
 from cacl_cli.weights import load_backbone
 
@@ -103,7 +104,7 @@ class FeatureCache:
             return feat.float(), mask
         spilled = self.spill_dir / f"{i}{'-flip' if flipped else ''}.pt"
         if spilled.is_file():
-            feat, mask = torch.load(spilled, weights_only=True)
+            feat, mask = read_tensors(spilled, "probe feature cache file")
             return feat.float(), mask
         feat, mask = self._compute(i, flipped)
         stored = (feat.half(), mask.to(torch.uint8))  # class ids and 255 fit in a byte
@@ -133,6 +134,26 @@ def _batch_loss(
         masks = torch.stack([m for _, m in group]).long().to(device)
         total = total + segment_loss(head(feats), masks) * len(group)
     return total / len(items)
+
+
+def _probe_epoch(cfg: Config, head: nn.Module, optimizer, cache: "FeatureCache",
+                 rng: np.random.Generator, step: int, total: int,
+                 device: torch.device) -> tuple[int, torch.Tensor]:  # fmt: skip
+    """One pass over the training images in a random order (random flips with ``eval.flip``),
+    the learning rate on its cosine; returns the next step and the last batch's loss."""
+    order, batch = rng.permutation(len(cache.dataset)), cfg.data.batch_size
+    for first in range(0, len(order), batch):
+        chosen = order[first : first + batch]
+        flips = rng.random(len(chosen)) < (0.5 if cfg.eval.flip else 0)
+        items = [cache.get(int(i), bool(f)) for i, f in zip(chosen, flips)]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.optim.lr, total, warmup_steps=0)
+        loss = _batch_loss(head, items, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+    return step, loss
 
 
 def train_probe(
@@ -165,28 +186,13 @@ def train_probe(
         run_dir / "feature-cache",
     )
     rng = np.random.default_rng(cfg.run.seed)
-    epochs, batch = cfg.schedule.epochs, cfg.data.batch_size
-    steps_per_epoch = math.ceil(len(train) / batch)
-    total, step, epoch_times = epochs * steps_per_epoch, 0, []
+    epochs = cfg.schedule.epochs
+    total, step, epoch_times = epochs * math.ceil(len(train) / cfg.data.batch_size), 0, []
     with progress_bar(console, "probe") as progress:
         task = progress.add_task("probe", total=epochs, status="")
         for _ in range(epochs):
             started = progress.tasks[0].elapsed or 0.0
-            order = rng.permutation(len(train))
-            for first in range(0, len(order), batch):
-                flips = rng.random(len(order[first : first + batch])) < (
-                    0.5 if cfg.eval.flip else 0
-                )
-                items = [
-                    cache.get(int(i), bool(f)) for i, f in zip(order[first : first + batch], flips)
-                ]
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(cfg.optim.lr, step, total)
-                loss = _batch_loss(head, items, device)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
+            step, loss = _probe_epoch(cfg, head, optimizer, cache, rng, step, total, device)
             epoch_times.append((progress.tasks[0].elapsed or 0.0) - started)
             progress.update(task, advance=1, status=f"loss {float(loss.detach()):.3f}")
     cache.cleanup()

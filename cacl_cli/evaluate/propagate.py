@@ -13,7 +13,9 @@ each cell's mean Lab colour as its feature.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +29,7 @@ from PIL import Image
 from cacl_cli.data.frames import frame_files
 from cacl_cli.data.images import read_rgb, stride_size, to_input
 from cacl_cli.data.segmentation import read_index_png
+from cacl_cli.device import autocast
 from cacl_cli.errors import CaclError
 from cacl_cli.evaluate import davis
 from cacl_cli.files import read_text, write_atomic, write_text_atomic
@@ -43,7 +46,7 @@ class Propagation:
     temperature: float = 0.07
     short_side: int = 240  # frames are resized to this before the backbone
     labels: str = "auto"  # auto | indexed (DAVIS-2017) | binary (DAVIS-2016)
-    rows_per_chunk: int = 1024  # target positions per affinity block (bounds memory)
+    tile: int = 12  # target cells per side of an affinity block (the window adds the radius)
 
     @classmethod
     def from_section(cls, section) -> "Propagation":
@@ -106,11 +109,17 @@ def open_sequence(root: Path, name: str, max_frames: int, labels: str) -> Sequen
     return Sequence(name, frames, annotations, davis.label_kind(first, labels))
 
 
-def backbone_features(backbone, short_side: int, device) -> Featurizer:
-    @torch.no_grad()
+def backbone_features(backbone, short_side: int, device, dtype: torch.dtype | None) -> Featurizer:
+    """Unit features of the backbone, one pass per frame, under ``dtype`` autocast (None: fp32).
+    Channels-last tensors take the CPU's faster convolution kernels."""
+    backbone = backbone.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
     def featurize(frame: np.ndarray) -> torch.Tensor:
-        x = to_input(frame, short_side).to(device)
-        return F.normalize(backbone(x)[0].float(), dim=0)
+        x = to_input(frame, short_side).to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(dtype, device):
+            features = backbone(x)[0].float()
+        return F.normalize(features, dim=0).contiguous()
 
     return featurize
 
@@ -130,31 +139,60 @@ def colour_features(short_side: int, device, stride: int = 8) -> Featurizer:
     return featurize
 
 
-def _cell_positions(h: int, w: int, device) -> torch.Tensor:
-    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    return torch.stack([ys.flatten(), xs.flatten()], dim=1).float().to(device)  # hw x 2
-
-
 def propagate_step(
     target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg: Propagation
 ) -> torch.Tensor:
     """Soft labels (L, h, w) of ``target`` (C, h, w) from context ``keys`` (N, C, h, w) and their
-    ``labels`` (N, L, h, w): top-k affinities within the radius, softmax-weighted."""
+    ``labels`` (N, L, h, w): top-k affinities within the radius, softmax-weighted.
+
+    Target cells are taken a square tile at a time, and each tile meets only the context cells
+    that a cell of it can reach: the tile grown by the radius, in every context frame. The cells
+    of that window beyond the radius of a target cell are masked, as the definition says."""
     c, h, w = target.shape
-    n = keys.shape[0]
-    query = target.flatten(1).t()  # hw x C
-    key = keys.permute(1, 0, 2, 3).reshape(c, -1)  # C x (N hw)
-    value = labels.permute(0, 2, 3, 1).reshape(n * h * w, -1)  # (N hw) x L
-    cells = _cell_positions(h, w, target.device)
-    far = (torch.cdist(cells, cells) > cfg.radius).repeat(1, n)  # hw x (N hw)
-    out = []
-    for rows in range(0, h * w, cfg.rows_per_chunk):
-        part = slice(rows, rows + cfg.rows_per_chunk)
-        affinity = (query[part] @ key).masked_fill(far[part], float("-inf"))
-        top, index = affinity.topk(min(cfg.topk, affinity.shape[1]), dim=1)
-        weight = torch.softmax(top / cfg.temperature, dim=1)  # rows x k
-        out.append((weight.unsqueeze(2) * value[index]).sum(1))  # rows x L
-    return torch.cat(out).t().reshape(-1, h, w)
+    n, channels = keys.shape[0], labels.shape[1]
+    reach = math.floor(cfg.radius)  # no cell farther than this in rows or columns is in reach
+    # Rows first, then frames: a window's (row, frame) pairs share one stride, so the window is a
+    # batch of (columns x C) matrices that bmm reads in place, with no copy of the keys per tile.
+    keys_by_row = keys.permute(2, 0, 3, 1).contiguous()  # h x N x w x C
+    labels_by_row = labels.permute(2, 0, 3, 1)  # h x N x w x L
+    out = target.new_empty(channels, h, w)
+    for top in range(0, h, cfg.tile):
+        for left in range(0, w, cfg.tile):
+            rows, cols = slice(top, min(top + cfg.tile, h)), slice(left, min(left + cfg.tile, w))
+            near_rows = slice(max(0, top - reach), min(h, rows.stop + reach))
+            near_cols = slice(max(0, left - reach), min(w, cols.stop + reach))
+            query = target[:, rows, cols].flatten(1)  # C x q
+            window = keys_by_row[near_rows, :, near_cols]  # rows x N x cols x C
+            wr, wc, q = window.shape[0], window.shape[2], query.shape[1]
+            batch = window.reshape(wr * n, wc, c)
+            affinity = torch.bmm(batch, query.expand(wr * n, c, q)).permute(2, 0, 1)
+            far = _beyond_radius((rows.stop - top, cols.stop - left),
+                                 (top - near_rows.start, left - near_cols.start), (wr, wc),
+                                 cfg.radius).to(target.device)  # fmt: skip
+            affinity = affinity.reshape(q, wr, n, wc)  # a copy, masked in place
+            affinity.masked_fill_(far[:, :, None], float("-inf"))
+            best, index = affinity.flatten(1).topk(min(cfg.topk, wr * n * wc), dim=1)
+            weight = torch.softmax(best / cfg.temperature, dim=1)  # q x k
+            value = labels_by_row[near_rows, :, near_cols].reshape(-1, channels)
+            voted = (weight.unsqueeze(2) * value[index]).sum(1)  # q x L
+            out[:, rows, cols] = voted.t().reshape(channels, rows.stop - top, cols.stop - left)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _beyond_radius(
+    tile: tuple[int, int], offset: tuple[int, int], window: tuple[int, int], radius: float
+) -> torch.Tensor:
+    """(tile cells, window rows, window columns) True where the window cell lies beyond the
+    radius; the tile starts ``offset`` cells into the window. Interior tiles share one geometry,
+    hence the cache."""
+
+    def cells(size: tuple[int, int], start: tuple[int, int]) -> torch.Tensor:
+        ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+        return torch.stack([ys.flatten() + start[0], xs.flatten() + start[1]], dim=1).float()
+
+    far = torch.cdist(cells(tile, offset), cells(window, (0, 0))) > radius
+    return far.reshape(-1, *window)
 
 
 def one_hot(
@@ -230,8 +268,6 @@ def run_propagation(
     ``weights``: {checkpoint, random_init, baseline}, exactly one given. ``cfg`` gives the
     ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
     """
-    from rich.table import Table
-
     from cacl_cli.device import resolve_device
     from cacl_cli.progress import progress_bar
 
@@ -256,20 +292,31 @@ def run_propagation(
                 )
             write_masks(out, sequence, predicted)
             scored = davis.score_sequence(predicted, truth)
-            scores[sequence.name] = {"labels": sequence.kind, **scored}
+            scores[sequence.name] = {"labels": sequence.kind, **scored,
+                                     **davis.x100({k: scored[k] for k in ("J", "F", "J&F")})}
             if pages:
                 _write_page(sequence, predicted, truth, scored, source, out)
-            progress.update(task, status=f"{sequence.name} J&F {scores[sequence.name]['J&F']:.3f}")
-    result = {**_overall(scores), "sequences": scores, "weights": source,
+            jf = scores[sequence.name]["J&F_x100"]
+            progress.update(task, status=f"{sequence.name} J&F {jf:.2f}")
+    return _write_results(cfg, protocol, scores, source, out, console)
+
+
+def _write_results(cfg, protocol: Propagation, scores: dict, source: dict, out: Path, console):
+    """results.json (returned) with every score and the protocol's constants, and the table."""
+    from rich.table import Table
+
+    result = {**overall_scores(scores), "sequences": scores, "weights": source,
               "protocol": {**asdict(protocol), "preset": cfg.preset.name,
                            "frames": cfg.propagate.frames or "all",
                            "boundary_tolerance": davis.BOUNDARY_TOLERANCE}}  # fmt: skip
     path = out / "results.json"
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
-    table = Table("sequence", "J", "F", "J&F", title=f"label propagation, {source['source']}")
+    title = f"label propagation, {source['source']} (J, F and J&F x100)"
+    table = Table("sequence", "J", "F", "J&F", title=title)
     for name, s in scores.items():
-        table.add_row(name, f"{s['J']:.3f}", f"{s['F']:.3f}", f"{s['J&F']:.3f}")
-    table.add_row("mean (objects)", *(f"{result[k]:.3f}" for k in ("J_mean", "F_mean", "J&F_mean")))
+        table.add_row(name, *(f"{s[k + '_x100']:.2f}" for k in ("J", "F", "J&F")))
+    means = (result[f"{k}_mean_x100"] for k in ("J", "F", "J&F"))
+    table.add_row("mean (objects)", *(f"{v:.2f}" for v in means))
     console.print(table)
     return path
 
@@ -285,6 +332,7 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
 
 def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
     """(frame -> features or None for copy, a description of the source)."""
+    from cacl_cli.device import amp_dtype
     from cacl_cli.model.backbone import through_stage
     from cacl_cli.weights import load_backbone
 
@@ -305,16 +353,18 @@ def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
     backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
     backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
     source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
-    return backbone_features(backbone, protocol.short_side, device), source
+    dtype = amp_dtype(cfg.run.amp, device)
+    source["precision"] = str(dtype or torch.float32).removeprefix("torch.")
+    return backbone_features(backbone, protocol.short_side, device, dtype), source
 
 
-def _overall(scores: dict) -> dict:
-    """Means over every object of every sequence, as DAVIS-2017 reports them."""
+def overall_scores(scores: dict) -> dict:
+    """Means over every object of every sequence, as the official DAVIS-2017 code reports them:
+    fractions under the plain names, the field's x100 scale under ``*_x100``."""
     objects = [o for s in scores.values() for o in s["objects"].values()]
-    j = float(np.mean([o["J"]["mean"] for o in objects]))
-    f = float(np.mean([o["F"]["mean"] for o in objects]))
-    return {"J&F_mean": (j + f) / 2, "J_mean": j, "F_mean": f,
-            "J_recall": float(np.mean([o["J"]["recall"] for o in objects])),
-            "F_recall": float(np.mean([o["F"]["recall"] for o in objects])),
-            "J_decay": float(np.mean([o["J"]["decay"] for o in objects])),
-            "F_decay": float(np.mean([o["F"]["decay"] for o in objects]))}  # fmt: skip
+    overall = {}
+    for measure in ("J", "F"):
+        for stat in ("mean", "recall", "decay"):
+            overall[f"{measure}_{stat}"] = float(np.mean([o[measure][stat] for o in objects]))
+    overall["J&F_mean"] = (overall["J_mean"] + overall["F_mean"]) / 2
+    return {"scale": davis.SCALE, **overall, **davis.x100(overall)}

@@ -239,11 +239,11 @@ class CACL(nn.Module):
         self,
         q: dict[str, torch.Tensor],
         k: dict[str, torch.Tensor],
-        back: torch.Tensor | None = None,
+        landing_view: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Each head's loss for online features q of one frame and keys k of the other; ``back``
-        is the cycle's landing view of the first frame (``return_view``)."""
-        terms, low = {}, self.queue_matmul_dtype(q["backbone"].device)
+        """Each head's loss for online features q of one frame and keys k of the other;
+        ``landing_view`` is the cycle's landing view of the first frame (``return_view``)."""
+        terms, queue_dtype = {}, self.queue_matmul_dtype(q["backbone"].device)
         if "global" in self.heads:
             terms["global"] = losses.info_nce(
                 q["global_vector"], k["global_vector"], self.queues["global"](), self.tau
@@ -256,20 +256,20 @@ class CACL(nn.Module):
                 self.queues["pixel"](),
                 self.tau,
                 self.pixel_image_negatives,
-                low,
+                queue_dtype,
             )
         if "cycle" in self.heads:
             qc, kc = self.cycle_view(q), self.cycle_view(k)
-            back = None if back is None else self.pooled(back)
+            landing = None if landing_view is None else self.pooled(landing_view)
             terms["cycle"] = losses.cycle_loss(
                 qc["cycle"],
                 kc["cycle"],
                 self.queues["cycle"](),
                 self.cycle_tau,
-                self.cycle_target(qc, kc, back),
+                self.cycle_target(qc, kc, landing),
                 chunk_rows=self._cycle_chunk_rows(),
-                c_back=back,
-                matmul_dtype=low,
+                c_back=landing,
+                matmul_dtype=queue_dtype,
             )
         return terms
 
@@ -287,13 +287,13 @@ class CACL(nn.Module):
         self,
         q: dict[str, torch.Tensor],
         k: dict[str, torch.Tensor],
-        back: torch.Tensor | None = None,
+        landing_view: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """The cycle's target (B, HW, HW) for its maps q, k (``cycle_view``) and landing view
-        ``back``: soft (``soft_target_head``'s affinities), a neighbourhood of each pixel
+        ``landing_view``: soft (``soft_target_head``'s affinities), a neighbourhood of each pixel
         (``cycle_target_sigma``), or None for eq. 6's identity."""
         if self.soft_cycle and self.soft_target_head == "cycle":
-            landing = q["cycle"] if back is None else back
+            landing = q["cycle"] if landing_view is None else landing_view
             return losses.soft_cycle_target(landing, landing, self.soft_target_tau)
         if self.soft_cycle:
             return losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
@@ -358,8 +358,8 @@ class CACL(nn.Module):
         keys = [k]
         if self.symmetric:
             q2, k2 = self.encode(v_plus, v)
-            back = self._terms(q2, k2, self.return_view(v_plus))
-            terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), back.values())}
+            swapped = self._terms(q2, k2, self.return_view(v_plus))
+            terms = {h: (t + t2) / 2 for (h, t), t2 in zip(terms.items(), swapped.values())}
             keys.append(k2)
         # terms are logged as they are (comparable with each head's chance level); the weights
         # enter the total only

@@ -35,9 +35,9 @@ def rolled(
     """Run ``net`` on x rolled by ``shift`` and roll every output map back (vectors pass as is)."""
     a, b = shift
     out = net(torch.roll(x, shifts=(-a, -b), dims=(2, 3)))  # X[i, j] <- X[i + a, j + b]
-    back = (a // OUTPUT_STRIDE, b // OUTPUT_STRIDE)
+    unroll = (a // OUTPUT_STRIDE, b // OUTPUT_STRIDE)
     return {
-        k: torch.roll(y, shifts=back, dims=(2, 3)) if y.dim() == 4 else y for k, y in out.items()
+        k: torch.roll(y, shifts=unroll, dims=(2, 3)) if y.dim() == 4 else y for k, y in out.items()
     }
 
 

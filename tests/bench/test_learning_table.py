@@ -25,6 +25,18 @@ def test_each_yardstick_lists_its_seeds_in_seed_order_whatever_order_they_finish
         assert row[yardstick]["mean"] == 20.0 and row[yardstick]["std"] == 10.0
 
 
+def test_records_on_either_scale_give_the_same_table():
+    """Records from before the x100 fields hold fractions under ``davis_jf``; newer ones hold
+    ``davis_jf_x100``: a redraw from a mix scales each once."""
+    old = [record("CACL", seed, "davis", value) for seed, value in ((0, 0.25), (1, 0.35))]
+    new = [{**{k: v for k, v in r.items() if k != "davis_jf"}, "davis_jf_x100": 100 * r["davis_jf"]}
+           for r in old]  # fmt: skip
+    probes = [record("CACL", seed, "probe", 0.2) for seed in (0, 1)]
+    for records in (old, new, [old[0], new[1]]):
+        (row,) = learning.summarise(probes + records, ["CACL"], final=10)
+        assert row["davis"]["values"] == [25.0, 35.0]
+
+
 def test_a_gap_meets_the_target_only_beyond_twice_the_larger_spread():
     def row(mean: float, std: float) -> dict:
         return {"world": {"mean": mean, "std": std, "values": [mean]}}

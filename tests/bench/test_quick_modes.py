@@ -4,6 +4,7 @@ Quick modes check the plumbing (the script runs, writes what it promises, resume
 numbers mean nothing.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -40,13 +41,13 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     assert all(0 <= r["miou"] <= 1 for r in probes)
     cacl = next(r for r in probes if r["method"] == "CACL")
     assert 0 <= cacl["truth"]["truth/cycle_jump_roll_offset"] <= 1  # diagnostics reach the table
-    davis = {r["method"]: r["davis_jf"] for r in records if r["kind"] == "davis"}
+    davis = {r["method"]: r["davis_jf_x100"] for r in records if r["kind"] == "davis"}
     if SHARED_DATA.is_dir():  # the real-video yardstick on blackswan's first frames
         assert set(davis) == {"random init", "MoCo-v2", "CACL"}
-        assert all(0 <= j <= 1 for j in davis.values())
-    world = {r["method"]: r["world_jf"] for r in records if r["kind"] == "world"}
+        assert all(0 <= j <= 100 for j in davis.values())
+    world = {r["method"]: r["world_jf_x100"] for r in records if r["kind"] == "world"}
     assert set(world) == {"random init", "MoCo-v2", "CACL"}  # the world's clips need no data
-    assert all(0 <= j <= 1 for j in world.values())
+    assert all(0 <= j <= 100 for j in world.values())
     assert sorted(p.name for p in (tmp_path / "world-davis" / "JPEGImages" / "480p").iterdir()) \
         == ["world_0000", "world_0001"] and not (tmp_path / "world-davis.partial").exists()
     table = (tmp_path / "table.md").read_text()
@@ -133,7 +134,8 @@ def test_davis_table_scores_baselines_and_resumes(tmp_path, shared_data):
     bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["row"] for r in rows] == ["copy", "colour", "random init"]
-    assert all(0 <= r["J&F"] <= 1 for r in rows) and rows[0]["J&F"] > rows[2]["J&F"]
+    assert all(0 <= r["J&F_x100"] <= 100 for r in rows)
+    assert rows[0]["J&F_x100"] > rows[2]["J&F_x100"]
     assert "| copy |" in (tmp_path / "table.md").read_text()
     bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)  # resumes: nothing is redone
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
@@ -155,3 +157,33 @@ def test_world_propagation_scores_the_copy_baseline_and_random_init():
     assert set(rows) == {"copy baseline", "random init"}
     seeds = [float(v.rstrip(",")) for v in rows["random init"][:2]]
     assert all(0 < v <= 100 for v in seeds) and seeds[0] != seeds[1]  # one backbone per seed
+
+
+def test_davis_speed_times_each_tree_and_compares_their_masks(tmp_path, shared_data):
+    """This tree in float32 against itself in bf16, three frames of blackswan at 64 px: the
+    timing table, then the masks compared pixel by pixel and both scored x100."""
+    out = bench(BENCH / "davis_speed.py", "--no-against", "--bf16", "--davis",
+                shared_data / "davis-2016", "--seq", "blackswan", "--frames", "3",
+                "--preset", "propagate-cpu", "--width", "8", "--out", tmp_path)  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert float(out.split("this tree, bf16")[1].split()[0]) > 0  # its total seconds
+    agree, ours, other = (float(v) for v in rows["blackswan"][1:4])
+    assert 90 <= agree <= 100 and 0 <= ours <= 100 and 0 <= other <= 100
+    assert sorted(p.name for p in (tmp_path / "this-tree-bf16" / "blackswan").glob("*.png")) == [
+        "00000.png", "00001.png", "00002.png"]  # fmt: skip
+
+
+def test_same_training_finds_identical_runs_identical_and_a_changed_one_different(tmp_path):
+    """The comparison the regroup rests on: two runs of one command compare identical, and a
+    run with another seed is reported with the tensors that differ."""
+    spec = importlib.util.spec_from_file_location("same_training", BENCH / "same_training.py")
+    same_training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(same_training)
+    tiny = ["--preset", "tiny-world", "--set", "model.width=8", "--set", "data.size=32",
+            "--set", "world.size=40", "--set", "data.batch_size=8"]  # fmt: skip
+    runs = [tmp_path / name for name in ("a", "b", "c")]
+    for run, seed in zip(runs, (0, 0, 1)):
+        same_training.train(ROOT, [*tiny, "--set", f"run.seed={seed}"], run, steps=2)
+    assert same_training.compare(runs[0], runs[1])[0] == []
+    problems, count = same_training.compare(runs[0], runs[2])
+    assert count > 100 and any("differs" in p for p in problems)

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cacl_cli.data.world import World, WorldConfig
+from cacl_cli.config import section
+from cacl_cli.data.world import World
 from cacl_cli.data.world_export import (
     DAVIS_OFFSET,
     export_davis,
@@ -18,7 +19,7 @@ from tests.conftest import run_cacl
 
 
 def test_videos_decode_to_the_rendered_frames(tmp_path):
-    world = World(WorldConfig(size=48, frames=12))
+    world = World(section("world", size=48, frames=12))
     [path] = export_videos(world, tmp_path, 1)
     cap = cv2.VideoCapture(str(path))
     decoded = []
@@ -28,12 +29,18 @@ def test_videos_decode_to_the_rendered_frames(tmp_path):
             break
         decoded.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     assert len(decoded) == 12
-    rendered = world.clip(0).frame(5)[0]
-    assert np.abs(decoded[5].astype(int) - rendered.astype(int)).mean() < 12  # lossy codec
+
+    def error(t: int) -> float:
+        return np.abs(decoded[5].astype(int) - world.clip(0).frame(t)[0].astype(int)).mean()
+
+    # A lossy codec: close to the rendered frame 5 (13 of 255 on average at 48 px), and closer to
+    # it than to any other frame of the clip (a frame out of place is 22 or more away).
+    errors = [error(t) for t in range(12)]
+    assert errors[5] < 16 and errors[5] < 0.75 * min(errors[:5] + errors[6:])
 
 
 def test_labelled_set_has_voc_layout_and_palette_masks(tmp_path):
-    world = World(WorldConfig(size=40, classes=4))
+    world = World(section("world", size=40, classes=4))
     voc = export_labelled(world, tmp_path, {"train": 3, "val": 2})
     train_ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     val_ids = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
@@ -49,7 +56,7 @@ def test_labelled_set_has_voc_layout_and_palette_masks(tmp_path):
 
 
 def test_davis_clips_are_held_out_lossless_frames_with_one_id_per_instance(tmp_path):
-    world = World(WorldConfig(size=40, frames=6, objects_min=3, objects_max=3))
+    world = World(section("world", size=40, frames=6, objects_min=3, objects_max=3))
     root = export_davis(world, tmp_path / "davis", 2)
     assert (root / "ImageSets" / "2017" / "val.txt").read_text().split() == [
         "world_0000",

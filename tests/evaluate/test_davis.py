@@ -39,10 +39,30 @@ def test_an_empty_prediction_scores_zero_and_empty_against_empty_one():
     assert davis.contour_accuracy(empty, empty, NO_VOID) == 1.0
 
 
+def test_the_boundary_is_where_a_pixel_differs_from_east_south_or_south_east():
+    """The official rule: a lone pixel marks itself and the three neighbours that see it to their
+    east, south or south-east; along the last row and column only the one look that stays inside
+    counts, and the bottom-right corner never does."""
+    dot = np.zeros((6, 6), bool)
+    dot[2, 2] = True
+    assert sorted(zip(*np.nonzero(davis.boundary(dot)))) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    full = np.ones((6, 6), bool)
+    assert not davis.boundary(full).any()  # the frame's edge is no boundary
+    corner = np.zeros((6, 6), bool)
+    corner[5, 5] = True
+    assert sorted(zip(*np.nonzero(davis.boundary(corner)))) == [(4, 4), (4, 5), (5, 4)]
+
+
+def test_the_tolerance_disk_holds_the_pixels_within_the_radius():
+    element = davis.disk(2)
+    assert element.shape == (5, 5) and element.sum() == 13  # x^2 + y^2 <= 4
+    assert element[0, 2] == 1 and element[0, 1] == 0 and element[1, 1] == 1
+
+
 def test_a_one_pixel_thick_object_is_all_boundary():
     line = np.zeros((H, W), bool)
     line[50, 10:110] = True
-    assert davis.boundary(line).sum() == 100
+    assert (davis.boundary(line) & line).sum() == 100
     assert davis.contour_accuracy(line, line, NO_VOID) == 1.0
     moved = np.roll(line, 4, axis=0)  # 4 rows away: beyond the 2-pixel tolerance
     assert davis.region_similarity(moved, line, NO_VOID) == 0.0
@@ -71,7 +91,10 @@ def test_two_objects_with_one_missed_score_each_separately():
 def test_statistics_recall_and_decay():
     stats = davis.statistics([1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0, 0.0])
     assert stats["recall"] == pytest.approx(4 / 8)
-    assert stats["decay"] == pytest.approx(1.0 - 0.0)  # first quarter 1.0, last quarter 0.0
+    # Bin edges round(linspace(1, 8, 5)) - 1 = 0, 2, 4, 5, 7 (2.75 -> 3, 4.5 -> 5); each bin
+    # includes its right edge: the first holds frames 0-2, the last frames 5-7.
+    assert [(b.start, b.stop) for b in davis.decay_bins(8)] == [(0, 3), (2, 5), (4, 6), (5, 8)]
+    assert stats["decay"] == pytest.approx((1.0 + 1.0 + 0.8) / 3 - (0.2 + 0.0 + 0.0) / 3)
 
 
 def test_label_kinds_are_told_apart(tmp_path):

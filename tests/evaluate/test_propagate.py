@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cacl_cli.config import resolve
+from cacl_cli.data.images import read_rgb
 from cacl_cli.evaluate.propagate import Propagation, _featurizer, propagate_step
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl
@@ -45,6 +46,7 @@ def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_
     result = json.loads((out / "results.json").read_text())
     scores = result["sequences"]["blackswan"]
     assert scores["labels"] == "binary" and 0.0 <= scores["J&F"] <= 1.0
+    assert scores["J&F_x100"] == pytest.approx(100 * scores["J&F"])
     assert scores["frames_scored"] == 2  # frames 1 and 2: the first and the last are not scored
     assert result["protocol"]["topk"] == 5 and result["weights"]["source"] == "random init"
     written = sorted(p.name for p in (out / "blackswan").glob("*.png"))
@@ -77,3 +79,67 @@ def test_propagate_errors_name_the_problem(tmp_path, shared_data):
     assert "propagate.layer" in one_line_error(
         run_cacl("propagate", davis, "--random-init", "--layer", "layer1")
     )
+
+
+def full_affinity_step(target, keys, labels, cfg):
+    """The definition, computed the long way: every target cell against every context cell, the
+    cells beyond the radius masked afterwards (what the windowed step must equal)."""
+    c, h, w = target.shape
+    n = keys.shape[0]
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    cells = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()
+    far = (torch.cdist(cells, cells) > cfg.radius).repeat(1, n)
+    affinity = (target.flatten(1).t() @ keys.permute(1, 0, 2, 3).reshape(c, -1)).masked_fill(
+        far, float("-inf"))  # fmt: skip
+    best, index = affinity.topk(cfg.topk, dim=1)
+    weight = torch.softmax(best / cfg.temperature, dim=1)
+    value = labels.permute(0, 2, 3, 1).reshape(n * h * w, -1)
+    return (weight.unsqueeze(2) * value[index]).sum(1).t().reshape(-1, h, w)
+
+
+@pytest.mark.parametrize("tile", [1, 5, 12, 40])
+def test_the_windowed_step_equals_the_full_definition_on_random_features(tile):
+    """Grids that tiles do not divide, a radius that is not a whole number, and tiles smaller and
+    larger than the window: the same soft labels as every-cell-against-every-cell."""
+    torch.manual_seed(0)
+    keys = torch.nn.functional.normalize(torch.randn(3, 16, 23, 31), dim=1)
+    target = torch.nn.functional.normalize(keys[-1] + 0.3 * torch.randn(16, 23, 31), dim=0)
+    labels = torch.softmax(torch.randn(3, 4, 23, 31), dim=1)
+    cfg = Propagation(topk=7, radius=4.5, temperature=0.1, tile=tile)
+    windowed = propagate_step(target, keys, labels, cfg)
+    torch.testing.assert_close(windowed, full_affinity_step(target, keys, labels, cfg))
+
+
+def test_the_windowed_step_gives_the_full_definitions_labels_on_real_frames(shared_data):
+    """Colour features of five real frames (the colour baseline's, on blackswan) voting with the
+    frames' true masks: the windowed step's labels are the full definition's on at least 99.9 %
+    of the cells. (Colour features tie exactly where cells share a quantised colour; top-k may
+    break such a tie either way, which changes a vote only where the tied cells disagree.)"""
+    from cacl_cli.evaluate.propagate import colour_features, one_hot, open_sequence
+
+    sequence = open_sequence(shared_data / "davis", "blackswan", 5, "auto")
+    featurize = colour_features(240, "cpu")
+    feats = torch.stack([featurize(read_rgb(p)) for p in sequence.frames])
+    size = tuple(feats.shape[2:])
+    labels = torch.stack([one_hot(ids, void, 2, size) for ids, void in sequence.truth()[:4]])
+    cfg = Propagation(topk=10, radius=12.0, temperature=0.07)
+    windowed = propagate_step(feats[-1], feats[:4], labels, cfg)
+    full = full_affinity_step(feats[-1], feats[:4], labels, cfg)
+    assert (windowed.argmax(0) == full.argmax(0)).float().mean() >= 0.999
+    assert (windowed - full).abs().mean() < 1e-3
+
+
+def test_bf16_features_stay_close_to_float32_and_are_recorded():
+    """The backbone pass under bf16 autocast: unit features within a few bf16 steps of float32
+    (bf16 keeps 8 bits of mantissa, ~0.4 % per value), recorded as the precision used."""
+    cfg = resolve("propagate-cpu", ["model.width=8", "run.amp=bf16"])
+    cpu = torch.device("cpu")
+    featurize, source = _featurizer(cfg, {"random_init": True}, Propagation(), cpu)
+    cfg32 = resolve("propagate-cpu", ["model.width=8", "run.amp=off"])
+    featurize32, source32 = _featurizer(cfg32, {"random_init": True}, Propagation(), cpu)
+    frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    low, full = featurize(frame), featurize32(frame)
+    assert (source["precision"], source32["precision"]) == ("bfloat16", "float32")
+    assert low.dtype == torch.float32 and low.shape == full.shape
+    cosine = (low * full).sum(0)
+    assert cosine.min() > 0.98 and cosine.mean() > 0.995

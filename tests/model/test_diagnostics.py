@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from cacl_cli.config import resolve
+from cacl_cli.config import resolve, section
 from cacl_cli.data.images import normalise_batch
-from cacl_cli.data.world import World, WorldConfig, correspondence_pairs
+from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
     chance_losses,
@@ -30,7 +30,7 @@ def one_hot_cells(place: torch.Tensor) -> torch.Tensor:
 
 
 def world_truth(count=6):
-    world = World(WorldConfig(size=80, objects_min=3, objects_max=5))
+    world = World(section("world", size=80, objects_min=3, objects_max=5))
     return torch.from_numpy(correspondence_pairs(world, count, 8, 64, 8)[2])
 
 
@@ -75,7 +75,7 @@ def test_truth_health_leaves_training_state_untouched():
     cfg = resolve("tiny-world", ["model.width=8", "moco.queue_size=64", "moco.cycle_queue_size=64"])
     torch.manual_seed(0)
     model = model_from_config(cfg)
-    world = World(WorldConfig.from_config(cfg.world))
+    world = World(cfg.world)
     v, v_plus, truth = correspondence_pairs(world, 4, 8, 64, 8)
     v, v_plus = normalise_batch(v), normalise_batch(v_plus)
     state = {k: t.clone() for k, t in model.state_dict().items()}
