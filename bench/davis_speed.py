@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from step_harness import commit_tree  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data" / "davis-2016"
 
 
 def child(root: Path, argv: list[str]) -> int:
     """Run ``cacl propagate ARGV`` from the package at ``root``, timing its affinity; print one
     JSON line with the seconds."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from step_harness import load_package
 
     load_package(root)
@@ -83,21 +84,17 @@ def masks_of(out: Path, name: str) -> list[np.ndarray]:
     return [read_index_png(p) for p in sorted((out / name).glob("*.png"))]
 
 
-def scores_of(masks: list[np.ndarray], name: str, args) -> float:
-    """J&F x100 of ``masks`` with this tree's scorer."""
+def compare(out_a: Path, out_b: Path, name: str, args) -> dict:
+    """Pixel agreement of two runs' masks, and each one's J&F x100 by this tree's scorer."""
     from cacl_cli.evaluate import davis
     from cacl_cli.evaluate.propagate import open_sequence
 
-    sequence = open_sequence(args.davis, name, args.frames, "auto")
-    return 100 * davis.score_sequence(masks, sequence.truth())["J&F"]
-
-
-def compare(out_a: Path, out_b: Path, name: str, args) -> dict:
+    truth = open_sequence(args.davis, name, args.frames, "auto").truth()
     a, b = masks_of(out_a, name), masks_of(out_b, name)
     same = sum(int((x == y).sum()) for x, y in zip(a, b))
     pixels = sum(x.size for x in a)
-    return {"agree_pct": 100 * same / pixels, "jf_a": scores_of(a, name, args),
-            "jf_b": scores_of(b, name, args)}  # fmt: skip
+    jf_a, jf_b = (100 * davis.score_sequence(m, truth)["J&F"] for m in (a, b))
+    return {"agree_pct": 100 * same / pixels, "jf_a": jf_a, "jf_b": jf_b}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this tree": (ROOT, [])}
         if not args.no_against:
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.against],
-                                     capture_output=True)  # fmt: skip
-            if archive.returncode:
-                sys.exit(f"--against {args.against}: {archive.stderr.decode().strip()}")
-            subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-            trees[args.against] = (Path(tmp), [])
+            trees[args.against] = (commit_tree(ROOT, args.against, Path(tmp)), [])
         if args.bf16:
             trees["this tree, bf16"] = (ROOT, ["--set", "run.amp=bf16"])
         report(measure(trees, names, args), names, args)

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from step_harness import commit_tree  # noqa: E402
 TIMING = ("step_time", "data_time", "images_per_s", "gpu_peak_gib")
 RECIPES = {
     "tiny-world": ["--preset", "tiny-world"],
@@ -87,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "tree"
         old.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.against],
-                                 capture_output=True, check=True)  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        commit_tree(ROOT, args.against, old)
         for name, recipe in RECIPES.items():
             runs = (Path(tmp) / f"{name}-this".replace(" ", "-"),
                     Path(tmp) / f"{name}-old".replace(" ", "-"))  # fmt: skip

@@ -11,12 +11,22 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def commit_tree(repo: Path, commit: str, into: Path) -> Path:
+    """COMMIT's tracked files extracted into ``into`` (``git archive``); exits on a bad commit."""
+    archive = subprocess.run(["git", "-C", str(repo), "archive", commit], capture_output=True)
+    if archive.returncode:
+        sys.exit(f"--against {commit}: git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def load_package(root: Path):

@@ -47,6 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from step_harness import commit_tree  # noqa: E402 - bench/ is this script's own folder
 from cacl_cli.config import resolve  # noqa: E402
 from cacl_cli.device import amp_dtype, autocast  # noqa: E402
 from cacl_cli.memory import reuse_freed_memory  # noqa: E402
@@ -176,10 +177,7 @@ def harness(root: Path, preset: str, sets: list[str], steps: int) -> dict:
 def against(commit: str, args) -> None:
     """Floor and CACL step of this tree and of ``commit``'s, alternating in every repeat."""
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True)
-        if archive.returncode:
-            sys.exit(f"--against {commit}: git archive failed: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        commit_tree(ROOT, commit, Path(tmp))
         trees = {"this tree": (ROOT, args.set), commit: (Path(tmp), args.against_set)}
         runs = {label: [] for label in trees}
         for _ in range(args.repeats):

@@ -31,8 +31,7 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cpu":
         if mode == "fp16":
             raise CaclError("run.amp=fp16 needs CUDA; on the CPU use run.amp=bf16, auto or off")
-        native = any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
-        return torch.bfloat16 if mode == "bf16" or native else None
+        return torch.bfloat16 if mode == "bf16" or native_bf16_cpu() else None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if mode == "bf16" else torch.float16
@@ -67,4 +66,9 @@ def bf16_matmul_pays(device: torch.device) -> bool:
         return torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == (
             torch.bfloat16
         )
-    return device.type == "cpu" and any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+    return device.type == "cpu" and native_bf16_cpu()
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (else bf16 is emulated, and slower)."""
+    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)

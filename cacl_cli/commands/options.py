@@ -54,7 +54,13 @@ def settings(
             preset, values = _layout_decides(command, data, values)
     cfg = resolve(preset or DEFAULT_PRESETS[command], overrides, values)
     if check:
-        check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
+        checked(cfg, command, data)
+    return cfg
+
+
+def checked(cfg: Config, command: str, data: Path | None = None) -> Config:
+    """``cfg`` after ``config.check_run`` for this command, with the ranks torchrun started."""
+    check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
     return cfg
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.config import Config, check_run, resolve, resumed_config
+from cacl_cli.config import Config, resolve, resumed_config
 from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
 
@@ -74,5 +73,4 @@ def _config(
         # Without --preset, --set changes the saved config itself: only its keys can differ.
         asked = options.settings("pretrain", preset or str(saved), overrides, paths, check=False)
         kept = resumed_config(kept, asked, saved)
-    check_run(kept, "pretrain", ranks=int(os.environ.get("WORLD_SIZE", "1")))
-    return kept
+    return options.checked(kept, "pretrain")

@@ -265,9 +265,8 @@ def open_splits(
     section, world_section, root: Path | None
 ) -> tuple[SegmentationSet, SegmentationSet]:
     """The train and val sets an ``eval`` section names (``root``: the --data path)."""
-    world_cfg = world_section
     return tuple(
-        open_dataset(section.dataset, root, split, world_cfg, count)
+        open_dataset(section.dataset, root, split, world_section, count)
         for split, count in (
             (section.train_split, section.world_train_images),
             (section.val_split, section.world_val_images),
