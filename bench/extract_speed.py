@@ -21,12 +21,13 @@ from pathlib import Path
 
 import cv2
 
+from cacl_cli.config import ExtractSection, section
 from cacl_cli.data import extract
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 
 
-def naive(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings) -> None:
+def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -> None:
     for path in videos:
         cid = extract.clip_id(root, path)
         cap = cv2.VideoCapture(str(path))
@@ -57,7 +58,7 @@ def naive(root: Path, videos: list[Path], out: Path, settings: extract.ExtractSe
 
 
 def ours(
-    root: Path, videos: list[Path], out: Path, settings: extract.ExtractSettings, workers: int
+    root: Path, videos: list[Path], out: Path, settings: ExtractSection, workers: int
 ) -> None:
     ids = extract.assign_ids(root, videos, {})
     clips = [(path, ids[path], out, settings) for path in videos]
@@ -89,8 +90,8 @@ def main() -> None:
             for name in ("01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4"):
                 shutil.copy(SHARED_VIDEOS / name, root / f"{k}_{name}")
         videos = extract.find_videos(root)
-        exact = extract.ExtractSettings()
-        seek = extract.ExtractSettings(seek=True)
+        exact = section("extract")
+        seek = section("extract", seek=True)
         rows = [
             (
                 "naive OpenCV, 1 process",

@@ -22,7 +22,7 @@ from cacl_cli.config import resolve
 from cacl_cli.data.segmentation import open_splits
 from cacl_cli.evaluate.probe import train_probe
 from cacl_cli.evaluate.common import prepare
-from cacl_cli.weights import load_backbone
+from cacl_cli.pretrained import load_backbone
 
 
 def main() -> None:

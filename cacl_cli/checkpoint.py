@@ -101,6 +101,20 @@ def saved_config(state: dict[str, Any], path: Path) -> Config:
         raise CaclError(f"{err}; if a newer cacl wrote it, upgrade cacl to read it") from None
 
 
+def read_weights(path: Path) -> tuple[dict, Config | None]:
+    """(state dict, cacl config or None) from a cacl checkpoint, a MoCo-v2 checkpoint or a plain
+    state dict file."""
+    raw = read_tensors(path, "checkpoint or state dict")
+    if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
+        check_format(raw, path)
+        return raw["model"], saved_config(raw, path)  # its config's errors are the answer
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]  # MoCo-v2's checkpoint layout
+    if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
+        raise CaclError(f"{path} holds no state dict of tensors")
+    return raw, None
+
+
 def training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,

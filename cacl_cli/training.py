@@ -25,7 +25,7 @@ from cacl_cli.checkpoint import (
     training_state,
 )
 from cacl_cli.config import Config, write_config
-from cacl_cli.data.augment import augment_from_config
+from cacl_cli.data.augment import PairAugment
 from cacl_cli.data.batches import StepBatches, loaded_batches
 from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
@@ -40,7 +40,7 @@ from cacl_cli.model.cacl import CACL, CACLOutput
 from cacl_cli.model.diagnostics import SPREAD_WARNING, truth_health, verdict
 from cacl_cli.optim import LARS, lars_param_groups, lr_at, scaled_lr
 from cacl_cli.progress import progress_bar
-from cacl_cli.weights import load_backbone
+from cacl_cli.pretrained import load_backbone
 
 
 def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
@@ -50,7 +50,7 @@ def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
         source = open_source(Path(cfg.data.path))
     else:
         source = World(cfg.world)
-    augment = augment_from_config(cfg.augment, cfg.data.size)
+    augment = PairAugment(cfg.augment, cfg.data.size)
     return StepBatches(
         source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
     )

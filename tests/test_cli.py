@@ -17,7 +17,7 @@ LAYERS = {
     "__main__": 3,
     "training": 2,
     "evaluate": 2,
-    "weights": 2,
+    "pretrained": 2,
     "model": 1,
     "data": 1,
 }

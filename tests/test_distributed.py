@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cacl_cli.config import check_run, resolve
-from cacl_cli.errors import CaclError
+from cacl_cli.config import resolve
 from tests.conftest import ROOT, run_cacl, sets
 
 pytestmark = pytest.mark.slow  # two-rank torchrun runs
@@ -90,12 +89,3 @@ def test_rank_zero_checkpoint_resumes_in_one_process(two_ranks, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "from step-0000001.pt (step 1)" in done.stdout
     assert (resumed / "checkpoints" / "step-0000002.pt").is_file()
-
-
-def test_queue_size_must_fit_the_keys_per_step():
-    cfg = resolve("tiny-world", ["moco.queue_size=100", "data.batch_size=32"])
-    with pytest.raises(CaclError, match="'moco.queue_size' is 100 .* receives 32 keys"):
-        check_run(cfg, "pretrain")
-    cfg = resolve("tiny-world", ["moco.cycle_queue_size=96", "moco.pixels_per_image=8"])
-    with pytest.raises(CaclError, match="use a multiple of 256"):
-        check_run(cfg, "pretrain")

@@ -35,7 +35,7 @@ def export_command(
         cfg = options.settings("export", preset, overrides)
         from rich.console import Console
 
-        from cacl_cli.weights import export_run
+        from cacl_cli.pretrained import export_run
 
         folder = out or (run if run.is_dir() else run.parent) / "export"
         with claimed(folder, "export", overwrite):

@@ -59,8 +59,14 @@ def settings(
 
 
 def checked(cfg: Config, command: str, data: Path | None = None) -> Config:
-    """``cfg`` after ``config.check_run`` for this command, with the ranks torchrun started."""
-    check_run(cfg, command, ranks=int(os.environ.get("WORLD_SIZE", "1")), data=data)
+    """``cfg`` after ``config.check_run`` for this command, and for pretrain its heads' own rules
+    (``model.build.check_heads``), with the ranks torchrun started."""
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    check_run(cfg, command, data=data)
+    if command == "pretrain":
+        from cacl_cli.model.build import check_heads  # torch: only once every key is known good
+
+        check_heads(cfg, ranks)
     return cfg
 
 

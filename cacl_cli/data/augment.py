@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cacl_cli.config import AugmentSection
 from cacl_cli.data.images import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -31,7 +32,7 @@ PARAMS = 12
 
 @dataclass(frozen=True)
 class PairAugment:
-    """The ``augment`` section of a preset.
+    """MoCo-v2's augmentation of a frame pair, as the ``augment`` section of a preset says.
 
     Work is split in two so that a whole batch's colours can be done at once on the training
     device: ``prepare`` (per pair, in the loader) crops, resizes and flips the two uint8 frames and
@@ -39,14 +40,8 @@ class PairAugment:
     parameters and normalises. Calling the object does both for one pair.
     """
 
-    size: int = 224  # output side
-    crop_scale: tuple[float, float] = (0.2, 1.0)  # area share of the crop box
-    jitter: float = 0.4  # brightness, contrast, saturation strength (hue: a quarter of it)
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    flip_p: float = 0.5
-    shared_crop: bool = True  # one crop box and flip for both frames
+    section: AugmentSection
+    size: int  # output side (``data.size``)
 
     def __call__(
         self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator
@@ -60,17 +55,18 @@ class PairAugment:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Geometry of both frames -> (3, size, size) uint8 each, plus each frame's colour draws."""
         box = self._crop_box(a.shape[0], a.shape[1], rng)
-        flip = rng.random() < self.flip_p
+        flip = rng.random() < self.section.flip_p
         first = (self._geometry(a, box, flip), self._colour_draws(rng))
-        if not self.shared_crop:
-            box, flip = self._crop_box(b.shape[0], b.shape[1], rng), rng.random() < self.flip_p
+        if not self.section.shared_crop:
+            box = self._crop_box(b.shape[0], b.shape[1], rng)
+            flip = rng.random() < self.section.flip_p
         second = (self._geometry(b, box, flip), self._colour_draws(rng))
         return first[0], second[0], first[1], second[1]
 
     def _crop_box(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         """torchvision's RandomResizedCrop rule: area share and aspect ratio, 10 tries."""
         for _ in range(10):
-            area = h * w * rng.uniform(*self.crop_scale)
+            area = h * w * rng.uniform(*self.section.crop_scale)
             ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
             cw, ch = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
             if 0 < cw <= w and 0 < ch <= h:
@@ -91,13 +87,13 @@ class PairAugment:
         return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)
 
     def _colour_draws(self, rng: np.random.Generator) -> torch.Tensor:
-        s = self.jitter
+        s = self.section.jitter
         p = np.zeros(PARAMS, np.float32)
-        p[JITTER] = rng.random() < self.jitter_p
+        p[JITTER] = rng.random() < self.section.jitter_p
         p[BRIGHTNESS : HUE + 1] = [*rng.uniform(1 - s, 1 + s, 3), rng.uniform(-s / 4, s / 4)]
         p[ORDER] = rng.permutation(4)
-        p[GRAY] = rng.random() < self.grayscale_p
-        p[BLUR] = rng.random() < self.blur_p
+        p[GRAY] = rng.random() < self.section.grayscale_p
+        p[BLUR] = rng.random() < self.section.blur_p
         p[SIGMA] = rng.uniform(0.1, 2.0) * self.size / 224
         return torch.from_numpy(p)
 
@@ -184,16 +180,3 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.T
     y = F.conv2d(y, kernel[:, None, None, :], groups=n * c)
     y = F.conv2d(y, kernel[:, None, :, None], groups=n * c)
     return y.reshape(n, c, h, w)
-
-
-def augment_from_config(section, size: int) -> PairAugment:
-    return PairAugment(
-        size=size,
-        crop_scale=tuple(section.crop_scale),
-        jitter=section.jitter,
-        jitter_p=section.jitter_p,
-        grayscale_p=section.grayscale_p,
-        blur_p=section.blur_p,
-        flip_p=section.flip_p,
-        shared_crop=section.shared_crop,
-    )

@@ -22,7 +22,7 @@ import re
 import shutil
 import signal
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,6 +33,7 @@ import numpy as np
 from cacl_cli.data.frames import decode, native_stderr_silenced
 from cacl_cli.data.images import resize_short_side
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
+from cacl_cli.config import ExtractSection
 from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
 from cacl_cli.progress import progress_bar
@@ -41,32 +42,6 @@ RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
 REPORT = "skipped.tsv"
 DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    stride: int = 8
-    pairs_per_clip: int = 1
-    frames_per_clip: int = 2  # frames per pair: 2, or more spaced by the stride
-    short_side: int = 256
-    quality: int = 90
-    seed: int = 0
-    timeout_s: float = 120.0
-    seek: bool = False  # jump to keyframes: faster, inexact on open-GOP files
-
-    @classmethod
-    def from_section(cls, section) -> "ExtractSettings":
-        """From the ``extract`` section of a preset."""
-        return cls(
-            section.stride,
-            section.pairs_per_clip,
-            section.frames_per_clip,
-            section.short_side,
-            section.quality,
-            section.seed,
-            section.timeout,
-            section.seek,
-        )
 
 
 class ClipTimeout(Exception):
@@ -87,7 +62,7 @@ def clip_id(root: Path, path: Path) -> str:
     return "__".join(parts)
 
 
-def choose_starts(count: int, settings: ExtractSettings, cid: str) -> list[int]:
+def choose_starts(count: int, settings: ExtractSection, cid: str) -> list[int]:
     """Seeded start frames for the clip's pairs (distinct where the clip allows)."""
     span = settings.stride * (settings.frames_per_clip - 1)
     choices = count - span
@@ -119,17 +94,17 @@ def assign_ids(root: Path, videos: list[Path], known: dict[str, str]) -> dict[Pa
     return ids
 
 
-def process_clip(root: Path, path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict:
+def process_clip(root: Path, path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
     """Extract one clip; returns its record: done, skipped (a bad video, for good) or failed (an
     error of the machine, such as a full disk: no record is written, so a rerun retries it)."""
     record = {"clip": cid, "source": str(path.relative_to(root))}
     signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, settings.timeout_s)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
     try:
         with native_stderr_silenced():
             record.update(_extract(path, cid, out, settings))
     except ClipTimeout:
-        record.update(status="skipped", reason=f"took longer than {settings.timeout_s:g} s")
+        record.update(status="skipped", reason=f"took longer than {settings.timeout:g} s")
     except (ValueError, cv2.error) as err:
         record.update(status="skipped", reason=str(err).splitlines()[0][:200])
     except OSError as err:
@@ -151,7 +126,7 @@ def _refuse_links_outside(out: Path, target: Path) -> None:
         raise ValueError(f"{target} leads outside {out}; remove that link")
 
 
-def _extract(path: Path, cid: str, out: Path, settings: ExtractSettings) -> dict:
+def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
     if path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
     need = settings.stride * (settings.frames_per_clip - 1) + 1
@@ -216,7 +191,7 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
     remove_stale_temps(out, recursive=True)  # left by a killed run
     if overwrite:
         shutil.rmtree(out / RECORDS, ignore_errors=True)
-    settings = ExtractSettings.from_section(section)
+    settings = section
     check_settings(out, settings)
     known = recorded_sources(out)
     ids = assign_ids(video_dir, videos, known)
@@ -249,7 +224,7 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
 
 
 def _safe_process(
-    root: Path, out: Path, settings: ExtractSettings, clip: tuple[Path, str]
+    root: Path, out: Path, settings: ExtractSection, clip: tuple[Path, str]
 ) -> dict:
     """Run one clip; an unexpected error marks it failed (no record, so a rerun retries it)."""
     path, cid = clip
@@ -275,7 +250,7 @@ def recorded_sources(out: Path) -> dict[str, str]:
 PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
 
 
-def check_settings(out: Path, settings: ExtractSettings) -> None:
+def check_settings(out: Path, settings: ExtractSection) -> None:
     """Refuse to add pairs of other settings to a folder extracted before (its manifest says)."""
     manifest = out / MANIFEST
     if not manifest.is_file() or not done_clips(out):
@@ -286,7 +261,7 @@ def check_settings(out: Path, settings: ExtractSettings) -> None:
         raise CaclError(
             f"{manifest}: unreadable header; pass --overwrite to extract again"
         ) from None
-    now = asdict(settings)
+    now = _settings_record(settings)
     for key in PAIR_SETTINGS:
         if key in before and before[key] != now[key]:
             raise CaclError(
@@ -295,18 +270,23 @@ def check_settings(out: Path, settings: ExtractSettings) -> None:
             )
 
 
+def _settings_record(settings: ExtractSection) -> dict:
+    """The ``extract`` section as the manifest's header records it."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
 def done_clips(out: Path) -> set[str]:
     """Clips whose record exists: finished (or skipped) by an earlier run."""
     folder = out / RECORDS
     return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
 
 
-def write_manifest(out: Path, settings: ExtractSettings) -> tuple[int, int]:
+def write_manifest(out: Path, settings: ExtractSection) -> tuple[int, int]:
     """Assemble manifest.jsonl and skipped.tsv from the records; returns (done, skipped)."""
     records = [json.loads(p.read_text()) for p in sorted((out / RECORDS).glob("*.json"))]
     done = [r for r in records if r["status"] == "done"]
     skipped = [r for r in records if r["status"] != "done"]
-    header = {"cacl_pairs": 1, "settings": asdict(settings)}
+    header = {"cacl_pairs": 1, "settings": _settings_record(settings)}
     write_text_atomic(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in [header] + done))
     write_text_atomic(
         out / REPORT,

@@ -34,7 +34,7 @@ from cacl_cli.evaluate.metrics import IGNORE_INDEX
 from cacl_cli.files import write_text_atomic
 from cacl_cli.optim import lr_at
 from cacl_cli.progress import progress_bar
-from cacl_cli.weights import load_backbone
+from cacl_cli.pretrained import load_backbone
 
 
 def run_finetune(

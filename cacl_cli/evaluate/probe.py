@@ -34,7 +34,7 @@ from cacl_cli.files import atomic_path, write_atomic
 from cacl_cli.model.backbone import through_stage
 from cacl_cli.optim import lr_at
 from cacl_cli.progress import progress_bar
-from cacl_cli.weights import load_backbone
+from cacl_cli.pretrained import load_backbone
 
 
 def run_probe(

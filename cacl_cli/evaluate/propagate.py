@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,21 +38,14 @@ BASELINES = ("copy", "colour")
 Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
 
 
-@dataclass(frozen=True)
-class Propagation:
-    context: int = 5  # predicted frames kept as context, besides the first frame
-    topk: int = 10
-    radius: float = 12.0  # in feature cells; positions farther away never vote
-    temperature: float = 0.07
-    short_side: int = 240  # frames are resized to this before the backbone
-    labels: str = "auto"  # auto | indexed (DAVIS-2017) | binary (DAVIS-2016)
-    tile: int = 12  # target cells per side of an affinity block (the window adds the radius)
+TILE = 12  # target cells per side of an affinity block (the window adds the radius)
 
-    @classmethod
-    def from_section(cls, section) -> "Propagation":
-        """From the ``propagate`` section of a preset."""
-        return cls(section.context, section.topk, section.radius, section.temperature,
-                   section.size, section.labels)  # fmt: skip
+
+def protocol_record(section) -> dict:
+    """The ``propagate`` section (a ``PropagateSection``) as results.json names it."""
+    return {"context": section.context, "topk": section.topk, "radius": section.radius,
+            "temperature": section.temperature, "short_side": section.size,
+            "labels": section.labels, "tile": TILE}  # fmt: skip
 
 
 @dataclass
@@ -140,10 +133,11 @@ def colour_features(short_side: int, device, stride: int = 8) -> Featurizer:
 
 
 def propagate_step(
-    target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg: Propagation
+    target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg, tile: int = TILE
 ) -> torch.Tensor:
     """Soft labels (L, h, w) of ``target`` (C, h, w) from context ``keys`` (N, C, h, w) and their
-    ``labels`` (N, L, h, w): top-k affinities within the radius, softmax-weighted.
+    ``labels`` (N, L, h, w): top-k affinities within the radius, softmax-weighted (``cfg``: the
+    ``propagate`` section).
 
     Target cells are taken a square tile at a time, and each tile meets only the context cells
     that a cell of it can reach: the tile grown by the radius, in every context frame. The cells
@@ -156,9 +150,9 @@ def propagate_step(
     keys_by_row = keys.permute(2, 0, 3, 1).contiguous()  # h x N x w x C
     labels_by_row = labels.permute(2, 0, 3, 1)  # h x N x w x L
     out = target.new_empty(channels, h, w)
-    for top in range(0, h, cfg.tile):
-        for left in range(0, w, cfg.tile):
-            rows, cols = slice(top, min(top + cfg.tile, h)), slice(left, min(left + cfg.tile, w))
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            rows, cols = slice(top, min(top + tile, h)), slice(left, min(left + tile, w))
             near_rows = slice(max(0, top - reach), min(h, rows.stop + reach))
             near_cols = slice(max(0, left - reach), min(w, cols.stop + reach))
             query = target[:, rows, cols].flatten(1)  # C x q
@@ -209,7 +203,7 @@ def segment_sequence(
     featurize: Featurizer,
     frames: list[Path],
     first: tuple[np.ndarray, np.ndarray],
-    cfg: Propagation,
+    cfg,
     device,
     on_frame: Callable[[int], None] = lambda t: None,
 ) -> list[np.ndarray]:
@@ -271,7 +265,7 @@ def run_propagation(
     from cacl_cli.device import resolve_device
     from cacl_cli.progress import progress_bar
 
-    protocol = Propagation.from_section(cfg.propagate)
+    protocol = cfg.propagate
     names = chosen_sequences(root, names, split)
     run_device = resolve_device(device or cfg.run.device)
     featurize, source = _featurizer(cfg, weights, protocol, run_device)
@@ -301,12 +295,12 @@ def run_propagation(
     return _write_results(cfg, protocol, scores, source, out, console)
 
 
-def _write_results(cfg, protocol: Propagation, scores: dict, source: dict, out: Path, console):
+def _write_results(cfg, protocol, scores: dict, source: dict, out: Path, console):
     """results.json (returned) with every score and the protocol's constants, and the table."""
     from rich.table import Table
 
     result = {**overall_scores(scores), "sequences": scores, "weights": source,
-              "protocol": {**asdict(protocol), "preset": cfg.preset.name,
+              "protocol": {**protocol_record(protocol), "preset": cfg.preset.name,
                            "frames": cfg.propagate.frames or "all",
                            "boundary_tolerance": davis.BOUNDARY_TOLERANCE}}  # fmt: skip
     path = out / "results.json"
@@ -330,11 +324,11 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
     sequence_page(sequence.name, frames, names, predicted, truth, scored, source["source"], path)
 
 
-def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
+def _featurizer(cfg, weights: dict, protocol, device) -> tuple:
     """(frame -> features or None for copy, a description of the source)."""
     from cacl_cli.device import amp_dtype
     from cacl_cli.model.backbone import through_stage
-    from cacl_cli.weights import load_backbone
+    from cacl_cli.pretrained import load_backbone
 
     given = [k for k in ("checkpoint", "random_init", "baseline") if weights.get(k)]
     if len(given) != 1:
@@ -348,14 +342,14 @@ def _featurizer(cfg, weights: dict, protocol: Propagation, device) -> tuple:
         source = {"source": f"{baseline} baseline"}
         if baseline == "copy":
             return None, source
-        return colour_features(protocol.short_side, device), source
+        return colour_features(protocol.size, device), source
     torch.manual_seed(cfg.run.seed)
     backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
     backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
     source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
     dtype = amp_dtype(cfg.run.amp, device)
     source["precision"] = str(dtype or torch.float32).removeprefix("torch.")
-    return backbone_features(backbone, protocol.short_side, device, dtype), source
+    return backbone_features(backbone, protocol.size, device, dtype), source
 
 
 def overall_scores(scores: dict) -> dict:

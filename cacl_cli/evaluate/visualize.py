@@ -190,7 +190,7 @@ def encoders(
 ) -> Iterator[tuple[str, nn.Module]]:
     """(name, encoder in eval mode on ``device``) per source, one at a time; ``None`` is a random
     init shaped by the ``model`` section."""
-    from cacl_cli.weights import load_encoder
+    from cacl_cli.pretrained import load_encoder
 
     for source in sources:
         encoder, _ = load_encoder(source, model.arch, model.width, model.dim)

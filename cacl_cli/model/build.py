@@ -1,51 +1,33 @@
-"""The CACL model a resolved config describes (the rules between its keys: ``config.check_run``)."""
+"""The CACL model a resolved config describes, and the rules its heads set between keys."""
 
 from __future__ import annotations
 
-from cacl_cli.config import HeadsSection, LossSection, MocoSection, ModelSection
-from cacl_cli.model.cacl import CACL
-
-
-def build_model(
-    model: ModelSection, heads: HeadsSection, loss: LossSection, moco: MocoSection
-) -> CACL:
-    """CACL with the backbone of ``model``, the heads turned on, and their losses and queues."""
-    on = heads.on()
-    return CACL(
-        arch=model.arch,
-        width=model.width,
-        dim=model.dim,
-        heads=on,
-        weights={h: loss.weight(h) for h in on},
-        queue_size=moco.queue_size,
-        cycle_queue_size=moco.cycle_queue_size,
-        momentum=moco.momentum,
-        tau=loss.tau,
-        soft_cycle=loss.soft_cycle,
-        soft_target_tau=loss.soft_target_tau,
-        soft_target_head=loss.soft_target_head,
-        cycle_target_sigma=loss.cycle_target_sigma,
-        pixel_positive=loss.pixel_positive,
-        pixel_shuffle=model.pixel_shuffle,
-        dense_stage=model.dense_stage,
-        dense_neck=model.dense_neck,
-        shuffle_bn_groups=moco.shuffle_bn_groups,
-        batch_shuffle=moco.batch_shuffle,
-        online_bn_groups=model.bn_groups,
-        cycle_memory_mb=loss.cycle_memory_mb,
-        pixels_per_image=moco.pixels_per_image,
-        symmetric=loss.symmetric,
-        cycle_return=loss.cycle_return,
-        pixel_image_negatives=loss.pixel_negatives == "queue_and_image",
-        queue_matmul=loss.queue_matmul,
-        cycle_tau=loss.cycle_tau,
-        cycle_pool=loss.cycle_pool,
-    )
+from cacl_cli.errors import CaclError
+from cacl_cli.model.cacl import CACL, Encoder
+from cacl_cli.model.heads import HEADS
 
 
 def model_from_config(cfg) -> CACL:
-    """``build_model`` on the sections of a whole :class:`cacl_cli.config.Config`."""
-    return build_model(cfg.model, cfg.heads, cfg.loss, cfg.moco)
+    """CACL with the backbone of ``cfg.model`` and the heads ``cfg.heads`` turns on."""
+    heads = [HEADS[name].from_config(cfg) for name in cfg.heads.on()]
+    return CACL(cfg.model, cfg.moco, heads, symmetric=cfg.loss.symmetric)
+
+
+def encoder_from_config(cfg, heads: tuple[str, ...] | None = None) -> Encoder:
+    """The online encoder alone: what a checkpoint's ``online.*`` tensors load into. ``heads``
+    default to the ones ``cfg`` turns on."""
+    names = cfg.heads.on() if heads is None else heads
+    return Encoder(cfg.model, [HEADS[name].from_config(cfg) for name in names], cfg.model.dim)
+
+
+def check_heads(cfg, ranks: int = 1) -> None:
+    """Refuse a pretrain config its heads cannot train on (``CaclError`` naming the keys);
+    ``ranks`` torchrun processes each add their keys to the queues."""
+    on = cfg.heads.on()
+    if not on:
+        raise CaclError("keys 'heads.*' are all false; turn on at least one head")
+    for name in on:
+        HEADS[name].check(cfg, ranks)
 
 
 def compile_encoders(model: CACL) -> CACL:

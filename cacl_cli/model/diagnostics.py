@@ -17,63 +17,18 @@ from cacl_cli.model.backbone import OUTPUT_STRIDE
 
 
 @torch.no_grad()
-def health(
-    model, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor], max_cycle_images: int = 4
-) -> dict[str, float]:
-    """Per head: ``spread``, ``top1_queue``, ``chance``; plus the head-specific signals.
+def health(model, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per head of ``model`` (a :class:`cacl_cli.model.cacl.CACL`): ``spread``, the head's own
+    signals (``Head.health``) and ``chance``, the loss when all features are equal: a term near
+    it has learned nothing.
 
-    ``top1_queue``: the positive outranks every queued negative. ``top1_batch``: q_i's nearest key
-    in the batch is k_i (chance 1/B, independent of the queue's state). ``spread``: mean
-    per-channel std of the unit vectors times sqrt(D): about 1 for well-spread features, 0 when
-    collapsed. ``same_position``: share of pixel positives at the query's own cell.
-    ``back_rate``: pixels whose most likely cycle return is themselves.
-
-    ``model`` is a :class:`cacl_cli.model.cacl.CACL` (its heads, queues, tau and pixel rule).
+    ``spread``: mean per-channel std of the unit vectors times sqrt(D): about 1 for well-spread
+    features, 0 when collapsed.
     """
-    out: dict[str, float] = {}
-    for head in model.heads:
-        out[f"{head}/spread"] = spread(q[head])
-    if "global" in model.heads:
-        g_q, g_k = q["global_vector"], k["global_vector"]
-        out["global/top1_queue"] = _top1(g_q, g_k, model.queues["global"].features, model.tau)
-        out["global/top1_batch"] = _rate(
-            (g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q), device=g_q.device)
-        )
-    if "pixel" in model.heads:
-        match = model.pixel_match(q, k)
-        positions = torch.arange(match.shape[1], device=match.device)
-        out["pixel/same_position"] = _rate(match == positions)
-        d = q["pixel"].shape[1]
-        p_q = losses.flat_pixels(q["pixel"]).reshape(-1, d)
-        p_k = losses.gather_pixels(k["pixel"], match).reshape(-1, d)
-        out["pixel/top1_queue"] = _top1(p_q, p_k, model.queues["pixel"].features, model.tau)
-    if "cycle" in model.heads:
-        n, queue = max_cycle_images, model.queues["cycle"].features
-        c, c_plus = (model.pooled(x["cycle"][:n]) for x in (q, k))  # the cells the cycle runs on
-        out["cycle/back_rate"] = float(losses.cycle_back_rate(c, c_plus, queue, model.cycle_tau))
-    out.update(chance_losses(model, q, k))
-    return out
-
-
-def chance_losses(
-    model, q: dict[str, torch.Tensor], k: dict[str, torch.Tensor]
-) -> dict[str, float]:
-    """Per head, the loss when all features are equal: a term near it has learned nothing.
-
-    Contrastive heads: log(Q + 1). Cycle head: M is uniform over HW + Q columns, so the hard loss
-    is log(HW + Q) and the soft one that minus the target's mean entropy.
-    """
-    out = {
-        f"{h}/chance": math.log(model.queues[h].size + 1) for h in model.heads if h != "cycle"
-    }
-    if "cycle" in model.heads:
-        q, k = model.cycle_view(q), model.cycle_view(k)
-        hw = q["cycle"].shape[2] * q["cycle"].shape[3]
-        chance = math.log(hw + model.queues["cycle"].size)
-        target = model.cycle_target(q, k)
-        if target is not None:
-            chance -= float(-torch.special.xlogy(target, target).sum(2).mean())
-        out["cycle/chance"] = chance
+    out = {f"{name}/spread": spread(q[name]) for name in model.heads}
+    for name, head in model.heads.items():
+        out.update(head.health(q, k, model.queues[name].features))
+    out.update({f"{name}/chance": head.chance(q, k) for name, head in model.heads.items()})
     return out
 
 
@@ -83,12 +38,12 @@ def spread(x: torch.Tensor) -> float:
     return float(flat.std(dim=1).mean() * math.sqrt(x.shape[1]))
 
 
-def _rate(hits: torch.Tensor) -> float:
+def rate(hits: torch.Tensor) -> float:
     return float(hits.float().mean())
 
 
-def _top1(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
-    return _rate(losses.contrast_logits(q, k, queue, tau).argmax(dim=1) == 0)
+def top1(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
+    return rate(losses.contrast_logits(q, k, queue, tau).argmax(dim=1) == 0)
 
 
 # ---------------------------------------------------------------- against ground truth
@@ -131,8 +86,8 @@ def jump_quality(
     cells = torch.arange(jumps.shape[1], device=jumps.device)
     return {
         "near": match_quality(jumps, truth, width)["near"],
-        "same_cell": _rate(jumps == cells),
-        "roll_offset": _rate(jumps == offset.to(jumps.device)),
+        "same_cell": rate(jumps == cells),
+        "roll_offset": rate(jumps == offset.to(jumps.device)),
     }
 
 
@@ -167,7 +122,7 @@ def truth_health(
         shifts = model.draw_shifts(v)
         q, k = model.encode(v, v_plus, shifts)
         if "pixel" in model.heads:
-            quality = match_quality(model.pixel_match(q, k), truth, w)
+            quality = match_quality(model.heads["pixel"].match(q, k), truth, w)
             out.update({f"truth/pixel_positive_{n}": x for n, x in quality.items()})
         if "cycle" in model.heads:
             offset = roll_offset_cells(shifts, h, w, OUTPUT_STRIDE)

@@ -215,23 +215,6 @@ def pixel_info_nce(
     return (torch.logaddexp(l_pos, negatives) - l_pos).mean()
 
 
-def pixel_contrast_loss(
-    p: torch.Tensor,
-    p_plus: torch.Tensor,
-    u: torch.Tensor,
-    u_plus: torch.Tensor,
-    queue: torch.Tensor,
-    tau: float,
-) -> torch.Tensor:
-    """Eq. (4): L_P, mean over all B*HW pixels of p.
-
-    The positive of pixel i of p is p_+ at j* = argmax_j cos(u^i, u_+^j) (no gradient through the
-    matching); the negatives are the queue. p, u (B, D, H, W) online on v; p_plus, u_plus momentum
-    on v+; queue (Q, D).
-    """
-    return pixel_info_nce(p, p_plus, match_pixels(u, u_plus), queue, tau)
-
-
 def log_matmul_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """log(exp(a) @ exp(b)) for batched (B, N, K) and (B, K, M), without under- or overflow.
 

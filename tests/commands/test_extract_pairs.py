@@ -172,6 +172,7 @@ def test_pretrain_reads_an_extracted_folder(tmp_path, video_tree):
 
 
 def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
+    from cacl_cli.config import section
     from cacl_cli.data.augment import PairAugment
     from cacl_cli.data.batches import StepBatches
     from cacl_cli.data.pairs import PairsFolder
@@ -189,9 +190,8 @@ def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
     )
 
     def correlations(shared):
-        augment = PairAugment(
-            size=64, blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared
-        )
+        augment = PairAugment(section("augment", blur_p=0.0, jitter_p=1.0, grayscale_p=0.0,
+                                      shared_crop=shared), 64)  # fmt: skip
         v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0).views(0)
         assert not np.allclose(v.numpy(), v_plus.numpy())  # colours are drawn per frame
         luma = lambda x: x.mean(1).flatten(1).numpy()  # noqa: E731

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from cacl_cli.config import section
 from cacl_cli.data.augment import PairAugment
 
 GEOMETRY_ONLY = dict(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0)
@@ -16,7 +17,7 @@ def ramp_image(h=60, w=80):
 
 def test_both_frames_share_crop_box_and_flip():
     image = ramp_image()
-    aug = PairAugment(size=32, **GEOMETRY_ONLY)
+    aug = PairAugment(section("augment", **GEOMETRY_ONLY), 32)
     for seed in range(20):
         a, b = aug(image, image.copy(), np.random.default_rng(seed))
         torch.testing.assert_close(a, b)  # same geometry, nothing photometric
@@ -24,7 +25,7 @@ def test_both_frames_share_crop_box_and_flip():
 
 def test_crops_differ_between_draws_and_have_the_output_size():
     image = ramp_image()
-    aug = PairAugment(size=32, **GEOMETRY_ONLY)
+    aug = PairAugment(section("augment", **GEOMETRY_ONLY), 32)
     a1, _ = aug(image, image, np.random.default_rng(0))
     a2, _ = aug(image, image, np.random.default_rng(1))
     assert a1.shape == (3, 32, 32) and not torch.allclose(a1, a2)
@@ -32,18 +33,19 @@ def test_crops_differ_between_draws_and_have_the_output_size():
 
 def test_colours_are_drawn_per_frame():
     image = ramp_image()
-    jitter_only = PairAugment(size=32, jitter_p=1.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.0)
+    colour = section("augment", jitter_p=1.0, grayscale_p=0.0, blur_p=0.0, flip_p=0.0)
+    jitter_only = PairAugment(colour, 32)
     a, b = jitter_only(image, image.copy(), np.random.default_rng(3))
     assert not torch.allclose(a, b)
     # with the colour draws switched off the same seed gives identical frames (shared geometry)
-    plain = PairAugment(size=32, **GEOMETRY_ONLY, flip_p=0.0)
+    plain = PairAugment(section("augment", **GEOMETRY_ONLY, flip_p=0.0), 32)
     a, b = plain(image, image.copy(), np.random.default_rng(3))
     torch.testing.assert_close(a, b)
 
 
 def test_same_seed_same_output():
     image = ramp_image()
-    aug = PairAugment(size=24)
+    aug = PairAugment(section("augment"), 24)
     a1, b1 = aug(image, image, np.random.default_rng(5))
     a2, b2 = aug(image, image, np.random.default_rng(5))
     assert torch.equal(a1, a2) and torch.equal(b1, b2)
@@ -77,7 +79,7 @@ def test_batched_colour_ops_match_torchvision_per_image():
 
 def test_a_batch_finished_at_once_equals_each_pair_finished_alone():
     image = ramp_image()
-    aug = PairAugment(size=24)
+    aug = PairAugment(section("augment"), 24)
     prepared = [aug.prepare(image, image, np.random.default_rng(seed)) for seed in range(8)]
     frames, _, params, _ = (torch.stack(part) for part in zip(*prepared))
     batch = aug.finish(frames, params)

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from cacl_cli.evaluate import davis
-from cacl_cli.evaluate.propagate import Propagation, segment_sequence
+from cacl_cli.config import section
+from cacl_cli.evaluate.propagate import segment_sequence
 
 H, W = 100, 120  # diagonal 156.2: the boundary tolerance is ceil(0.008 * 156.2) = 2 pixels
 NO_VOID = np.zeros((H, W), bool)
@@ -135,7 +136,8 @@ def test_a_two_object_sequence_is_propagated_per_object_and_ignores_void(tmp_pat
         cells = cells + torch.tensor([0, 0, 1.0])[:, None, None]
         return torch.nn.functional.normalize(cells, dim=0)
 
-    predicted = segment_sequence(featurize, frames, (first, void), Propagation(topk=1), "cpu")
+    protocol = section("propagate", topk=1)
+    predicted = segment_sequence(featurize, frames, (first, void), protocol, "cpu")
     scores = davis.score_sequence(predicted, [(first, void)] * 4)
     assert set(scores["objects"]) == {"1", "2"}
     # upsampling the cell labels rounds each object's corners off; nothing else is lost

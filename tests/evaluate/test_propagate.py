@@ -7,9 +7,9 @@ from PIL import Image
 import pytest
 import torch
 
-from cacl_cli.config import resolve
+from cacl_cli.config import resolve, section
 from cacl_cli.data.images import read_rgb
-from cacl_cli.evaluate.propagate import Propagation, _featurizer, propagate_step
+from cacl_cli.evaluate.propagate import _featurizer, propagate_step
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl
 
@@ -21,7 +21,7 @@ def test_each_position_takes_the_label_of_its_identical_context_position():
     labels = torch.zeros(1, 2, h, w)
     labels[0, 1, 0, :] = 1.0  # top row is object
     labels[0, 0] = 1 - labels[0, 1]
-    cfg = Propagation(topk=1, radius=10.0, temperature=0.07)
+    cfg = section("propagate", topk=1, radius=10.0, temperature=0.07)
     out = propagate_step(feats, feats[None], labels, cfg)
     torch.testing.assert_close(out, labels[0])
 
@@ -33,7 +33,7 @@ def test_votes_come_only_from_within_the_radius():
     labels = torch.zeros(1, 2, h, w)
     labels[0, 1, 0, 4] = 1.0  # only the rightmost position is object
     labels[0, 0] = 1 - labels[0, 1]
-    out = propagate_step(target, context, labels, Propagation(topk=5, radius=1.0))
+    out = propagate_step(target, context, labels, section("propagate", topk=5, radius=1.0))
     assert out[1, 0, 0] == 0  # 4 cells away: cannot hear the object's vote
     assert out[1, 0, 4] == pytest.approx(1 / 2)  # itself and its one neighbour within reach
 
@@ -59,8 +59,7 @@ def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_
 @pytest.mark.parametrize("layer,channels", [("layer4", 64), ("layer3", 32), ("layer2", 16)])
 def test_the_chosen_stage_gives_the_votes_features(layer, channels):
     cfg = resolve("propagate-cpu", ["model.width=8", f"propagate.layer={layer}"])
-    protocol = Propagation.from_section(cfg.propagate)
-    featurize, source = _featurizer(cfg, {"random_init": True}, protocol, torch.device("cpu"))
+    featurize, source = _featurizer(cfg, {"random_init": True}, cfg.propagate, torch.device("cpu"))
     features = featurize(np.zeros((48, 64, 3), np.uint8))
     assert features.shape == (channels, 240 // 8, 320 // 8) and source["layer"] == layer
     torch.testing.assert_close(features.norm(dim=0), torch.ones(features.shape[1:]))
@@ -105,8 +104,8 @@ def test_the_windowed_step_equals_the_full_definition_on_random_features(tile):
     keys = torch.nn.functional.normalize(torch.randn(3, 16, 23, 31), dim=1)
     target = torch.nn.functional.normalize(keys[-1] + 0.3 * torch.randn(16, 23, 31), dim=0)
     labels = torch.softmax(torch.randn(3, 4, 23, 31), dim=1)
-    cfg = Propagation(topk=7, radius=4.5, temperature=0.1, tile=tile)
-    windowed = propagate_step(target, keys, labels, cfg)
+    cfg = section("propagate", topk=7, radius=4.5, temperature=0.1)
+    windowed = propagate_step(target, keys, labels, cfg, tile=tile)
     torch.testing.assert_close(windowed, full_affinity_step(target, keys, labels, cfg))
 
 
@@ -122,7 +121,7 @@ def test_the_windowed_step_gives_the_full_definitions_labels_on_real_frames(shar
     feats = torch.stack([featurize(read_rgb(p)) for p in sequence.frames])
     size = tuple(feats.shape[2:])
     labels = torch.stack([one_hot(ids, void, 2, size) for ids, void in sequence.truth()[:4]])
-    cfg = Propagation(topk=10, radius=12.0, temperature=0.07)
+    cfg = section("propagate", topk=10, radius=12.0, temperature=0.07)
     windowed = propagate_step(feats[-1], feats[:4], labels, cfg)
     full = full_affinity_step(feats[-1], feats[:4], labels, cfg)
     assert (windowed.argmax(0) == full.argmax(0)).float().mean() >= 0.999
@@ -134,9 +133,9 @@ def test_bf16_features_stay_close_to_float32_and_are_recorded():
     (bf16 keeps 8 bits of mantissa, ~0.4 % per value), recorded as the precision used."""
     cfg = resolve("propagate-cpu", ["model.width=8", "run.amp=bf16"])
     cpu = torch.device("cpu")
-    featurize, source = _featurizer(cfg, {"random_init": True}, Propagation(), cpu)
+    featurize, source = _featurizer(cfg, {"random_init": True}, cfg.propagate, cpu)
     cfg32 = resolve("propagate-cpu", ["model.width=8", "run.amp=off"])
-    featurize32, source32 = _featurizer(cfg32, {"random_init": True}, Propagation(), cpu)
+    featurize32, source32 = _featurizer(cfg32, {"random_init": True}, cfg32.propagate, cpu)
     frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     low, full = featurize(frame), featurize32(frame)
     assert (source["precision"], source32["precision"]) == ("bfloat16", "float32")

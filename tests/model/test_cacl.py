@@ -6,7 +6,7 @@ import torch
 from cacl_cli.config import check_run, resolve
 from cacl_cli.errors import CaclError
 from cacl_cli.model import losses
-from cacl_cli.model.build import model_from_config
+from cacl_cli.model.build import check_heads, model_from_config
 from cacl_cli.model.diagnostics import health
 
 SMALL = ["model.width=8", "moco.queue_size=64", "moco.pixels_per_image=2", "data.size=32"]
@@ -16,6 +16,7 @@ def small_model(*overrides, seed=0):
     torch.manual_seed(seed)
     cfg = resolve("tiny-world", SMALL + list(overrides))
     check_run(cfg, "pretrain")  # the rules between keys, as every command applies them
+    check_heads(cfg)
     return model_from_config(cfg)
 
 
@@ -256,12 +257,11 @@ def test_own_soft_target_is_the_landing_views_affinities_and_needs_no_global_hea
     back = torch.nn.functional.normalize(torch.randn(2, 8, 3, 3), dim=1)
     flat = back.flatten(2).transpose(1, 2)  # B x HW x D
     expected = torch.softmax(flat @ flat.transpose(1, 2) / 0.05, dim=2)
-    torch.testing.assert_close(model.cycle_target({"cycle": c}, {}, back), expected)
+    torch.testing.assert_close(model.heads["cycle"].target({"cycle": c}, {}, back), expected)
     # Without a landing view (the paper's return) the target is c's own affinities.
     own = c.flatten(2).transpose(1, 2)
-    torch.testing.assert_close(
-        model.cycle_target({"cycle": c}, {}), torch.softmax(own @ own.transpose(1, 2) / 0.05, 2)
-    )
+    expected = torch.softmax(own @ own.transpose(1, 2) / 0.05, 2)
+    torch.testing.assert_close(model.heads["cycle"].target({"cycle": c}, {}), expected)
     alone = small_model(
         "heads.global=false", "loss.pixel_positive=position",
         "loss.soft_cycle=true", "loss.soft_target_head=cycle",

@@ -10,7 +10,6 @@ from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
-    chance_losses,
     verdict,
     first_jumps,
     jump_quality,
@@ -131,4 +130,4 @@ def test_cycle_chance_counts_the_cells_or_regions_the_cycle_runs_on(pool, region
     v = torch.randn(2, 3, 32, 32)
     q, k = model.encode(v, v)
     size = model.queues["cycle"].size
-    assert chance_losses(model, q, k)["cycle/chance"] == pytest.approx(math.log(regions + size))
+    assert model.heads["cycle"].chance(q, k) == pytest.approx(math.log(regions + size))

@@ -10,7 +10,7 @@ from cacl_cli.model.losses import (
     cycle_back_rate,
     cycle_loss,
     info_nce,
-    pixel_contrast_loss,
+    match_pixels,
     pixel_info_nce,
     queue_logsumexp,
     soft_cycle_target,
@@ -74,7 +74,7 @@ def test_pixel_contrast_matches_loop(tau):
             qs.append(flat(p)[img, i])
             ks.append(flat(p_plus)[img, j])
     ref = ref_info_nce(torch.stack(qs), torch.stack(ks), queue, tau)
-    got = pixel_contrast_loss(p, p_plus, u, u_plus, queue, tau)
+    got = pixel_info_nce(p, p_plus, match_pixels(u, u_plus), queue, tau)
     assert got.item() == pytest.approx(ref, rel=1e-4)
 
 
@@ -165,7 +165,7 @@ def test_all_losses_have_finite_gradients():
     p, p_plus, u, u_plus = tensors
     queue = unit(12, d, seed=9)
     total = (
-        pixel_contrast_loss(p, p_plus, u, u_plus, queue, 0.07)
+        pixel_info_nce(p, p_plus, match_pixels(u, u_plus), queue, 0.07)
         + cycle_loss(p, p_plus, queue, 0.07, soft_cycle_target(u, u_plus, 0.07))
         + info_nce(u.mean((2, 3)), u_plus.mean((2, 3)), queue, 0.07)
     )

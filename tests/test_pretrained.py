@@ -6,7 +6,7 @@ import torchvision
 
 from cacl_cli.errors import CaclError
 from cacl_cli.model.backbone import build_backbone
-from cacl_cli.weights import load_backbone, load_encoder, shape_of
+from cacl_cli.pretrained import load_backbone, load_encoder, shape_of
 from tests.conftest import pretrained, run_cacl
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cacl_cli.checkpoint import check_format, find_checkpoint, read_tensors, saved_config
-from cacl_cli.config import Config
+from cacl_cli.checkpoint import find_checkpoint, read_weights
+from cacl_cli.config import Config, resolve
 from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
 from cacl_cli.model.backbone import build_backbone
-from cacl_cli.model.cacl import Encoder
-from cacl_cli.model.heads import HEAD_NAMES
+from cacl_cli.model.build import encoder_from_config
 
 # Prefixes under which a backbone's parameters appear in the files we read.
 PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "backbone.", "")
@@ -31,19 +30,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _read_state(path: Path) -> tuple[dict, Config | None]:
-    """(state dict, cacl config or None) from a cacl checkpoint or a plain state dict file."""
-    raw = read_tensors(path, "checkpoint or state dict")
-    if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
-        check_format(raw, path)
-        return raw["model"], saved_config(raw, path)  # its config's errors are the answer
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]  # MoCo-v2's checkpoint layout
-    if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
-        raise CaclError(f"{path} holds no state dict of tensors")
-    return raw, None
 
 
 def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
@@ -81,7 +67,7 @@ def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Mo
     if checkpoint is None:
         return build_backbone(arch, width), {"source": "random init", "arch": arch, "width": width}
     path = find_checkpoint(Path(checkpoint))
-    state, config = _read_state(path)
+    state, config = read_weights(path)
     return _backbone_from_state(state, config, path, arch, width)
 
 
@@ -139,23 +125,22 @@ def load_encoder(
     three heads, labelled as such in the report.
     """
     if checkpoint is None:
-        return Encoder(arch, width, dim, HEAD_NAMES), {
+        shape = {"model.arch": arch, "model.width": width, "model.dim": dim}
+        return encoder_from_config(resolve("defaults", values=shape)), {
             "source": "random init",
             "arch": arch,
             "width": width,
         }
     path = find_checkpoint(Path(checkpoint))
-    state, config = _read_state(path)
+    state, config = read_weights(path)
     if config is None:
         backbone, report = _backbone_from_state(state, None, path, arch, width)
-        encoder = Encoder(report["arch"], report["width"], dim, ())
+        shape = {"model.arch": report["arch"], "model.width": report["width"], "model.dim": dim}
+        encoder = encoder_from_config(resolve("defaults", values=shape), heads=())
         encoder.backbone = backbone
         return encoder, report
     heads = config.heads.on()
-    model = config.model
-    encoder = Encoder(
-        model.arch, model.width, model.dim, heads, model.dense_stage, model.dense_neck
-    )
+    encoder = encoder_from_config(config)
     online = {k[len("online.") :]: v for k, v in state.items() if k.startswith("online.")}
     try:
         encoder.load_state_dict(online)

@@ -1,0 +1,125 @@
+"""g_C, the cycle-attention head (eqs. 5-6): a walk v -> v+ -> [v ; queue] that should return.
+
+Each cell of v jumps to v+ by attention, then back to v or to the queue's earlier cells. The
+soft cycle (the paper's) asks the return to follow the global head's affinities between v and
+v+; the hard cycle (eq. 6) asks each cell to come back to itself, or with ``cycle_target_sigma``
+to a Gaussian of cells around itself. ``cycle_pool`` runs the walk on regions of N x N cells.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from cacl_cli.errors import CaclError
+from cacl_cli.model import losses
+from cacl_cli.model.heads.base import DenseHead, Maps
+
+
+class CycleHead(DenseHead):
+    """``soft_target_head``: whose affinities make the soft target, ``global`` (the paper) or
+    ``cycle`` (its own among v's cells where the return lands, no gradient). ``reroll``: the
+    return lands on the momentum encoder's v under a fresh roll, not on v's online map.
+    ``memory_mb``: a budget for the second jump's HW x Q logits, over which they are computed
+    in chunks of rows (0: none)."""
+
+    name = "cycle"
+    queue_key = "moco.cycle_queue_size"
+
+    def __init__(self, weight: float, queue_size: int, tau: float, pixels_per_image: int,
+                 queue_matmul: str = "float32", soft: bool = True, soft_target_tau: float = 0.07,
+                 soft_target_head: str = "global", target_sigma: float = 0.0, pool: int = 1,
+                 reroll: bool = False, memory_mb: float = 0.0) -> None:  # fmt: skip
+        super().__init__(weight, queue_size, tau, pixels_per_image, queue_matmul)
+        self.soft, self.soft_target_tau = soft, soft_target_tau
+        self.soft_target_head = soft_target_head
+        self.target_sigma, self.pool, self.reroll = target_sigma, pool, reroll
+        self.memory_mb = memory_mb
+
+    @classmethod
+    def from_config(cls, cfg) -> "CycleHead":
+        loss = cfg.loss
+        return cls(loss.cycle_weight, cfg.moco.cycle_queue_size, loss.cycle_tau or loss.tau,
+                   cfg.moco.pixels_per_image, loss.queue_matmul, loss.soft_cycle,
+                   loss.soft_target_tau, loss.soft_target_head, loss.cycle_target_sigma,
+                   loss.cycle_pool, loss.cycle_return == "reroll", loss.cycle_memory_mb)  # fmt: skip
+
+    @classmethod
+    def check(cls, cfg, ranks: int) -> None:
+        loss = cfg.loss
+        if loss.soft_cycle and loss.soft_target_head == "global" and not cfg.heads["global"]:
+            raise CaclError(
+                "key 'loss.soft_cycle' needs the global head's affinities but "
+                "'heads.global' is off; set loss.soft_cycle=false, loss.soft_target_head=cycle "
+                "or heads.global=true"
+            )
+        super().check(cfg, ranks)
+
+    @classmethod
+    def _queue_size(cls, cfg) -> int:
+        return cfg.moco.cycle_queue_size
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """A unit-vector map average-pooled to ``pool``-cell regions, as unit vectors."""
+        if self.pool == 1:
+            return x
+        return F.normalize(F.avg_pool2d(x, self.pool, ceil_mode=True), dim=1)
+
+    def view(self, x: Maps) -> Maps:
+        """The maps the cycle reads (its own and the global head's), at its pooling."""
+        return {h: self.pooled(x[h]) for h in ("cycle", "global") if h in x}
+
+    def wants_landing(self) -> bool:
+        return self.reroll
+
+    def queued_map(self, k: Maps) -> torch.Tensor:
+        return self.pooled(k["cycle"])
+
+    def target(
+        self, q: Maps, k: Maps, landing: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """The target (B, HW, HW) for maps q, k (``view``) and the landing map: soft, a
+        neighbourhood of each cell, or None for eq. 6's identity."""
+        if self.soft and self.soft_target_head == "cycle":
+            landing = q["cycle"] if landing is None else landing
+            return losses.soft_cycle_target(landing, landing, self.soft_target_tau)
+        if self.soft:
+            return losses.soft_cycle_target(q["global"], k["global"], self.soft_target_tau)
+        if not self.target_sigma:
+            return None
+        b, _, h, w = q["cycle"].shape
+        target = losses.neighbourhood_target(h, w, self.target_sigma, q["cycle"].device)
+        return target.expand(b, -1, -1)
+
+    def loss(self, q: Maps, k: Maps, queue: torch.Tensor, landing: Maps | None) -> torch.Tensor:
+        qc, kc = self.view(q), self.view(k)
+        back = None if landing is None else self.pooled(landing["cycle"])
+        return losses.cycle_loss(
+            qc["cycle"], kc["cycle"], queue, self.tau, self.target(qc, kc, back),
+            chunk_rows=self._chunk_rows(), c_back=back,
+            matmul_dtype=self.queue_dtype(q["cycle"].device),
+        )  # fmt: skip
+
+    def _chunk_rows(self) -> int:
+        """Rows (cells of the batch) of the second jump whose queue logits fit the budget."""
+        if not self.memory_mb:
+            return 0
+        # float32 logits and their exp while a block is computed: about 2 copies of rows x Q
+        return max(1, int(self.memory_mb * 2**20 // (2 * 4 * self.queue_size)))
+
+    def health(self, q: Maps, k: Maps, queue: torch.Tensor, images: int = 4) -> dict[str, float]:
+        """``back_rate``: cells whose most likely return is themselves (on ``images`` images)."""
+        c, c_plus = (self.pooled(x["cycle"][:images]) for x in (q, k))
+        return {"cycle/back_rate": float(losses.cycle_back_rate(c, c_plus, queue, self.tau))}
+
+    def chance(self, q: Maps, k: Maps) -> float:
+        """M is uniform over HW + Q columns: log(HW + Q) for the hard cycle, less the target's
+        mean entropy for a soft one."""
+        q, k = self.view(q), self.view(k)
+        chance = math.log(q["cycle"].shape[2] * q["cycle"].shape[3] + self.queue_size)
+        target = self.target(q, k)
+        if target is not None:
+            chance -= float(-torch.special.xlogy(target, target).sum(2).mean())
+        return chance
