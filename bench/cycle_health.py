@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from cacl_cli.config import resolve
-from cacl_cli.training import pretrain
+from cacl_cli.api import resolve
+from cacl_cli.api import pretrain
 
 VARIANTS = {
     "soft, cycle queue 4096": ["loss.soft_cycle=true", "moco.cycle_queue_size=4096"],

@@ -79,21 +79,20 @@ def run_tree(root: Path, name: str, out: Path, args, extra: list[str]) -> dict:
 
 
 def masks_of(out: Path, name: str) -> list[np.ndarray]:
-    from cacl_cli.data.segmentation import read_index_png
+    from cacl_cli.api import read_index_png
 
     return [read_index_png(p) for p in sorted((out / name).glob("*.png"))]
 
 
 def compare(out_a: Path, out_b: Path, name: str, args) -> dict:
     """Pixel agreement of two runs' masks, and each one's J&F x100 by this tree's scorer."""
-    from cacl_cli.evaluate import davis
-    from cacl_cli.evaluate.propagate import open_sequence
+    from cacl_cli.api import open_sequence, score_sequence
 
     truth = open_sequence(args.davis, name, args.frames, "auto").truth()
     a, b = masks_of(out_a, name), masks_of(out_b, name)
     same = sum(int((x == y).sum()) for x, y in zip(a, b))
     pixels = sum(x.size for x in a)
-    jf_a, jf_b = (100 * davis.score_sequence(m, truth)["J&F"] for m in (a, b))
+    jf_a, jf_b = (100 * score_sequence(m, truth)["J&F"] for m in (a, b))
     return {"agree_pct": 100 * same / pixels, "jf_a": jf_a, "jf_b": jf_b}
 
 
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "davis_speed")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # the parent scores with this tree; children load their own
-    from cacl_cli.evaluate.propagate import sequences
+    from cacl_cli.api import sequences
 
     names = args.seq or sequences(args.davis)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
-from cacl_cli.progress import progress_bar  # noqa: E402
+from cacl_cli.api import progress_bar  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import cv2
 
-from cacl_cli.config import ExtractSection, section
-from cacl_cli.data import extract
+from cacl_cli.api import (ExtractSection, assign_ids, choose_starts, clip_id, find_videos,
+                          process_clip, resize_short_side, section, worker_init)  # fmt: skip
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 
 
 def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -> None:
     for path in videos:
-        cid = extract.clip_id(root, path)
+        cid = clip_id(root, path)
         cap = cv2.VideoCapture(str(path))
         count = 0
         while True:  # count by reading: the baseline trusts nothing either
@@ -40,14 +40,14 @@ def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -
         cap.release()
         wanted = [
             s + k * settings.stride
-            for s in extract.choose_starts(count, settings, cid)
+            for s in choose_starts(count, settings, cid)
             for k in range(settings.frames_per_clip)
         ]
         cap, t = cv2.VideoCapture(str(path)), 0
         while t <= max(wanted):
             ok, frame = cap.read()
             if t in wanted:
-                small = extract.resize_short_side(frame, settings.short_side)
+                small = resize_short_side(frame, settings.short_side)
                 cv2.imwrite(
                     str(out / f"{cid}_{t:06d}.jpg"),
                     small,
@@ -60,10 +60,10 @@ def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -
 def ours(
     root: Path, videos: list[Path], out: Path, settings: ExtractSection, workers: int
 ) -> None:
-    ids = extract.assign_ids(root, videos, {})
+    ids = assign_ids(root, videos, {})
     clips = [(path, ids[path], out, settings) for path in videos]
-    with get_context("forkserver").Pool(workers, initializer=extract.worker_init) as pool:
-        pool.starmap(partial(extract.process_clip, root), clips)
+    with get_context("forkserver").Pool(workers, initializer=worker_init) as pool:
+        pool.starmap(partial(process_clip, root), clips)
 
 
 def timed(fn, repeats: int) -> float:
@@ -89,7 +89,7 @@ def main() -> None:
         for k in range(args.copies):
             for name in ("01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4"):
                 shutil.copy(SHARED_VIDEOS / name, root / f"{k}_{name}")
-        videos = extract.find_videos(root)
+        videos = find_videos(root)
         exact = section("extract")
         seek = section("extract", seek=True)
         rows = [

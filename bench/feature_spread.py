@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cacl_cli.data.images import read_rgb, to_input  # noqa: E402
-from cacl_cli.evaluate.davis import read_annotation  # noqa: E402
-from cacl_cli.evaluate.propagate import open_sequence  # noqa: E402
-from cacl_cli.pretrained import load_backbone  # noqa: E402
+from cacl_cli.api import read_rgb, to_input  # noqa: E402
+from cacl_cli.api import read_annotation  # noqa: E402
+from cacl_cli.api import open_sequence  # noqa: E402
+from cacl_cli.api import load_backbone  # noqa: E402
 
 SEQUENCES = ["blackswan", "camel", "cows", "dog", "goat"]
 

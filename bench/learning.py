@@ -42,17 +42,18 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cacl_cli.progress import progress_bar  # noqa: E402
+from cacl_cli.api import HEADS, progress_bar  # noqa: E402
 
-# name -> pretrain overrides on top of the preset; None: no pretraining. Each table row states
+# name -> the method's preset, layered on the bench's recipe (--preset tiny-world: CACL's row is
+# the recipe itself, MoCo-v2's `tiny-world+moco-v2`); None: no pretraining. Each table row states
 # what these resolve to (heads, pixel shuffle, positive rule, cycle return, queue sizes).
-METHODS: dict[str, list[str] | None] = {
+METHODS: dict[str, str | None] = {
     "random init": None,
-    "MoCo-v2": ["heads.pixel=false", "heads.cycle=false", "model.pixel_shuffle=off"],
-    "two heads": ["heads.cycle=false"],
-    "CACL": [],
-    "CACL, no pixel shuffle": ["model.pixel_shuffle=off"],
-    "CACL, no pixel head": ["heads.pixel=false"],  # ablation: which dense head moves DAVIS
+    "MoCo-v2": "moco-v2",
+    "two heads": "two-heads",
+    "CACL": "",
+    "CACL, no pixel shuffle": "no-pixel-shuffle",
+    "CACL, no pixel head": "no-pixel-head",  # ablation: which dense head moves DAVIS
 }
 DIAGNOSTICS = {  # metrics.jsonl key -> table column
     "truth/pixel_positive_near": "P+ near",
@@ -104,10 +105,15 @@ class Benchmark:
             max(1, (os.cpu_count() or 1) // args.jobs)
         )
 
-    def method_config(self, method: str):
-        from cacl_cli.config import resolve
+    def method_preset(self, method: str) -> str:
+        """The recipe with the method's preset layered on it (``tiny-world+moco-v2``)."""
+        layer = METHODS[method]
+        return f"{self.args.preset}+{layer}" if layer else self.args.preset
 
-        return resolve(self.args.preset, (METHODS[method] or []) + self.args.set)
+    def method_config(self, method: str):
+        from cacl_cli.api import resolve
+
+        return resolve(self.method_preset(method), self.args.set)
 
     def records(self) -> list[dict]:
         if not self.results_path.is_file():
@@ -248,10 +254,11 @@ class Benchmark:
         run = folder / "run"
         every = max(1, self.args.steps // self.args.evals)
         keep = f"run.keep_checkpoints={self.args.evals + 1}"
-        pretrain_sets = METHODS[method] + [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
+        pretrain_sets = [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
         pretrain_sets += [f"run.checkpoint_every={every}", keep] + self.args.set
         # The same command starts the run or continues it after an interruption.
-        args = ["--preset", self.args.preset, *sets(pretrain_sets), "--out", str(run), "--resume"]
+        args = ["--preset", self.method_preset(method), *sets(pretrain_sets), "--out", str(run),
+                "--resume"]  # fmt: skip
         log = folder / "log.txt"
         return self.start_cacl("pretrain", *args, "--device", self.args.device, log=log)
 
@@ -348,9 +355,7 @@ def recipe(cfg) -> list[str]:
         letters += f" ({dense} on {stage}{f' + {neck}-block neck' if neck else ''})"
     positive = cfg.loss.pixel_positive if "pixel" in heads else "-"
     cycle = cfg.loss.cycle_return if "cycle" in heads else "-"
-    sizes = {"global": cfg.moco.queue_size, "pixel": cfg.moco.queue_size}
-    sizes["cycle"] = cfg.moco.cycle_queue_size
-    queues = " / ".join(str(sizes[h]) if h in heads else "-" for h in ("global", "pixel", "cycle"))
+    queues = " / ".join(str(HEADS[h].queue_size_in(cfg)) if h in heads else "-" for h in HEADS)
     return [letters, cfg.model.pixel_shuffle, positive, cycle, queues]
 
 

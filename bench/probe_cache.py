@@ -18,11 +18,11 @@ from tempfile import TemporaryDirectory
 import torch
 from rich.console import Console
 
-from cacl_cli.config import resolve
-from cacl_cli.data.segmentation import open_splits
-from cacl_cli.evaluate.probe import train_probe
-from cacl_cli.evaluate.common import prepare
-from cacl_cli.pretrained import load_backbone
+from cacl_cli.api import resolve
+from cacl_cli.api import open_splits
+from cacl_cli.api import train_probe
+from cacl_cli.api import prepare
+from cacl_cli.api import load_backbone
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
 
 def compare(ours: Path, theirs: Path) -> tuple[list[str], int]:
     """What differs between two run folders (empty: nothing), and how many tensors were read."""
-    from cacl_cli.checkpoint import latest_checkpoint
+    from cacl_cli.api import latest_checkpoint
 
     (_, a), (_, b) = latest_checkpoint(ours), latest_checkpoint(theirs)
     ta, tb = tensors({k: a[k] for k in ("model", "optimizer")}), tensors(

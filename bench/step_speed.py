@@ -48,11 +48,11 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from step_harness import commit_tree  # noqa: E402 - bench/ is this script's own folder
-from cacl_cli.config import resolve  # noqa: E402
-from cacl_cli.device import amp_dtype, autocast  # noqa: E402
-from cacl_cli.memory import reuse_freed_memory  # noqa: E402
-from cacl_cli.model.build import model_from_config  # noqa: E402
-from cacl_cli.optim import LARS, lars_param_groups  # noqa: E402
+from cacl_cli.api import resolve  # noqa: E402
+from cacl_cli.api import amp_dtype, autocast  # noqa: E402
+from cacl_cli.api import reuse_freed_memory  # noqa: E402
+from cacl_cli.api import model_from_config  # noqa: E402
+from cacl_cli.api import LARS, lars_param_groups  # noqa: E402
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
 NO_CYCLE = ["heads.cycle=false"]

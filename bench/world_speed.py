@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from cacl_cli.data.world import World  # noqa: E402
+from cacl_cli.api import World  # noqa: E402
 
 
 def clip_frames_per_s(world: World, clips: int, offset: int) -> float:
@@ -65,8 +65,8 @@ def main() -> None:
         args.clips, args.repeats = 2, 1
     import torch
 
-    from cacl_cli.config import resolve, section
-    from cacl_cli.training import build_batches
+    from cacl_cli.api import resolve, section
+    from cacl_cli.api import build_batches
 
     torch.set_num_threads(1)
     world = World(section("world", size=args.size), cached_clips=0)

@@ -21,7 +21,7 @@ from cacl_cli.errors import CaclError
 
 
 @dataclass(frozen=True)
-class Workers:
+class Place:
     """This process's place among the training processes."""
 
     rank: int = 0
@@ -37,29 +37,29 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
-def start(device: torch.device) -> tuple[Workers, torch.device]:
-    """Join torchrun's process group when launched by it; returns (workers, this rank's device).
+def start(device: torch.device) -> tuple[Place, torch.device]:
+    """Join torchrun's process group when launched by it; returns (place, this rank's device).
 
     Each rank of a node takes the GPU of its LOCAL_RANK. Outside torchrun: one worker, ``device``.
     A torchrun of one process still joins a group (and trains under DDP), which proves the setup.
     """
     if not launched_by_torchrun():
-        return Workers(), device
-    workers = Workers(
+        return Place(), device
+    place = Place(
         int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     )
     if device.type == "cuda":
-        if workers.local_rank >= torch.cuda.device_count():
+        if place.local_rank >= torch.cuda.device_count():
             raise CaclError(
-                f"LOCAL_RANK {workers.local_rank} but this node has "
+                f"LOCAL_RANK {place.local_rank} but this node has "
                 f"{torch.cuda.device_count()} GPUs; lower torchrun's --nproc-per-node"
             )
-        device = torch.device("cuda", workers.local_rank)
+        device = torch.device("cuda", place.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    return workers, device
+    return place, device
 
 
 def stop() -> None:

@@ -2,8 +2,8 @@
 
 LARS (You et al. 2017) scales each weight's update by trust * ||w|| / ||g + wd w||; biases and
 normalisation parameters are excluded from both that scaling and weight decay, as usual. The
-schedule is a precomputed per-step array (linear warm-up, then cosine to zero), so resuming needs
-only the step index.
+schedule (linear warm-up, then cosine to zero) is a function of the step index alone
+(``lr_at``), so resuming needs nothing else; probe and finetune use it with no warm-up.
 """
 
 from __future__ import annotations

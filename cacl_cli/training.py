@@ -31,7 +31,7 @@ from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
-from cacl_cli.distributed import Workers
+from cacl_cli.distributed import Place
 from cacl_cli.errors import CaclError, Interrupted, RunFailed
 from cacl_cli.files import remove_stale_temps
 from cacl_cli.model.backbone import OUTPUT_STRIDE
@@ -43,7 +43,7 @@ from cacl_cli.progress import progress_bar
 from cacl_cli.pretrained import load_backbone
 
 
-def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
+def build_batches(cfg: Config, place: Place = Place()) -> StepBatches:
     """This rank's share of each step's batch from ``data.path`` (pairs or image folder) or, without
     one, the built-in world."""
     if cfg.data.path:
@@ -52,7 +52,7 @@ def build_batches(cfg: Config, workers: Workers = Workers()) -> StepBatches:
         source = World(cfg.world)
     augment = PairAugment(cfg.augment, cfg.data.size)
     return StepBatches(
-        source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=workers.rank
+        source, augment, cfg.data.batch_size, cfg.data.stride, cfg.run.seed, rank=place.rank
     )
 
 
@@ -102,7 +102,7 @@ def _start_from(model: CACL, cfg: Config, console: Console) -> None:
 
 
 def _wrap(
-    model: CACL, cfg: Config, device: torch.device, workers: Workers, console: Console
+    model: CACL, cfg: Config, device: torch.device, place: Place, console: Console
 ) -> nn.Module:
     """The module the loop calls: the model itself, or under torchrun DDP around it."""
     if not torch.distributed.is_initialized():
@@ -131,16 +131,16 @@ def pretrain(
 
     Under torchrun every rank runs this; rank 0 alone writes the run folder and the progress.
     """
-    workers, device = distributed.start(device)
+    place, device = distributed.start(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        console = (console or Console()) if workers.is_main else Console(quiet=True)
-        run = set_up(cfg, run_dir, device, workers, resume, console)
+        console = (console or Console()) if place.is_main else Console(quiet=True)
+        run = set_up(cfg, run_dir, device, place, resume, console)
         train(run)
         run.metrics.close()
         if run.start >= cfg.schedule.steps:
             console.print(f"nothing to do: {run_dir} already finished {cfg.schedule.steps} steps")
-        elif workers.is_main:
+        elif place.is_main:
             _print_summary(run_dir, cfg, console)
         return run.good
     finally:
@@ -155,7 +155,7 @@ class Run:
     cfg: Config
     run_dir: Path
     device: torch.device
-    workers: Workers
+    place: Place
     console: Console
     batches: StepBatches
     model: CACL
@@ -172,38 +172,38 @@ class Run:
 
 
 def set_up(
-    cfg: Config, run_dir: Path, device: torch.device, workers: Workers, resume: bool,
+    cfg: Config, run_dir: Path, device: torch.device, place: Place, resume: bool,
     console: Console,
 ) -> Run:  # fmt: skip
     """Data, model, optimiser and precision; then the resumed state or ``model.init``."""
-    if workers.is_main:
+    if place.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True)
-    batches = build_batches(cfg, workers)
+    batches = build_batches(cfg, place)
     torch.manual_seed(cfg.run.seed)  # the same on every rank: shifts and picks stay in step
     model = model_from_config(cfg).to(device)
     if cfg.run.compile:
         compile_encoders(model)
-    net = _wrap(model, cfg, device, workers, console)  # DDP copies rank 0's weights everywhere
-    global_batch = cfg.data.batch_size * workers.world_size * cfg.optim.accum_steps
+    net = _wrap(model, cfg, device, place, console)  # DDP copies rank 0's weights everywhere
+    global_batch = cfg.data.batch_size * place.world_size * cfg.optim.accum_steps
     peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, global_batch)
     optimizer = LARS(lars_param_groups(model), lr=peak_lr, momentum=cfg.optim.momentum,
                      weight_decay=cfg.optim.weight_decay, trust=cfg.optim.trust)  # fmt: skip
     if torch.distributed.is_initialized():
         console.print(
-            f"torchrun: {workers.world_size} process(es), backend "
+            f"torchrun: {place.world_size} process(es), backend "
             f"{torch.distributed.get_backend()}, {global_batch} images per step"
         )
     # Training autocasts on CUDA only: bf16 training on the CPU needs its precision recorded in
     # config.yaml and pinned by the benchmarks first, so CPU runs stay float32 whatever run.amp.
     dtype = amp_dtype(cfg.run.amp, device) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    run = Run(cfg, run_dir, device, workers, console, batches, model, net, optimizer, scaler,
+    run = Run(cfg, run_dir, device, place, console, batches, model, net, optimizer, scaler,
               dtype, (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps), global_batch,
               MetricsLog(run_dir / "metrics.jsonl", events=True))  # fmt: skip
     _resume_or_init(run, resume)
-    run.truth = TruthCheck.wanted(cfg, device) if workers.is_main else None
+    run.truth = TruthCheck.wanted(cfg, device) if place.is_main else None
     return run
 
 
@@ -211,7 +211,7 @@ def _resume_or_init(run: Run, resume: bool) -> None:
     """Continue from the newest good checkpoint, else start from ``model.init`` if given; then
     the metrics log and config.yaml of the run as it now stands."""
     cfg, run_dir, console = run.cfg, run.run_dir, run.console
-    if run.workers.is_main:
+    if run.place.is_main:
         for folder in (run_dir, run_dir / "checkpoints"):
             remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
@@ -223,7 +223,7 @@ def _resume_or_init(run: Run, resume: bool) -> None:
         _start_from(run.model, cfg, console)
     if resume and not found:  # a mistyped --out shows here rather than passing unnoticed
         console.print(f"{run_dir} holds no checkpoint yet: starting the run")
-    if run.workers.is_main:
+    if run.place.is_main:
         run.metrics.truncate_after(run.start)
         write_config(cfg, run_dir / "config.yaml")
 
@@ -245,7 +245,7 @@ def train(run: Run) -> None:
             optimizer.zero_grad(set_to_none=True)
             model.momentum_update()  # once per optimiser step, before its first micro-batch
             done = step + 1
-            logged = run.workers.is_main and (done % cfg.run.log_every == 0 or done == steps)
+            logged = run.place.is_main and (done % cfg.run.log_every == 0 or done == steps)
             out, data_time = _accumulated_step(run.net, loader, run.batches, accum, scaler,
                                                run.dtype, run.device, logged)  # fmt: skip
             halt = _go_on_together(run, out, bool(stop), done)
@@ -308,7 +308,7 @@ def log_step(run: Run, out: CACLOutput, step: int, step_time: float, data_time: 
 
 def checkpoint(run: Run, done: int) -> None:
     """Rank 0 writes the checkpoint of step ``done``; no rank goes on before it exists."""
-    if run.workers.is_main:
+    if run.place.is_main:
         state = training_state(run.model, run.optimizer, run.scaler, done, run.cfg)
         run.good = _save(run.run_dir, done, state, run.cfg.run.keep_checkpoints, run.good)
     distributed.barrier()

@@ -14,6 +14,7 @@ PACKAGE = ROOT / "cacl_cli"
 LAYERS = {
     "commands": 3,
     "cli": 3,
+    "api": 3,
     "__main__": 3,
     "training": 2,
     "evaluate": 2,
@@ -159,3 +160,14 @@ def test_every_command_help_shows_an_example_and_the_shared_options():
         shown = run_cacl(command, "--help").stdout
         assert "--random-init" in shown and "--device" in shown, command
     assert "--pixels" not in run_cacl("visualize", "--help").stdout  # one name: --pixel
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject lists the packages by name: a new folder of modules must be listed there too."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {"cacl_cli." + ".".join(p.parent.relative_to(PACKAGE).parts)
+             for p in PACKAGE.rglob("__init__.py")} | {"cacl_cli"}  # fmt: skip
+    found = {name.rstrip(".") for name in found}
+    assert found <= set(setuptools["packages"])

@@ -29,6 +29,7 @@ def finetune_command(
     """
     with report_errors():
         cfg = options.settings("finetune", preset, overrides, data=data)
+        options.one_weights_source(checkpoint=checkpoint, random_init=random_init)
         from rich.console import Console
 
         from cacl_cli.evaluate.finetune import run_finetune

@@ -9,6 +9,7 @@ import typer
 
 from cacl_cli.config import DEFAULT_PRESETS, Config, check_run, preset_names, resolve
 from cacl_cli.data.layouts import segmentation_layout
+from cacl_cli.errors import CaclError
 from cacl_cli.outputs import default_folder
 
 Preset = typer.Option(None, "--preset", help="Preset name (see `cacl presets`) or a YAML file.")
@@ -78,6 +79,18 @@ def _layout_decides(command: str, data: Path, values: dict) -> tuple[str, dict]:
         preset, values = DEFAULT_PRESETS[command], values | {"eval.dataset": kind}
     typer.echo(f"--data {data}: a {kind} layout; using preset {preset}")
     return preset, values
+
+
+def one_weights_source(required: bool = True, **given) -> str | None:
+    """The name of the one weights option given (``checkpoint=PATH, random_init=False, ...``),
+    refusing several, and none where ``required``: the one place this rule is checked."""
+    named = [name for name, value in given.items() if value]
+    flags = ", ".join(f"--{name.replace('_', '-')}" for name in given)
+    if len(named) > 1:
+        raise CaclError(f"give one of {flags}, not several")
+    if required and not named:
+        raise CaclError(f"give one of {flags} (--random-init: the floor to beat)")
+    return named[0] if named else None
 
 
 def out_folder(out: Path | None, command: str, cfg: Config) -> Path:

@@ -29,6 +29,7 @@ def probe_command(
     """
     with report_errors():
         cfg = options.settings("probe", preset, overrides, data=data)
+        options.one_weights_source(checkpoint=checkpoint, random_init=random_init)
         from rich.console import Console
 
         from cacl_cli.evaluate.probe import run_probe

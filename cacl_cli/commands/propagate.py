@@ -81,14 +81,15 @@ def propagate_command(
         flags |= {"propagate.size": size, "propagate.context": context, "propagate.topk": topk}
         flags |= {"propagate.radius": radius, "propagate.frames": frames, "propagate.layer": layer}
         cfg = options.settings("propagate", preset, overrides, flags)
+        source = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
+        options.one_weights_source(**source)
         from rich.console import Console
 
         from cacl_cli.evaluate.propagate import run_propagation
 
         console = Console()
-        weights = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
         with claimed(options.out_folder(out, "propagate", cfg), "propagate", overwrite) as folder:
             path = run_propagation(
-                cfg, davis, sequence, split, weights, folder, device, console, pages=html
+                cfg, davis, sequence, split, source, folder, device, console, pages=html
             )
         console.print(f"results in {path}")

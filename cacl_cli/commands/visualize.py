@@ -70,9 +70,9 @@ def visualize_command(
     Example: cacl visualize frames/ --pixel 120,80 --pixel grid:3x2 --checkpoint runs/mine
     """
     with report_errors():
-        if sum(map(bool, (checkpoint, compare, random_init))) > 1:
-            raise CaclError("give one of --checkpoint, --compare or --random-init, not several")
         cfg = options.settings("visualize", preset, overrides)
+        options.one_weights_source(False, checkpoint=checkpoint, compare=compare,
+                                   random_init=random_init)  # fmt: skip
         from rich.console import Console
 
         from cacl_cli.device import resolve_device

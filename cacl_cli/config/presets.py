@@ -67,7 +67,10 @@ def _read_yaml(path: Path) -> dict:
 
 
 def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
-    """The preset's own keys merged over its bases; returns (tree, names from base to self)."""
+    """The preset's own keys merged over its bases; returns (tree, names from base to self).
+    ``a+b`` layers presets as ``base: [a, b]`` would, with no file of its own."""
+    if "+" in name_or_path and not Path(name_or_path).is_file():
+        return _layered(name_or_path.split("+"), seen)
     path = _preset_path(name_or_path)
     key = str(path.resolve())
     if key in seen:
@@ -82,12 +85,21 @@ def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, li
     bases = [base] if isinstance(base, str) else base
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise CaclError(f"{path}: 'base' must name a preset, or list presets to layer in order")
-    merged, chain = {}, []
-    for name in bases:
-        base_tree, base_chain = _load_chain(name, seen + (key,))
-        merged = _merge(merged, base_tree)
-        chain += [n for n in base_chain if n not in chain]
+    merged, chain = _layered(bases, seen + (key,))
     return _merge(merged, tree), chain + [path.stem]
+
+
+def _layered(names: list[str], seen: tuple[str, ...]) -> tuple[dict, list[str]]:
+    """Presets merged left to right (a later one's keys win), and their chains in that order."""
+    merged: dict = {}
+    chain: list[str] = []
+    for name in names:
+        if not name:
+            raise CaclError("an empty preset name in a layered preset; write them as a+b")
+        tree, names_in = _load_chain(name, seen)
+        merged = _merge(merged, tree)
+        chain += [n for n in names_in if n not in chain]
+    return merged, chain
 
 
 def preset_description(name: str) -> str:
@@ -212,14 +224,15 @@ def resolve(
     """
     defaults = _defaults()
     tree, chain = _load_chain(preset)
-    tree = _validate(tree, defaults, f"preset {chain[-1]}")
+    name = preset if "+" in preset and not Path(preset).is_file() else chain[-1]
+    tree = _validate(tree, defaults, f"preset {name}")
     merged = _merge(defaults, tree)
     for text in overrides:
         key, value = parse_override(text)
         merged = _merge(merged, _validate(_nest(key, value), defaults, "--set"))
     for key, value in (values or {}).items():
         merged = _merge(merged, _validate(_nest(key, value), defaults, "option"))
-    merged["preset"] = {"name": chain[-1], "chain": chain}
+    merged["preset"] = {"name": name, "chain": chain}
     return Config.from_tree(merged)
 
 

@@ -174,7 +174,7 @@ class LossSection:
         0.0,
         "budget for the cycle's queue logits (B x HW x Q floats); over it they are computed in "
         "chunks of rows, with the same result. 0: no budget",
-        span=(0, 10**80.0),
+        span=(0, 1e9),
     )
     cycle_return: str = key(
         "self",
@@ -284,9 +284,9 @@ class OptimSection:
 
 @dataclass(frozen=True)
 class ScheduleSection:
-    steps: int = key(100000, "pretrain", span=(1, 10**80))
+    steps: int = key(100000, "pretrain", span=(1, 10**9))
     warmup_steps: int = key(
-        1000, "pretrain: linear warm-up before the cosine decay", span=(0, 10**80),
+        1000, "pretrain: linear warm-up before the cosine decay", span=(0, 10**9),
     )
     epochs: int = key(300, "probe and finetune (cosine decay, no warm-up)", span=(1, 10**7))
 
@@ -352,7 +352,7 @@ class WorldSection:
     speed: float = key(1.5, "object speed, pixels per frame at most", span=(0, 1000.0))
     pan: float = key(1.0, "camera pan, pixels per frame at most", span=(0, 1000.0))
     frames: int = key(32, "frames per clip", span=(2, 100000))
-    clips: int = key(10000, "clips in the training split", span=(1, 10**80))
+    clips: int = key(10000, "clips in the training split", span=(1, 10**9))
     seed: int = key(0, "the world itself; independent of run.seed", span=SEED)
 
 
@@ -369,7 +369,7 @@ class ExtractSection:
     quality: int = key(90, "JPEG quality", span=(1, 100))
     workers: int = key(0, "processes (0: one per core)", span=(0, 1024))
     seed: int = key(0, "seeds the start frames (per clip id)", span=SEED)
-    timeout: float = key(120.0, "seconds allowed per clip", span=(1, 10**7.0))
+    timeout: float = key(120.0, "seconds allowed per clip", span=(1, 1e7))
     extensions: tuple = key((), "video suffixes to take; empty: the common ones")
     seek: bool = key(False, "seek to keyframes: faster, but wrong frames on open-GOP files")
 

@@ -29,14 +29,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
-    """Area-resampled so the short side is ``short_side`` (0: unchanged)."""
+def resize_short_side(
+    frame: np.ndarray, short_side: int, interpolation: int = cv2.INTER_AREA
+) -> np.ndarray:
+    """Resampled (area by default; nearest for label maps) so the short side is ``short_side``
+    (0: unchanged)."""
     h, w = frame.shape[:2]
     if short_side <= 0 or min(h, w) == short_side:
         return frame
     scale = short_side / min(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame, size, interpolation=interpolation)
 
 
 def stride_size(width: int, height: int, short_side: int) -> tuple[int, int]:

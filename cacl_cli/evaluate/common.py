@@ -19,11 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from cacl_cli.data.images import normalise
+from cacl_cli.data.images import normalise, resize_short_side
 from cacl_cli.config import Config, write_config
 from cacl_cli.data.segmentation import SegmentationSet, open_splits
 from cacl_cli.device import resolve_device
-from cacl_cli.errors import CaclError
 from cacl_cli.files import write_text_atomic
 from cacl_cli.evaluate.metrics import CONVENTION, IGNORE_INDEX, confusion_matrix, scores
 
@@ -45,9 +44,8 @@ def start_eval_run(
     run_dir: Path,
     device: str | None,
 ) -> EvalRun:
-    """Check the weights option and open both splits; nothing is written until the report."""
-    if (checkpoint is None) == (not random_init):
-        raise CaclError("give --checkpoint RUN_OR_FILE, or --random-init for the floor")
+    """Open both splits (the command checked that one weights option is given); nothing is
+    written until the report."""
     torch.manual_seed(cfg.run.seed)  # a random-init backbone is then a function of run.seed
     train, val = open_splits(cfg.eval, cfg.world, data)
     return EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), train, val)
@@ -57,12 +55,8 @@ def prepare(
     image: np.ndarray, mask: np.ndarray, short_side: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Resize (short side, 0 = keep), normalise: -> (3, H, W) float and (H, W) long."""
-    if short_side > 0:
-        h, w = mask.shape
-        scale = short_side / min(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    image = resize_short_side(image, short_side, cv2.INTER_LINEAR)
+    mask = resize_short_side(mask, short_side, cv2.INTER_NEAREST)
     return normalise(image), torch.from_numpy(mask.astype(np.int64))
 
 

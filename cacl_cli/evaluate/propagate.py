@@ -250,7 +250,7 @@ def run_propagation(
     root: Path,
     names: list[str] | None,
     split: Path | None,
-    weights: dict,
+    source_options: dict,
     out: Path,
     device: str | None,
     console,
@@ -259,8 +259,8 @@ def run_propagation(
     """Propagate every chosen sequence; write its masks and results.json (returned) into ``out``,
     and with ``pages`` one HTML page per sequence (masks over frames, a slider, J and F per frame).
 
-    ``weights``: {checkpoint, random_init, baseline}, exactly one given. ``cfg`` gives the
-    ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
+    ``source_options``: {checkpoint, random_init, baseline}, one given (the command checks).
+    ``cfg`` gives the ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
     """
     from cacl_cli.device import resolve_device
     from cacl_cli.progress import progress_bar
@@ -268,7 +268,7 @@ def run_propagation(
     protocol = cfg.propagate
     names = chosen_sequences(root, names, split)
     run_device = resolve_device(device or cfg.run.device)
-    featurize, source = _featurizer(cfg, weights, protocol, run_device)
+    featurize, source = _featurizer(cfg, source_options, protocol, run_device)
     scores = {}
     with progress_bar(console, "propagate") as progress:
         opened = [open_sequence(root, n, cfg.propagate.frames, protocol.labels) for n in names]
@@ -324,18 +324,13 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
     sequence_page(sequence.name, frames, names, predicted, truth, scored, source["source"], path)
 
 
-def _featurizer(cfg, weights: dict, protocol, device) -> tuple:
+def _featurizer(cfg, source_options: dict, protocol, device) -> tuple:
     """(frame -> features or None for copy, a description of the source)."""
     from cacl_cli.device import amp_dtype
     from cacl_cli.model.backbone import through_stage
     from cacl_cli.pretrained import load_backbone
 
-    given = [k for k in ("checkpoint", "random_init", "baseline") if weights.get(k)]
-    if len(given) != 1:
-        raise CaclError(
-            "give one of --checkpoint RUN_OR_FILE, --random-init or --baseline copy|colour"
-        )
-    baseline = weights.get("baseline")
+    baseline = source_options.get("baseline")
     if baseline:
         if baseline not in BASELINES:
             raise CaclError(f"--baseline {baseline}: use one of {', '.join(BASELINES)}")
@@ -344,7 +339,8 @@ def _featurizer(cfg, weights: dict, protocol, device) -> tuple:
             return None, source
         return colour_features(protocol.size, device), source
     torch.manual_seed(cfg.run.seed)
-    backbone, report = load_backbone(weights.get("checkpoint"), cfg.model.arch, cfg.model.width)
+    checkpoint = source_options.get("checkpoint")
+    backbone, report = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
     backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
     source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
     dtype = amp_dtype(cfg.run.amp, device)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cacl_cli.data.images import normalise, stride_size
+from cacl_cli.data.images import to_input
 from cacl_cli.errors import CaclError
 from cacl_cli.files import write_atomic
 
@@ -36,11 +36,11 @@ class SimilarityMap:
 
 @torch.no_grad()
 def feature_maps(
-    encoder: nn.Module, frame: np.ndarray, size: tuple[int, int], device: torch.device
+    encoder: nn.Module, frame: np.ndarray, short_side: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
-    """Unit-length feature maps (D, h, w) of every space for one RGB frame."""
-    resized = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    out = encoder(normalise(resized).unsqueeze(0).to(device))
+    """Unit-length feature maps (D, h, w) of every space for one RGB frame, fed to the network
+    as every command feeds a frame (``images.to_input``)."""
+    out = encoder(to_input(frame, short_side).to(device))
     return {k: F.normalize(v[0].float().cpu(), dim=0) for k, v in out.items() if v.dim() == 4}
 
 
@@ -221,10 +221,9 @@ def run_visualize(
     frame_t, frame_s = read_frames(frames, [frame, frame + stride])
     height, width = frame_t.shape[:2]
     points = source_pixels(pixel, width, height)
-    work = stride_size(width, height, size)
     found = []  # (title, point, maps) per row
     for run_index, (name, encoder) in enumerate(encoders(model, sources, device)):
-        maps_t, maps_s = (feature_maps(encoder, f, work, device) for f in (frame_t, frame_s))
+        maps_t, maps_s = (feature_maps(encoder, f, size, device) for f in (frame_t, frame_s))
         for k, point in enumerate(points):
             maps = similarity_maps(maps_t, maps_s, point, (width, height))
             for m in maps:

@@ -24,7 +24,7 @@ def test_presets_live_inside_the_package():
 
 def test_base_inheritance_and_preset_values():
     moco = resolve("moco-v2-r18")
-    assert moco.preset.chain == ("r18-kinetics", "moco-v2-r18")
+    assert moco.preset.chain == ("r18-kinetics", "moco-v2", "moco-v2-r18")
     assert (moco.heads["global"], moco.heads.pixel, moco.heads.cycle) == (True, False, False)
     assert moco.data.size == 224  # from the base
     assert resolve("tiny-world").model.width == 16
@@ -146,3 +146,33 @@ def test_typed_views_match_the_schema_and_are_read_only():
 def test_option_values_are_taken_as_typed_not_as_yaml():
     cfg = resolve("tiny-world", values={"data.path": "2024", "model.init": "yes"})
     assert cfg.data.path == "2024" and cfg.model.init == "yes"
+
+
+def test_presets_layer_left_to_right_in_a_file_and_with_a_plus(tmp_path):
+    """``base: [a, b]`` and ``--preset a+b`` merge a, then b (its keys win), then the file's own."""
+    layered = tmp_path / "mine.yaml"
+    layered.write_text("base: [tiny-world, moco-v2]\noptim: {lr: 2.0}\n")
+    cfg = resolve(str(layered))
+    assert cfg.preset.chain == ("tiny-world", "moco-v2", "mine")
+    assert cfg.model.width == 16 and cfg.heads.on() == ("global",) and cfg.optim.lr == 2.0
+    plus = resolve("tiny-world+moco-v2")
+    assert plus.preset.name == "tiny-world+moco-v2"
+    assert {**plus.plain(), "preset": None} == {**resolve(str(layered), ["optim.lr=16.0"]).plain(),
+                                                "preset": None}  # fmt: skip
+    later = tmp_path / "pixel-on.yaml"
+    later.write_text("heads: {pixel: true}\n")
+    assert resolve(f"moco-v2+{later}").heads.on() == ("global", "pixel")  # the later layer wins
+
+
+@pytest.mark.parametrize("base,message", [
+    ("base: [tiny-world, 3]", "list presets to layer"),
+    ("base: []", "list presets to layer"),
+    ("base: [tiny-world, nosuch]", "unknown preset 'nosuch'"),
+])  # fmt: skip
+def test_a_bad_layer_is_named(tmp_path, base, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "\n")
+    with pytest.raises(CaclError, match=message):
+        resolve(str(bad))
+    with pytest.raises(CaclError, match="empty preset name"):
+        resolve("tiny-world+")

@@ -70,6 +70,7 @@ def _conv(cin, cout, dilation):
     ]
 
 
+@pytest.mark.slow  # 45 s: renders and fits hundreds of frames
 def test_colour_alone_does_not_reveal_the_class():
     """A per-pixel colour classifier (Bayes on a 8x8x8 colour histogram) against a small CNN that
     sees texture and shape, both fitted on the same labelled frames and scored on held-out ones."""

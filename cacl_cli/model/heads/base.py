@@ -60,7 +60,7 @@ class Head:
     @classmethod
     def check(cls, cfg, ranks: int) -> None:
         """Refuse (``CaclError``) a config on which this head cannot train, naming the keys."""
-        size, arriving = cls._queue_size(cfg), cls.keys_per_step(cfg, ranks)
+        size, arriving = cls.queue_size_in(cfg), cls.keys_per_step(cfg, ranks)
         if size % arriving and arriving % size:
             # Each key must stay the same number of steps, so the pointer never splits a batch.
             raise CaclError(
@@ -69,7 +69,7 @@ class Head:
             )
 
     @classmethod
-    def _queue_size(cls, cfg) -> int:
+    def queue_size_in(cls, cfg) -> int:
         return cfg.moco.queue_size
 
     @classmethod

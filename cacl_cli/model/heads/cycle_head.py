@@ -41,10 +41,12 @@ class CycleHead(DenseHead):
     @classmethod
     def from_config(cls, cfg) -> "CycleHead":
         loss = cfg.loss
-        return cls(loss.cycle_weight, cfg.moco.cycle_queue_size, loss.cycle_tau or loss.tau,
-                   cfg.moco.pixels_per_image, loss.queue_matmul, loss.soft_cycle,
-                   loss.soft_target_tau, loss.soft_target_head, loss.cycle_target_sigma,
-                   loss.cycle_pool, loss.cycle_return == "reroll", loss.cycle_memory_mb)  # fmt: skip
+        return cls(
+            loss.cycle_weight, cls.queue_size_in(cfg), loss.cycle_tau or loss.tau,
+            cfg.moco.pixels_per_image, loss.queue_matmul, loss.soft_cycle, loss.soft_target_tau,
+            loss.soft_target_head, loss.cycle_target_sigma, loss.cycle_pool,
+            loss.cycle_return == "reroll", loss.cycle_memory_mb,
+        )  # fmt: skip
 
     @classmethod
     def check(cls, cfg, ranks: int) -> None:
@@ -58,7 +60,7 @@ class CycleHead(DenseHead):
         super().check(cfg, ranks)
 
     @classmethod
-    def _queue_size(cls, cfg) -> int:
+    def queue_size_in(cls, cfg) -> int:
         return cfg.moco.cycle_queue_size
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:

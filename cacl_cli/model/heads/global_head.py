@@ -25,7 +25,7 @@ class GlobalHead(Head):
 
     @classmethod
     def from_config(cls, cfg) -> "GlobalHead":
-        return cls(cfg.loss.global_weight, cfg.moco.queue_size, cfg.loss.tau)
+        return cls(cfg.loss.global_weight, cls.queue_size_in(cfg), cfg.loss.tau)
 
     @classmethod
     def keys_per_step(cls, cfg, ranks: int) -> int:

@@ -28,7 +28,7 @@ class PixelHead(DenseHead):
     @classmethod
     def from_config(cls, cfg) -> "PixelHead":
         loss = cfg.loss
-        return cls(loss.pixel_weight, cfg.moco.queue_size, loss.tau, cfg.moco.pixels_per_image,
+        return cls(loss.pixel_weight, cls.queue_size_in(cfg), loss.tau, cfg.moco.pixels_per_image,
                    loss.queue_matmul, loss.pixel_positive,
                    loss.pixel_negatives == "queue_and_image")  # fmt: skip
 

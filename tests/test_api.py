@@ -1,0 +1,48 @@
+"""The public API: what it lists exists, and the benchmarks use nothing else of the package."""
+
+import ast
+
+import cacl_cli.api as api
+from tests.conftest import ROOT
+
+# Code that loads another commit's package to time or compare it reaches that package's own
+# modules, whatever they were then: the harness itself and davis_speed's timed child.
+OTHER_TREES = {("step_harness.py", None), ("davis_speed.py", "child")}
+
+
+def _package_imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cacl_cli"):
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("cacl_cli")]
+    return found
+
+
+def _checked_parts(path) -> list[ast.AST]:
+    """The file, less the functions that load another commit's package."""
+    tree = ast.parse(path.read_text())
+    if (path.name, None) in OTHER_TREES:
+        return []
+    skipped = {name for file, name in OTHER_TREES if file == path.name}
+    return [node for node in tree.body
+            if not (isinstance(node, ast.FunctionDef) and node.name in skipped)]  # fmt: skip
+
+
+def test_every_listed_name_exists():
+    assert all(hasattr(api, name) for name in api.__all__)
+    assert len(set(api.__all__)) == len(api.__all__)
+
+
+def test_benchmarks_use_only_the_command_and_the_public_api():
+    reaching = []
+    for path in sorted((ROOT / "bench").glob("*.py")):
+        for part in _checked_parts(path):
+            for module, names in _package_imports(part):
+                if module == "cacl_cli.api" and set(names) <= set(api.__all__):
+                    continue
+                if (module, names) in (("cacl_cli", ["cli"]), ("cacl_cli.cli", [])):
+                    continue
+                reaching.append(f"bench/{path.name}: {module} {names}")
+    assert not reaching
