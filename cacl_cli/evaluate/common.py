@@ -140,10 +140,10 @@ def write_report(
     return path
 
 
-def fingerprint(cfg, weights: dict, train: SegmentationSet, val: SegmentationSet) -> dict:
+def fingerprint(cfg, loaded: dict, train: SegmentationSet, val: SegmentationSet) -> dict:
     """What a result depends on, so two numbers can be told comparable or not."""
     return {
-        "checkpoint": weights,
+        "checkpoint": loaded,
         "dataset": cfg.eval.dataset,
         "train_split": train.name,
         "val_split": val.name,

@@ -110,16 +110,13 @@ def run_explorer(
     encoder (``None``: a random init of the ``model`` section), into the page at ``path``.
     Returns the page's size in bytes and the frame numbers shown."""
     from cacl_cli.data.frames import read_frames
-    from cacl_cli.data.images import stride_size
     from cacl_cli.evaluate.visualize import encoders, feature_maps
 
     indices = [frame + k * stride for k in range(targets + 1)]
     images = read_frames(frames, indices)
-    height, width = images[0].shape[:2]
-    work = stride_size(width, height, size)
     runs = []
     for name, encoder in encoders(model, sources, device):
-        per_frame = [feature_maps(encoder, image, work, device) for image in images]
+        per_frame = [feature_maps(encoder, image, size, device) for image in images]
         runs.append((name, {space: [maps[space] for maps in per_frame] for space in per_frame[0]}))
     return explorer_page(images, indices, runs, channels, path), indices
 

@@ -50,15 +50,15 @@ def run_finetune(
     Table 4's layout and writes subset-F.txt files and results.json (returned) into ``run_dir``."""
     run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
     train, val = run.train, run.val
-    rows, weights = {}, {}
+    rows, loaded = {}, {}
     for fraction in cfg.eval.fractions:
         indices = subset(len(train), fraction, cfg.eval.subset_seed)
         write_subset(run_dir / f"subset-{fraction:g}.txt", train, indices)
-        backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+        backbone, loaded = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
         label = f"finetune {fraction:g}% ({len(indices)} images)"
         result = finetune_once(cfg, backbone, train, indices, val, run.device, console, label)
         rows[f"{fraction:g}%"] = {"images": len(indices), **result}
-    table = Table("", *rows, title=f"fine-tuning from {weights['source']}: mIoU (mAcc)")
+    table = Table("", *rows, title=f"fine-tuning from {loaded['source']}: mIoU (mAcc)")
     table.add_row(
         "mIoU", *(f"{100 * r['miou']:.1f} ({100 * r['macc']:.1f})" for r in rows.values())
     )
@@ -73,7 +73,7 @@ def run_finetune(
         f"fine-tuning {list(rows)[-1]}",
         list(rows.values())[-1],
         val.classes,
-        fingerprint(cfg, weights, train, val),
+        fingerprint(cfg, loaded, train, val),
         console,
         extra={"fractions": summary, "subset_seed": cfg.eval.subset_seed},
     )

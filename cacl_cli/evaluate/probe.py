@@ -49,16 +49,16 @@ def run_probe(
     """The whole protocol into ``run_dir``: config.yaml, classifier.pt, results.json (returned)."""
     run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
     train, val = run.train, run.val
-    backbone, weights = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    backbone, loaded = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
     console.print(
-        f"probe: {weights['source']} ({cfg.eval.layer}) on {train.name} ({len(train)} images), "
+        f"probe: {loaded['source']} ({cfg.eval.layer}) on {train.name} ({len(train)} images), "
         f"evaluated on {val.name} ({len(val)})"
     )
     backbone = through_stage(backbone, cfg.eval.layer).to(run.device)
     head, facts = train_probe(cfg, backbone, train, run_dir, run.device, console)
     result = probe_scores(backbone, head, val, cfg.eval.resize, run.device)
     write_atomic(run_dir / "classifier.pt", lambda fh: torch.save(head.state_dict(), fh))
-    report = fingerprint(cfg, weights, train, val) | {"layer": cfg.eval.layer}
+    report = fingerprint(cfg, loaded, train, val) | {"layer": cfg.eval.layer}
     path = write_report(cfg, run_dir, "linear probe", result, val.classes, report, console, facts)
     console.print(f"backbone unchanged after training: yes; results in {path}")
     return path
