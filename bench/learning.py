@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -359,11 +360,20 @@ def recipe(cfg) -> list[str]:
     return [letters, cfg.model.pixel_shuffle, positive, cycle, queues]
 
 
+def _mean_std(stats: dict) -> str:
+    """``mean ± std``; ``-`` for a yardstick not measured, no spread for a single seed."""
+    if not stats["values"]:
+        return "-"
+    if len(stats["values"]) == 1:
+        return f"{stats['mean']:.2f}"
+    return f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+
+
 def _cell(stats: dict) -> str:
     if not stats["values"]:
         return "-"
     seeds = ", ".join(f"{v:.2f}" for v in stats["values"])
-    return f"**{stats['mean']:.2f} ± {stats['std']:.2f}** ({seeds})"
+    return f"**{_mean_std(stats)}** ({seeds})"
 
 
 def _versus(row: dict, base: dict | None, yardstick: str) -> str:
@@ -373,6 +383,8 @@ def _versus(row: dict, base: dict | None, yardstick: str) -> str:
     mine, theirs = row[yardstick], base[yardstick]
     gap = mine["mean"] - theirs["mean"]
     bound = 2 * max(mine["std"], theirs["std"])
+    if math.isnan(bound):  # a single seed has no spread to compare the gap with
+        return f"{gap:+.2f} (one seed: no spread)"
     return f"{gap:+.2f} ({'>' if gap > bound else '<='} {bound:.2f})"
 
 
@@ -580,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("method", "probe mIoU", "DAVIS J&F x100", "world J&F x100", "seeds"):
         table.add_column(column)
     for r in rows:
-        cells = [f"{r[y]['mean']:.2f} ± {r[y]['std']:.2f}" for y in ("probe", "davis", "world")]
+        cells = [_mean_std(r[y]) for y in ("probe", "davis", "world")]
         table.add_row(r["method"], *cells, str(len(r["probe"]["values"])))
     console.print(table)
     console.print(f"raw: {bench.results_path}\ntable: {bench.out / 'table.md'}")

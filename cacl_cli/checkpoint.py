@@ -165,11 +165,12 @@ class MetricsLog:
     with one write; a resume drops the records past its step, and any line a kill tore.
 
     With ``events`` and the ``tensorboard`` extra installed, every number of a record also goes
-    to TensorBoard event files in ``tensorboard/`` beside them (``tensorboard --logdir RUN``).
+    to TensorBoard event files in ``tensorboard/`` beside them (``tensorboard --logdir RUN``);
+    without the extra, ``note`` says once that there are none.
     """
 
-    def __init__(self, path: Path, events: bool = False) -> None:
-        self.path = path
+    def __init__(self, path: Path, events: bool = False, note=print) -> None:
+        self.path, self.note = path, note
         self.csv_path = path.with_suffix(".csv")
         self.events, self.writer, self.resumed_at = events, None, 0
         self.header: list[str] | None = None  # metrics.csv's columns, read once
@@ -203,8 +204,12 @@ class MetricsLog:
         if self.writer is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # the tensorboard extra is not installed
+            except ImportError:
                 self.events = False
+                self.note(
+                    "note: no TensorBoard event files (the tensorboard extra is not installed: "
+                    "pip install 'cacl-video[tensorboard]'); metrics.jsonl and metrics.csv as usual"
+                )
                 return
             # A resumed run drops the events past its step, as it drops the records.
             purge = self.resumed_at + 1 if self.resumed_at else None

@@ -24,7 +24,9 @@ DISTRIBUTION = "cacl-video"  # what pip installs; the command stays `cacl`
 app = typer.Typer(
     name="cacl",
     help="Cycle-Attention Contrastive Learning: learn segmentation features from unlabeled video.",
-    rich_markup_mode="rich",
+    # Help is printed as written: no markup, so "[default: ...]" and the like read whole, in a
+    # terminal of any width and when piped.
+    rich_markup_mode=None,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -59,6 +61,27 @@ app.command("propagate")(propagate.propagate_command)
 app.command("export")(export.export_command)
 app.command("presets")(presets.presets_command)
 app.command("world")(world.world_command)
+
+
+REFERENCE_HEADER = """# Commands and their options
+
+Every command's help page, as `cacl COMMAND --help` prints it. Options that set a
+preset key say which (`sets propagate.topk`) and the value the command's default preset gives
+it; `--set KEY=VALUE` reaches every key (`presets/defaults.yaml` lists them). Generated from the
+app: `python -c "from cacl_cli.cli import reference_page; print(reference_page(), end='')" >
+docs/commands.md` (tests/test_cli.py fails when this page and the app differ).
+"""
+
+
+def reference_page(width: int = 100) -> str:
+    """docs/commands.md: each command's help page, in the order ``cacl --help`` lists them."""
+    from typer.testing import CliRunner
+
+    parts = [REFERENCE_HEADER]
+    for command in app.registered_commands:
+        page = CliRunner().invoke(app, [command.name, "--help"], env={"COLUMNS": str(width)})
+        parts.append(f"## cacl {command.name}\n\n```\n{page.output.rstrip()}\n```\n")
+    return "\n".join(parts)
 
 
 def main() -> None:

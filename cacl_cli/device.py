@@ -11,15 +11,40 @@ import torch
 from cacl_cli.errors import CaclError
 
 
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a silent CPU."""
+    """``auto`` picks CUDA when present; a device that is absent is an error naming what is
+    there, never a silent CPU."""
+    kind, colon, index = name.partition(":")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CaclError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise CaclError(f"--device {name}: use auto, cpu or cuda")
-    return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    if kind == "cuda" and (not colon or index.isdigit()):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise CaclError(f"--device {name}: no CUDA device is visible; use {_present()}")
+        if colon and int(index) >= count:
+            raise CaclError(f"--device {name}: this machine has cuda:0 to cuda:{count - 1}")
+        return torch.device(name)
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise CaclError(f"--device mps: Apple's Metal backend is not here; use {_present()}")
+        return torch.device("mps")
+    raise CaclError(f"--device {name}: use {DEVICE_FORMS}")
+
+
+def _present() -> str:
+    """The devices this machine has, as --device values."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda" + (f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+                               if torch.cuda.device_count() > 1 else ""))  # fmt: skip
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return " or ".join(found)
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:

@@ -25,11 +25,15 @@ LOCK_NAME = ".cacl.lock"  # kept: removing it would let two processes lock two f
 RUNS = Path("runs")
 
 
-def default_folder(command: str, preset: str) -> Path:
-    """A new folder under runs/ named after the command, the preset and the time."""
+def default_folder(command: str, preset: str, subject: str | None = None) -> Path:
+    """A new folder under runs/ named after what was evaluated (``subject``: a run, a weights
+    file, random-init), the protocol (the preset, led by the command unless its name already
+    is) and the time."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would read its own clock
         raise CaclError("under torchrun give --out RUN_FOLDER: every rank must name the same one")
-    stem = f"{command}-{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    protocol = Path(preset).stem
+    protocol = protocol if protocol.startswith(command) else f"{command}-{protocol}"
+    stem = "-".join(p for p in (subject, protocol, time.strftime("%Y%m%d-%H%M%S")) if p)
     folder, n = RUNS / stem, 1
     while folder.exists():
         n += 1
@@ -47,11 +51,13 @@ def _contents(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
 
 
-def check_folder(folder: Path, command: str, continues: bool = False) -> None:
+def check_folder(
+    folder: Path, command: str, continues: bool = False, named: bool = True
+) -> None:
     """Refuse an output folder the command must not write into (see the module's rule).
 
     ``continues``: the command adds to what is there (``pretrain --resume``, ``extract-pairs``,
-    or ``--overwrite``).
+    or ``--overwrite``). ``named``: the user gave ``--out`` (not a command's fixed default).
     """
     if folder.exists() and not folder.is_dir():
         raise CaclError(f"--out {folder} is a file; give a folder")
@@ -70,12 +76,15 @@ def check_folder(folder: Path, command: str, continues: bool = False) -> None:
         hint = "--resume to continue it" if command == "pretrain" else "--overwrite to replace it"
         raise CaclError(
             f"--out {folder} already holds {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}"
-            f"; pass {hint}, or leave --out out for a new folder"
+            f"; pass {hint}, or "
+            + ("leave --out out for a new folder" if named else "--out FOLDER for another")
         )
 
 
 @contextlib.contextmanager
-def claimed(folder: Path, command: str, continues: bool = False) -> Iterator[Path]:
+def claimed(
+    folder: Path, command: str, continues: bool = False, named: bool = True
+) -> Iterator[Path]:
     """Check ``folder``, lock it for this process, and yield it.
 
     Under torchrun only rank 0 writes, so only rank 0 checks and locks. A folder this call
@@ -84,7 +93,7 @@ def claimed(folder: Path, command: str, continues: bool = False) -> Iterator[Pat
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 checks the folder and writes into it
         yield folder
         return
-    check_folder(folder, command, continues)
+    check_folder(folder, command, continues, named)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = open(folder / LOCK_NAME, "a")

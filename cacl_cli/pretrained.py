@@ -8,6 +8,7 @@ silently yields a random backbone.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -16,8 +17,8 @@ from torch import nn
 from cacl_cli.checkpoint import find_checkpoint, read_weights
 from cacl_cli.config import Config, resolve
 from cacl_cli.errors import CaclError
-from cacl_cli.files import write_atomic
-from cacl_cli.model.backbone import build_backbone
+from cacl_cli.files import read_text, write_atomic, write_text_atomic
+from cacl_cli.model.backbone import OUTPUT_STRIDE, build_backbone, conv_layout
 from cacl_cli.model.build import encoder_from_config
 
 # Prefixes under which a backbone's parameters appear in the files we read.
@@ -81,6 +82,7 @@ def _backbone_from_state(
     else:
         arch, width = shape_of(state) or (arch, width)
     net = build_backbone(arch, width)
+    _check_layout(path, net, arch, width)
     wanted = set(net.state_dict())
     found, prefix = _backbone_keys(state, wanted)
     if not found:
@@ -158,8 +160,40 @@ def load_encoder(
     }
 
 
+LAYOUT = "layout.json"  # beside an exported backbone.pt: the network its tensors need
+
+
+def layout_of(net: nn.Module, arch: str, width: int) -> dict:
+    """What ``layout.json`` records for a backbone: arch, width, stride, and each convolution's
+    stride, dilation and padding (``backbone.conv_layout``)."""
+    return {"arch": arch, "width": width, "output_stride": OUTPUT_STRIDE,
+            "convs": conv_layout(net)}  # fmt: skip
+
+
+def _check_layout(path: Path, net: nn.Module, arch: str, width: int) -> None:
+    """A file exported with a layout.json beside it must fit the network built to load it."""
+    beside = path.with_name(LAYOUT)
+    if not beside.is_file():
+        return
+    try:
+        recorded = json.loads(read_text(beside, "a layout file"))
+    except ValueError:
+        raise CaclError(f"{beside} is not JSON; export the run again") from None
+    expected = layout_of(net, arch, width)
+    differing = [k for k in expected if recorded.get(k) != expected[k]] if isinstance(
+        recorded, dict) else ["the whole file"]  # fmt: skip
+    if differing:
+        raise CaclError(
+            f"{beside}: the layout its weights were exported with differs from the {arch} of "
+            f"width {width} built to load them ({differing[0]}); load them into the network "
+            "the file describes"
+        )
+
+
 def export_run(run: Path, folder: Path, arch: str, width: int) -> tuple[Path, dict, int]:
-    """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
+    """Write backbone.pt (torchvision ResNet names, no fc), heads.pt, both plain tensors, and
+    layout.json: the network the backbone's tensors need (docs/commands.md shows how to build
+    it from torchvision's ResNet).
 
     A cacl run brings its own arch and width, a foreign state dict its tensors' shapes.
     Returns the backbone file, the load report and the number of backbone tensors.
@@ -169,4 +203,6 @@ def export_run(run: Path, folder: Path, arch: str, width: int) -> tuple[Path, di
     heads = {k: v.clone() for k, v in encoder.heads.state_dict().items()}
     write_atomic(folder / "backbone.pt", lambda fh: torch.save(backbone, fh))
     write_atomic(folder / "heads.pt", lambda fh: torch.save(heads, fh))
+    layout = layout_of(encoder.backbone, report["arch"], report["width"])
+    write_text_atomic(folder / LAYOUT, json.dumps(layout, indent=1) + "\n")
     return folder / "backbone.pt", report, len(backbone)

@@ -43,7 +43,9 @@ class LoggedProgress(Progress):
     """A rich Progress that also prints plain progress lines when the console is no terminal."""
 
     def __init__(self, *columns, label: str, console: Console) -> None:
-        super().__init__(*columns, console=console)
+        # No live bar off a terminal: rich would print its last frame at the end, a bar line in
+        # a log; the plain lines below say the same.
+        super().__init__(*columns, console=console, disable=not console.is_terminal)
         self.label, self.interval, self.last_line = label, log_interval(), -float("inf")
 
     def update(self, task_id: TaskID, **fields) -> None:

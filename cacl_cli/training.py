@@ -201,7 +201,7 @@ def set_up(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = Run(cfg, run_dir, device, place, console, batches, model, net, optimizer, scaler,
               dtype, (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps), global_batch,
-              MetricsLog(run_dir / "metrics.jsonl", events=True))  # fmt: skip
+              MetricsLog(run_dir / "metrics.jsonl", events=True, note=console.print))  # fmt: skip
     _resume_or_init(run, resume)
     run.truth = TruthCheck.wanted(cfg, device) if place.is_main else None
     return run

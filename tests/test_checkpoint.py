@@ -82,3 +82,18 @@ def test_find_checkpoint_errors_name_the_path(tmp_path):
         find_checkpoint(tmp_path)
     with pytest.raises(CaclError, match="does not exist"):
         find_checkpoint(tmp_path / "missing.pt")
+
+
+def test_without_the_tensorboard_extra_the_log_says_so_once(tmp_path, monkeypatch):
+    import sys
+
+    from cacl_cli.checkpoint import MetricsLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    notes = []
+    log = MetricsLog(tmp_path / "metrics.jsonl", events=True, note=notes.append)
+    log.write({"step": 1, "loss": 1.0})
+    log.write({"step": 2, "loss": 0.5})
+    assert len(notes) == 1 and "tensorboard extra is not installed" in notes[0]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert not (tmp_path / "tensorboard").exists()

@@ -171,3 +171,11 @@ def test_every_subpackage_ships_in_the_wheel():
              for p in PACKAGE.rglob("__init__.py")} | {"cacl_cli"}  # fmt: skip
     found = {name.rstrip(".") for name in found}
     assert found <= set(setuptools["packages"])
+
+
+def test_the_commands_page_is_the_apps_own_help():
+    from cacl_cli.cli import reference_page
+
+    fix = "python -c \"from cacl_cli.cli import reference_page; print(reference_page(), end='')\""
+    page = (ROOT / "docs" / "commands.md").read_text()
+    assert page == reference_page(), f"{fix} > docs/commands.md"

@@ -77,3 +77,31 @@ def test_run_amp_on_the_cpu_is_bf16_only_where_native_or_asked_for(
 def test_fp16_on_the_cpu_is_refused_with_what_to_use():
     with pytest.raises(device.CaclError, match="run.amp=bf16"):
         device.amp_dtype("fp16", torch.device("cpu"))
+
+
+def _machine(monkeypatch, cuda: int, mps: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+def test_a_gpu_index_and_apples_backend_are_taken_where_torch_has_them(monkeypatch):
+    _machine(monkeypatch, cuda=2, mps=False)
+    assert device.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert device.resolve_device("cuda") == torch.device("cuda")
+    _machine(monkeypatch, cuda=0, mps=True)
+    assert device.resolve_device("mps") == torch.device("mps")
+    assert device.resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name,cuda,mps,message", [
+    ("cuda:2", 2, False, "--device cuda:2: this machine has cuda:0 to cuda:1"),
+    ("cuda:0", 0, True, "no CUDA device is visible; use cpu or mps"),
+    ("mps", 1, False, "Apple's Metal backend is not here; use cpu or cuda"),
+    ("tpu", 0, False, "--device tpu: use auto, cpu, cuda, cuda:N or mps"),
+    ("cuda:x", 1, False, "use auto, cpu, cuda, cuda:N or mps"),
+])  # fmt: skip
+def test_an_absent_device_is_refused_naming_what_is_there(monkeypatch, name, cuda, mps, message):
+    _machine(monkeypatch, cuda=cuda, mps=mps)
+    with pytest.raises(device.CaclError, match=message.replace("(", r"\(")):
+        device.resolve_device(name)

@@ -18,7 +18,7 @@ def test_two_default_probes_keep_both_results(tmp_path):
         done = run_cacl("probe", "--random-init", *PROBE, "--set", "model.width=8", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     folders = sorted((tmp_path / "runs").iterdir())
-    assert len(folders) == 2 and folders[0].name.startswith("probe-probe-world-")
+    assert len(folders) == 2 and folders[0].name.startswith("random-init-probe-world-")
     assert all((f / "results.json").is_file() for f in folders)
 
 

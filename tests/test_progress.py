@@ -43,3 +43,13 @@ def test_a_terminal_gets_the_bar_not_lines(monkeypatch, capsys):
     monkeypatch.setenv("CACL_PROGRESS_SECONDS", "0")
     advance_a_bar(3, terminal=True)
     assert not re.search(r"^work \d+/3 ", capsys.readouterr().out, re.M)
+
+
+def test_off_a_terminal_no_bar_line_is_left_at_the_end(monkeypatch, capsys):
+    monkeypatch.setenv("CACL_PROGRESS_SECONDS", "3600")
+    advance_a_bar(4, terminal=False)
+    out = capsys.readouterr().out
+    assert "━" not in out and "work 4/4" in out  # the plain line, not rich's last frame
+    with progress_bar(Console(force_terminal=False, width=200), "idle") as bar:
+        bar.add_task("idle", total=0, status="")  # "nothing to do": no work, no bar
+    assert "━" not in capsys.readouterr().out

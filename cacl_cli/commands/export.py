@@ -13,32 +13,44 @@ from cacl_cli.outputs import claimed
 
 
 def export_command(
-    run: Path = typer.Argument(..., help="A pretrain run folder or checkpoint file."),
+    run_argument: Optional[Path] = typer.Argument(
+        None, metavar="RUN", help="The same as --checkpoint (the older spelling)."
+    ),
+    run: Optional[Path] = options.Checkpoint,
     out: Optional[Path] = typer.Option(
         None, "--out", help="Folder to write into (default: RUN/export)."
     ),
     overwrite: bool = options.Overwrite,
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("export"),
+    overrides: Optional[List[str]] = options.set_option("export"),
 ) -> None:
-    """Write backbone.pt (torchvision ResNet names, no fc) and heads.pt, both plain tensors.
+    """Write backbone.pt (torchvision ResNet names, no fc), heads.pt (plain tensors) and
+    layout.json, the network the backbone needs: arch, width, and each convolution's stride,
+    dilation and padding. cacl's loaders check the layout when they read backbone.pt.
 
     A cacl run brings its own arch and width; a foreign state dict's are read from its
-    tensors' shapes.
-    Load with torch.load(path, weights_only=True); the backbone fits torchvision's resnet18/50
-    (for the stride-8 layout give resnet50 replace_stride_with_dilation=[False, True, True]) with
-    model.fc = torch.nn.Identity() and strict=True.
+    tensors' shapes. The same network from torchvision, for ResNet-18 and -50 alike (ResNet-50
+    also matches resnet50(replace_stride_with_dilation=[False, True, True])):
 
-    Example: cacl export runs/mine --out weights/
+    \b
+        net = torchvision.models.resnet18()  # or resnet50()
+        net.fc = torch.nn.Identity()
+        for name, conv in json.load(open("layout.json"))["convs"].items():
+            layer = net.get_submodule(name)
+            layer.stride, layer.dilation, layer.padding = map(tuple, conv.values())
+        net.load_state_dict(torch.load("backbone.pt", weights_only=True), strict=True)
+
+    Example: cacl export --checkpoint runs/mine --out weights/
     """
     with report_errors():
+        run = options.either(run_argument, run, "--checkpoint", "the run or weights to export")
         cfg = options.settings("export", preset, overrides)
         from rich.console import Console
 
         from cacl_cli.pretrained import export_run
 
         folder = out or (run if run.is_dir() else run.parent) / "export"
-        with claimed(folder, "export", overwrite):
+        with claimed(folder, "export", overwrite, named=out is not None):
             path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
         Console().print(
             f"{report['arch']} (width {report['width']}) from {report['source']}: "

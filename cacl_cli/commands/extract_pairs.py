@@ -13,21 +13,25 @@ from cacl_cli.outputs import claimed
 
 
 VideoDirArgument = typer.Argument(..., help="Folder of videos, e.g. Kinetics' <class>/<clip>.mp4.")
-StrideOption = typer.Option(
-    None, "--stride", min=1, help="Frames between the two of a pair (extract.stride)."
+def _key(key: str, *flags: str, help: str, **limits):
+    return options.key_option("extract-pairs", key, *flags, help=help, **limits)
+
+
+StrideOption = _key("extract.stride", "--stride", min=1, help="Frames between the two of a pair")
+PairsPerClipOption = _key(
+    "extract.pairs_per_clip", "--pairs-per-clip", min=1, help="Pairs drawn per clip"
 )
-PairsPerClipOption = typer.Option(None, "--pairs-per-clip", min=1, help="Pairs drawn per clip.")
-FramesPerClipOption = typer.Option(
-    None,
-    "--frames-per-clip",
-    min=2,
-    help="Frames per draw, each STRIDE apart (>2 lets training "
-    "pick a different pair each epoch).",
+FramesPerClipOption = _key(
+    "extract.frames_per_clip", "--frames-per-clip", min=2,
+    help="Frames per draw, each STRIDE apart (>2 lets training pick a different pair each epoch)",
+)  # fmt: skip
+ShortSideOption = _key(
+    "extract.short_side", "--short-side", min=0, help="Resize to this short side (0: keep)"
 )
-ShortSideOption = typer.Option(None, "--short-side", min=0, help="Resize to this short side.")
-WorkersOption = typer.Option(None, "--workers", min=0, help="Processes (0: one per core).")
-SeedOption = typer.Option(None, "--seed", help="Seeds the start frames (per clip id).")
-TimeoutOption = typer.Option(None, "--timeout", min=1.0, help="Seconds allowed per clip.")
+QualityOption = _key("extract.quality", "--quality", min=1, max=100, help="JPEG quality")
+WorkersOption = _key("extract.workers", "--workers", min=0, help="Processes (0: one per core)")
+SeedOption = _key("extract.seed", "--seed", help="Seeds the start frames (per clip id)")
+TimeoutOption = _key("extract.timeout", "--timeout", min=1.0, help="Seconds allowed per clip")
 ExtensionsOption = typer.Option(
     None, "--ext", help="Video suffixes to take (repeatable; default: the common ones)."
 )
@@ -45,13 +49,13 @@ OverwriteOption = typer.Option(
 def extract_pairs_command(
     video_dir: Path = VideoDirArgument,
     out: Optional[Path] = typer.Option(None, "--out", help="Pairs folder (default: pairs/)."),
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("extract-pairs"),
+    overrides: Optional[List[str]] = options.set_option("extract-pairs"),
     stride: Optional[int] = StrideOption,
     pairs_per_clip: Optional[int] = PairsPerClipOption,
     frames_per_clip: Optional[int] = FramesPerClipOption,
     short_side: Optional[int] = ShortSideOption,
-    quality: Optional[int] = typer.Option(None, "--quality", min=1, max=100, help="JPEG quality."),
+    quality: Optional[int] = QualityOption,
     workers: Optional[int] = WorkersOption,
     seed: Optional[int] = SeedOption,
     timeout: Optional[float] = TimeoutOption,

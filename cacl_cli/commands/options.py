@@ -8,12 +8,44 @@ from pathlib import Path
 import typer
 
 from cacl_cli.config import DEFAULT_PRESETS, Config, check_run, preset_names, resolve
+from cacl_cli.config.schema import field_name
 from cacl_cli.data.layouts import segmentation_layout
 from cacl_cli.errors import CaclError
 from cacl_cli.outputs import default_folder
 
-Preset = typer.Option(None, "--preset", help="Preset name (see `cacl presets`) or a YAML file.")
-Set = typer.Option(None, "--set", help="Override one key, e.g. --set optim.lr=0.5 (repeatable).")
+def preset_option(command: str):
+    """``--preset``, naming the command's own default."""
+    return typer.Option(
+        None, "--preset", help="Preset name (see `cacl presets`) or a YAML file; layer several as "
+        f"a+b [default: {DEFAULT_PRESETS[command]}].",
+    )  # fmt: skip
+
+
+def key_option(command: str, key: str, *flags: str, help: str, **limits):
+    """An option that sets preset key ``key``; its help ends with the value the command's default
+    preset gives it, so the default a run gets is on the help page."""
+    section, name = key.split(".")
+    default = getattr(getattr(resolve(DEFAULT_PRESETS[command]), section), field_name(name))
+    shown = "off" if default is None else default
+    return typer.Option(
+        None, *flags, help=f"{help} (sets {key}) [default: {shown}, preset "
+        f"{DEFAULT_PRESETS[command]}].", **limits,
+    )  # fmt: skip
+# A key each command reads, for its --set example.
+SET_EXAMPLES = {
+    "extract-pairs": "extract.stride=4", "pretrain": "optim.lr=0.5",
+    "probe": "schedule.epochs=100", "finetune": "eval.fractions=[1,5]",
+    "visualize": "model.width=16", "propagate": "propagate.topk=5", "export": "model.arch=resnet50",
+    "world": "world.size=128", "presets": "model.width=16",
+}  # fmt: skip
+
+
+def set_option(command: str):
+    """``--set KEY=VALUE``, with an example of a key this command reads."""
+    return typer.Option(
+        None, "--set", help=f"Override one preset key, e.g. --set {SET_EXAMPLES[command]} "
+        "(repeatable; every key: presets/defaults.yaml).",
+    )  # fmt: skip
 Out = typer.Option(
     None, "--out", help="Folder to write into [default: a new runs/COMMAND-PRESET-DATE-TIME]."
 )
@@ -21,7 +53,7 @@ Overwrite = typer.Option(
     False, "--overwrite", help="Write into an --out that holds results (never into a pretrain run)."
 )
 Device = typer.Option(
-    None, "--device", help="auto, cpu or cuda [default: the preset's run.device]."
+    None, "--device", help="auto, cpu, cuda, cuda:N or mps [default: the preset's run.device]."
 )
 Data = typer.Option(None, "--data", help="Dataset folder (default: the built-in world).")
 Checkpoint = typer.Option(
@@ -93,6 +125,45 @@ def one_weights_source(required: bool = True, **given) -> str | None:
     return named[0] if named else None
 
 
-def out_folder(out: Path | None, command: str, cfg: Config) -> Path:
+def either(positional, option, flag: str, what: str):
+    """A value given as a positional argument (the older spelling) or as ``flag``, not both."""
+    if positional is not None and option is not None:
+        raise CaclError(f"give {what} once: as {flag} or as the argument, not both")
+    if positional is None and option is None:
+        raise CaclError(f"give {what} with {flag}")
+    return option if option is not None else positional
+
+
+def shape_options(command: str) -> tuple:
+    """``--arch``, ``--width`` and ``--seed``: the random-init backbone's shape and seed, spelled
+    the same on every command that evaluates one (a checkpoint brings its own shape)."""
+    return (
+        key_option(command, "model.arch", "--arch", help="Backbone of --random-init"),
+        key_option(command, "model.width", "--width", min=1,
+                   help="First-stage channels of --random-init"),  # fmt: skip
+        key_option(command, "run.seed", "--seed", help="Seeds a --random-init backbone"),
+    )
+
+
+def shape_values(arch: str | None, width: int | None, seed: int | None) -> dict:
+    return {"model.arch": arch, "model.width": width, "run.seed": seed}
+
+
+def out_folder(out: Path | None, command: str, cfg: Config, subject: str | None = None) -> Path:
     """``--out`` if given, else a new folder of this run's own (``outputs.default_folder``)."""
-    return out or default_folder(command, cfg.preset.name)
+    return out or default_folder(command, cfg.preset.name, subject)
+
+
+def evaluated(checkpoint: Path | None, baseline: str | None = None) -> str:
+    """What an evaluation judged, as a folder name: a run folder's name, a checkpoint's run and
+    step, a weights file's stem, ``random-init`` or the baseline."""
+    if baseline:
+        return f"{baseline}-baseline"
+    if checkpoint is None:
+        return "random-init"
+    path = Path(checkpoint).resolve()
+    if path.is_dir():
+        return path.name
+    if path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name}-{path.stem}"
+    return path.stem

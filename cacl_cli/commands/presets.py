@@ -15,7 +15,7 @@ from cacl_cli.errors import report_errors
 
 def presets_command(
     name: Optional[str] = typer.Argument(None, help="Print this preset resolved (name or file)."),
-    overrides: Optional[List[str]] = options.Set,
+    overrides: Optional[List[str]] = options.set_option("presets"),
 ) -> None:
     """List presets; with a NAME, print it with every default and --set applied, as YAML.
 

@@ -14,8 +14,8 @@ from cacl_cli.outputs import claimed
 
 
 def pretrain_command(
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("pretrain"),
+    overrides: Optional[List[str]] = options.set_option("pretrain"),
     out: Optional[Path] = options.Out,
     data: Optional[Path] = typer.Option(
         None,
@@ -51,6 +51,23 @@ def pretrain_command(
             pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
+def _data_checked(cfg: Config, preset: Optional[str], data: Optional[Path]) -> Config:
+    """Say which preset trains on --data when none was named; refuse a preset's own data.path
+    that is not here, saying where it came from."""
+    if data is not None and preset is None:
+        typer.echo(f"--data {data}: training with preset {cfg.preset.name} (model.arch "
+                   f"{cfg.model.arch}, model.width {cfg.model.width}, data.size {cfg.data.size});"
+                   " give --preset to choose another")  # fmt: skip
+    path = cfg.data.path
+    if data is None and path and not Path(path).is_dir():
+        raise CaclError(
+            f"preset {cfg.preset.name} reads its pairs from data.path '{path}', which is not a "
+            f"folder here; make it with `cacl extract-pairs VIDEOS --out {path}`, give --data "
+            "PAIRS, or --set data.path=null for the built-in world"
+        )
+    return cfg
+
+
 def _config(
     preset: Optional[str],
     overrides: list[str],
@@ -67,7 +84,7 @@ def _config(
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
     paths = {"data.path": data and str(data), "model.init": init and str(init)}
     if not (resume and saved.is_file()):
-        return options.settings("pretrain", preset, overrides, paths)
+        return _data_checked(options.settings("pretrain", preset, overrides, paths), preset, data)
     kept = resolve(str(saved))
     if preset or overrides or data or init:
         # Without --preset, --set changes the saved config itself: only its keys can differ.

@@ -9,12 +9,17 @@ from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
 from cacl_cli.outputs import claimed
 
+ARCH, WIDTH, SEED = options.shape_options("probe")
+
 
 def probe_command(
     checkpoint: Optional[Path] = options.Checkpoint,
     random_init: bool = options.RandomInit,
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    arch: Optional[str] = ARCH,
+    width: Optional[int] = WIDTH,
+    seed: Optional[int] = SEED,
+    preset: Optional[str] = options.preset_option("probe"),
+    overrides: Optional[List[str]] = options.set_option("probe"),
     data: Optional[Path] = options.Data,
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
@@ -28,11 +33,13 @@ def probe_command(
     Example: cacl probe --checkpoint runs/mine --data VOCdevkit/VOC2012
     """
     with report_errors():
-        cfg = options.settings("probe", preset, overrides, data=data)
+        shape = options.shape_values(arch, width, seed)
+        cfg = options.settings("probe", preset, overrides, shape, data=data)
         options.one_weights_source(checkpoint=checkpoint, random_init=random_init)
         from rich.console import Console
 
         from cacl_cli.evaluate.probe import run_probe
 
-        with claimed(options.out_folder(out, "probe", cfg), "probe", overwrite) as run_dir:
+        run_dir = options.out_folder(out, "probe", cfg, options.evaluated(checkpoint))
+        with claimed(run_dir, "probe", overwrite):
             run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())

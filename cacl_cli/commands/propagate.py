@@ -18,22 +18,24 @@ DavisArgument = typer.Argument(
 SequenceOption = typer.Option(
     None, "--seq", help="Sequence name (repeatable; default: every sequence)."
 )
-ArchOption = typer.Option(
-    None, "--arch", help="Backbone of --random-init (model.arch; weights bring their own)."
+ArchOption, WidthOption, SeedOption = options.shape_options("propagate")
+ContextOption = options.key_option(
+    "propagate", "propagate.context", "--context", min=0,
+    help="Recent predicted frames used as context",
+)  # fmt: skip
+TopkOption = options.key_option(
+    "propagate", "propagate.topk", "--topk", min=1, help="Context positions voting per position"
 )
-WidthOption = typer.Option(
-    None, "--width", min=1, help="First-stage channels for --random-init (sets model.width)."
+RadiusOption = options.key_option(
+    "propagate", "propagate.radius", "--radius", min=0.0, help="Vote radius in feature cells"
 )
-SeedOption = typer.Option(None, "--seed", help="Seeds a --random-init backbone (sets run.seed).")
-ContextOption = typer.Option(
-    None, "--context", min=0, help="Recent predicted frames used as context."
+FramesOption = options.key_option(
+    "propagate", "propagate.frames", "--frames", min=0, help="Use only the first N frames (0: all)"
 )
-TopkOption = typer.Option(None, "--topk", min=1, help="Context positions voting per position.")
-RadiusOption = typer.Option(None, "--radius", min=0.0, help="Vote radius in feature cells.")
-FramesOption = typer.Option(None, "--frames", min=0, help="Use only the first N frames (0: all).")
-LayerOption = typer.Option(
-    None, "--layer", help="Backbone stage whose features vote: layer4 (last), layer3, layer2."
-)
+LayerOption = options.key_option(
+    "propagate", "propagate.layer", "--layer",
+    help="Backbone stage whose features vote: layer4 (last), layer3, layer2",
+)  # fmt: skip
 BaselineOption = typer.Option(
     None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
 )
@@ -50,8 +52,8 @@ def propagate_command(
     sequence: Optional[List[str]] = SequenceOption,
     checkpoint: Optional[Path] = options.Checkpoint,
     random_init: bool = options.RandomInit,
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("propagate"),
+    overrides: Optional[List[str]] = options.set_option("propagate"),
     arch: Optional[str] = ArchOption,
     width: Optional[int] = WidthOption,
     seed: Optional[int] = SeedOption,
@@ -77,7 +79,7 @@ def propagate_command(
     Example: cacl propagate DAVIS --checkpoint runs/mine --preset propagate-crw
     """
     with report_errors():
-        flags = {"model.arch": arch, "model.width": width, "run.seed": seed}
+        flags = options.shape_values(arch, width, seed)
         flags |= {"propagate.size": size, "propagate.context": context, "propagate.topk": topk}
         flags |= {"propagate.radius": radius, "propagate.frames": frames, "propagate.layer": layer}
         cfg = options.settings("propagate", preset, overrides, flags)
@@ -88,7 +90,8 @@ def propagate_command(
         from cacl_cli.evaluate.propagate import run_propagation
 
         console = Console()
-        with claimed(options.out_folder(out, "propagate", cfg), "propagate", overwrite) as folder:
+        folder = options.out_folder(out, "propagate", cfg, options.evaluated(checkpoint, baseline))
+        with claimed(folder, "propagate", overwrite):
             path = run_propagation(
                 cfg, davis, sequence, split, source, folder, device, console, pages=html
             )

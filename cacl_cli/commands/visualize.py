@@ -11,6 +11,8 @@ from cacl_cli.commands import options
 from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
 
+ARCH, WIDTH, SEED = options.shape_options("visualize")
+
 
 PixelOption = typer.Option(
     None,
@@ -46,6 +48,9 @@ def visualize_command(
     stride: int = typer.Option(8, "--stride", min=0, help="Compare with frame T + STRIDE."),
     checkpoint: Optional[Path] = options.Checkpoint,
     random_init: bool = options.RandomInit,
+    arch: Optional[str] = ARCH,
+    width: Optional[int] = WIDTH,
+    seed: Optional[int] = SEED,
     compare: Optional[Tuple[Path, Path]] = CompareOption,
     size: int = SizeOption,
     html: Optional[Path] = HtmlOption,
@@ -54,8 +59,8 @@ def visualize_command(
     same_scale: bool = SameScaleOption,
     out: Optional[Path] = options.Out,
     overwrite: bool = options.Overwrite,
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("visualize"),
+    overrides: Optional[List[str]] = options.set_option("visualize"),
     device: Optional[str] = options.Device,
 ) -> None:
     """Heat-maps of cosine similarity between a pixel of frame T and every pixel of frame T+S.
@@ -70,7 +75,8 @@ def visualize_command(
     Example: cacl visualize frames/ --pixel 120,80 --pixel grid:3x2 --checkpoint runs/mine
     """
     with report_errors():
-        cfg = options.settings("visualize", preset, overrides)
+        shape = options.shape_values(arch, width, seed)
+        cfg = options.settings("visualize", preset, overrides, shape)
         options.one_weights_source(False, checkpoint=checkpoint, compare=compare,
                                    random_init=random_init)  # fmt: skip
         from rich.console import Console
@@ -79,15 +85,18 @@ def visualize_command(
         from cacl_cli.evaluate.visualize import run_visualize
 
         sources = list(compare or [checkpoint])
+        subject = "-vs-".join(options.evaluated(source) for source in sources)
         if html is not None:
             page = (html, targets, channels)
             return _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device)
-        with claimed(options.out_folder(out, "visualize", cfg), "visualize", overwrite) as folder:
+        console = Console()
+        folder = options.out_folder(out, "visualize", cfg, subject)
+        with claimed(folder, "visualize", overwrite):
             figure, rows = run_visualize(
                 cfg.model, frames, pixel or [], frame, stride, sources, size, folder,
-                resolve_device(device or cfg.run.device), same_scale,
+                resolve_device(device or cfg.run.device), same_scale, console.print,
             )  # fmt: skip
-        Console().print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
+        console.print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
 
 
 def _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device) -> None:

@@ -14,7 +14,12 @@ from cacl_cli.outputs import claimed
 
 
 def world_command(
-    out: Path = typer.Argument(..., help="Folder to write videos/ and voc/ into."),
+    out_argument: Optional[Path] = typer.Argument(
+        None, metavar="OUT", help="The same as --out (the older spelling)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder to write videos/, voc/ and davis/ into."
+    ),
     clips: int = typer.Option(20, "--clips", min=0, help="Training clips to write as mp4."),
     train_images: int = typer.Option(200, "--train-images", min=0, help="Labelled train images."),
     val_images: int = typer.Option(100, "--val-images", min=0, help="Labelled val images."),
@@ -22,13 +27,13 @@ def world_command(
         0, "--davis-clips", min=0, help="Held-out clips to write as DAVIS sequences (davis/)."
     ),
     overwrite: bool = options.Overwrite,
-    preset: Optional[str] = options.Preset,
-    overrides: Optional[List[str]] = options.Set,
+    preset: Optional[str] = options.preset_option("world"),
+    overrides: Optional[List[str]] = options.set_option("world"),
 ) -> None:
     """Export the built-in world (the `world` section of the preset) to disk.
 
-    Example: cacl world exported/ --clips 20, then cacl extract-pairs exported/videos;
-    cacl world exported/ --davis-clips 20, then cacl propagate exported/davis --checkpoint RUN
+    Example: cacl world --out exported/ --clips 20, then cacl extract-pairs exported/videos;
+    cacl world --out exported/ --davis-clips 20, then cacl propagate exported/davis --checkpoint RUN
     """
     with report_errors():
         from rich.console import Console
@@ -36,6 +41,7 @@ def world_command(
         from cacl_cli.data.world import World
         from cacl_cli.data.world_export import export_davis, export_labelled, export_videos
 
+        out = options.either(out_argument, out, "--out", "the folder to write into")
         cfg = options.settings("world", preset, overrides)
         world = World(cfg.world)
         console = Console()

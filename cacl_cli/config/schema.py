@@ -29,11 +29,7 @@ def key(default: Any, help: str, *, choices: tuple[str, ...] = (), span: tuple |
 @dataclass(frozen=True)
 class RunSection:
     seed: int = key(0, "seeds the model init, the batches and the augmentations", span=SEED)
-    device: str = key(
-        "auto",
-        "auto | cpu | cuda (the --device option sets this)",
-        choices=("auto", "cpu", "cuda"),
-    )
+    device: str = key("auto", "auto | cpu | cuda | cuda:N | mps (the --device option sets this)")
     amp: str = key(
         "auto",
         "mixed precision: auto (CUDA: bf16 if supported, else fp16; CPU: bf16 with native bf16 "

@@ -31,7 +31,7 @@ from cacl_cli.evaluate.common import (
     write_report,
 )
 from cacl_cli.evaluate.metrics import IGNORE_INDEX
-from cacl_cli.files import write_text_atomic
+from cacl_cli.files import write_atomic, write_text_atomic
 from cacl_cli.optim import lr_at
 from cacl_cli.progress import progress_bar
 from cacl_cli.pretrained import load_backbone
@@ -45,9 +45,12 @@ def run_finetune(
     run_dir: Path,
     device: str | None,
     console: Console,
+    save: bool = True,
 ) -> Path:
     """One fine-tuning run per ``eval.fractions`` entry, each from the same weights; prints
-    Table 4's layout and writes subset-F.txt files and results.json (returned) into ``run_dir``."""
+    Table 4's layout and writes subset-F.txt files, with ``save`` the fine-tuned network of each
+    (model-F.pt: ``backbone.*`` and ``classifier.*`` tensors), and results.json (returned) into
+    ``run_dir``."""
     run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
     train, val = run.train, run.val
     rows, loaded = {}, {}
@@ -56,7 +59,9 @@ def run_finetune(
         write_subset(run_dir / f"subset-{fraction:g}.txt", train, indices)
         backbone, loaded = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
         label = f"finetune {fraction:g}% ({len(indices)} images)"
-        result = finetune_once(cfg, backbone, train, indices, val, run.device, console, label)
+        weights = run_dir / f"model-{fraction:g}.pt" if save else None
+        result = finetune_once(cfg, backbone, train, indices, val, run.device, console, label,
+                               weights)  # fmt: skip
         rows[f"{fraction:g}%"] = {"images": len(indices), **result}
     table = Table("", *rows, title=f"fine-tuning from {loaded['source']}: mIoU (mAcc)")
     table.add_row(
@@ -125,8 +130,10 @@ def finetune_once(
     device: torch.device,
     console: Console,
     label: str,
+    weights: Path | None = None,
 ) -> dict:
-    """Train backbone + classifier on ``indices`` of ``train``; return the val scores."""
+    """Train backbone + classifier on ``indices`` of ``train``; return the val scores, and write
+    the trained network's tensors to ``weights`` when given."""
     torch.manual_seed(cfg.run.seed)
     model = Segmenter(backbone, train.num_classes).to(device).train()
     optimizer = torch.optim.SGD(
@@ -160,4 +167,7 @@ def finetune_once(
                 step += 1
             progress.update(task, advance=1, status=f"loss {float(loss.detach()):.3f}")
     model.eval()
+    if weights is not None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        write_atomic(weights, lambda fh: torch.save(state, fh))
     return evaluate(model, val, cfg.eval.resize, device)

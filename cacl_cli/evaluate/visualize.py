@@ -68,7 +68,10 @@ def grid_pixels(spec: str, width: int, height: int) -> list[tuple[int, int]]:
 
 
 def source_pixels(specs: list[str], width: int, height: int) -> list[tuple[int, int]]:
-    """Every ``--pixel`` value: ``X,Y``, several ``'X,Y X,Y'``, or a grid ``grid:CxR``."""
+    """Every ``--pixel`` value: ``X,Y``, several ``'X,Y X,Y'``, or a grid ``grid:CxR``; none
+    given, the frame's centre."""
+    if not specs:
+        return [(width // 2, height // 2)]
     points = []
     for spec in specs:
         for word in spec.split():
@@ -208,6 +211,7 @@ def run_visualize(
     out: Path,
     device: torch.device,
     same: bool = False,
+    note=print,
 ) -> tuple[Path, int]:
     """The figure for every (checkpoint, pixel) into ``out``: similarity.png (returned, with its
     row count) and one .npy map per panel; ``same``: one colour scale for every panel. ``model``
@@ -221,6 +225,8 @@ def run_visualize(
     frame_t, frame_s = read_frames(frames, [frame, frame + stride])
     height, width = frame_t.shape[:2]
     points = source_pixels(pixel, width, height)
+    if not pixel:
+        note(f"no --pixel given: using the frame's centre, {points[0][0]},{points[0][1]}")
     found = []  # (title, point, maps) per row
     for run_index, (name, encoder) in enumerate(encoders(model, sources, device)):
         maps_t, maps_s = (feature_maps(encoder, f, size, device) for f in (frame_t, frame_s))

@@ -131,6 +131,18 @@ def extra_blocks(backbone: nn.Module, stage: str, count: int) -> nn.Sequential:
     return blocks
 
 
+def conv_layout(net: nn.Module) -> dict[str, dict[str, list[int]]]:
+    """Stride, dilation and padding of every convolution: what a torchvision ResNet with the
+    same tensors must be set to, conv by conv, to compute the same features (cacl runs both 3x3
+    convs of a dilated stage's first block at the previous dilation, and its shortcuts there at
+    stride 1, which torchvision's own dilation option cannot express for ResNet-18)."""
+    return {
+        name: {"stride": list(m.stride), "dilation": list(m.dilation), "padding": list(m.padding)}
+        for name, m in net.named_modules()
+        if isinstance(m, nn.Conv2d)
+    }
+
+
 def build_backbone(arch: str, width: int = 64) -> nn.Module:
     """A dilated ResNet by name; its ``out_channels`` tells the heads their input size."""
     if arch == "resnet18":

@@ -99,3 +99,14 @@ def test_the_yardsticks_figure_draws_a_panel_for_each_measured_yardstick_only(tm
     assert figure.read_bytes().startswith(b"\x89PNG")
     assert learning.plot_yardsticks([], tmp_path / "none.png") == []
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_yardstick_not_measured_or_measured_once_prints_no_nan():
+    """``--world-clips 0`` leaves the world column empty; a single seed has no spread."""
+    records = [record("MoCo-v2", 0, "probe", 0.2), record("CACL", 0, "probe", 0.3)]
+    rows = learning.summarise(records, ["MoCo-v2", "CACL"], final=10)
+    table = learning.table_markdown(rows, {"MoCo-v2": ["-"] * 5, "CACL": ["-"] * 5}, "header")
+    assert "nan" not in table
+    assert learning._mean_std(rows[1]["world"]) == "-"
+    assert learning._mean_std(rows[1]["probe"]) == "30.00"
+    assert "+10.00 (one seed: no spread)" in table

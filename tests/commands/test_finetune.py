@@ -45,3 +45,19 @@ def test_finetune_runs_each_fraction_and_writes_subsets(tmp_path):
     assert (
         set(results["fractions"]) == {"10%", "100%"} and results["fractions"]["10%"]["images"] == 2
     )
+
+
+def test_each_fine_tuned_network_is_kept_unless_asked_not_to(tmp_path):
+    import torch
+
+    small = []
+    for item in ("model.width=8", "schedule.epochs=1", "eval.world_train_images=4",
+                 "eval.world_val_images=2", "eval.fractions=[50, 100]", "world.size=40",
+                 "data.size=32"):  # fmt: skip
+        small += ["--set", item]
+    assert run_cacl("finetune", "--random-init", "--out", tmp_path / "a", *small).returncode == 0
+    state = torch.load(tmp_path / "a" / "model-100.pt", weights_only=True)
+    assert {k.split(".")[0] for k in state} == {"backbone", "classifier"}
+    assert (tmp_path / "a" / "model-50.pt").is_file()
+    done = run_cacl("finetune", "--random-init", "--no-save", "--out", tmp_path / "b", *small)
+    assert done.returncode == 0 and not list((tmp_path / "b").glob("model-*.pt"))

@@ -146,7 +146,7 @@ def one_line_error(result):
         (["--set", "data.batch_size=many"], "'data.batch_size' must be int"),
         (["--set", "data.stride=40"], "'data.stride' is 40 but clips have 32 frames"),
         (["--preset", "missing/file.yaml"], "preset file missing/file.yaml does not exist"),
-        (["--device", "tpu"], "--device tpu: use auto, cpu or cuda"),
+        (["--device", "tpu"], "--device tpu: use auto, cpu, cuda, cuda:N or mps"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
@@ -254,3 +254,18 @@ def test_metrics_reach_csv_and_tensorboard(tmp_path):
     losses = events.Scalars("global/loss")
     assert [e.step for e in losses] == [r["step"] for r in read_metrics(run)]
     assert losses[-1].value == pytest.approx(read_metrics(run)[-1]["global/loss"], rel=1e-6)
+
+
+def test_data_without_a_preset_says_which_preset_trains(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = run_cacl("pretrain", "--data", tmp_path / "empty", "--out", tmp_path / "run")
+    assert "--data " in done.stdout and "training with preset tiny-world" in done.stdout
+    assert "model.width 16" in done.stdout and "give --preset to choose another" in done.stdout
+
+
+def test_a_presets_own_data_path_that_is_not_here_is_named_with_its_preset(tmp_path):
+    done = run_cacl("pretrain", "--preset", "r18-kinetics", "--out", tmp_path / "q", cwd=tmp_path)
+    message = one_line_error(done)
+    assert "preset r18-kinetics reads its pairs from data.path 'kinetics-pairs'" in message
+    assert "cacl extract-pairs VIDEOS --out kinetics-pairs" in message and "--data" in message
+    assert not (tmp_path / "q").exists()

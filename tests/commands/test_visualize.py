@@ -123,3 +123,12 @@ def test_one_colour_scale_shows_a_flat_map_as_flat():
     shared = figure_row(frame, frame, (5, 5), flat, "t", 8, shared=(0.0, 1.0))
     assert np.array_equal(colour(own, 1), colour(own, 2))  # own scale: both look the same
     assert not np.array_equal(colour(shared, 1), colour(shared, 2))  # one scale: they differ
+
+
+def test_without_pixel_the_frames_centre_is_taken_and_said(tmp_path, shared_data):
+    bedroom = shared_data / "frames" / "bedroom"
+    result = run_cacl("visualize", bedroom, "--out", tmp_path, "--set", "model.width=8",
+                      "--size", "64")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "no --pixel given: using the frame's centre, 480,270" in result.stdout
+    assert (tmp_path / "sim-r0-p0-backbone.npy").is_file()
