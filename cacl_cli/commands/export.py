@@ -55,5 +55,6 @@ def export_command(
         Console().print(
             f"{report['arch']} (width {report['width']}) from {report['source']}: "
             f"{count} backbone tensors -> {path}, "
-            f"heads {', '.join(report.get('heads', [])) or 'none'} -> {folder / 'heads.pt'}"
+            f"heads {', '.join(report.get('heads', [])) or 'none'} -> {folder / 'heads.pt'}; "
+            f"the network they need -> {folder / 'layout.json'}"
         )
