@@ -1,5 +1,6 @@
 """`cacl export`: the backbone loads into torchvision's ResNet with strict=True."""
 
+import pytest
 import torch
 import torchvision
 
@@ -49,6 +50,7 @@ def test_exporting_twice_into_the_default_folder_names_a_way_out_that_exists(tmp
     assert "leave --out out" not in message
 
 
+@pytest.mark.slow  # 20 s: a width-64 pretrain, an export and a probe
 def test_the_exported_layout_rebuilds_the_same_network_in_torchvision_and_is_checked(tmp_path):
     import json
 

@@ -91,6 +91,7 @@ def test_extracts_every_good_clip_and_reports_every_bad_file(tmp_path, video_tre
         assert np.abs(written.astype(float) - other.astype(float)).mean() > error
 
 
+@pytest.mark.slow  # three extractions: about 15 s
 def test_rerun_skips_done_clips_and_overwrite_redoes_them(tmp_path, video_tree):
     out = tmp_path / "pairs"
     assert run_cacl("extract-pairs", video_tree, "--out", out).returncode == 0
@@ -230,6 +231,7 @@ def test_pretrain_reads_an_image_folder(tmp_path, shared_data):
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.slow  # an extraction of many copies: about 15 s
 def test_names_that_differ_only_in_punctuation_script_or_suffix_stay_apart(tmp_path, shared_data):
     videos = tmp_path / "v"
     videos.mkdir()
@@ -271,6 +273,7 @@ def test_other_settings_into_an_extracted_folder_are_refused(tmp_path, shared_da
     assert redo.returncode == 0 and manifest(out)[0]["stride"] == 4
 
 
+@pytest.mark.slow  # an extraction into a full tmpfs, then a rerun: about 15 s
 def test_a_full_disk_is_retried_not_recorded(small_tmpfs, shared_data):
     videos = small_tmpfs.parent / "v"
     videos.mkdir()

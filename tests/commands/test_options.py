@@ -48,6 +48,7 @@ def test_default_folders_say_what_was_evaluated_and_by_which_protocol(tmp_path, 
     assert default_folder("pretrain", "tiny-world").name.startswith("pretrain-tiny-world-")
 
 
+@pytest.mark.slow  # 25 s: three world exports, a pretrain, an export and a probe
 def test_one_vocabulary_old_spellings_still_work(tmp_path):
     """--out and --checkpoint everywhere (the positional forms stay); --arch/--width/--seed on
     every command that evaluates a random init."""
