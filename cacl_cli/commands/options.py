@@ -13,6 +13,7 @@ from cacl_cli.data.layouts import segmentation_layout
 from cacl_cli.errors import CaclError
 from cacl_cli.outputs import default_folder
 
+
 def preset_option(command: str):
     """``--preset``, naming the command's own default."""
     return typer.Option(
@@ -31,6 +32,8 @@ def key_option(command: str, key: str, *flags: str, help: str, **limits):
         None, *flags, help=f"{help} (sets {key}) [default: {shown}, preset "
         f"{DEFAULT_PRESETS[command]}].", **limits,
     )  # fmt: skip
+
+
 # A key each command reads, for its --set example.
 SET_EXAMPLES = {
     "extract-pairs": "extract.stride=4", "pretrain": "optim.lr=0.5",
@@ -46,6 +49,8 @@ def set_option(command: str):
         None, "--set", help=f"Override one preset key, e.g. --set {SET_EXAMPLES[command]} "
         "(repeatable; every key: presets/defaults.yaml).",
     )  # fmt: skip
+
+
 Out = typer.Option(
     None, "--out", help="Folder to write into [default: a new runs/COMMAND-PRESET-DATE-TIME]."
 )
