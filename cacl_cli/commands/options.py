@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -22,11 +23,17 @@ def preset_option(command: str):
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=None)
+def _default_config(command: str) -> Config:
+    """The command's default preset, resolved once for all its help texts (at start-up)."""
+    return resolve(DEFAULT_PRESETS[command])
+
+
 def key_option(command: str, key: str, *flags: str, help: str, **limits):
     """An option that sets preset key ``key``; its help ends with the value the command's default
     preset gives it, so the default a run gets is on the help page."""
     section, name = key.split(".")
-    default = getattr(getattr(resolve(DEFAULT_PRESETS[command]), section), field_name(name))
+    default = getattr(getattr(_default_config(command), section), field_name(name))
     shown = "off" if default is None else default
     return typer.Option(
         None, *flags, help=f"{help} (sets {key}) [default: {shown}, preset "

@@ -17,7 +17,7 @@ def encoder_from_config(cfg, heads: tuple[str, ...] | None = None) -> Encoder:
     """The online encoder alone: what a checkpoint's ``online.*`` tensors load into. ``heads``
     default to the ones ``cfg`` turns on."""
     names = cfg.heads.on() if heads is None else heads
-    return Encoder(cfg.model, [HEADS[name].from_config(cfg) for name in names], cfg.model.dim)
+    return Encoder(cfg.model, [HEADS[name].from_config(cfg) for name in names])
 
 
 def check_heads(cfg, ranks: int = 1) -> None:

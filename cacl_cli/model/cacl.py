@@ -37,7 +37,7 @@ class Encoder(nn.Module):
     ``dense_neck`` residual blocks of their own (not part of the backbone).
     """
 
-    def __init__(self, model, heads: Sequence[Head], dim: int) -> None:
+    def __init__(self, model, heads: Sequence[Head]) -> None:
         super().__init__()
         self.backbone = build_backbone(model.arch, model.width)
         self.dense_stage = model.dense_stage
@@ -47,7 +47,7 @@ class Encoder(nn.Module):
         channels = {False: self.backbone.out_channels,
                     True: stage_channels(self.backbone, model.dense_stage)}  # fmt: skip
         self.heads = nn.ModuleDict(
-            {head.name: head.projection(channels[head.dense], dim) for head in heads}
+            {head.name: head.projection(channels[head.dense], model.dim) for head in heads}
         )
         self.reads_dense = {head.name: head.dense for head in heads}
         self.outputs = {head.name: head.outputs for head in heads}
@@ -77,7 +77,7 @@ class CACL(nn.Module):
     def __init__(self, model, moco, heads: Sequence[Head], symmetric: bool = False) -> None:
         super().__init__()
         self.heads = {head.name: head for head in heads}
-        self.online = Encoder(model, heads, model.dim)
+        self.online = Encoder(model, heads)
         self.momentum_encoder = copy.deepcopy(self.online)
         for p in self.momentum_encoder.parameters():
             p.requires_grad = False

@@ -74,12 +74,11 @@ class Head:
 
     @classmethod
     def keys_per_step(cls, cfg, ranks: int) -> int:
-        return cfg.data.batch_size * ranks * cfg.moco.pixels_per_image
+        return cfg.data.batch_size * ranks  # one key per image
 
     @classmethod
     def _arrivals(cls, cfg, ranks: int) -> str:
-        per = f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
-        return per + f" x moco.pixels_per_image {cfg.moco.pixels_per_image}"
+        return f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
 
     def projection(self, in_channels: int, dim: int) -> nn.Module:
         return ProjectionHead(in_channels, dim)
@@ -120,6 +119,16 @@ class DenseHead(Head):
                  queue_matmul: str = "float32") -> None:  # fmt: skip
         super().__init__(weight, queue_size, tau)
         self.pixels_per_image, self.queue_matmul = pixels_per_image, queue_matmul
+
+    @classmethod
+    def keys_per_step(cls, cfg, ranks: int) -> int:
+        return super().keys_per_step(cfg, ranks) * cfg.moco.pixels_per_image
+
+    @classmethod
+    def _arrivals(cls, cfg, ranks: int) -> str:
+        return super()._arrivals(cfg, ranks) + (
+            f" x moco.pixels_per_image {cfg.moco.pixels_per_image}"
+        )
 
     def queue_dtype(self, device: torch.device) -> torch.dtype:
         if self.queue_matmul == "auto":

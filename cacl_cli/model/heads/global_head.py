@@ -27,14 +27,6 @@ class GlobalHead(Head):
     def from_config(cls, cfg) -> "GlobalHead":
         return cls(cfg.loss.global_weight, cls.queue_size_in(cfg), cfg.loss.tau)
 
-    @classmethod
-    def keys_per_step(cls, cfg, ranks: int) -> int:
-        return cfg.data.batch_size * ranks  # one vector per image
-
-    @classmethod
-    def _arrivals(cls, cfg, ranks: int) -> str:
-        return f"data.batch_size {cfg.data.batch_size} x {ranks} process(es)"
-
     def outputs(self, raw: torch.Tensor) -> Maps:
         # The dense map serves the pixel head's matching (eq. 4) and the soft cycle's target.
         return {"global": normalize_pixels(raw), "global_vector": global_vector(raw)}
