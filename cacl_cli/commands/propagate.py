@@ -43,7 +43,7 @@ SplitOption = typer.Option(
     None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
 )
 HtmlOption = typer.Option(
-    False, "--html", help="Also write OUT/SEQUENCE.html: masks over frames, a slider, J and F."
+    False, "--html", help="Also write OUT/SEQUENCE.html, one interactive page per sequence: masks, J and F."
 )
 
 

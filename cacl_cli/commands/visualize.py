@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
+from typer.core import TyperCommand
 
 from cacl_cli.commands import options
 from cacl_cli.errors import CaclError, report_errors
@@ -28,8 +29,10 @@ SizeOption = typer.Option(
     256, "--size", min=8, help="Short side, in pixels, of the frames fed to the backbone."
 )
 HtmlOption = typer.Option(
-    None, "--html", help="Write an interactive page (one self-contained HTML file) instead."
+    False, "--html", help="Write OUT/explorer.html, one interactive page, instead of the PNG."
 )
+# The former spelling ``--html PAGE.html`` names the page itself; VisualizeCommand maps it here.
+HtmlFileOption = typer.Option(None, "--html-file", hidden=True)
 TargetsOption = typer.Option(
     1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
 )
@@ -53,7 +56,8 @@ def visualize_command(
     seed: Optional[int] = SEED,
     compare: Optional[Tuple[Path, Path]] = CompareOption,
     size: int = SizeOption,
-    html: Optional[Path] = HtmlOption,
+    html: bool = HtmlOption,
+    html_file: Optional[Path] = HtmlFileOption,
     targets: int = TargetsOption,
     channels: int = ChannelsOption,
     same_scale: bool = SameScaleOption,
@@ -79,38 +83,69 @@ def visualize_command(
         cfg = options.settings("visualize", preset, overrides, shape)
         options.one_weights_source(False, checkpoint=checkpoint, compare=compare,
                                    random_init=random_init)  # fmt: skip
-        from rich.console import Console
-
-        from cacl_cli.device import resolve_device
-        from cacl_cli.evaluate.visualize import run_visualize
-
         sources = list(compare or [checkpoint])
+        view = (frames, frame, stride, sources, size, device or cfg.run.device)
+        if html_file is not None:
+            return _write_page(cfg, view, (targets, channels), html_file, overwrite)
         subject = "-vs-".join(options.evaluated(source) for source in sources)
-        if html is not None:
-            page = (html, targets, channels)
-            return _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device)
-        console = Console()
         folder = options.out_folder(out, "visualize", cfg, subject)
         with claimed(folder, "visualize", overwrite):
-            figure, rows = run_visualize(
-                cfg.model, frames, pixel or [], frame, stride, sources, size, folder,
-                resolve_device(device or cfg.run.device), same_scale, console.print,
-            )  # fmt: skip
-        console.print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
+            if html:
+                return _write_page(cfg, view, (targets, channels), folder / "explorer.html", True)
+            _write_figure(cfg, view, pixel or [], same_scale, folder)
 
 
-def _write_page(cfg, frames, frame, stride, sources, size, page, overwrite, device) -> None:
+def _write_figure(cfg, view, pixels, same_scale, folder) -> None:
+    """similarity.png and its arrays into ``folder``."""
+    from rich.console import Console
+
+    from cacl_cli.device import resolve_device
+    from cacl_cli.evaluate.visualize import run_visualize
+
+    frames, frame, stride, sources, size, device = view
+    console = Console()
+    figure, rows = run_visualize(
+        cfg.model, frames, pixels, frame, stride, sources, size, folder,
+        resolve_device(device), same_scale, console.print,
+    )  # fmt: skip
+    console.print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
+
+
+def _write_page(cfg, view, page, path, overwrite) -> None:
     """``--html``: the correspondence explorer (evaluate/explorer.py) into one file."""
     from rich.console import Console
 
     from cacl_cli.device import resolve_device
     from cacl_cli.evaluate.explorer import run_explorer
 
-    path, targets, channels = page
     if path.exists() and not overwrite:
         raise CaclError(f"--html {path} exists; pass --overwrite to replace it")
+    frames, frame, stride, sources, size, device = view
+    targets, channels = page
     size_bytes, shown = run_explorer(
         cfg.model, frames, frame, stride, targets, sources, size, channels, path,
-        resolve_device(device or cfg.run.device),
+        resolve_device(device),
     )  # fmt: skip
     Console().print(f"{path}: {size_bytes / 1e6:.1f} MB, frames {', '.join(map(str, shown))}")
+
+
+class VisualizeCommand(TyperCommand):
+    """Keeps the former ``--html PAGE.html`` spelling working: ``--html`` is now a flag like
+    propagate's, and a following ``*.html`` argument (never a frames folder or a video) is the
+    page's own path, as it was."""
+
+    def parse_args(self, ctx, args: List[str]) -> List[str]:
+        return super().parse_args(ctx, former_html_spelling(args))
+
+
+def former_html_spelling(args: List[str]) -> List[str]:
+    """``--html X.html`` and ``--html=X.html`` -> ``--html-file X.html``; all else as given."""
+    mapped = []
+    for arg in args:
+        if arg.startswith("--html="):
+            mapped += ["--html-file", arg.split("=", 1)[1]]
+        elif mapped[-1:] == ["--html"] and arg.lower().endswith(".html"):
+            mapped[-1:] = ["--html-file", arg]
+        else:
+            mapped.append(arg)
+    return mapped

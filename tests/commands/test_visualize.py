@@ -132,3 +132,26 @@ def test_without_pixel_the_frames_centre_is_taken_and_said(tmp_path, shared_data
     assert result.returncode == 0, result.stderr
     assert "no --pixel given: using the frame's centre, 480,270" in result.stdout
     assert (tmp_path / "sim-r0-p0-backbone.npy").is_file()
+
+
+def test_html_is_a_flag_like_propagates_and_the_former_page_path_still_works(tmp_path, shared_data):
+    bedroom = shared_data / "frames" / "bedroom"
+    small = ["--size", "64", "--channels", "4", "--set", "model.width=8", "--random-init"]
+    flag = run_cacl("visualize", bedroom, "--html", "--out", tmp_path / "out", *small)
+    assert flag.returncode == 0, flag.stderr
+    assert (tmp_path / "out" / "explorer.html").stat().st_size > 1000
+    assert not (tmp_path / "out" / "similarity.png").exists()
+    for spelling in (["--html", str(tmp_path / "a.html")], [f"--html={tmp_path / 'b.HTML'}"]):
+        former = run_cacl("visualize", bedroom, *spelling, *small)
+        assert former.returncode == 0, former.stderr
+    assert (tmp_path / "a.html").is_file() and (tmp_path / "b.HTML").is_file()
+    again = run_cacl("visualize", bedroom, "--html", tmp_path / "a.html", *small)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_only_an_html_argument_after_the_flag_is_read_as_the_former_page_path():
+    from cacl_cli.commands.visualize import former_html_spelling
+
+    assert former_html_spelling(["--html", "p.html", "f/"]) == ["--html-file", "p.html", "f/"]
+    assert former_html_spelling(["--html", "frames/"]) == ["--html", "frames/"]
+    assert former_html_spelling(["clip.mp4", "--html"]) == ["clip.mp4", "--html"]
