@@ -48,7 +48,7 @@ def is_pretrain_run(folder: Path) -> bool:
 def _contents(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(LOCK_NAME))
 
 
 def check_folder(
@@ -83,12 +83,13 @@ def check_folder(
 
 @contextlib.contextmanager
 def claimed(
-    folder: Path, command: str, continues: bool = False, named: bool = True
+    folder: Path, command: str, continues: bool = False, named: bool = True, part: str = ""
 ) -> Iterator[Path]:
     """Check ``folder``, lock it for this process, and yield it.
 
     Under torchrun only rank 0 writes, so only rank 0 checks and locks. A folder this call
-    created and nothing was written into is removed again on the way out.
+    created and nothing was written into is removed again on the way out. ``part`` locks a
+    share of the folder instead (an extraction shard), so the other shares may run at once.
     """
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 checks the folder and writes into it
         yield folder
@@ -96,19 +97,21 @@ def claimed(
     check_folder(folder, command, continues, named)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    lock = open(folder / LOCK_NAME, "a")
+    lock_name = f"{LOCK_NAME}.{part}" if part else LOCK_NAME
+    lock = open(folder / lock_name, "a")
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            what = f"{folder} (its {part.replace('-', ' ')})" if part else folder
             raise CaclError(
-                f"{folder} is in use by another cacl process; wait for it to finish "
+                f"{what} is in use by another cacl process; wait for it to finish "
                 f"or choose another --out"
             ) from None
         yield folder
     finally:
         if created and not _contents(folder):
-            (folder / LOCK_NAME).unlink(missing_ok=True)
+            (folder / lock_name).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 folder.rmdir()
         lock.close()

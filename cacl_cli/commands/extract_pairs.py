@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from cacl_cli.commands import options
-from cacl_cli.errors import report_errors
+from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
 
 
@@ -41,6 +43,20 @@ SeekOption = typer.Option(
     help="Seek to keyframes instead of decoding from "
     "the start: faster, but wrong frames on open-GOP files.",
 )
+FormatOption = _key(
+    "extract.format", "--format", help="folder (a JPEG per frame) or tar (WebDataset shards)"
+)
+ShardSizeOption = _key(
+    "extract.shard_size", "--shard-size", min=0.01, help="Tar format: a new shard past this many MB"
+)
+ShardOption = typer.Option(
+    None, "--shard",
+    help="K/N: extract only shard K (0 .. N-1) of N, split by a hash of each video's path; "
+    "'slurm' takes K and N from SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Shards may share one --out.",
+)  # fmt: skip
+MergeOption = typer.Option(
+    False, "--merge", help="Only merge what the shards recorded into the manifest and index."
+)
 OverwriteOption = typer.Option(
     False, "--overwrite", help="Redo clips already extracted (needed to change the settings)."
 )
@@ -61,16 +77,22 @@ def extract_pairs_command(
     timeout: Optional[float] = TimeoutOption,
     extensions: Optional[List[str]] = ExtensionsOption,
     seek: Optional[bool] = SeekOption,
+    data_format: Optional[str] = FormatOption,
+    shard_size: Optional[float] = ShardSizeOption,
+    shard: Optional[str] = ShardOption,
+    merge_only: bool = MergeOption,
     overwrite: bool = OverwriteOption,
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any file was skipped."),
 ) -> None:
-    """Extract frame pairs from every video under VIDEO_DIR into JPEGs plus manifest.jsonl.
+    """Extract frame pairs from every video under VIDEO_DIR into JPEGs (or tar shards) plus
+    manifest.jsonl and its index.
 
     The settings are the preset's `extract` section (default preset extract-kinetics); each flag
     sets one of its keys. A rerun skips clips already done. Bad files (empty, corrupt, truncated,
     too short, not a video) are listed with their reason in skipped.tsv; the run goes on. Clips
     that failed for the machine's sake (disk full) are named, retried by a rerun, and make the
-    exit code 1.
+    exit code 1. With --shard K/N, N processes or machines split the collection and may write
+    into one --out at once; the last to finish leaves the whole manifest (--merge redoes it).
 
     Example: cacl extract-pairs kinetics/ --out kinetics-pairs --stride 8
     """
@@ -78,15 +100,43 @@ def extract_pairs_command(
         flags = {"stride": stride, "pairs_per_clip": pairs_per_clip, "seek": seek, "seed": seed}
         flags |= {"frames_per_clip": frames_per_clip, "short_side": short_side, "quality": quality}
         flags |= {"workers": workers, "timeout": timeout, "extensions": extensions}
+        flags |= {"format": data_format, "shard_size": shard_size}
         values = {f"extract.{k}": v for k, v in flags.items()}
         cfg = options.settings("extract-pairs", preset, overrides, values)
+        part = parse_shard(shard, overwrite)
         from rich.console import Console
 
-        from cacl_cli.data.extract import extract_folder, print_summary
+        from cacl_cli.data.extract import extract_folder, merge_folder, print_summary
 
         console, out = Console(), out or Path("pairs")
-        with claimed(out, "extract-pairs", continues=True):
-            summary = extract_folder(video_dir, out, cfg.extract, overwrite, console)
+        with claimed(out, "extract-pairs", continues=True, part=_lock_part(part)):
+            if merge_only:
+                summary = merge_folder(video_dir, out, cfg.extract)
+            else:
+                summary = extract_folder(video_dir, out, cfg.extract, overwrite, console, part)
         print_summary(out, summary, console)
         if summary["failed"] or (strict and summary["skipped"]):
             raise SystemExit(1)  # failed clips (disk full ...) are retried by the same command
+
+
+def parse_shard(text: Optional[str], overwrite: bool) -> tuple[int, int]:
+    """``--shard K/N`` (or ``slurm``) -> (K, N); (0, 1) without it."""
+    if text is None:
+        return 0, 1
+    if text == "slurm":
+        env = os.environ
+        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
+            raise CaclError("--shard slurm: SLURM_ARRAY_TASK_ID/COUNT are not set; run it in a "
+                            "SLURM job array (sbatch --array=0-N) or pass --shard K/N")  # fmt: skip
+        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        text = f"{int(env['SLURM_ARRAY_TASK_ID']) - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or not int(match[1]) < int(match[2]):
+        raise CaclError(f"--shard {text}: give K/N with 0 <= K < N, e.g. --shard 3/16")
+    if overwrite and int(match[2]) > 1:
+        raise CaclError("--overwrite redoes the whole folder; run it without --shard")
+    return int(match[1]), int(match[2])
+
+
+def _lock_part(shard: tuple[int, int]) -> str:
+    return f"shard-{shard[0]}-of-{shard[1]}" if shard[1] > 1 else ""

@@ -368,6 +368,11 @@ class ExtractSection:
     timeout: float = key(120.0, "seconds allowed per clip", span=(1, 1e7))
     extensions: tuple = key((), "video suffixes to take; empty: the common ones")
     seek: bool = key(False, "seek to keyframes: faster, but wrong frames on open-GOP files")
+    format: str = key(
+        "folder", "folder: a JPEG per frame | tar: WebDataset-style shards, pairs-NNNNNN.tar",
+        choices=("folder", "tar"),
+    )
+    shard_size: float = key(1000.0, "tar format: a new shard past this many MB", span=(0.01, 1e6))
 
 
 @dataclass(frozen=True)

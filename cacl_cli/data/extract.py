@@ -2,11 +2,16 @@
 
 Each clip is handled by one worker: it opens its own reader (decord, else OpenCV), picks
 ``pairs_per_clip`` starts from a generator seeded by the clip id, decodes only the frames it needs,
-writes them as JPEGs (temp name, then rename) and finally a small record in ``.records/``. That
-record marks the video done (or skipped, for a bad file), so a rerun skips it; an error of the
-machine (disk full, I/O) writes no record, so a rerun retries the video. The manifest and the
-report of skipped files are assembled from the records at the end, sorted by clip id: the same
-input gives the same manifest, however often the run was interrupted.
+encodes them as JPEGs and writes them: as files (temp name, then rename) by the worker, or into a
+tar shard by the parent (``tar_shards.py``). Then a small record in ``.records/`` marks the video
+done (or skipped, for a bad file), so a rerun skips it; an error of the machine (disk full, I/O)
+writes no record, so a rerun retries the video. At the end the records are merged into the
+manifest (``manifest.py``), sorted by clip id: the same input gives the same manifest, however
+often the run was interrupted and however many shards shared the work.
+
+``shard`` (K, N) splits a collection across processes or machines with no coordination: a video
+belongs to shard ``hash(its relative path) mod N``. Every shard lists the whole collection, so
+each gives every video the same clip id.
 
 Clip ids are readable (``class__clip``) and unique: a video whose readable id is taken (``a b.mp4``
 beside ``a_b.mp4``, two non-Latin names, ``clip.mp4`` beside ``clip.webm``) gets a short hash of
@@ -19,10 +24,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import zlib
-from dataclasses import asdict
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,13 +37,13 @@ from cacl_cli.data.frames import decode, native_stderr_silenced
 from cacl_cli.data.images import resize_short_side
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.config import ExtractSection
+from cacl_cli.data import manifest
+from cacl_cli.data.manifest import MANIFEST, RECORDS, REPORT
+from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
 from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
 from cacl_cli.progress import progress_bar
 
-RECORDS = ".records"
-MANIFEST = "manifest.jsonl"
-REPORT = "skipped.tsv"
 DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
 
 
@@ -94,30 +97,45 @@ def assign_ids(root: Path, videos: list[Path], known: dict[str, str]) -> dict[Pa
     return ids
 
 
-def process_clip(root: Path, path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
+def process_clip(
+    root: Path, path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: bool = False
+) -> dict:
     """Extract one clip; returns its record: done, skipped (a bad video, for good) or failed (an
-    error of the machine, such as a full disk: no record is written, so a rerun retries it)."""
+    error of the machine, such as a full disk: no record is written, so a rerun retries it).
+    ``to_tar``: the frames come back as JPEG bytes (``_jpegs``) for the parent's shard, which
+    then writes the record itself."""
     record = {"clip": cid, "source": str(path.relative_to(root))}
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, settings.timeout)
     try:
         with native_stderr_silenced():
-            record.update(_extract(path, cid, out, settings))
+            record.update(_extract(path, cid, out, settings, to_tar))
     except ClipTimeout:
         record.update(status="skipped", reason=f"took longer than {settings.timeout:g} s")
     except (ValueError, cv2.error) as err:
         record.update(status="skipped", reason=str(err).splitlines()[0][:200])
     except OSError as err:
-        where = err.filename or out / cid
-        return record | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
+        return _failed(record, err, out / cid)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+    return record if to_tar and record["status"] == "done" else write_record(out, record)
+
+
+def write_record(out: Path, record: dict) -> dict:
+    """The record that marks a clip done or skipped; a full disk makes it failed instead."""
+    for stale in (out / RECORDS).glob(f".{record['clip']}.json.*.tmp"):  # a killed run's
+        stale.unlink(missing_ok=True)
     try:
-        write_text_atomic(out / RECORDS / f"{cid}.json", json.dumps(record) + "\n")
+        write_text_atomic(out / RECORDS / f"{record['clip']}.json", json.dumps(record) + "\n")
     except OSError as err:
-        where = err.filename or out / RECORDS
-        return record | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
+        return _failed(record, err, out / RECORDS)
     return record
+
+
+def _failed(record: dict, err: OSError, where: Path) -> dict:
+    where = err.filename or where
+    kept = {k: record[k] for k in ("clip", "source")}
+    return kept | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
 
 
 def _refuse_links_outside(out: Path, target: Path) -> None:
@@ -126,7 +144,7 @@ def _refuse_links_outside(out: Path, target: Path) -> None:
         raise ValueError(f"{target} leads outside {out}; remove that link")
 
 
-def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
+def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: bool) -> dict:
     if path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
     need = settings.stride * (settings.frames_per_clip - 1) + 1
@@ -138,11 +156,9 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
         return [s + k * settings.stride for s in starts for k in range(settings.frames_per_clip)]
 
     count, fps, wanted, frames, decoder = decode(path, pick, settings.seek)
-    _refuse_links_outside(out, out / cid)
     height, width = frames[0].shape[:2]
-    names = []
+    names, jpegs = [f"{cid}/{index:06d}.jpg" for index in wanted], []
     for index, frame in zip(wanted, frames):
-        name = f"{cid}/{index:06d}.jpg"
         ok, data = cv2.imencode(
             ".jpg",
             cv2.cvtColor(resize_short_side(frame, settings.short_side), cv2.COLOR_RGB2BGR),
@@ -150,8 +166,9 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
         )
         if not ok:
             raise ValueError(f"frame {index} could not be encoded")
-        write_atomic(out / name, lambda fh: fh.write(data.tobytes()))
-        names.append(name)
+        jpegs.append(data.tobytes())
+    if not to_tar:
+        _write_frames(out, cid, names, jpegs)
     groups = [
         names[i : i + settings.frames_per_clip]
         for i in range(0, len(names), settings.frames_per_clip)
@@ -162,6 +179,7 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
     ]
     return {
         "status": "done",
+        **({"_jpegs": jpegs} if to_tar else {}),
         "frames": groups,
         "indices": indices,
         "fps": fps,
@@ -172,12 +190,65 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection) -> dict:
     }
 
 
+def _write_frames(out: Path, cid: str, names: list[str], jpegs: list[bytes]) -> None:
+    _refuse_links_outside(out, out / cid)
+    remove_stale_temps(out / cid)  # a killed run's; this clip's folder is this worker's alone
+    for name, data in zip(names, jpegs):
+        write_atomic(out / name, lambda fh: fh.write(data))
+
+
 # ---------------------------------------------------------------- the whole folder
 
 
-def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console) -> dict:
-    """Every video under ``video_dir`` not yet done, in ``section.workers`` processes, then the
-    manifest. Returns {done, skipped, failed: [records]}; failed clips are retried on a rerun."""
+def extract_folder(
+    video_dir: Path, out: Path, section: ExtractSection, overwrite: bool, console,
+    shard: tuple[int, int] = (0, 1),
+) -> dict:  # fmt: skip
+    """This shard's videos under ``video_dir`` not yet done, in ``section.workers`` processes,
+    then the merge. Returns {done, skipped, left, failed: [records]}; failed clips are retried
+    by a rerun, ``left`` counts the collection's videos no shard has done yet."""
+    videos = _listing(video_dir, section)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / RECORDS).is_symlink():
+        raise CaclError(f"{out / RECORDS} is a link; remove it, it must be a folder")
+    if overwrite:
+        manifest.clear(out)
+    manifest.check_settings(out, section)
+    known = manifest.known_sources(out)
+    ids = assign_ids(video_dir, videos, known)
+    mine = [v for v in videos if in_shard(str(v.relative_to(video_dir)), shard)]
+    todo = [(v, ids[v]) for v in mine if str(v.relative_to(video_dir)) not in known]
+    which = f" in shard {shard[0]} of {shard[1]}" if shard[1] > 1 else ""
+    console.print(f"{len(mine)} videos{which}, {len(mine) - len(todo)} already done, "
+                  f"{len(todo)} to extract")  # fmt: skip
+    failed = _run_pool(video_dir, out, section, todo, shard, set(known.values()), console)
+    try:
+        if todo or manifest.pending_records(out) or not (out / MANIFEST).is_file():
+            manifest.merge(out, section)
+    except OSError as err:
+        first = f" (first: {failed[0]['source']}: {failed[0]['reason']})" if failed else ""
+        raise RunFailed(
+            f"{out / MANIFEST}: could not write it ({err.strerror or err}); {len(failed)} of "
+            f"{len(todo)} clips failed{first}; free space, then rerun the same command"
+        ) from None
+    return _summary(video_dir, videos, out, failed)
+
+
+def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
+    """``--merge``: fold the records every shard left into the manifest, extract nothing."""
+    videos = _listing(video_dir, section)
+    manifest.check_settings(out, section)
+    manifest.merge(out, section)
+    return _summary(video_dir, videos, out, [])
+
+
+def _summary(video_dir: Path, videos: list[Path], out: Path, failed: list[dict]) -> dict:
+    merged, skipped = manifest.known_sources(out), len(manifest.read_report(out))
+    left = sum(str(v.relative_to(video_dir)) not in merged for v in videos)
+    return {"done": len(merged) - skipped, "skipped": skipped, "left": left, "failed": failed}
+
+
+def _listing(video_dir: Path, section: ExtractSection) -> list[Path]:
     if not video_dir.is_dir():
         raise CaclError(f"{video_dir} is not a folder of videos")
     suffixes = tuple(e if e.startswith(".") else f".{e}" for e in section.extensions)
@@ -185,114 +256,66 @@ def extract_folder(video_dir: Path, out: Path, section, overwrite: bool, console
     videos = find_videos(video_dir, tuple(s.lower() for s in suffixes))
     if not videos:
         raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)})")
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / RECORDS).is_symlink():
-        raise CaclError(f"{out / RECORDS} is a link; remove it, it must be a folder")
-    remove_stale_temps(out, recursive=True)  # left by a killed run
-    if overwrite:
-        shutil.rmtree(out / RECORDS, ignore_errors=True)
-    settings = section
-    check_settings(out, settings)
-    known = recorded_sources(out)
-    ids = assign_ids(video_dir, videos, known)
-    finished = set(known.values())
-    todo = [v for v in videos if ids[v] not in finished]
-    console.print(
-        f"{len(videos)} videos, {len(videos) - len(todo)} already done, {len(todo)} to extract"
-    )
+    return videos
+
+
+def in_shard(source: str, shard: tuple[int, int]) -> bool:
+    """Whether the video at relative path ``source`` is shard K's of N: a stable hash of the
+    path, so it does not depend on what else the collection holds."""
+    digest = hashlib.sha1(source.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
+
+
+def _run_pool(video_dir, out, section, todo, shard, recorded, console) -> list[dict]:
+    """Extract ``todo`` in worker processes; returns the failed records."""
+    to_tar = section.format == "tar"
+    writer = _shard_writer(out, section, shard, recorded) if to_tar else None
     failed = []
-    job = partial(_safe_process, video_dir, out, settings)
-    todo = [(path, ids[path]) for path in todo]
+    job = partial(_safe_process, video_dir, out, section, to_tar)
     with progress_bar(console, "extract") as progress:
         task = progress.add_task("extract", total=len(todo), status="")
         context = get_context("forkserver")  # no fork of a parent that may hold codec threads
         with context.Pool(section.workers or os.cpu_count() or 1, initializer=worker_init) as pool:
             for record in pool.imap_unordered(job, todo):
+                if "_jpegs" in record:
+                    record = _into_shard(writer, out, record)
                 if record["status"] == "failed":
                     failed.append(record)
                 speed = progress.tasks[0].speed
                 progress.update(task, advance=1, status=f"{speed:.1f} clips/s" if speed else "")
+    if writer is not None:
+        writer.close()
+    return failed
+
+
+def _shard_writer(out, section, shard, recorded) -> ShardWriter:
+    """This shard's tar writer, after ending the shards a killed run left open."""
+    tag = f"{shard[0]}of{shard[1]}-" if shard[1] > 1 else ""
+    for path in shard_files(out, tag):
+        if not is_ended(path):
+            repair(path, recorded)
+    return ShardWriter(out, tag, int(section.shard_size * 1e6))
+
+
+def _into_shard(writer: ShardWriter, out: Path, record: dict) -> dict:
+    jpegs = record.pop("_jpegs")
     try:
-        done, skipped = write_manifest(out, settings)
+        record = writer.add_clip(record, jpegs)
     except OSError as err:
-        first = f" (first: {failed[0]['source']}: {failed[0]['reason']})" if failed else ""
-        raise RunFailed(
-            f"{out / MANIFEST}: could not write it ({err.strerror or err}); {len(failed)} of "
-            f"{len(todo)} clips failed{first}; free space, then rerun the same command"
-        ) from None
-    return {"done": done, "skipped": skipped, "failed": failed}
+        writer.close()  # its tail may be cut: the next clip starts a new shard
+        return _failed(record, err, out)
+    return write_record(out, record)
 
 
 def _safe_process(
-    root: Path, out: Path, settings: ExtractSection, clip: tuple[Path, str]
+    root: Path, out: Path, settings: ExtractSection, to_tar: bool, clip: tuple[Path, str]
 ) -> dict:
     """Run one clip; an unexpected error marks it failed (no record, so a rerun retries it)."""
     path, cid = clip
     try:
-        return process_clip(root, path, cid, out, settings)
+        return process_clip(root, path, cid, out, settings, to_tar)
     except Exception as err:  # noqa: BLE001 - reported per clip, the run goes on
         return {"status": "failed", "source": str(path), "reason": repr(err)[:200]}
-
-
-def recorded_sources(out: Path) -> dict[str, str]:
-    """source -> clip id of every video an earlier run recorded."""
-    found = {}
-    for path in sorted((out / RECORDS).glob("*.json")) if (out / RECORDS).is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-            found[record["source"]] = record["clip"]
-        except (ValueError, KeyError, TypeError):
-            path.unlink()  # a record from a damaged disk: the video is simply done again
-    return found
-
-
-# Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
-PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
-
-
-def check_settings(out: Path, settings: ExtractSection) -> None:
-    """Refuse to add pairs of other settings to a folder extracted before (its manifest says)."""
-    manifest = out / MANIFEST
-    if not manifest.is_file() or not done_clips(out):
-        return
-    try:
-        before = json.loads(manifest.read_text().splitlines()[0])["settings"]
-    except (ValueError, IndexError, KeyError, TypeError):
-        raise CaclError(
-            f"{manifest}: unreadable header; pass --overwrite to extract again"
-        ) from None
-    now = _settings_record(settings)
-    for key in PAIR_SETTINGS:
-        if key in before and before[key] != now[key]:
-            raise CaclError(
-                f"{out} was extracted with {key} {before[key]}, not {now[key]}; pass --overwrite "
-                f"to redo it with {key} {now[key]}, or give another --out"
-            )
-
-
-def _settings_record(settings: ExtractSection) -> dict:
-    """The ``extract`` section as the manifest's header records it."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
-
-
-def done_clips(out: Path) -> set[str]:
-    """Clips whose record exists: finished (or skipped) by an earlier run."""
-    folder = out / RECORDS
-    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
-
-
-def write_manifest(out: Path, settings: ExtractSection) -> tuple[int, int]:
-    """Assemble manifest.jsonl and skipped.tsv from the records; returns (done, skipped)."""
-    records = [json.loads(p.read_text()) for p in sorted((out / RECORDS).glob("*.json"))]
-    done = [r for r in records if r["status"] == "done"]
-    skipped = [r for r in records if r["status"] != "done"]
-    header = {"cacl_pairs": 1, "settings": _settings_record(settings)}
-    write_text_atomic(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in [header] + done))
-    write_text_atomic(
-        out / REPORT,
-        "source\treason\n" + "".join(f"{r['source']}\t{r['reason']}\n" for r in skipped),
-    )
-    return len(done), len(skipped)
 
 
 def worker_init() -> None:
@@ -313,3 +336,6 @@ def print_summary(out: Path, summary: dict, console) -> None:
         console.print(f"skipped files and reasons: {out / REPORT}")
     for record in summary["failed"]:
         console.print(f"[red]failed[/] {record['source']}: {record['reason']} (retried on rerun)")
+    if summary.get("left"):
+        console.print(f"{summary['left']} videos of the collection are in no shard's records yet: "
+                      "run (or rerun) the other shards; the last to finish completes the manifest")

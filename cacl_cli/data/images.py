@@ -29,6 +29,15 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    """Encoded image bytes (a tar member's, say) as (H, W, 3) uint8 RGB; ``name`` says where
+    they came from in the one-line error."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise CaclError(f"{name} is not a readable image; rerun cacl extract-pairs")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def resize_short_side(
     frame: np.ndarray, short_side: int, interpolation: int = cv2.INTER_AREA
 ) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Training pairs from disk: an ``extract-pairs`` folder, or a plain image folder.
 
-Both offer ``pair(rng, stride)`` like the built-in world. A pairs folder's frames are already
+Both offer ``pair(rng, stride)`` like the built-in world. A pairs folder holds JPEG files or
+tar shards (``extract-pairs --format``); both are read through its index. A pairs folder's frames are already
 ``stride`` apart (the extraction stride, recorded in the manifest); where a clip has more than two
 frames per draw, each call picks two neighbouring ones, so epochs see different pairs. An image
 folder (ImageNet layout or flat) pairs each image with itself: v+ is a second augmentation of it,
@@ -10,13 +11,14 @@ the paper's "only augmentation" setting and its ImageNet MoCo-v2 baseline.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from cacl_cli.data.extract import MANIFEST
 from cacl_cli.data.frames import IMAGE_SUFFIXES
-from cacl_cli.data.images import read_rgb
+from cacl_cli.data.images import decode_rgb, read_rgb
+from cacl_cli.data.manifest import MANIFEST, load_index
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
 
@@ -32,7 +34,8 @@ def _read(path: Path) -> np.ndarray:
 
 
 class PairsFolder:
-    """The frames listed in ``manifest.jsonl``: one entry per draw of a clip."""
+    """The draws of an extract-pairs folder, through its index (``pair_index.py``): frames are
+    JPEG files or members of tar shards, read in place by offset."""
 
     def __init__(self, root: Path) -> None:
         manifest = root / MANIFEST
@@ -40,66 +43,47 @@ class PairsFolder:
             raise CaclError(
                 f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS --out {root}`"
             )
-        records = _read_manifest(manifest)
-        self.root = root
-        self.settings = records[0].get("settings", {}) if records else {}
-        self.draws = [
-            [_inside(root, name, manifest, n) for name in group]
-            for n, record in enumerate(records[1:], start=2)
-            for group in _frame_groups(record, manifest, n)
-        ]
-        if not self.draws:
+        self.root, self.index = root, load_index(root)
+        if not self.index.draws:
             raise CaclError(
                 f"{manifest} lists no clips; every video was skipped (see skipped.tsv beside it)"
             )
+        with open(manifest, "rb") as fh:
+            header = json.loads(fh.readline(1 << 20) or b"{}")
+        self.settings = header.get("settings", {}) if isinstance(header, dict) else {}
+        self._shards: dict[str, int] = {}  # shard -> descriptor, opened once per process
 
     def __len__(self) -> int:
-        return len(self.draws)
+        return self.index.draws
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        frames = self.draws[int(rng.integers(len(self.draws)))]
-        first = int(rng.integers(len(frames) - 1))
-        return _read(frames[first]), _read(frames[first + 1])
+        frames = self.index.draw(int(rng.integers(self.index.draws)))
+        first = frames[int(rng.integers(len(frames) - 1))]
+        return self.frame(first), self.frame(first + 1)
 
+    def frame(self, number: int) -> np.ndarray:
+        name, offset, size = self.index.location(number)
+        if size < 0:
+            return _read(self.root / name)
+        return decode_rgb(self.frame_bytes(number), f"{self.root / name} at byte {offset}")
 
-def _read_manifest(manifest: Path) -> list[dict]:
-    records = []
-    for n, line in enumerate(manifest.read_text(errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            raise CaclError(
-                f"{manifest}, line {n}: not a JSON record; rerun `cacl extract-pairs` with "
-                "--overwrite to rebuild the manifest"
-            )
-        records.append(record)
-    return records
-
-
-def _frame_groups(record: dict, manifest: Path, line: int) -> list[list[str]]:
-    groups = record.get("frames")
-    if not (isinstance(groups, list) and groups and all(
-        isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g) for g in groups
-    )):  # fmt: skip
-        raise CaclError(
-            f"{manifest}, line {line}: 'frames' must be lists of two or more frame file names"
-        )
-    return groups
-
-
-def _inside(root: Path, name: str, manifest: Path, line: int) -> Path:
-    """A frame path of the manifest, which must stay inside the pairs folder."""
-    path = root / name
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise CaclError(
-            f"{manifest}, line {line}: frame '{name}' lies outside {root}; a manifest names "
-            "frames relative to its own folder"
-        )
-    return path
+    def frame_bytes(self, number: int) -> bytes:
+        """A frame's encoded bytes, as stored (a JPEG file, or a tar member's data)."""
+        name, offset, size = self.index.location(number)
+        if size < 0:
+            return (self.root / name).read_bytes()
+        if name not in self._shards:
+            try:
+                self._shards[name] = os.open(self.root / name, os.O_RDONLY)
+            except OSError as err:
+                raise CaclError(
+                    f"{self.root / name}: {err.strerror}; rerun cacl extract-pairs"
+                ) from None
+        data = os.pread(self._shards[name], size, offset)
+        if len(data) != size:
+            raise CaclError(f"{self.root / name} ends before byte {offset + size} (cut short?); "
+                            "rerun cacl extract-pairs")  # fmt: skip
+        return data
 
 
 class ImageFolder:

@@ -1,0 +1,240 @@
+"""A pairs folder's bookkeeping: per-clip records, their merge into the manifest, the index.
+
+While clips are extracted each one leaves a small record in ``.records/`` (done, or skipped
+for a bad file). A merge folds every record present into three files, each written under a
+temporary name and renamed:
+
+- ``manifest.jsonl``: a header line, then one line per done clip, sorted by clip id;
+- ``skipped.tsv``: the bad files and why (tabs and newlines in names escaped);
+- ``index.bin``: the manifest's working form for training (``pair_index.py``);
+
+then deletes the records it folded in. So a folder's state is the merged files plus the records
+not merged yet: a rerun that finds nothing left reads no record, and one with k clips left
+reads k. Merges take a lock of their own, so shards extracting into one folder at once (each with
+its own clips) never lose each other's work; the last one to finish leaves the full manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+from cacl_cli.config import ExtractSection
+from cacl_cli.data.pair_index import INDEX, PairIndex, index_arrays, read_index, write_index
+from cacl_cli.errors import CaclError
+from cacl_cli.files import remove_stale_temps, write_text_atomic
+
+RECORDS = ".records"
+MANIFEST = "manifest.jsonl"
+REPORT = "skipped.tsv"
+MERGE_LOCK = ".cacl.lock.merge"  # outputs.LOCK_NAME + a part: not counted as contents
+# Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
+PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
+
+
+# ---------------------------------------------------------------- reading what is there
+
+
+def pending_records(out: Path) -> list[Path]:
+    """Record files not merged yet."""
+    folder = out / RECORDS
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def read_record(path: Path) -> dict | None:
+    """A record file, or None for one a damaged disk left unreadable (its clip is redone)."""
+    try:
+        record = json.loads(path.read_text())
+        return record if isinstance(record, dict) and "source" in record else None
+    except (ValueError, OSError):
+        return None
+
+
+def known_sources(out: Path) -> dict[str, str]:
+    """source -> clip id of every video done or skipped: merged or still a record."""
+    known = {}
+    index = load_index(out)
+    if index is not None:
+        known |= {index.sources[i]: index.clips[i] for i in range(len(index.sources))}
+    known |= {source: "" for source, _ in read_report(out)}  # a skipped clip keeps no frames
+    for path in pending_records(out):
+        record = read_record(path)
+        if record is None:
+            path.unlink(missing_ok=True)
+        else:
+            known[record["source"]] = record["clip"]
+    return known
+
+
+def load_index(out: Path) -> PairIndex | None:
+    """The folder's index: the mapped file where it stands for the manifest, else built in
+    memory from the manifest (an older folder, a hand-made manifest); None without one."""
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return None
+    index = read_index(out, manifest)
+    if index is None:
+        index = PairIndex(index_arrays(read_manifest(manifest)[1]), {})
+    return index
+
+
+def read_manifest(manifest: Path) -> tuple[dict, list[dict]]:
+    """(header, done records), every field checked; a bad line is a one-line error."""
+    header, records = {}, []
+    lines = manifest.read_text(errors="replace").splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            raise CaclError(
+                f"{manifest}, line {n}: not a JSON record; rerun `cacl extract-pairs` with "
+                "--overwrite to rebuild the manifest"
+            )
+        if n == 1 and "cacl_pairs" in record:
+            header = record
+        else:
+            records.append(checked(record, manifest, n))
+    return header, records
+
+
+def checked(record: dict, manifest: Path, line: int) -> dict:
+    """A manifest line whose frames are lists of two or more names inside the folder (and, for
+    a tar shard, members with an offset and a size)."""
+    groups = record.get("frames")
+    if not (isinstance(groups, list) and groups and all(
+        isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g) for g in groups
+    )):  # fmt: skip
+        raise CaclError(
+            f"{manifest}, line {line}: 'frames' must be lists of two or more frame file names"
+        )
+    names = [n for g in groups for n in g] + ([record["tar"]] if "tar" in record else [])
+    for name in names:
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CaclError(
+                f"{manifest}, line {line}: frame '{name}' lies outside {manifest.parent}; a "
+                "manifest names frames relative to its own folder"
+            )
+    members = record.get("members", {}) if "tar" in record else {}
+    if "tar" in record and not all(
+        isinstance(members.get(n), list) and len(members[n]) == 2 and
+        all(isinstance(v, int) and v >= 0 for v in members[n]) for g in groups for n in g
+    ):  # fmt: skip
+        raise CaclError(f"{manifest}, line {line}: a frame has no [offset, size] in 'members'")
+    return {"clip": f"line-{line}", "source": ""} | record
+
+
+def read_report(out: Path) -> list[tuple[str, str]]:
+    """(source, reason) rows of skipped.tsv."""
+    path = out / REPORT
+    if not path.is_file():
+        return []
+    rows = path.read_text(errors="surrogateescape").splitlines()[1:]
+    return [tuple(_unescape(cell) for cell in row.split("\t", 1)) for row in rows if "\t" in row]
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _unescape(text: str) -> str:
+    swaps = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
+    return "".join(swaps.get(part, part) for part in _split_escapes(text))
+
+
+def _split_escapes(text: str) -> Iterator[str]:
+    i = 0
+    while i < len(text):
+        step = 2 if text[i] == "\\" and i + 1 < len(text) else 1
+        yield text[i : i + step]
+        i += step
+
+
+# ---------------------------------------------------------------- merging
+
+
+@contextlib.contextmanager
+def merge_lock(out: Path) -> Iterator[None]:
+    """One merge at a time in a folder (a merge takes seconds; others wait for it)."""
+    with open(out / MERGE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def merge(out: Path, settings: ExtractSection) -> tuple[int, int]:
+    """Fold every record present into manifest.jsonl, skipped.tsv and index.bin; returns the
+    (done, skipped) totals."""
+    with merge_lock(out):
+        for name in (MANIFEST, REPORT, INDEX):
+            for stale in out.glob(f".{name}.*.tmp"):  # a merge killed before its rename
+                stale.unlink(missing_ok=True)
+        paths = pending_records(out)
+        done = {r["clip"]: r for r in read_manifest(out / MANIFEST)[1]} if (
+            out / MANIFEST).is_file() else {}  # fmt: skip
+        skipped = dict(read_report(out))
+        for path in paths:
+            record = read_record(path)
+            if record is None:
+                continue
+            if record["status"] == "done":
+                done[record["clip"]] = record
+                skipped.pop(record["source"], None)
+            else:
+                skipped[record["source"]] = record["reason"]
+        records = [done[clip] for clip in sorted(done)]
+        header = {"cacl_pairs": 1, "settings": settings_record(settings)}
+        lines = "".join(json.dumps(r) + "\n" for r in [header] + records)
+        write_text_atomic(out / MANIFEST, lines)
+        report = "".join(f"{_escape(s)}\t{_escape(r)}\n" for s, r in sorted(skipped.items()))
+        write_text_atomic(out / REPORT, "source\treason\n" + report)
+        write_index(out, records, out / MANIFEST)
+        for path in paths:
+            path.unlink(missing_ok=True)
+    return len(records), len(skipped)
+
+
+def settings_record(settings: ExtractSection) -> dict:
+    """The ``extract`` section as the manifest's header records it."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
+def check_settings(out: Path, settings: ExtractSection) -> None:
+    """Refuse to add pairs of other settings to a folder extracted before (its manifest says)."""
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return
+    with open(manifest, "rb") as fh:
+        first = fh.readline(1 << 20)
+    try:
+        before = json.loads(first)["settings"]
+    except (ValueError, KeyError, TypeError):
+        raise CaclError(
+            f"{manifest}: unreadable header; pass --overwrite to extract again"
+        ) from None
+    now = settings_record(settings)
+    for key in PAIR_SETTINGS:
+        if key in before and before[key] != now[key]:
+            raise CaclError(
+                f"{out} was extracted with {key} {before[key]}, not {now[key]}; pass --overwrite "
+                f"to redo it with {key} {now[key]}, or give another --out"
+            )
+
+
+def clear(out: Path) -> None:
+    """``--overwrite``: forget every clip (the frames are written again, the shards anew)."""
+    import shutil
+
+    with merge_lock(out):
+        shutil.rmtree(out / RECORDS, ignore_errors=True)
+        for name in (MANIFEST, REPORT, INDEX):
+            (out / name).unlink(missing_ok=True)
+        for shard in out.glob("pairs-*.tar"):
+            shard.unlink()
+    remove_stale_temps(out, recursive=True)

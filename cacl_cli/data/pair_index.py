@@ -1,0 +1,163 @@
+"""The working form of a pairs manifest: flat arrays in one file, memory-mapped by every reader.
+
+For Kinetics-400 the manifest holds 240k clips; read as JSON into Python dicts it takes ~10 s
+and ~0.6 GB in every rank, and every loader worker that touches the dicts copies them (each
+read of a Python object writes its reference count). Here the same facts are a few numpy
+arrays in ``index.bin``, mapped read-only: the pages are the file's, shared by every process
+on the machine, so a rank or a worker adds almost nothing.
+
+Layout: a JSON header line (array names, dtypes, shapes, byte offsets, the data's SHA-256 and
+the manifest it was built from), then the arrays, each 64-byte aligned. Every field was
+validated when the index was written (``index_arrays``); a reader checks only the file's size
+and the checksum.
+
+A frame is ``files[file][offset : offset + size]``: for the folder format ``files`` names every
+JPEG (offset 0, size -1: the whole file); for the tar format it names the shards and each frame
+is one member's data. Draw ``d`` is frames ``draw_start[d] .. draw_start[d + 1] - 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from cacl_cli.errors import CaclError
+from cacl_cli.files import write_atomic
+
+INDEX = "index.bin"
+ALIGN = 64
+
+
+class Strings:
+    """Many strings as one UTF-8 blob and its offsets: 2 arrays instead of 240k objects."""
+
+    def __init__(self, blob: np.ndarray, starts: np.ndarray) -> None:
+        self.blob, self.starts = blob, starts
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> "Strings":
+        encoded = [t.encode("utf-8", "surrogateescape") for t in texts]
+        starts = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum([len(e) for e in encoded], out=starts[1:])
+        return cls(np.frombuffer(b"".join(encoded), np.uint8), starts)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, i: int) -> str:
+        raw = self.blob[self.starts[i] : self.starts[i + 1]].tobytes()
+        return raw.decode("utf-8", "surrogateescape")
+
+
+class PairIndex:
+    """The arrays of ``index.bin`` (or built in memory from a manifest's records)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        self.arrays, self.meta = arrays, meta
+        self.clips = Strings(arrays["clip_blob"], arrays["clip_starts"])
+        self.sources = Strings(arrays["source_blob"], arrays["source_starts"])
+        self.files = Strings(arrays["file_blob"], arrays["file_starts"])
+        self.draw_start = arrays["draw_start"]
+        self.frame_file, self.frame_offset = arrays["frame_file"], arrays["frame_offset"]
+        self.frame_size = arrays["frame_size"]
+
+    @property
+    def draws(self) -> int:
+        return len(self.draw_start) - 1
+
+    def draw(self, d: int) -> range:
+        """The frame numbers of draw ``d``."""
+        return range(int(self.draw_start[d]), int(self.draw_start[d + 1]))
+
+    def location(self, frame: int) -> tuple[str, int, int]:
+        """(file relative to the pairs folder, byte offset, size or -1 for the whole file)."""
+        return (self.files[int(self.frame_file[frame])], int(self.frame_offset[frame]),
+                int(self.frame_size[frame]))  # fmt: skip
+
+
+def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
+    """The arrays for ``records`` (done clips, in manifest order), each field checked once."""
+    clips, sources, files, file_numbers = [], [], [], {}
+    draw_start, frame_file, frame_offset, frame_size = [0], [], [], []
+    for record in records:
+        clips.append(record["clip"])
+        sources.append(record["source"])
+        for group in record["frames"]:
+            for name, offset, size in _frame_locations(record, group):
+                frame_file.append(file_numbers.setdefault(name, len(file_numbers)))
+                frame_offset.append(offset)
+                frame_size.append(size)
+            draw_start.append(len(frame_file))
+    files = sorted(file_numbers, key=file_numbers.get)
+    arrays = {"draw_start": np.array(draw_start, np.int64),
+              "frame_file": np.array(frame_file, np.int32),
+              "frame_offset": np.array(frame_offset, np.int64),
+              "frame_size": np.array(frame_size, np.int64)}  # fmt: skip
+    for name, texts in (("clip", clips), ("source", sources), ("file", files)):
+        strings = Strings.of(texts)
+        arrays[f"{name}_blob"], arrays[f"{name}_starts"] = strings.blob, strings.starts
+    return arrays
+
+
+def _frame_locations(record: dict, group: list) -> list[tuple[str, int, int]]:
+    """A draw's frames as (file, offset, size): a JPEG each, or members of the record's tar."""
+    if "tar" not in record:
+        return [(name, 0, -1) for name in group]
+    members = record["members"]
+    return [(record["tar"], *members[name]) for name in group]
+
+
+def write_index(folder: Path, records: list[dict], manifest: Path) -> None:
+    """``folder/index.bin`` for ``records``, stamped with the manifest it stands for."""
+    arrays, layout, offset = index_arrays(records), {}, 0
+    for name, array in arrays.items():
+        offset = -(-offset // ALIGN) * ALIGN
+        layout[name] = [array.dtype.str, list(array.shape), offset]
+        offset += array.nbytes
+    data = bytearray(offset)
+    for name, array in arrays.items():
+        start = layout[name][2]
+        data[start : start + array.nbytes] = array.tobytes()
+    header = {"cacl_index": 1, "arrays": layout, "data_bytes": len(data),
+              "sha256": hashlib.sha256(data).hexdigest(), "manifest": _stamp(manifest)}  # fmt: skip
+    line = json.dumps(header).encode() + b"\n"
+    line += b" " * (-len(line) % ALIGN)
+    write_atomic(folder / INDEX, lambda fh: (fh.write(line), fh.write(data)))
+
+
+def _stamp(manifest: Path) -> list[int]:
+    info = manifest.stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
+def read_index(folder: Path, manifest: Path) -> PairIndex | None:
+    """The mapped index, or None where there is none or it stands for another manifest (a
+    hand-edited one, or an older tree): the caller then builds it from the manifest."""
+    path = folder / INDEX
+    if not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        line = fh.readline(1 << 20)
+    try:
+        header = json.loads(line)
+        stale = header["manifest"] != _stamp(manifest)
+    except (ValueError, KeyError, TypeError):
+        raise CaclError(f"{path}: not an index header; rerun cacl extract-pairs to rebuild it")
+    if stale:
+        return None
+    start = -(-len(line) // ALIGN) * ALIGN
+    if os.path.getsize(path) != start + header["data_bytes"]:
+        raise CaclError(f"{path}: wrong size (damaged?); rerun cacl extract-pairs to rebuild it")
+    data = np.memmap(path, np.uint8, "r", offset=start, shape=(header["data_bytes"],))
+    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        raise CaclError(f"{path}: checksum differs (damaged?); rerun cacl extract-pairs")
+    arrays = {
+        name: np.ndarray(shape, np.dtype(dtype), buffer=data, offset=offset)
+        for name, (dtype, shape, offset) in header["arrays"].items()
+    }
+    return PairIndex(arrays, header)
