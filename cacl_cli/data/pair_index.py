@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from pathlib import Path
 from typing import Iterable
@@ -98,7 +99,8 @@ def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
               "frame_file": np.array(frame_file, np.int32),
               "frame_offset": np.array(frame_offset, np.int64),
               "frame_size": np.array(frame_size, np.int64)}  # fmt: skip
-    for name, texts in (("clip", clips), ("source", sources), ("file", files)):
+    # What training reads first, side by side; the ids and sources (extraction's) last.
+    for name, texts in (("file", files), ("clip", clips), ("source", sources)):
         strings = Strings.of(texts)
         arrays[f"{name}_blob"], arrays[f"{name}_starts"] = strings.blob, strings.starts
     return arrays
@@ -153,11 +155,16 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
     start = -(-len(line) // ALIGN) * ALIGN
     if os.path.getsize(path) != start + header["data_bytes"]:
         raise CaclError(f"{path}: wrong size (damaged?); rerun cacl extract-pairs to rebuild it")
-    data = np.memmap(path, np.uint8, "r", offset=start, shape=(header["data_bytes"],))
-    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    if hashlib.sha256(memoryview(mapped)[start:]).hexdigest() != header["sha256"]:
         raise CaclError(f"{path}: checksum differs (damaged?); rerun cacl extract-pairs")
+    # Hashing touched every page; let them go, so a rank holds only what it reads (the pages
+    # stay in the page cache, shared by every process that maps the file).
+    mapped.madvise(mmap.MADV_DONTNEED)
     arrays = {
-        name: np.ndarray(shape, np.dtype(dtype), buffer=data, offset=offset)
+        name: np.frombuffer(mapped, np.dtype(dtype), int(np.prod(shape)), start + offset)
+        .reshape(shape)
         for name, (dtype, shape, offset) in header["arrays"].items()
     }
     return PairIndex(arrays, header)

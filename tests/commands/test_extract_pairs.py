@@ -291,3 +291,136 @@ def test_a_full_disk_is_retried_not_recorded(small_tmpfs, shared_data):
     freed = run_cacl("extract-pairs", videos, "--out", out, "--workers", "2", "--short-side", "128")
     assert freed.returncode == 0, freed.stdout + freed.stderr
     assert "0 already done, 3 to extract" in freed.stdout and len(manifest(out)) == 3
+
+
+# ---------------------------------------------------------------- at scale: shards, tar, index
+
+
+def copies(folder, shared_data, n, name="cockatoo.mp4"):
+    """``n`` copies of a shared video under three class folders, one with a dot in its name."""
+    for i in range(n):
+        target = folder / f"class{i % 3}" / (f"clip.{i:02d}.mp4" if i == 0 else f"clip{i:02d}.mp4")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_data / "videos" / name, target)
+    return folder
+
+
+def start_extraction(videos, out, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos), "--out", str(out),
+         *map(str, args)],
+        process_group=0, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def records_per_shard(out, videos):
+    from cacl_cli.data.extract import in_shard
+
+    sources = [json.loads(p.read_text())["source"] for p in (out / ".records").glob("*.json")]
+    return [sum(in_shard(s, (k, 2)) for s in sources) for k in (0, 1)]
+
+
+def same_pairs(a, b):
+    """Two pairs folders hold the same clips, draws and frame bytes (wherever they are kept)."""
+    from cacl_cli.data.pairs import PairsFolder
+
+    a, b = PairsFolder(a), PairsFolder(b)
+    ids = [[index.clips[i] for i in range(len(index.clips))] for index in (a.index, b.index)]
+    assert ids[0] == ids[1] and len(a) == len(b)
+    assert np.array_equal(a.index.draw_start, b.index.draw_start)
+    frames = len(a.index.frame_file)
+    return all(a.frame_bytes(f) == b.frame_bytes(f) for f in range(frames))
+
+
+@pytest.mark.slow  # per format: one extraction, two shards killed and rerun: about 40 s
+@pytest.mark.parametrize("form", ["folder", "tar"])
+def test_two_shards_at_once_each_killed_and_rerun_equal_one_run(tmp_path, shared_data, form):
+    videos = copies(tmp_path / "videos", shared_data, 12)
+    common = ["--workers", "1", "--short-side", "64", "--format", form, "--shard-size", "0.02"]
+    reference = tmp_path / "reference"
+    assert run_cacl("extract-pairs", videos, "--out", reference, *common).returncode == 0
+    out = tmp_path / "sharded"
+    shards = [start_extraction(videos, out, "--shard", f"{k}/2", *common) for k in (0, 1)]
+    deadline = time.time() + 300  # a busy machine is slow; progress, not a fixed wait, ends it
+    while time.time() < deadline and min(records_per_shard(out, videos) if out.is_dir() else [0]) < 1:
+        time.sleep(0.05)
+    assert all(proc.poll() is None for proc in shards), "a shard finished before its kill"
+    for proc in shards:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert min(records_per_shard(out, videos)) >= 1 and not (out / "manifest.jsonl").exists()
+    reruns = [start_extraction(videos, out, "--shard", f"{k}/2", *common) for k in (0, 1)]
+    for proc in reruns:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    assert same_pairs(out, reference)
+    mine, theirs = manifest(out), manifest(reference)
+    if form == "folder":
+        assert (out / "manifest.jsonl").read_bytes() == (reference / "manifest.jsonl").read_bytes()
+    else:
+        where = ("frames", "tar", "members")
+        assert [{k: v for k, v in r.items() if k not in where} for r in mine] == [
+            {k: v for k, v in r.items() if k not in where} for r in theirs]
+        for shard in out.glob("pairs-*.tar"):  # the killed ones were ended on the rerun
+            assert subprocess.run(["tar", "tf", shard], capture_output=True).returncode == 0
+    assert not list((out / ".records").glob("*")) and not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow  # two extractions and a short pretrain: about 20 s
+def test_tar_pairs_equal_folder_pairs_and_pretrain_reads_them(tmp_path, video_tree):
+    from cacl_cli.data.pairs import PairsFolder
+
+    for form in ("folder", "tar"):
+        done = run_cacl("extract-pairs", video_tree, "--out", tmp_path / form, "--format", form)
+        assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "tar").glob("*/*.jpg")) and list((tmp_path / "tar").glob("*.tar"))
+    assert same_pairs(tmp_path / "tar", tmp_path / "folder")
+    folder, tar = PairsFolder(tmp_path / "folder"), PairsFolder(tmp_path / "tar")
+    for seed in range(6):
+        for a, b in zip(folder.pair(np.random.default_rng(seed), 8),
+                        tar.pair(np.random.default_rng(seed), 8)):  # fmt: skip
+            assert np.array_equal(a, b)
+    run = run_cacl("pretrain", "--data", tmp_path / "tar", "--out", tmp_path / "run",
+                   *sets("schedule.steps=2", "data.batch_size=4", "data.num_workers=2"))
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.slow  # three extractions of a few short clips: about 15 s
+def test_a_rerun_reads_only_the_records_it_has_to(tmp_path, shared_data, monkeypatch):
+    from cacl_cli.data import manifest as bookkeeping
+
+    videos = copies(tmp_path / "videos", shared_data, 4, "realshort.mp4")
+    out = tmp_path / "pairs"
+    assert run_cacl("extract-pairs", videos, "--out", out, "--stride", "2").returncode == 0
+    reads = []
+    real = bookkeeping.read_record
+    monkeypatch.setattr(bookkeeping, "read_record", lambda p: reads.append(p) or real(p))
+    again = run_cacl("extract-pairs", videos, "--out", out, "--stride", "2")
+    assert "0 to extract" in again.stdout and reads == []
+    for name in ("new1.mp4", "new2.mp4"):
+        shutil.copy(shared_data / "videos" / "realshort.mp4", videos / name)
+    more = run_cacl("extract-pairs", videos, "--out", out, "--stride", "2")
+    assert "2 to extract" in more.stdout and len(reads) == 2 and len(manifest(out)) == 6
+
+
+@pytest.mark.parametrize("args,env,expected", [
+    (["--shard", "2/2"], {}, "--shard 2/2: give K/N with 0 <= K < N"),
+    (["--shard", "x"], {}, "--shard x: give K/N"),
+    (["--shard", "slurm"], {}, "SLURM_ARRAY_TASK_ID/COUNT are not set"),
+    (["--shard", "0/2", "--overwrite"], {}, "--overwrite redoes the whole folder"),
+])  # fmt: skip
+def test_bad_shards_are_refused_before_anything_is_written(tmp_path, args, env, expected):
+    (tmp_path / "v").mkdir()
+    done = run_cacl("extract-pairs", tmp_path / "v", "--out", tmp_path / "out", *args, env=env)
+    assert done.returncode == 2 and expected in one_line_error(done)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_slurm_array_task_is_its_shard(tmp_path, shared_data, monkeypatch):
+    videos = copies(tmp_path / "videos", shared_data, 1, "realshort.mp4")
+    for name, value in {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "6",
+                        "SLURM_ARRAY_TASK_COUNT": "3"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    done = run_cacl("extract-pairs", videos, "--out", tmp_path / "o", "--shard", "slurm",
+                    "--stride", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "in shard 1 of 3" in done.stdout

@@ -220,3 +220,39 @@ def test_a_requeued_job_reruns_the_same_command_until_the_run_is_done(tmp_path, 
     assert longer.returncode == 0, longer.stderr
     assert (run / "checkpoints" / "step-0000012.pt").is_file()
     assert "steps: 12" in (run / "config.yaml").read_text()  # the change is recorded
+
+
+@pytest.fixture(scope="module")
+def tar_pairs(tmp_path_factory):
+    """A few real clips extracted into tar shards."""
+    from tests.commands.test_extract_pairs import copies
+    from tests.conftest import SHARED_DATA
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA}")
+    root = tmp_path_factory.mktemp("tar")
+    videos = copies(root / "videos", SHARED_DATA, 6, "realshort.mp4")
+    done = run_cacl("extract-pairs", videos, "--out", root / "pairs", "--format", "tar",
+                    "--stride", "2", "--frames-per-clip", "3", "--short-side", "64")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return root / "pairs"
+
+
+def test_sigkill_then_resume_is_bit_identical_on_tar_shards_read_by_two_workers(
+    tmp_path, tar_pairs
+):
+    loader = ["--data", str(tar_pairs), "--set", "data.num_workers=2"]
+    unbroken_run = tmp_path / "unbroken"
+    assert run_cacl("pretrain", "--out", unbroken_run, *sets(*EXACT), *loader).returncode == 0
+    run = tmp_path / "run"
+    proc = start(run, *loader)
+    caught = wait_for(lambda: logged_steps(run) >= 4)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert caught and not (run / "checkpoints" / "step-0000010.pt").exists()
+    resumed = run_cacl("pretrain", "--out", run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    weights, got = final_model(unbroken_run), final_model(run)
+    for key, value in weights.items():
+        assert torch.equal(value, got[key]), key
+    assert metrics_without_timing(run) == metrics_without_timing(unbroken_run)
