@@ -16,6 +16,9 @@ from cacl_cli.data.extract import (
     worker_init,
 )
 from cacl_cli.data.images import normalise_batch, read_rgb, resize_short_side, to_input
+from cacl_cli.data.manifest import known_sources, merge
+from cacl_cli.data.pair_index import read_index, write_index
+from cacl_cli.data.pairs import PairsFolder
 from cacl_cli.data.segmentation import open_splits, read_index_png
 from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
@@ -41,9 +44,10 @@ __all__ = [
     # weights in and out
     "latest_checkpoint", "load_backbone", "load_checkpoint", "load_encoder",
     # data
-    "World", "assign_ids", "choose_starts", "clip_id", "correspondence_pairs", "find_videos",
-    "normalise_batch", "open_splits", "process_clip", "read_index_png", "read_rgb",
-    "resize_short_side", "to_input", "worker_init",
+    "PairsFolder", "World", "assign_ids", "choose_starts", "clip_id", "correspondence_pairs",
+    "find_videos", "known_sources", "merge", "normalise_batch", "open_splits", "process_clip",
+    "read_index", "read_index_png", "read_rgb", "resize_short_side", "to_input", "worker_init",
+    "write_index",
     # evaluation
     "open_sequence", "prepare", "propagate_step", "read_annotation", "score_sequence",
     "sequences", "train_probe",

@@ -235,7 +235,8 @@ def train(run: Run) -> None:
     cfg, model, optimizer, scaler = run.cfg, run.model, run.optimizer, run.scaler
     steps, accum = cfg.schedule.steps, cfg.optim.accum_steps
     model.train()
-    loader = loaded_batches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers)
+    loader = loaded_batches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers,
+                            pin=run.device.type == "cuda")  # fmt: skip
     tick = time.perf_counter()
     with progress_bar(run.console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=run.start, status="")

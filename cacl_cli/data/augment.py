@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cacl_cli.config import AugmentSection
-from cacl_cli.data.images import IMAGENET_MEAN, IMAGENET_STD
+from cacl_cli.data.images import imagenet_stats
 
 
 
@@ -119,7 +119,7 @@ class PairAugment:
         if blur.any():
             radius = max(1, int(round(self.size * 0.05)))
             x[blur] = _gaussian_blur(x[blur], params[blur, SIGMA], radius)
-        mean, std = IMAGENET_MEAN.to(x.device), IMAGENET_STD.to(x.device)
+        mean, std = imagenet_stats(x.device)
         return (x - mean) / std
 
 

@@ -221,7 +221,8 @@ def extract_folder(
     which = f" in shard {shard[0]} of {shard[1]}" if shard[1] > 1 else ""
     console.print(f"{len(mine)} videos{which}, {len(mine) - len(todo)} already done, "
                   f"{len(todo)} to extract")  # fmt: skip
-    failed = _run_pool(video_dir, out, section, todo, shard, set(known.values()), console)
+    _end_killed_shards(out, _tag(shard), set(known.values()))
+    failed = _run_pool(video_dir, out, section, todo, _tag(shard), console)
     try:
         if todo or manifest.pending_records(out) or not (out / MANIFEST).is_file():
             manifest.merge(out, section)
@@ -231,7 +232,7 @@ def extract_folder(
             f"{out / MANIFEST}: could not write it ({err.strerror or err}); {len(failed)} of "
             f"{len(todo)} clips failed{first}; free space, then rerun the same command"
         ) from None
-    return _summary(video_dir, videos, out, failed)
+    return _summary(video_dir, videos, out, failed) | {"shards": shard[1]}
 
 
 def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
@@ -239,7 +240,7 @@ def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
     videos = _listing(video_dir, section)
     manifest.check_settings(out, section)
     manifest.merge(out, section)
-    return _summary(video_dir, videos, out, [])
+    return _summary(video_dir, videos, out, []) | {"shards": 0}
 
 
 def _summary(video_dir: Path, videos: list[Path], out: Path, failed: list[dict]) -> dict:
@@ -266,10 +267,12 @@ def in_shard(source: str, shard: tuple[int, int]) -> bool:
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
 
 
-def _run_pool(video_dir, out, section, todo, shard, recorded, console) -> list[dict]:
+def _run_pool(video_dir, out, section, todo, tag, console) -> list[dict]:
     """Extract ``todo`` in worker processes; returns the failed records."""
+    if not todo:
+        return []  # starting the workers alone takes seconds
     to_tar = section.format == "tar"
-    writer = _shard_writer(out, section, shard, recorded) if to_tar else None
+    writer = ShardWriter(out, tag, int(section.shard_size * 1e6)) if to_tar else None
     failed = []
     job = partial(_safe_process, video_dir, out, section, to_tar)
     with progress_bar(console, "extract") as progress:
@@ -288,13 +291,17 @@ def _run_pool(video_dir, out, section, todo, shard, recorded, console) -> list[d
     return failed
 
 
-def _shard_writer(out, section, shard, recorded) -> ShardWriter:
-    """This shard's tar writer, after ending the shards a killed run left open."""
-    tag = f"{shard[0]}of{shard[1]}-" if shard[1] > 1 else ""
+def _tag(shard: tuple[int, int]) -> str:
+    """What this shard's tar files are named with: pairs-<tag>000000.tar."""
+    return f"{shard[0]}of{shard[1]}-" if shard[1] > 1 else ""
+
+
+def _end_killed_shards(out: Path, tag: str, recorded: set[str]) -> None:
+    """End the tar shards a killed run of this shard left open (only this shard may: another
+    shard's may still be written)."""
     for path in shard_files(out, tag):
         if not is_ended(path):
             repair(path, recorded)
-    return ShardWriter(out, tag, int(section.shard_size * 1e6))
 
 
 def _into_shard(writer: ShardWriter, out: Path, record: dict) -> dict:
@@ -302,7 +309,7 @@ def _into_shard(writer: ShardWriter, out: Path, record: dict) -> dict:
     try:
         record = writer.add_clip(record, jpegs)
     except OSError as err:
-        writer.close()  # its tail may be cut: the next clip starts a new shard
+        writer.abandon()
         return _failed(record, err, out)
     return write_record(out, record)
 
@@ -336,6 +343,6 @@ def print_summary(out: Path, summary: dict, console) -> None:
         console.print(f"skipped files and reasons: {out / REPORT}")
     for record in summary["failed"]:
         console.print(f"[red]failed[/] {record['source']}: {record['reason']} (retried on rerun)")
-    if summary.get("left"):
+    if summary["left"] and summary["shards"] != 1:  # unsharded, the failed ones are named above
         console.print(f"{summary['left']} videos of the collection are in no shard's records yet: "
                       "run (or rerun) the other shards; the last to finish completes the manifest")

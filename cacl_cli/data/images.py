@@ -9,16 +9,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from cacl_cli.errors import CaclError
-from cacl_cli.model.backbone import OUTPUT_STRIDE
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the functions that make tensors: extract-pairs and its worker processes
+# read and write images only, and importing torch would cost each of them seconds.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_stats(device: "torch.device | None" = None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """ImageNet's per-channel mean and std as (3, 1, 1) tensors."""
+    import torch
+
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(3, 1, 1)
+    return mean, torch.tensor(IMAGENET_STD, device=device).view(3, 1, 1)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -53,6 +65,8 @@ def resize_short_side(
 
 def stride_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(w, h) with about the given short side, both multiples of the output stride."""
+    from cacl_cli.model.backbone import OUTPUT_STRIDE
+
     scale = short_side / min(width, height)
 
     def snap(v: float) -> int:
@@ -61,20 +75,27 @@ def stride_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return snap(width), snap(height)
 
 
-def normalise(image: np.ndarray) -> torch.Tensor:
+def normalise(image: np.ndarray) -> "torch.Tensor":
     """(H, W, 3) uint8 RGB -> (3, H, W) float, ImageNet-normalised."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
-    return (x - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = imagenet_stats()
+    return (x - mean) / std
 
 
-def normalise_batch(images: np.ndarray) -> torch.Tensor:
+def normalise_batch(images: np.ndarray) -> "torch.Tensor":
     """(N, H, W, 3) uint8 RGB -> (N, 3, H, W) float, ImageNet-normalised."""
+    import torch
+
     return torch.stack([normalise(image) for image in images])
 
 
-def to_input(frame: np.ndarray, short_side: int) -> torch.Tensor:
+def to_input(frame: np.ndarray, short_side: int) -> "torch.Tensor":
     """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride
     (antialiased bilinear resampling)."""
+    import torch.nn.functional as F
+
     width, height = stride_size(frame.shape[1], frame.shape[0], short_side)
     x = normalise(frame).unsqueeze(0)
     return F.interpolate(x, (height, width), mode="bilinear", align_corners=False, antialias=True)

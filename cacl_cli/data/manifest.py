@@ -16,6 +16,7 @@ its own clips) never lose each other's work; the last one to finish leaves the f
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -24,9 +25,11 @@ from pathlib import Path
 from typing import Iterator
 
 from cacl_cli.config import ExtractSection
-from cacl_cli.data.pair_index import INDEX, PairIndex, index_arrays, read_index, write_index
+from cacl_cli.data.pair_index import (
+    INDEX, PairIndex, index_arrays, read_index, with_clips, write_arrays, write_index,
+)
 from cacl_cli.errors import CaclError
-from cacl_cli.files import remove_stale_temps, write_text_atomic
+from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
@@ -176,28 +179,67 @@ def merge(out: Path, settings: ExtractSection) -> tuple[int, int]:
             for stale in out.glob(f".{name}.*.tmp"):  # a merge killed before its rename
                 stale.unlink(missing_ok=True)
         paths = pending_records(out)
-        done = {r["clip"]: r for r in read_manifest(out / MANIFEST)[1]} if (
-            out / MANIFEST).is_file() else {}  # fmt: skip
-        skipped = dict(read_report(out))
+        records = {}
         for path in paths:
             record = read_record(path)
-            if record is None:
-                continue
+            if record is not None:
+                records[record["clip"]] = checked(record, path, 1) if record[
+                    "status"] == "done" else record  # fmt: skip
+        skipped = dict(read_report(out))
+        for record in records.values():
             if record["status"] == "done":
-                done[record["clip"]] = record
                 skipped.pop(record["source"], None)
             else:
                 skipped[record["source"]] = record["reason"]
-        records = [done[clip] for clip in sorted(done)]
+        done = [r for _, r in sorted(records.items()) if r["status"] == "done"]
         header = {"cacl_pairs": 1, "settings": settings_record(settings)}
-        lines = "".join(json.dumps(r) + "\n" for r in [header] + records)
-        write_text_atomic(out / MANIFEST, lines)
-        report = "".join(f"{_escape(s)}\t{_escape(r)}\n" for s, r in sorted(skipped.items()))
-        write_text_atomic(out / REPORT, "source\treason\n" + report)
-        write_index(out, records, out / MANIFEST)
+        total = _insert(out, done, header)
+        if total is None:
+            total = _rewrite(out, done, header)
+        report = "source\treason\n" + "".join(
+            f"{_escape(s)}\t{_escape(r)}\n" for s, r in sorted(skipped.items())
+        )  # a name that is not UTF-8 is written back as the bytes it was read from
+        write_atomic(out / REPORT, lambda fh: fh.write(report.encode("utf-8", "surrogateescape")))
         for path in paths:
             path.unlink(missing_ok=True)
-    return len(records), len(skipped)
+    return total, len(skipped)
+
+
+def _insert(out: Path, new: list[dict], header: dict) -> int | None:
+    """The new clips inserted into the manifest's lines and the index's arrays, in clip order,
+    without reading the old records: seconds for Kinetics-400, whatever it holds. None where
+    that cannot be done (no index for this manifest, or a clip done again)."""
+    manifest = out / MANIFEST
+    index = read_index(out, manifest) if manifest.is_file() else None
+    if index is None:
+        return None
+    before = [bisect.bisect_left(index.clips, record["clip"]) for record in new]
+    if any(p < len(index.clips) and index.clips[p] == r["clip"] for p, r in zip(before, new)):
+        return None
+    lines = manifest.read_bytes().split(b"\n")[1:-1]  # the header, the final newline
+    if len(lines) != len(index.clips):
+        return None
+    pieces, previous = [json.dumps(header).encode()], 0
+    for position, record in zip(before, new):
+        pieces += lines[previous:position] + [json.dumps(record).encode()]
+        previous = position
+    pieces += lines[previous:]
+    arrays = with_clips(index, new, before)
+    write_atomic(manifest, lambda fh: fh.write(b"\n".join(pieces) + b"\n"))
+    write_arrays(out, arrays, manifest)
+    return len(pieces) - 1
+
+
+def _rewrite(out: Path, new: list[dict], header: dict) -> int:
+    """The manifest and index written whole from the old manifest's records and the new ones."""
+    manifest = out / MANIFEST
+    done = {r["clip"]: r for r in read_manifest(manifest)[1]} if manifest.is_file() else {}
+    done |= {r["clip"]: r for r in new}
+    records = [done[clip] for clip in sorted(done)]
+    lines = "".join(json.dumps(r) + "\n" for r in [header] + records)
+    write_text_atomic(manifest, lines)
+    write_index(out, records, manifest)
+    return len(records)
 
 
 def settings_record(settings: ExtractSection) -> dict:

@@ -84,10 +84,11 @@ class PairIndex:
 def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
     """The arrays for ``records`` (done clips, in manifest order), each field checked once."""
     clips, sources, files, file_numbers = [], [], [], {}
-    draw_start, frame_file, frame_offset, frame_size = [0], [], [], []
+    draw_start, frame_file, frame_offset, frame_size, clip_draw_start = [0], [], [], [], [0]
     for record in records:
         clips.append(record["clip"])
         sources.append(record["source"])
+        clip_draw_start.append(clip_draw_start[-1] + len(record["frames"]))
         for group in record["frames"]:
             for name, offset, size in _frame_locations(record, group):
                 frame_file.append(file_numbers.setdefault(name, len(file_numbers)))
@@ -98,7 +99,8 @@ def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
     arrays = {"draw_start": np.array(draw_start, np.int64),
               "frame_file": np.array(frame_file, np.int32),
               "frame_offset": np.array(frame_offset, np.int64),
-              "frame_size": np.array(frame_size, np.int64)}  # fmt: skip
+              "frame_size": np.array(frame_size, np.int64),
+              "clip_draw_start": np.array(clip_draw_start, np.int64)}  # fmt: skip
     # What training reads first, side by side; the ids and sources (extraction's) last.
     for name, texts in (("file", files), ("clip", clips), ("source", sources)):
         strings = Strings.of(texts)
@@ -114,9 +116,58 @@ def _frame_locations(record: dict, group: list) -> list[tuple[str, int, int]]:
     return [(record["tar"], *members[name]) for name in group]
 
 
+def with_clips(index: PairIndex, records: list[dict], before: list[int]) -> dict[str, np.ndarray]:
+    """The arrays of ``index`` with ``records`` inserted, record j before old clip ``before[j]``
+    (non-decreasing): a merge of k new clips into n costs k slices and a copy, not n records."""
+    old, new = index.arrays, index_arrays(records)
+    merged = {}
+    for name in ("clip", "source"):
+        merged[f"{name}_blob"], merged[f"{name}_starts"] = _interleave(
+            old[f"{name}_blob"], old[f"{name}_starts"], new[f"{name}_blob"],
+            new[f"{name}_starts"], before,
+        )  # fmt: skip
+    lengths = (np.diff(old["draw_start"]), np.diff(new["draw_start"]))  # frames per draw
+    draw_lengths, merged["clip_draw_start"] = _interleave(
+        lengths[0], old["clip_draw_start"], lengths[1], new["clip_draw_start"], before
+    )
+    merged["draw_start"] = np.concatenate([[0], np.cumsum(draw_lengths)]).astype(np.int64)
+    clip_frames = (old["draw_start"][old["clip_draw_start"]],
+                   new["draw_start"][new["clip_draw_start"]])  # fmt: skip
+    new = new | {"frame_file": new["frame_file"] + len(index.files)}  # files appended below
+    for name in ("frame_file", "frame_offset", "frame_size"):
+        merged[name] = _interleave(old[name], clip_frames[0], new[name], clip_frames[1], before)[0]
+    merged["file_blob"] = np.concatenate([old["file_blob"], new["file_blob"]])
+    merged["file_starts"] = np.concatenate(
+        [old["file_starts"], new["file_starts"][1:] + old["file_starts"][-1]]
+    )
+    return {name: merged[name] for name in new}  # the layout index_arrays gives
+
+
+def _interleave(values, starts, new_values, new_starts, before):
+    """Two ragged arrays (``values[starts[i]:starts[i + 1]]`` is item i) merged: new item j
+    before old item ``before[j]``. Returns (values, starts)."""
+    pieces, sizes, previous = [], [], 0
+    old_sizes, new_sizes = np.diff(starts), np.diff(new_starts)
+    for j, position in enumerate(before):
+        pieces += [values[starts[previous] : starts[position]],
+                   new_values[new_starts[j] : new_starts[j + 1]]]  # fmt: skip
+        sizes += [old_sizes[previous:position], new_sizes[j : j + 1]]
+        previous = position
+    pieces.append(values[starts[previous] :])
+    sizes.append(old_sizes[previous:])
+    lengths = np.concatenate(sizes)
+    merged_starts = np.concatenate([[0], np.cumsum(lengths)]).astype(starts.dtype)
+    return np.concatenate(pieces).astype(values.dtype), merged_starts
+
+
 def write_index(folder: Path, records: list[dict], manifest: Path) -> None:
     """``folder/index.bin`` for ``records``, stamped with the manifest it stands for."""
-    arrays, layout, offset = index_arrays(records), {}, 0
+    write_arrays(folder, index_arrays(records), manifest)
+
+
+def write_arrays(folder: Path, arrays: dict[str, np.ndarray], manifest: Path) -> None:
+    """``folder/index.bin`` holding ``arrays``, stamped with the manifest it stands for."""
+    layout, offset = {}, 0
     for name, array in arrays.items():
         offset = -(-offset // ALIGN) * ALIGN
         layout[name] = [array.dtype.str, list(array.shape), offset]

@@ -1,7 +1,7 @@
 """Training pairs from disk: an ``extract-pairs`` folder, or a plain image folder.
 
 Both offer ``pair(rng, stride)`` like the built-in world. A pairs folder holds JPEG files or
-tar shards (``extract-pairs --format``); both are read through its index. A pairs folder's frames are already
+tar shards (``extract-pairs --format``), both read through its index; its frames are already
 ``stride`` apart (the extraction stride, recorded in the manifest); where a clip has more than two
 frames per draw, each call picks two neighbouring ones, so epochs see different pairs. An image
 folder (ImageNet layout or flat) pairs each image with itself: v+ is a second augmentation of it,
@@ -48,9 +48,7 @@ class PairsFolder:
             raise CaclError(
                 f"{manifest} lists no clips; every video was skipped (see skipped.tsv beside it)"
             )
-        with open(manifest, "rb") as fh:
-            header = json.loads(fh.readline(1 << 20) or b"{}")
-        self.settings = header.get("settings", {}) if isinstance(header, dict) else {}
+        self.settings = _header(manifest).get("settings", {})
         self._shards: dict[str, int] = {}  # shard -> descriptor, opened once per process
 
     def __len__(self) -> int:
@@ -84,6 +82,16 @@ class PairsFolder:
             raise CaclError(f"{self.root / name} ends before byte {offset + size} (cut short?); "
                             "rerun cacl extract-pairs")  # fmt: skip
         return data
+
+
+def _header(manifest: Path) -> dict:
+    """The manifest's first line, where the extraction's settings are (empty if it is not)."""
+    with open(manifest, "rb") as fh:
+        try:
+            header = json.loads(fh.readline(1 << 20))
+        except ValueError:
+            return {}
+    return header if isinstance(header, dict) else {}
 
 
 class ImageFolder:

@@ -15,6 +15,7 @@ it, so GNU tar, Python's tarfile and WebDataset read every shard to the end.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -80,6 +81,14 @@ class ShardWriter:
     def close(self) -> None:
         if self.tar is not None:
             self.tar.close()  # the end-of-archive blocks
+            self.tar = None
+
+    def abandon(self) -> None:
+        """After a failed write: leave the shard unended, as a kill would (the next run's
+        ``repair`` cuts it back to its recorded clips); the next clip starts a new one."""
+        if self.tar is not None:
+            with contextlib.suppress(OSError):
+                self.tar.fileobj.close()
             self.tar = None
 
 

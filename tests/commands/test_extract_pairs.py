@@ -342,13 +342,18 @@ def test_two_shards_at_once_each_killed_and_rerun_equal_one_run(tmp_path, shared
     out = tmp_path / "sharded"
     shards = [start_extraction(videos, out, "--shard", f"{k}/2", *common) for k in (0, 1)]
     deadline = time.time() + 300  # a busy machine is slow; progress, not a fixed wait, ends it
-    while time.time() < deadline and min(records_per_shard(out, videos) if out.is_dir() else [0]) < 1:
+    while time.time() < deadline and (not out.is_dir() or min(records_per_shard(out, videos)) < 1):
         time.sleep(0.05)
     assert all(proc.poll() is None for proc in shards), "a shard finished before its kill"
     for proc in shards:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert min(records_per_shard(out, videos)) >= 1 and not (out / "manifest.jsonl").exists()
+    recorded = sum(records_per_shard(out, videos))
+    merged = run_cacl("extract-pairs", videos, "--out", out, "--merge", *common)
+    assert merged.returncode == 0 and len(manifest(out)) == recorded, merged.stdout
+    assert f"{12 - recorded} videos of the collection are in no shard's records" in " ".join(
+        merged.stdout.split())
     reruns = [start_extraction(videos, out, "--shard", f"{k}/2", *common) for k in (0, 1)]
     for proc in reruns:
         assert proc.wait(timeout=600) == 0, proc.stderr.read()
