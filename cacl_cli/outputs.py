@@ -5,14 +5,17 @@
 - An ``--out`` that already holds files is refused, unless the command continues work there
   (``pretrain --resume``, ``extract-pairs``, which skips the clips already done) or the user
   says ``--overwrite``. No command but ``pretrain`` ever writes into a pretrain run's folder.
-- While a command writes, its folder is locked (an advisory lock the kernel drops when the
-  process dies), so two processes never interleave their files in one folder.
+- While a command writes, its folder is locked, so two processes never interleave their files in
+  one folder. The lock is a POSIX record lock: the kernel drops it when the process dies, and
+  the processes it forks (data loader workers) do not hold it, so a requeued run that starts
+  while a killed run's orphaned workers are still exiting is not refused.
 - A command that fails before writing anything leaves no folder behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -101,8 +104,10 @@ def claimed(
     lock = open(folder / lock_name, "a")
     try:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             what = f"{folder} (its {part.replace('-', ' ')})" if part else folder
             raise CaclError(
                 f"{what} is in use by another cacl process; wait for it to finish "

@@ -1,5 +1,8 @@
 """The output-folder rule every command follows (cacl_cli/outputs.py)."""
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -120,3 +123,52 @@ def test_a_second_pretrain_on_a_busy_run_folder_is_refused(tmp_path):
         first.wait()
     resumed = run_cacl("pretrain", "--out", run, "--resume", "--set", "schedule.steps=3")
     assert resumed.returncode == 0, resumed.stderr  # the dead process's lock is gone
+
+
+def test_a_forked_child_does_not_keep_a_dead_commands_lock(tmp_path):
+    """A loader worker forked while the folder was locked outlives its killed parent for a few
+    seconds; the lock must die with the parent, not with the last child."""
+    holder = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from cacl_cli.outputs import claimed\n"
+        "with claimed(Path(sys.argv[1]), 'probe'):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(60)\n"  # the orphaned worker
+        "        os._exit(0)\n"
+        "    print('forked', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "busy")],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                               start_new_session=True)  # fmt: skip
+    try:
+        assert process.stdout.readline().strip() == "forked"
+        process.wait()
+        with claimed(tmp_path / "busy", "probe", continues=True):
+            pass
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow  # a pretrain with two loader workers, killed, then resumed at once: ~30 s
+def test_a_requeued_run_is_not_refused_by_the_killed_runs_loader_workers(tmp_path):
+    from tests.conftest import sets
+
+    run = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run),
+         *sets("schedule.steps=100000", "data.num_workers=2")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)  # the main process only, as an OOM killer would
+        first.wait()
+        resumed = run_cacl("pretrain", "--out", run, "--resume", "--set", "schedule.steps=3")
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)

@@ -137,9 +137,20 @@ def _require(path: Path, what: str) -> Path:
 
 
 def _read_list(path: Path) -> list[str]:
+    """A split list's image ids: plain names, so none can reach a file outside the dataset."""
     _require(path, "the split list (one image id per line)")
     text = read_text(path, "a list of image ids, one per line")
-    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
+    ids = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+            raise CaclError(
+                f"{path}, line {n}: '{name}' is not an image id; list names without '/' or "
+                "'..' (the files are looked up in the dataset's own folders)"
+            )
+        ids.append(name)
     if not ids:
         raise CaclError(f"{path} lists no images")
     return ids

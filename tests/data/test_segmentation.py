@@ -93,3 +93,23 @@ def test_colour_masks_are_refused(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
     with pytest.raises(CaclError, match="holds colours, not class ids"):
         read_index_png(path)
+
+
+@pytest.mark.parametrize("listed", ["../../../outside/secret", "sub/a", "..", "/etc/passwd"])
+def test_a_split_list_that_names_a_path_is_refused_with_its_line(tmp_path, listed):
+    """A VOC ImageSets list and a folder dataset's <split>.txt name image ids, never paths."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(outside / "secret.png")
+    root = tmp_path / "data" / "mine"
+    _own_folder(root)
+    (root / "train.txt").write_text(f"a\n{listed}\n")
+    with pytest.raises(CaclError, match=f"train.txt, line 2: '{listed}' is not an image id"):
+        folder(root, "train")
+    voc_root = tmp_path / "VOC2012"
+    (voc_root / "JPEGImages").mkdir(parents=True)
+    (voc_root / "SegmentationClass").mkdir()
+    (voc_root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc_root / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{listed}\n")
+    with pytest.raises(CaclError, match=f"val.txt, line 1: '{listed}' is not an image id"):
+        voc(tmp_path, "val")
