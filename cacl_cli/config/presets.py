@@ -85,8 +85,16 @@ def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, li
     bases = [base] if isinstance(base, str) else base
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise CaclError(f"{path}: 'base' must name a preset, or list presets to layer in order")
-    merged, chain = _layered(bases, seen + (key,))
+    merged, chain = _layered([_beside(path, b) for b in bases], seen + (key,))
     return _merge(merged, tree), chain + [path.stem]
+
+
+def _beside(preset: Path, base: str) -> str:
+    """A base given as a relative file path is read beside the preset that names it, not in
+    the working directory; a name stays a name."""
+    candidate = Path(base)
+    is_file = candidate.suffix in (".yaml", ".yml") or os.sep in base
+    return str(preset.parent / candidate) if is_file and not candidate.is_absolute() else base
 
 
 def _layered(names: list[str], seen: tuple[str, ...]) -> tuple[dict, list[str]]:

@@ -176,3 +176,15 @@ def test_a_bad_layer_is_named(tmp_path, base, message):
         resolve(str(bad))
     with pytest.raises(CaclError, match="empty preset name"):
         resolve("tiny-world+")
+
+
+def test_a_base_file_is_read_beside_the_preset_that_names_it(tmp_path, monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "parent.yaml").write_text("base: tiny-world\noptim:\n  lr: 0.7\n")
+    (mine / "child.yaml").write_text("base: ./parent.yaml\nschedule:\n  steps: 11\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory holds no parent.yaml
+    cfg = resolve(str(mine / "child.yaml"))
+    assert cfg.optim.lr == 0.7 and cfg.schedule.steps == 11 and cfg.model.width == 16
