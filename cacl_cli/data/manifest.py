@@ -49,12 +49,18 @@ def pending_records(out: Path) -> list[Path]:
 
 
 def read_record(path: Path) -> dict | None:
-    """A record file, or None for one a damaged disk left unreadable (its clip is redone)."""
+    """A record file, or None for one a damaged disk (or a hand) left unreadable or missing a
+    field: its clip is then simply done again."""
     try:
         record = json.loads(path.read_text())
-        return record if isinstance(record, dict) and "source" in record else None
     except (ValueError, OSError):
         return None
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(k), str) for k in ("clip", "source", "status")
+    ):
+        return None
+    wanted = {"done": "frames", "skipped": "reason"}.get(record["status"])
+    return record if wanted is not None and wanted in record else None
 
 
 def known_sources(out: Path) -> dict[str, str]:
@@ -182,9 +188,10 @@ def merge(out: Path, settings: ExtractSection) -> tuple[int, int]:
         records = {}
         for path in paths:
             record = read_record(path)
+            if record is not None and record["status"] == "done":
+                record = checked(record, path, 1)
             if record is not None:
-                records[record["clip"]] = checked(record, path, 1) if record[
-                    "status"] == "done" else record  # fmt: skip
+                records[record["clip"]] = record
         skipped = dict(read_report(out))
         for record in records.values():
             if record["status"] == "done":

@@ -430,3 +430,14 @@ def test_a_slurm_array_task_is_its_shard(tmp_path, shared_data, monkeypatch):
                     "--stride", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "in shard 1 of 3" in done.stdout
+
+
+def test_a_record_missing_a_field_is_redone_not_a_traceback(tmp_path, shared_data):
+    videos = copies(tmp_path / "videos", shared_data, 2, "realshort.mp4")
+    out = tmp_path / "pairs"
+    (out / ".records").mkdir(parents=True)
+    (out / ".records" / "class0__clip.00.json").write_text(
+        '{"clip": "class0__clip.00", "source": "class0/clip.00.mp4"}')  # no status
+    done = run_cacl("extract-pairs", videos, "--out", out, "--stride", "2")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "2 to extract" in done.stdout and len(manifest(out)) == 2
