@@ -38,6 +38,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        # A failed write() names no file ("No space left on device"); say which one it was.
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -20,3 +20,17 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "f.txt")], check=True, cwd=ROOT)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == mode
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no temporary file left
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(small_tmpfs):
+    from tests.conftest import fill_disk
+
+    from cacl_cli.files import write_atomic
+
+    fill_disk(small_tmpfs, leave=4096)
+    target = small_tmpfs / "results.json"
+    with pytest.raises(OSError) as caught:
+        write_atomic(target, lambda fh: fh.write(b"x" * 1_000_000))
+    assert caught.value.strerror == "No space left on device"
+    assert caught.value.filename == str(target) and not target.exists()
+    assert [p.name for p in small_tmpfs.iterdir()] == ["filler"]  # no temporary file left
