@@ -233,7 +233,9 @@ def resolve(
     defaults = _defaults()
     tree, chain = _load_chain(preset)
     name = preset if "+" in preset and not Path(preset).is_file() else chain[-1]
-    tree = _validate(tree, defaults, f"preset {name}")
+    # A file (a user's preset, a run's config.yaml) is named as the file the bad key is in.
+    is_file = Path(preset).suffix in (".yaml", ".yml") and Path(preset).is_file()
+    tree = _validate(tree, defaults, preset if is_file else f"preset {name}")
     merged = _merge(defaults, tree)
     for text in overrides:
         key, value = parse_override(text)

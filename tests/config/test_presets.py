@@ -188,3 +188,11 @@ def test_a_base_file_is_read_beside_the_preset_that_names_it(tmp_path, monkeypat
     monkeypatch.chdir(elsewhere)  # the working directory holds no parent.yaml
     cfg = resolve(str(mine / "child.yaml"))
     assert cfg.optim.lr == 0.7 and cfg.schedule.steps == 11 and cfg.model.width == 16
+
+
+def test_a_bad_key_in_a_file_names_the_file_not_the_preset_it_came_from(tmp_path):
+    saved = tmp_path / "run" / "config.yaml"  # a run's config.yaml, edited by hand
+    saved.parent.mkdir()
+    saved.write_text("preset:\n  name: tiny-world\n  chain: [tiny-world]\noptim:\n  lr: fast\n")
+    with pytest.raises(CaclError, match=f"^{saved}: key 'optim.lr' must be float"):
+        resolve(str(saved))
