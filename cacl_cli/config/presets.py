@@ -191,7 +191,9 @@ def _validate(tree: dict, schema: dict, source: str, prefix: str = "") -> dict:
         dotted = f"{prefix}{k}"
         if k not in schema:
             hint = _closest(dotted, _leaf_keys(schema, prefix) + [f"{prefix}{s}" for s in schema])
-            raise CaclError(f"{source}: unknown key '{dotted}'{hint}")
+            # A key with a hidden character would read just like the suggestion: show it escaped.
+            seen = f"'{dotted}'" if dotted.isprintable() else ascii(dotted)
+            raise CaclError(f"{source}: unknown key {seen}{hint}")
         if isinstance(schema[k], dict):
             if not isinstance(v, dict):
                 raise CaclError(f"{source}: '{dotted}' is a section; give it keys, not {v!r}")

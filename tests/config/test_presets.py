@@ -196,3 +196,14 @@ def test_a_bad_key_in_a_file_names_the_file_not_the_preset_it_came_from(tmp_path
     saved.write_text("preset:\n  name: tiny-world\n  chain: [tiny-world]\noptim:\n  lr: fast\n")
     with pytest.raises(CaclError, match=f"^{saved}: key 'optim.lr' must be float"):
         resolve(str(saved))
+
+
+@pytest.mark.parametrize("hidden,shown", [("lr\u200b", "lr\\u200b"), ("l\tr", "l\\tr")])
+def test_a_key_with_a_hidden_character_is_shown_escaped_beside_the_suggestion(
+    tmp_path, hidden, shown
+):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f'base: tiny-world\noptim:\n  "{hidden}": 0.5\n'.replace("\t", "\\t"))
+    with pytest.raises(CaclError) as caught:
+        resolve(str(mine))
+    assert f"unknown key 'optim.{shown}' (did you mean 'optim.lr'?)" in str(caught.value)
