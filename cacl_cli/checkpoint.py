@@ -105,14 +105,26 @@ def read_weights(path: Path) -> tuple[dict, Config | None]:
     """(state dict, cacl config or None) from a cacl checkpoint, a MoCo-v2 checkpoint or a plain
     state dict file."""
     raw = read_tensors(path, "checkpoint or state dict")
+    config = None
     if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
         check_format(raw, path)
-        return raw["model"], saved_config(raw, path)  # its config's errors are the answer
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw, config = raw["model"], saved_config(raw, path)  # its config's errors are the answer
+    elif isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]  # MoCo-v2's checkpoint layout
     if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
         raise CaclError(f"{path} holds no state dict of tensors")
-    return raw, None
+    _check_finite(raw, path)
+    return raw, config
+
+
+def _check_finite(state: dict, path: Path) -> None:
+    """Weights of a diverged run are refused before anything is computed with them."""
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CaclError(
+                f"{path}: weight '{key}' holds NaN or inf (the run diverged before it was saved); "
+                "evaluate an earlier checkpoint of the run"
+            )
 
 
 def training_state(

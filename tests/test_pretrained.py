@@ -106,3 +106,13 @@ def test_a_checkpoint_of_a_newer_format_is_refused_with_what_to_do(tmp_path):
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(CaclError, match="newer.pt has checkpoint format 99.*upgrade cacl"):
         load_encoder(tmp_path / "newer.pt", "resnet18", 8)
+
+
+def test_weights_holding_nan_are_refused_before_the_probe_runs(tmp_path):
+    state = build_backbone("resnet18", 8).state_dict()
+    state["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "diverged.pt")
+    done = run_cacl("probe", "--checkpoint", tmp_path / "diverged.pt", "--out", tmp_path / "p")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "diverged.pt: weight 'layer2.0.conv1.weight' holds NaN or inf" in done.stderr
+    assert "probe" not in done.stdout and not (tmp_path / "p").exists()
