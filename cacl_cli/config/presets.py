@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -159,11 +160,11 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
         ok = isinstance(value, expected)
     if not ok:
         raise CaclError(
-            f"{source}: key '{key}' must be {expected.__name__} (like {default!r}), got {value!r}"
+            f"{source}: key '{key}' must be {expected.__name__} (like {default!r}), got {_brief(value)}"
         )
     if words and value not in words:
         raise CaclError(
-            f"{source}: key '{key}' must be one of {', '.join(words)}; got {value!r}"
+            f"{source}: key '{key}' must be one of {', '.join(words)}; got {_brief(value)}"
             f"{_closest(str(value), words)}"
         )
     if span(key):
@@ -177,12 +178,21 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
 def _check_range(key: str, value: Any, source: str) -> None:
     low, high = span(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CaclError(f"{source}: key '{key}' takes numbers, got {value!r}")
+        raise CaclError(f"{source}: key '{key}' takes numbers, got {_brief(value)}")
     if not low <= value <= high:  # NaN fails every comparison, so it lands here too
         limits = f"from {low:g} to {high:g}"
         if low == ABOVE_ZERO:
             limits = f"above 0 and at most {high:g}"
-        raise CaclError(f"{source}: key '{key}' must be {limits}, got {value!r}")
+        raise CaclError(f"{source}: key '{key}' must be {limits}, got {_brief(value)}")
+
+
+def _brief(value: Any) -> str:
+    """A value as an error shows it: a few levels and items, so a YAML of nested anchors (a
+    few hundred bytes that expand to gigabytes) is not written out in full."""
+    brief = reprlib.Repr()
+    brief.maxlevel, brief.maxdict, brief.maxlist, brief.maxstring = 2, 4, 4, 60
+    text = brief.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _validate(tree: dict, schema: dict, source: str, prefix: str = "") -> dict:
@@ -196,7 +206,7 @@ def _validate(tree: dict, schema: dict, source: str, prefix: str = "") -> dict:
             raise CaclError(f"{source}: unknown key {seen}{hint}")
         if isinstance(schema[k], dict):
             if not isinstance(v, dict):
-                raise CaclError(f"{source}: '{dotted}' is a section; give it keys, not {v!r}")
+                raise CaclError(f"{source}: '{dotted}' is a section; give it keys, not {_brief(v)}")
             out[k] = _validate(v, schema[k], source, dotted + ".")
         else:
             out[k] = _check_value(dotted, v, schema[k], source)

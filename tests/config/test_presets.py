@@ -207,3 +207,15 @@ def test_a_key_with_a_hidden_character_is_shown_escaped_beside_the_suggestion(
     with pytest.raises(CaclError) as caught:
         resolve(str(mine))
     assert f"unknown key 'optim.{shown}' (did you mean 'optim.lr'?)" in str(caught.value)
+
+
+def test_a_yaml_of_nested_anchors_is_refused_in_a_short_line(tmp_path):
+    """A few hundred bytes of anchors expand to millions of items; the error shows a few."""
+    layers = ['&l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    layers += [f"&l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 7)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(f"optim: [{', '.join(layers)}]\n")
+    assert bomb.stat().st_size < 600
+    with pytest.raises(CaclError, match="'optim' is a section; give it keys, not") as caught:
+        resolve(str(bomb))
+    assert len(str(caught.value)) < 300
