@@ -19,6 +19,7 @@ from cacl_cli.data.layouts import voc_base
 from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
+from cacl_cli.evaluate.metrics import IGNORE_INDEX as IGNORE
 from cacl_cli.files import read_text
 
 VOC_CLASSES = [
@@ -116,14 +117,25 @@ class SegmentationSet:
 
 
 def _pair_loader(
-    images: list[Path], masks: list[Path], read_mask: Callable[[Path], np.ndarray] = read_index_png
+    images: list[Path],
+    masks: list[Path],
+    classes: int,
+    read_mask: Callable[[Path], np.ndarray] = read_index_png,
 ):
+    """Image i and its mask, checked against each other and against the class count."""
+
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
         image, mask = read_rgb(images[i]), read_mask(masks[i])
         if image.shape[:2] != mask.shape:
             raise CaclError(
                 f"{masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{images[i].name} is {image.shape[1]}x{image.shape[0]}"
+            )
+        beyond = mask[(mask >= classes) & (mask != IGNORE)]
+        if beyond.size:
+            raise CaclError(
+                f"{masks[i]}: class id {int(beyond.max())}, but the dataset has {classes} "
+                f"classes (ids 0-{classes - 1}, {IGNORE} ignored); fix the mask or its class list"
             )
         return image, mask
 
@@ -178,7 +190,8 @@ def voc(root: Path, split: str) -> SegmentationSet:
     masks = [_require(mask_dir / f"{i}.png", f"the mask of '{i}'") for i in ids]
     names = base / "classes.txt"  # `cacl world` writes its own class names beside its VOC set
     classes = _class_names(names) if names.is_file() else VOC_CLASSES
-    return SegmentationSet(f"voc-{split}", classes, len(ids), _pair_loader(images, masks), ids)
+    loader = _pair_loader(images, masks, len(classes))
+    return SegmentationSet(f"voc-{split}", classes, len(ids), loader, ids)
 
 
 def _class_names(path: Path) -> list[str]:
@@ -220,7 +233,7 @@ def cityscapes(root: Path, split: str) -> SegmentationSet:
         f"cityscapes-{split}",
         CITYSCAPES_CLASSES,
         len(images),
-        _pair_loader(images, masks, read_mask),
+        _pair_loader(images, masks, len(CITYSCAPES_CLASSES), read_mask),
         ids,
     )
 
@@ -241,7 +254,8 @@ def folder(root: Path, split: str) -> SegmentationSet:
             raise CaclError(f"{root / 'images'} has no image named '{i}' (.jpg or .png)")
         images.append(found[0])
     masks = [_require(root / "masks" / f"{i}.png", f"the mask of '{i}'") for i in ids]
-    return SegmentationSet(f"folder-{split}", classes, len(ids), _pair_loader(images, masks), ids)
+    loader = _pair_loader(images, masks, len(classes))
+    return SegmentationSet(f"folder-{split}", classes, len(ids), loader, ids)
 
 
 def world(cfg: WorldSection, split: str, count: int) -> SegmentationSet:

@@ -113,3 +113,15 @@ def test_a_split_list_that_names_a_path_is_refused_with_its_line(tmp_path, liste
     (voc_root / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{listed}\n")
     with pytest.raises(CaclError, match=f"val.txt, line 1: '{listed}' is not an image id"):
         voc(tmp_path, "val")
+
+
+def test_a_class_id_beyond_the_class_list_names_the_mask(tmp_path):
+    _own_folder(tmp_path)  # two classes: ids 0 and 1, 255 ignored
+    mask = np.ones((6, 8), np.uint8)
+    mask[0, 0], mask[1, 1] = 255, 7
+    Image.fromarray(mask, mode="L").save(tmp_path / "masks" / "a.png")
+    with pytest.raises(CaclError, match=r"a.png: class id 7, but the dataset has 2 classes"):
+        folder(tmp_path, "train")[0]
+    mask[1, 1] = 1
+    Image.fromarray(mask, mode="L").save(tmp_path / "masks" / "a.png")
+    assert folder(tmp_path, "train")[0][1].max() == 255
