@@ -7,12 +7,13 @@ the final name, which POSIX makes atomic.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from cacl_cli.errors import CaclError
+from cacl_cli.errors import CaclError, RunFailed
 
 
 def _umask() -> int:
@@ -25,10 +26,41 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+# The output folder of the command now writing (outputs.claimed sets it): no write may pass
+# through a link below it.
+_OUT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cacl_out", default=None)
+
+
+@contextlib.contextmanager
+def writing_into(folder: Path) -> Iterator[None]:
+    """Every atomic write below ``folder`` refuses a link on its way, while this is open."""
+    token = _OUT.set(Path(folder).absolute())
+    try:
+        yield
+    finally:
+        _OUT.reset(token)
+
+
+def _refuse_links(path: Path) -> None:
+    """A folder link planted inside the output folder would carry the write elsewhere (over
+    someone's files): refuse it, naming the link. The output folder itself may be a link."""
+    out = _OUT.get()
+    target = path.absolute()
+    if out is None or not target.is_relative_to(out):
+        return
+    step = out
+    for part in target.relative_to(out).parts[:-1]:
+        step = step / part
+        if step.is_symlink():
+            raise RunFailed(f"{step} is a link inside {out}; cacl writes no file through a "
+                            "link: remove it, or choose another --out")  # fmt: skip
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
     path = Path(path)
+    _refuse_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

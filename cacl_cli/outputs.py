@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from cacl_cli.errors import CaclError
+from cacl_cli.files import writing_into
 
 LOCK_NAME = ".cacl.lock"  # kept: removing it would let two processes lock two files
 RUNS = Path("runs")
@@ -113,7 +114,8 @@ def claimed(
                 f"{what} is in use by another cacl process; wait for it to finish "
                 f"or choose another --out"
             ) from None
-        yield folder
+        with writing_into(folder):
+            yield folder
     finally:
         if created and not _contents(folder):
             (folder / lock_name).unlink(missing_ok=True)

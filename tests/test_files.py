@@ -34,3 +34,44 @@ def test_a_full_disk_names_the_file_it_could_not_write(small_tmpfs):
     assert caught.value.strerror == "No space left on device"
     assert caught.value.filename == str(target) and not target.exists()
     assert [p.name for p in small_tmpfs.iterdir()] == ["filler"]  # no temporary file left
+
+
+def test_no_write_passes_through_a_link_planted_inside_the_output_folder(tmp_path):
+    from cacl_cli.errors import RunFailed
+    from cacl_cli.files import write_text_atomic, writing_into
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "00000.png").write_text("theirs")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seq").symlink_to(foreign)
+    with writing_into(out):
+        with pytest.raises(RunFailed, match=f"{out / 'seq'} is a link inside {out}"):
+            write_text_atomic(out / "seq" / "00000.png", "ours")
+        write_text_atomic(out / "mine" / "a.txt", "ours")  # real folders are fine
+    assert (foreign / "00000.png").read_text() == "theirs" and (out / "mine" / "a.txt").is_file()
+    linked_out = tmp_path / "linked-out"
+    linked_out.symlink_to(out)  # the output folder itself may be a link the user chose
+    with writing_into(linked_out):
+        write_text_atomic(linked_out / "b.txt", "ours")
+    assert (out / "b.txt").is_file()
+
+
+def test_propagate_refuses_a_link_planted_in_its_output_and_leaves_the_target_alone(
+    tmp_path, shared_data
+):
+    from tests.conftest import run_cacl
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "00000.png").write_text("theirs")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "blackswan").symlink_to(foreign)
+    done = run_cacl("propagate", shared_data / "davis", "--seq", "blackswan", "--baseline", "copy",
+                    "--frames", "3", "--out", out, "--overwrite")  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "blackswan is a link inside" in done.stderr
+    assert [p.name for p in foreign.iterdir()] == ["00000.png"]
+    assert (foreign / "00000.png").read_text() == "theirs"
