@@ -36,16 +36,21 @@ def test_a_full_disk_names_the_file_it_could_not_write(small_tmpfs):
     assert [p.name for p in small_tmpfs.iterdir()] == ["filler"]  # no temporary file left
 
 
+def planted_link(tmp_path, name):
+    """``out/name`` -> a foreign folder holding someone's ``00000.png``."""
+    foreign, out = tmp_path / "foreign", tmp_path / "out"
+    foreign.mkdir()
+    (foreign / "00000.png").write_text("theirs")
+    out.mkdir()
+    (out / name).symlink_to(foreign)
+    return foreign, out
+
+
 def test_no_write_passes_through_a_link_planted_inside_the_output_folder(tmp_path):
     from cacl_cli.errors import RunFailed
     from cacl_cli.files import write_text_atomic, writing_into
 
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "00000.png").write_text("theirs")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "seq").symlink_to(foreign)
+    foreign, out = planted_link(tmp_path, "seq")
     with writing_into(out):
         with pytest.raises(RunFailed, match=f"{out / 'seq'} is a link inside {out}"):
             write_text_atomic(out / "seq" / "00000.png", "ours")
@@ -63,12 +68,7 @@ def test_propagate_refuses_a_link_planted_in_its_output_and_leaves_the_target_al
 ):
     from tests.conftest import run_cacl
 
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "00000.png").write_text("theirs")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "blackswan").symlink_to(foreign)
+    foreign, out = planted_link(tmp_path, "blackswan")
     done = run_cacl("propagate", shared_data / "davis", "--seq", "blackswan", "--baseline", "copy",
                     "--frames", "3", "--out", out, "--overwrite")  # fmt: skip
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr

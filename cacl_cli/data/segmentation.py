@@ -19,7 +19,6 @@ from cacl_cli.data.layouts import voc_base
 from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
-from cacl_cli.evaluate.metrics import IGNORE_INDEX as IGNORE
 from cacl_cli.files import read_text
 
 VOC_CLASSES = [
@@ -116,6 +115,9 @@ class SegmentationSet:
         return len(self.classes)
 
 
+IGNORE_INDEX = 255  # the mask value scored as no class (VOC's borders, Cityscapes' void)
+
+
 def _pair_loader(
     images: list[Path],
     masks: list[Path],
@@ -131,11 +133,11 @@ def _pair_loader(
                 f"{masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{images[i].name} is {image.shape[1]}x{image.shape[0]}"
             )
-        beyond = mask[(mask >= classes) & (mask != IGNORE)]
+        beyond = mask[(mask >= classes) & (mask != IGNORE_INDEX)]
         if beyond.size:
             raise CaclError(
                 f"{masks[i]}: class id {int(beyond.max())}, but the dataset has {classes} "
-                f"classes (ids 0-{classes - 1}, {IGNORE} ignored); fix the mask or its class list"
+                f"classes (ids 0-{classes - 1}, {IGNORE_INDEX} ignored); fix the mask or its class list"
             )
         return image, mask
 

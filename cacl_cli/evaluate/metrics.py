@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = 255
+from cacl_cli.data.segmentation import IGNORE_INDEX
+
 CONVENTION = (
     "255 = ignore; a class absent from both ground truth and prediction is left out of "
     "mIoU; predicted but absent from the ground truth counts as IoU 0; mAcc averages "
