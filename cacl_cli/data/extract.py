@@ -238,6 +238,8 @@ def extract_folder(
 def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
     """``--merge``: fold the records every shard left into the manifest, extract nothing."""
     videos = _listing(video_dir, section)
+    if not (out / MANIFEST).is_file() and not manifest.pending_records(out):
+        raise CaclError(f"--merge: {out} holds no extraction (no {MANIFEST}, no {RECORDS}/)")
     manifest.check_settings(out, section)
     manifest.merge(out, section)
     return _summary(video_dir, videos, out, []) | {"shards": 0}

@@ -413,9 +413,11 @@ def test_a_rerun_reads_only_the_records_it_has_to(tmp_path, shared_data, monkeyp
     (["--shard", "x"], {}, "--shard x: give K/N"),
     (["--shard", "slurm"], {}, "SLURM_ARRAY_TASK_ID/COUNT are not set"),
     (["--shard", "0/2", "--overwrite"], {}, "--overwrite redoes the whole folder"),
+    (["--merge"], {}, "holds no extraction (no manifest.jsonl, no .records/)"),
 ])  # fmt: skip
 def test_bad_shards_are_refused_before_anything_is_written(tmp_path, args, env, expected):
     (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.mp4").write_bytes(b"")
     done = run_cacl("extract-pairs", tmp_path / "v", "--out", tmp_path / "out", *args, env=env)
     assert done.returncode == 2 and expected in one_line_error(done)
     assert not (tmp_path / "out").exists()
