@@ -8,6 +8,7 @@ against the weights that were loaded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 from pathlib import Path
@@ -64,6 +65,15 @@ def run_probe(
     return path
 
 
+def _cache_key(backbone: nn.Module, dataset: SegmentationSet, short_side: int) -> str:
+    """A digest of the backbone's weights and the images' protocol."""
+    digest = hashlib.sha256(f"{dataset.name}|{len(dataset)}|{short_side}".encode())
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
 class FeatureCache:
     """Frozen-backbone features of every training image (and its mirror image when flipping)."""
 
@@ -84,7 +94,12 @@ class FeatureCache:
             device,
         )
         self.mode, self.limit = mode, int(limit_gb * 2**30)
-        self.spill_dir, self.used = spill_dir, 0
+        # Keyed by what the features depend on: a killed probe of another backbone (or of the
+        # same one at another size) left files that must not be taken for these.
+        self.spill_dir, self.used = spill_dir / _cache_key(backbone, dataset, short_side), 0
+        for stale in spill_dir.glob("*") if spill_dir.is_dir() else []:
+            if stale != self.spill_dir:
+                shutil.rmtree(stale, ignore_errors=True)
         self.memory: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @torch.no_grad()
