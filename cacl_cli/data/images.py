@@ -41,6 +41,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise CaclError(f"{path} is not a readable image") from None
+
+
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """Encoded image bytes (a tar member's, say) as (H, W, 3) uint8 RGB; ``name`` says where
     they came from in the one-line error."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cacl_cli.data.frames import frame_files
-from cacl_cli.data.images import read_rgb, stride_size, to_input
+from cacl_cli.data.images import image_size, read_rgb, stride_size, to_input
 from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.device import autocast
 from cacl_cli.errors import CaclError
@@ -98,8 +98,22 @@ def open_sequence(root: Path, name: str, max_frames: int, labels: str) -> Sequen
     annotations = [p if p.is_file() else None for p in paths]
     if annotations[0] is None:
         raise CaclError(f"{folder}: the first frame's mask {frames[0].stem}.png is missing")
+    _check_sizes(frames, annotations)
     first = read_index_png(annotations[0])
     return Sequence(name, frames, annotations, davis.label_kind(first, labels))
+
+
+def _check_sizes(frames: list[Path], annotations: list[Path | None]) -> None:
+    """A sequence's frames and masks share one size (read from their headers), checked before
+    anything is propagated or written."""
+    width, height = image_size(frames[0])
+    for path in [*frames[1:], *(a for a in annotations if a is not None)]:
+        w, h = image_size(path)
+        if (w, h) != (width, height):
+            raise CaclError(
+                f"{path} is {w}x{h} but {frames[0].name} is {width}x{height}; a sequence's "
+                "frames and masks must all have one size"
+            )
 
 
 def backbone_features(backbone, short_side: int, device, dtype: torch.dtype | None) -> Featurizer:

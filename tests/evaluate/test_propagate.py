@@ -80,6 +80,25 @@ def test_propagate_errors_name_the_problem(tmp_path, shared_data):
     )
 
 
+def test_a_mask_of_another_size_is_refused_before_any_mask_is_written(tmp_path, shared_data):
+    import shutil
+
+    davis = tmp_path / "davis"
+    for kind, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
+        folder = davis / kind / "480p" / "blackswan"
+        folder.mkdir(parents=True)
+        for n in range(3):
+            name = f"{n:05d}{suffix}"
+            shutil.copy(shared_data / "davis" / kind / "480p" / "blackswan" / name, folder / name)
+    mask = davis / "Annotations" / "480p" / "blackswan" / "00002.png"
+    image = Image.open(mask)
+    image.resize((image.width // 2, image.height // 2), Image.NEAREST).save(mask)
+    out = tmp_path / "out"
+    done = run_cacl("propagate", davis, "--baseline", "copy", "--out", out)
+    assert "00002.png is 427x240 but 00000.jpg is 854x480" in one_line_error(done)
+    assert done.returncode == 2 and not out.exists()
+
+
 def full_affinity_step(target, keys, labels, cfg):
     """The definition, computed the long way: every target cell against every context cell, the
     cells beyond the radius masked afterwards (what the windowed step must equal)."""
