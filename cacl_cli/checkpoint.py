@@ -79,7 +79,26 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(state, dict) or "model" not in state:
         raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
     check_format(state, path)
+    _check_fields(state, path)
     return state
+
+
+def _check_fields(state: dict[str, Any], path: Path) -> None:
+    """Each field of a training checkpoint of the type a resume needs, so a damaged one is
+    skipped for the previous good one instead of failing half-way through the restore."""
+    rng = state.get("rng")
+    wrong = [
+        name for name, good in (
+            ("model", isinstance(state["model"], dict)
+             and all(torch.is_tensor(v) for v in state["model"].values())),
+            ("optimizer", isinstance(state.get("optimizer"), dict)),
+            ("step", isinstance(state.get("step"), int) and state["step"] >= 0),
+            ("rng", isinstance(rng, dict) and torch.is_tensor(rng.get("torch"))),
+            ("config", isinstance(state.get("config"), dict)),
+        ) if not good
+    ]  # fmt: skip
+    if wrong:
+        raise CaclError(f"{path}: field '{wrong[0]}' is missing or of the wrong type (damaged?)")
 
 
 def check_format(state: dict[str, Any], path: Path) -> None:

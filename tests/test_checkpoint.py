@@ -17,7 +17,25 @@ from cacl_cli.errors import CaclError
 
 
 def state(step):
-    return {"step": step, "model": {"w": torch.full((3,), float(step))}}
+    """The fields a resume reads, in their types."""
+    return {"step": step, "model": {"w": torch.full((3,), float(step))}, "optimizer": {},
+            "rng": {"torch": torch.get_rng_state()}, "config": {}}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", [
+    {"step": "abc"}, {"step": -1}, {"model": [1, 2]}, {"model": {"w": "x"}}, {"rng": None},
+    {"rng": {}}, {"optimizer": 3}, {"config": "tiny-world"},
+])  # fmt: skip
+def test_a_checkpoint_with_a_field_of_the_wrong_type_is_skipped_for_the_previous(
+    tmp_path, damage
+):
+    save_checkpoint(tmp_path, 10, state(10))
+    save_checkpoint(tmp_path, 20, state(20) | damage)
+    warnings = []
+    path, loaded = latest_checkpoint(tmp_path, warn=warnings.append)
+    assert loaded["step"] == 10 and path.name == "step-0000010.pt"
+    field = next(iter(damage))
+    assert f"step-0000020.pt: field '{field}' is missing or of the wrong type" in warnings[0]
 
 
 def test_save_keeps_the_newest_and_moves_the_pointer(tmp_path):
