@@ -125,3 +125,16 @@ def fill_disk(folder, leave=64 * 1024):
     free = stats.f_bavail * stats.f_frsize
     with open(Path(folder) / "filler", "wb") as fh:
         fh.write(b"\0" * max(0, free - leave))
+
+
+def huge_png(path, colour_type=2):
+    """A PNG of a few bytes whose header claims 100000 x 100000 pixels (2: RGB, 0: grey)."""
+    import zlib
+
+    def chunk(kind, body):
+        return (len(body).to_bytes(4, "big") + kind + body
+                + zlib.crc32(kind + body).to_bytes(4, "big"))  # fmt: skip
+
+    header = (100_000).to_bytes(4, "big") * 2 + bytes([8, colour_type, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path

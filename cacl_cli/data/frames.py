@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Callable, Iterator
@@ -40,6 +41,25 @@ def native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def decodable_name(path: Path) -> Iterator[str]:
+    """A name decord and OpenCV can open for ``path``: the path itself, or, where the name is
+    not UTF-8 text (which crashes them), the /proc/self/fd link of the file opened here. Only a
+    regular file: a FIFO would block the decoder forever."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file (a FIFO, device or folder?)")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            yield f"/proc/self/fd/{descriptor}"
+        finally:
+            os.close(descriptor)
+        return
+    yield str(path)
+
+
 def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -53,7 +73,7 @@ def frame_files(folder: Path) -> list[Path]:
     return files
 
 
-def _read_decord(path: Path, pick: Callable[[int], list[int]], seek: bool) -> tuple | None:
+def _read_decord(name: str, pick: Callable[[int], list[int]], seek: bool) -> tuple | None:
     """(count, fps, wanted, frames) read with decord, or None where decord cannot open the file
     or cannot reach the frames. A too-short clip raises ValueError from ``pick``.
 
@@ -66,7 +86,7 @@ def _read_decord(path: Path, pick: Callable[[int], list[int]], seek: bool) -> tu
     except ImportError:
         return None
     try:
-        reader = decord.VideoReader(str(path), num_threads=1)
+        reader = decord.VideoReader(name, num_threads=1)
         count, fps = len(reader), float(reader.get_avg_fps())
     except Exception:  # decord raises its own error types on files it cannot open
         return None
@@ -87,10 +107,10 @@ def _read_decord(path: Path, pick: Callable[[int], list[int]], seek: bool) -> tu
         del reader  # one reader per clip, released at once (decord's memory growth)
 
 
-def _read_opencv(path: Path, pick: Callable[[int], list[int]]) -> tuple:
+def _read_opencv(name: str, pick: Callable[[int], list[int]]) -> tuple:
     """(count, fps, wanted, frames) by sequential decoding: a first pass counts the frames
     (container counts can lie), a second retrieves only the wanted ones."""
-    cap = cv2.VideoCapture(str(path))
+    cap = cv2.VideoCapture(name)
     if not cap.isOpened():
         raise ValueError(NOT_A_VIDEO)
     fps, count = float(cap.get(cv2.CAP_PROP_FPS) or 0.0), 0
@@ -98,7 +118,7 @@ def _read_opencv(path: Path, pick: Callable[[int], list[int]]) -> tuple:
         count += 1
     cap.release()
     wanted = pick(count)
-    cap, found, t = cv2.VideoCapture(str(path)), {}, 0
+    cap, found, t = cv2.VideoCapture(name), {}, 0
     while t <= max(wanted) and cap.grab():
         if t in wanted:
             ok, frame = cap.retrieve()
@@ -121,10 +141,11 @@ def decode(
     decord first, OpenCV where decord cannot open or reach the frames; both decode in order
     unless ``seek`` (decord only) is asked for.
     """
-    got = _read_decord(path, pick, seek)
-    if got is not None:
-        return (*got, "decord")
-    return (*_read_opencv(path, pick), "opencv")
+    with decodable_name(path) as name:
+        got = _read_decord(name, pick, seek)
+        if got is not None:
+            return (*got, "decord")
+        return (*_read_opencv(name, pick), "opencv")
 
 
 def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:

@@ -7,8 +7,9 @@ input side is snapped to a multiple of the output stride.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import cv2
@@ -34,11 +35,25 @@ def imagenet_stats(device: "torch.device | None" = None) -> tuple["torch.Tensor"
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; an unreadable one is a one-line error."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise CaclError(f"{path} is not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """An image file as (H, W, 3) uint8 RGB; an unreadable one is a one-line error.
+
+    The bytes are read here and handed to the decoder, so any file name works (OpenCV's own
+    reader cannot take a name that is not UTF-8), and only a regular file is read (a FIFO
+    named like a frame would block).
+    """
+    return decode_rgb(read_bytes(path, "an image file"), str(path))
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """A regular file's bytes; anything else (missing, a FIFO, a device, a folder) is a one-line
+    error naming it."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CaclError(f"{path} is not a regular file (a FIFO, device or folder?); give {what}")
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as err:
+        raise CaclError(f"{path} is not a readable image ({err.strerror})") from None
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -53,11 +68,15 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
-    """Encoded image bytes (a tar member's, say) as (H, W, 3) uint8 RGB; ``name`` says where
-    they came from in the one-line error."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    """Encoded image bytes as (H, W, 3) uint8 RGB; ``name`` says where they came from in the
+    one-line error."""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as err:  # a header past OpenCV's pixel limit, say
+        reason = str(err).strip().splitlines()[-1][:120]
+        raise CaclError(f"{name} is not a readable image ({reason})") from None
     if image is None:
-        raise CaclError(f"{name} is not a readable image; rerun cacl extract-pairs")
+        raise CaclError(f"{name} is not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -63,7 +63,11 @@ class PairsFolder:
         name, offset, size = self.index.location(number)
         if size < 0:
             return _read(self.root / name)
-        return decode_rgb(self.frame_bytes(number), f"{self.root / name} at byte {offset}")
+        where = f"{self.root / name} at byte {offset}"
+        try:
+            return decode_rgb(self.frame_bytes(number), where)
+        except CaclError as err:
+            raise CaclError(f"{err}; rerun cacl extract-pairs") from None
 
     def frame_bytes(self, number: int) -> bytes:
         """A frame's encoded bytes, as stored (a JPEG file, or a tar member's data)."""

@@ -7,6 +7,7 @@ ignore. Layouts are checked when a set is opened, with one-line errors that name
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from cacl_cli.config import WorldSection
-from cacl_cli.data.images import read_rgb
+from cacl_cli.data.images import read_bytes, read_rgb
 from cacl_cli.data.layouts import voc_base
 from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
@@ -71,16 +72,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def read_index_png(path: Path) -> np.ndarray:
-    """Class ids of a mask PNG. Palette PNGs are read as indices (OpenCV would return colours)."""
+    """Class ids of a mask PNG. Palette PNGs are read as indices (OpenCV would return colours).
+    Like frames, masks are read as bytes from regular files only (``images.read_bytes``)."""
+    data = read_bytes(path, "a mask PNG")
     try:
-        with Image.open(path) as mask:
+        with Image.open(io.BytesIO(data)) as mask:
             if mask.mode not in ("P", "L", "I", "I;16"):
                 raise CaclError(
                     f"{path}: mask mode {mask.mode} holds colours, not class ids; "
                     "save masks as palette or grayscale PNGs"
                 )
             labels = np.array(mask)
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         raise CaclError(f"{path} is not a readable mask PNG") from None
     if labels.size and (labels.min() < 0 or labels.max() > 255):  # 16- and 32-bit masks
         raise CaclError(

@@ -1,5 +1,7 @@
 """The one exact video decoder and frame folders: frames in order, refusals that name the file."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,19 @@ def test_what_is_not_a_video_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(CaclError, match="not a video"):
         read_frames(tmp_path / "notes.txt", [0])
+
+
+def test_a_video_whose_name_is_not_utf8_decodes_and_a_fifo_is_refused(tmp_path, shared_data):
+    """decord and OpenCV crash on such a name (a segfault in visualize, a hung extract-pairs
+    pool); the decoder is handed the open file instead."""
+    import os
+
+    source = shared_data / "videos" / "realshort.mp4"
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/clip-\xff.mp4"))
+    odd.write_bytes(source.read_bytes())
+    wanted = lambda count: [0, 5]  # noqa: E731
+    plain, weird = decode(source, wanted)[3], decode(odd, wanted)[3]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, weird))
+    os.mkfifo(tmp_path / "fifo.mp4")
+    with pytest.raises(ValueError, match="not a regular file"):
+        decode(tmp_path / "fifo.mp4", wanted)

@@ -1,5 +1,8 @@
 """The one image reader and the one way a frame becomes network input."""
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -46,3 +49,26 @@ def test_network_input_sides_are_multiples_of_the_stride_and_normalised():
         (124 / 255 - IMAGENET_MEAN[0]) / 0.229, abs=1e-4
     )
     torch.testing.assert_close(normalise(frame)[:, :64, :88], x[0], atol=1e-4, rtol=0)
+
+
+def test_any_file_name_reads_and_what_is_not_a_regular_file_is_refused(tmp_path):
+    """A name that is not UTF-8 (OpenCV's own reader crashes on it) reads like any other; a FIFO
+    named like a frame is refused at once instead of blocking the reader forever."""
+    frame = np.zeros((4, 6, 3), np.uint8)
+    frame[..., 0] = 200
+    ok, data = cv2.imencode(".png", frame)
+    odd = os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe-frame.png")
+    with open(odd, "wb") as fh:
+        fh.write(data.tobytes())
+    assert read_rgb(Path(odd))[0, 0].tolist() == [0, 0, 200]
+    os.mkfifo(tmp_path / "fifo.jpg")
+    with pytest.raises(CaclError, match="fifo.jpg is not a regular file"):
+        read_rgb(tmp_path / "fifo.jpg")
+
+
+def test_a_header_past_the_pixel_limit_is_a_one_line_error(tmp_path):
+    """A 100000 x 100000 PNG header (a few bytes) is refused before any pixel is decoded."""
+    from tests.conftest import huge_png
+
+    with pytest.raises(CaclError, match="huge.png is not a readable image"):
+        read_rgb(huge_png(tmp_path / "huge.png"))

@@ -125,3 +125,10 @@ def test_a_class_id_beyond_the_class_list_names_the_mask(tmp_path):
     mask[1, 1] = 1
     Image.fromarray(mask, mode="L").save(tmp_path / "masks" / "a.png")
     assert folder(tmp_path, "train")[0][1].max() == 255
+
+
+def test_a_mask_header_past_pils_pixel_limit_is_a_one_line_error(tmp_path):
+    from tests.conftest import huge_png
+
+    with pytest.raises(CaclError, match="huge.png is not a readable mask PNG"):
+        read_index_png(huge_png(tmp_path / "huge.png", colour_type=0))
