@@ -54,6 +54,8 @@ def _preset_path(name_or_path: str) -> Path:
 def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(read_text(path, "a YAML preset"))
+    except RecursionError:  # thousands of nested levels; a preset has two
+        raise CaclError(f"{path}: nested too deeply to be a preset (sections hold keys)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -147,9 +149,13 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
     words = choices(key)
     if value is False and "off" in words:
         value = "off"  # YAML 1.1 reads a bare `off` as false
-    if default is None:  # optional keys (paths and the like) take any scalar
-        ok = not isinstance(value, (dict, list))
-    elif expected is bool:
+    if default is None:  # optional paths: text, or null; YAML's `2024` is the folder 2024
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if value is not None and not isinstance(value, str):
+            raise CaclError(f"{source}: key '{key}' must be a path or null, got {_brief(value)}")
+        return value
+    if expected is bool:
         ok = isinstance(value, bool)
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)

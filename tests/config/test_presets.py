@@ -1,5 +1,7 @@
 """Presets: inheritance, overrides, validation, and the shipped files."""
 
+import re
+
 import pytest
 import yaml
 
@@ -219,3 +221,24 @@ def test_a_yaml_of_nested_anchors_is_refused_in_a_short_line(tmp_path):
     with pytest.raises(CaclError, match="'optim' is a section; give it keys, not") as caught:
         resolve(str(bomb))
     assert len(str(caught.value)) < 300
+
+
+def test_a_deeply_nested_preset_is_one_line(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("optim:\n" + "".join(f"{'  ' * n}k{n}:\n" for n in range(1, 3000)) + "x: 1\n")
+    with pytest.raises(CaclError, match="nested too deeply|unknown key"):
+        resolve(str(deep))
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("optim: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(CaclError, match="flow.yaml: nested too deeply"):
+        resolve(str(flow))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.init=true", "key 'model.init' must be a path or null, got True"),
+    ("data.path=[1]", "key 'data.path' must be a path or null, got [1]"),
+])  # fmt: skip
+def test_a_path_key_takes_text_or_null(override, message):
+    with pytest.raises(CaclError, match=re.escape(message)):
+        resolve("tiny-world", [override])
+    assert resolve("tiny-world", ["data.path=2024"]).data.path == "2024"  # the folder 2024
