@@ -38,12 +38,17 @@ def preset_names() -> list[str]:
     return [n for n in names if n != DEFAULTS_NAME]
 
 
+def _names_a_file(name_or_path: str) -> bool:
+    """A preset given as a file path (a YAML suffix or a folder in it), not as a name."""
+    return Path(name_or_path).suffix in (".yaml", ".yml") or os.sep in name_or_path
+
+
 def _preset_path(name_or_path: str) -> Path:
     shipped = preset_dir() / f"{name_or_path}.yaml"
     if shipped.is_file():
         return shipped
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+    if _names_a_file(name_or_path):
         if path.is_file():
             return path
         raise CaclError(f"preset file {path} does not exist; give a path to a YAML file or a name")
@@ -95,9 +100,9 @@ def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, li
 def _beside(preset: Path, base: str) -> str:
     """A base given as a relative file path is read beside the preset that names it, not in
     the working directory; a name stays a name."""
-    candidate = Path(base)
-    is_file = candidate.suffix in (".yaml", ".yml") or os.sep in base
-    return str(preset.parent / candidate) if is_file and not candidate.is_absolute() else base
+    if _names_a_file(base) and not Path(base).is_absolute():
+        return str(preset.parent / base)
+    return base
 
 
 def _layered(names: list[str], seen: tuple[str, ...]) -> tuple[dict, list[str]]:
@@ -166,7 +171,8 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
         ok = isinstance(value, expected)
     if not ok:
         raise CaclError(
-            f"{source}: key '{key}' must be {expected.__name__} (like {default!r}), got {_brief(value)}"
+            f"{source}: key '{key}' must be {expected.__name__} (like {default!r}), "
+            f"got {_brief(value)}"
         )
     if words and value not in words:
         raise CaclError(

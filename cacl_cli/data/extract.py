@@ -223,8 +223,9 @@ def extract_folder(
                   f"{len(todo)} to extract")  # fmt: skip
     _end_killed_shards(out, _tag(shard), set(known.values()))
     failed = _run_pool(video_dir, out, section, todo, _tag(shard), console)
+    merging = bool(todo or manifest.pending_records(out) or not (out / MANIFEST).is_file())
     try:
-        if todo or manifest.pending_records(out) or not (out / MANIFEST).is_file():
+        if merging:
             manifest.merge(out, section)
     except OSError as err:
         first = f" (first: {failed[0]['source']}: {failed[0]['reason']})" if failed else ""
@@ -232,7 +233,9 @@ def extract_folder(
             f"{out / MANIFEST}: could not write it ({err.strerror or err}); {len(failed)} of "
             f"{len(todo)} clips failed{first}; free space, then rerun the same command"
         ) from None
-    return _summary(video_dir, videos, out, failed) | {"shards": shard[1]}
+    # Without a merge nothing changed since ``known`` was read: no second load of the index.
+    summary = _summary(video_dir, videos, out, failed, None if merging else known)
+    return summary | {"shards": shard[1]}
 
 
 def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
@@ -245,8 +248,13 @@ def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:
     return _summary(video_dir, videos, out, []) | {"shards": 0}
 
 
-def _summary(video_dir: Path, videos: list[Path], out: Path, failed: list[dict]) -> dict:
-    merged, skipped = manifest.known_sources(out), len(manifest.read_report(out))
+def _summary(
+    video_dir: Path, videos: list[Path], out: Path, failed: list[dict], known: dict | None = None
+) -> dict:
+    """The done / skipped / failed counts, and the videos no shard has done; ``known`` is the
+    folder's ``known_sources`` where the caller already holds it."""
+    merged = manifest.known_sources(out) if known is None else known
+    skipped = len(manifest.read_report(out))
     left = sum(str(v.relative_to(video_dir)) not in merged for v in videos)
     return {"done": len(merged) - skipped, "skipped": skipped, "left": left, "failed": failed}
 

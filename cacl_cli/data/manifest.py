@@ -20,6 +20,7 @@ import bisect
 import contextlib
 import fcntl
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
@@ -278,8 +279,6 @@ def check_settings(out: Path, settings: ExtractSection) -> None:
 
 def clear(out: Path) -> None:
     """``--overwrite``: forget every clip (the frames are written again, the shards anew)."""
-    import shutil
-
     with merge_lock(out):
         shutil.rmtree(out / RECORDS, ignore_errors=True)
         for name in (MANIFEST, REPORT, INDEX):

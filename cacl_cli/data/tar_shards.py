@@ -76,7 +76,7 @@ class ShardWriter:
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = len(data), 0o644, 0  # the same bytes on every run
         self.tar.addfile(info, io.BytesIO(data))
-        return self.tar.offset - -(-len(data) // BLOCK) * BLOCK  # where the data began
+        return self.tar.offset - _padded(len(data))  # where the data began
 
     def close(self) -> None:
         if self.tar is not None:
@@ -114,7 +114,7 @@ def repair(path: Path, recorded: set[str]) -> None:
                 if not whole:
                     break
                 if field == "json" and _clip_of(key) in recorded:
-                    end = member.offset_data + -(-member.size // BLOCK) * BLOCK
+                    end = member.offset_data + _padded(member.size)
     except (tarfile.TarError, EOFError, OSError):
         pass  # a header cut short: what came before it stands
     with open(path, "r+b") as fh:
@@ -124,6 +124,11 @@ def repair(path: Path, recorded: set[str]) -> None:
         fh.write(b"\0" * closing)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _padded(size: int) -> int:
+    """A member's data as tar stores it: whole blocks."""
+    return -(-size // BLOCK) * BLOCK
 
 
 def _clip_of(key: str) -> str:
