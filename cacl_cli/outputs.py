@@ -4,7 +4,8 @@
   so a second probe never replaces the first one's results.
 - An ``--out`` that already holds files is refused, unless the command continues work there
   (``pretrain --resume``, ``extract-pairs``, which skips the clips already done) or the user
-  says ``--overwrite``. No command but ``pretrain`` ever writes into a pretrain run's folder.
+  says ``--overwrite``. No command but ``pretrain`` ever writes into a pretrain run's folder
+  or below it (``RUN/export`` is export's own), and no ``--out`` overlaps the command's inputs.
 - While a command writes, its folder is locked, so two processes never interleave their files in
   one folder. The lock is a POSIX record lock: the kernel drops it when the process dies, and
   the processes it forks (data loader workers) do not hold it, so a requeued run that starts
@@ -20,7 +21,7 @@ import fcntl
 import os
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from cacl_cli.errors import CaclError
 from cacl_cli.files import writing_into
@@ -49,6 +50,34 @@ def is_pretrain_run(folder: Path) -> bool:
     return (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
 
 
+def real_path(path: Path) -> Path:
+    """``path`` with every link resolved (it need not exist)."""
+    return Path(os.path.realpath(path))
+
+
+def _pretrain_run_above(folder: Path, command: str) -> Path | None:
+    """The pretrain run ``folder`` is or lies in, if any (``RUN/export`` is export's own)."""
+    real = real_path(folder)
+    for above in (real, *real.parents):
+        if is_pretrain_run(above) and not (command == "export" and real == above / "export"):
+            return above
+    return None
+
+
+def check_apart(folder: Path, inputs: Iterable[Path | None]) -> None:
+    """Refuse an ``--out`` that is, holds or lies inside one of the command's inputs, so no
+    written file can land on them (links resolved, the output may not exist yet)."""
+    out = real_path(folder)
+    for given in filter(None, inputs):
+        path = real_path(given)
+        if out.is_relative_to(path) or path.is_relative_to(out):
+            where = "is" if out == path else "lies inside" if out.is_relative_to(path) else "holds"
+            raise CaclError(
+                f"--out {folder} {where} the input {given}; choose an --out apart from what "
+                "the command reads"
+            )
+
+
 def _contents(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
@@ -56,20 +85,28 @@ def _contents(folder: Path) -> list[str]:
 
 
 def check_folder(
-    folder: Path, command: str, continues: bool = False, named: bool = True
+    folder: Path,
+    command: str,
+    continues: bool = False,
+    named: bool = True,
+    inputs: Iterable[Path | None] = (),
 ) -> None:
     """Refuse an output folder the command must not write into (see the module's rule).
 
     ``continues``: the command adds to what is there (``pretrain --resume``, ``extract-pairs``,
     or ``--overwrite``). ``named``: the user gave ``--out`` (not a command's fixed default).
+    ``inputs``: the files and folders the command reads, which the folder must keep apart from.
     """
     if folder.exists() and not folder.is_dir():
         raise CaclError(f"--out {folder} is a file; give a folder")
-    if command != "pretrain" and is_pretrain_run(folder):
+    run = None if command == "pretrain" else _pretrain_run_above(folder, command)
+    if run is not None:
+        where = "holds" if run == real_path(folder) else f"lies inside {run},"
         raise CaclError(
-            f"--out {folder} holds a pretrain run; {command} never writes into one "
+            f"--out {folder} {where} a pretrain run; {command} never writes into one "
             f"(pass it as --checkpoint and choose another --out, or leave --out out)"
         )
+    check_apart(folder, inputs)
     if command == "pretrain" and (folder / "results.json").is_file():
         raise CaclError(
             f"--out {folder} holds an evaluation's results.json, not a pretrain run; "
@@ -87,7 +124,12 @@ def check_folder(
 
 @contextlib.contextmanager
 def claimed(
-    folder: Path, command: str, continues: bool = False, named: bool = True, part: str = ""
+    folder: Path,
+    command: str,
+    continues: bool = False,
+    named: bool = True,
+    part: str = "",
+    inputs: Iterable[Path | None] = (),
 ) -> Iterator[Path]:
     """Check ``folder``, lock it for this process, and yield it.
 
@@ -98,7 +140,7 @@ def claimed(
     if int(os.environ.get("RANK", "0")) != 0:  # rank 0 checks the folder and writes into it
         yield folder
         return
-    check_folder(folder, command, continues, named)
+    check_folder(folder, command, continues, named, inputs)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock_name = f"{LOCK_NAME}.{part}" if part else LOCK_NAME

@@ -26,7 +26,7 @@ from cacl_cli.checkpoint import (
 )
 from cacl_cli.config import Config, write_config
 from cacl_cli.data.augment import PairAugment
-from cacl_cli.data.batches import StepBatches, loaded_batches
+from cacl_cli.data.batches import LoadedBatches, StepBatches
 from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, correspondence_pairs
@@ -235,10 +235,10 @@ def train(run: Run) -> None:
     cfg, model, optimizer, scaler = run.cfg, run.model, run.optimizer, run.scaler
     steps, accum = cfg.schedule.steps, cfg.optim.accum_steps
     model.train()
-    loader = loaded_batches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers,
-                            pin=run.device.type == "cuda")  # fmt: skip
+    loader = LoadedBatches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers,
+                           pin=run.device.type == "cuda")  # fmt: skip
     tick = time.perf_counter()
-    with progress_bar(run.console, "pretrain") as progress, stop_requests() as stop:
+    with loader, progress_bar(run.console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=run.start, status="")
         for step in range(run.start, steps):
             for group in optimizer.param_groups:

@@ -7,6 +7,7 @@ torchrun, import-time behaviour.
 """
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -91,6 +92,20 @@ def pretrained(run_dir, *overrides):
     done = run_cacl("pretrain", "--out", run_dir, *sets(*overrides))
     assert done.returncode == 0, done.stderr
     return run_dir
+
+
+def tree_digest(folder):
+    """Every path below ``folder`` with its kind and, for a file, its bytes' SHA-256: equal
+    digests mean nothing in the tree was added, removed or changed."""
+    digest = {}
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_symlink():
+            digest[path] = ("link", os.readlink(path))
+        elif path.is_file():
+            digest[path] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            digest[path] = ("other", path.stat().st_mode)
+    return digest
 
 
 @pytest.fixture

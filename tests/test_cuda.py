@@ -59,12 +59,13 @@ def test_batched_augmentation_on_the_gpu_matches_the_cpu():
 
 def test_the_loader_pins_its_batches_for_the_gpu():
     from cacl_cli.config import resolve
-    from cacl_cli.data.batches import loaded_batches
+    from cacl_cli.data.batches import LoadedBatches
     from cacl_cli.training import build_batches
 
     batches = build_batches(resolve("tiny-world", ["data.batch_size=4"]))
     for pin in (True, False):
-        batch = next(loaded_batches(batches, 0, 1, num_workers=1, pin=pin))
+        with LoadedBatches(batches, 0, 1, num_workers=1, pin=pin) as loader:
+            batch = next(loader)
         assert all(part.is_pinned() == pin for part in batch)
 
 

@@ -13,7 +13,7 @@ from cacl_cli.errors import CaclError
 from cacl_cli.outputs import check_folder, claimed, default_folder
 from tests.commands.test_pretrain import one_line_error
 from tests.commands.test_probe import PROBE
-from tests.conftest import ROOT, pretrained, run_cacl
+from tests.conftest import ROOT, pretrained, run_cacl, tree_digest
 
 
 def test_two_default_probes_keep_both_results(tmp_path):
@@ -172,3 +172,29 @@ def test_a_requeued_run_is_not_refused_by_the_killed_runs_loader_workers(tmp_pat
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(first.pid, signal.SIGKILL)
+
+
+def test_no_evaluation_writes_below_a_pretrain_run_but_export_into_its_own(tmp_path):
+    run = pretrained(tmp_path / "run", "schedule.steps=2")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for below in (run / "probe", run / "checkpoints" / "mine"):
+        line = one_line_error(run_cacl("probe", "--random-init", "--out", below))
+        assert f"lies inside {run}, a pretrain run" in line
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    step = next((run / "checkpoints").glob("step-*.pt"))
+    assert run_cacl("export", "--checkpoint", step).returncode == 0  # RUN/export, its own
+    assert (run / "export" / "backbone.pt").is_file()
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "holds"])
+def test_an_out_overlapping_an_input_is_refused_and_the_input_kept(tmp_path, where):
+    world = run_cacl("world", "--out", tmp_path / "w", "--clips", "1", "--davis-clips", "1")
+    assert world.returncode == 0, world.stderr
+    davis = tmp_path / "w" / "davis"
+    before = tree_digest(davis)
+    out = {"inside": davis / "Annotations" / "480p", "same": davis, "holds": tmp_path}[where]
+    line = one_line_error(run_cacl("propagate", davis, "--baseline", "copy", "--out", out,
+                                   "--overwrite"))  # fmt: skip
+    verb = {"inside": "lies inside", "same": "is", "holds": "holds"}[where]
+    assert f"--out {out} {verb} the input {davis}" in line
+    assert tree_digest(davis) == before

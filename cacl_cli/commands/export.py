@@ -9,7 +9,7 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
-from cacl_cli.outputs import claimed
+from cacl_cli.outputs import claimed, is_pretrain_run, real_path
 
 
 def export_command(
@@ -49,8 +49,10 @@ def export_command(
 
         from cacl_cli.pretrained import export_run
 
-        folder = out or (run if run.is_dir() else run.parent) / "export"
-        with claimed(folder, "export", overwrite, named=out is not None):
+        folder = out or _run_folder(run) / "export"
+        own = real_path(folder) == real_path(_run_folder(run)) / "export"
+        inputs = () if own else (run,)  # RUN/export: the one output that lies in its input
+        with claimed(folder, "export", overwrite, named=out is not None, inputs=inputs):
             path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
         Console().print(
             f"{report['arch']} (width {report['width']}) from {report['source']}: "
@@ -58,3 +60,12 @@ def export_command(
             f"heads {', '.join(report.get('heads', [])) or 'none'} -> {folder / 'heads.pt'}; "
             f"the network they need -> {folder / 'layout.json'}"
         )
+
+
+def _run_folder(source: Path) -> Path:
+    """The run a source belongs to: the folder itself, or the run above a checkpoint file."""
+    if source.is_dir():
+        return source
+    if source.parent.name == "checkpoints" and is_pretrain_run(source.parent.parent):
+        return source.parent.parent
+    return source.parent

@@ -109,7 +109,8 @@ def extract_pairs_command(
         from cacl_cli.data.extract import extract_folder, merge_folder, print_summary
 
         console, out = Console(), out or Path("pairs")
-        with claimed(out, "extract-pairs", continues=True, part=_lock_part(part)):
+        lock = _lock_part(part)
+        with claimed(out, "extract-pairs", continues=True, part=lock, inputs=[video_dir]):
             if merge_only:
                 summary = merge_folder(video_dir, out, cfg.extract)
             else:

@@ -47,5 +47,5 @@ def finetune_command(
         from cacl_cli.evaluate.finetune import run_finetune
 
         run_dir = options.out_folder(out, "finetune", cfg, options.evaluated(checkpoint))
-        with claimed(run_dir, "finetune", overwrite):
+        with claimed(run_dir, "finetune", overwrite, inputs=(data, checkpoint)):
             run_finetune(cfg, checkpoint, random_init, data, run_dir, device, Console(), save)

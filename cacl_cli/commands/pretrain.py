@@ -44,7 +44,8 @@ def pretrain_command(
     """
     with report_errors():
         cfg = _config(preset, overrides or [], out, resume, data, init)
-        with claimed(options.out_folder(out, "pretrain", cfg), "pretrain", resume) as run_dir:
+        folder, pairs = options.out_folder(out, "pretrain", cfg), cfg.data.path
+        with claimed(folder, "pretrain", resume, inputs=[pairs and Path(pairs)]) as run_dir:
             from cacl_cli.device import resolve_device
             from cacl_cli.training import pretrain
 

@@ -41,5 +41,5 @@ def probe_command(
         from cacl_cli.evaluate.probe import run_probe
 
         run_dir = options.out_folder(out, "probe", cfg, options.evaluated(checkpoint))
-        with claimed(run_dir, "probe", overwrite):
+        with claimed(run_dir, "probe", overwrite, inputs=(data, checkpoint)):
             run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())

@@ -91,7 +91,7 @@ def propagate_command(
 
         console = Console()
         folder = options.out_folder(out, "propagate", cfg, options.evaluated(checkpoint, baseline))
-        with claimed(folder, "propagate", overwrite):
+        with claimed(folder, "propagate", overwrite, inputs=(davis, checkpoint, split)):
             path = run_propagation(
                 cfg, davis, sequence, split, source, folder, device, console, pages=html
             )

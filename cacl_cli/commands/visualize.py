@@ -89,7 +89,7 @@ def visualize_command(
             return _write_page(cfg, view, (targets, channels), html_file, overwrite)
         subject = "-vs-".join(options.evaluated(source) for source in sources)
         folder = options.out_folder(out, "visualize", cfg, subject)
-        with claimed(folder, "visualize", overwrite):
+        with claimed(folder, "visualize", overwrite, inputs=(frames, *sources)):
             if html:
                 return _write_page(cfg, view, (targets, channels), folder / "explorer.html", True)
             _write_figure(cfg, view, pixel or [], same_scale, folder)

@@ -48,6 +48,16 @@ class StepBatches(Dataset):
         rng = np.random.default_rng([self.seed, step, index])
         return self.augment.prepare(*self.source.pair(rng, self.stride), rng)
 
+    def describe(self, step: int) -> str:
+        """What building ``step``'s batch reads: its files, or the built-in world."""
+        if not hasattr(self.source, "files_drawn"):
+            return "the built-in world"
+        files = []
+        for index in range(self.first, self.first + self.batch_size):
+            rng = np.random.default_rng([self.seed, step, index])
+            files += [f for f in self.source.files_drawn(rng) if f not in files]
+        return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
     def finish(
         self, batch: tuple[torch.Tensor, ...], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,32 +98,52 @@ def step_loader(
     )
 
 
-def loaded_batches(
-    batches: StepBatches, first_step: int, last_step: int, num_workers: int, pin: bool = False
-) -> Iterator[tuple[torch.Tensor, ...]]:
-    """``step_loader``'s batches, with its workers always shut down and their errors told as
-    the worker's own one line.
+class LoadedBatches:
+    """``step_loader``'s batches, as an iterator used inside ``with``: its workers are always
+    shut down, and their failures are told as one line that names the files.
 
     Workers ignore SIGTERM (see ``_single_thread_worker``), so a loader left to the interpreter's
-    exit would wait on them forever; and torch re-raises a worker's error wrapped in a
-    traceback whose first line names no file.
+    exit would wait on them forever. Torch re-raises a worker's error wrapped in a traceback
+    whose first line names no file, and tells a worker's death from its SIGCHLD handler, in
+    whatever the main process is running then: hence ``__exit__`` for the whole block.
     """
-    iterator = iter(step_loader(batches, first_step, last_step, num_workers, pin))
-    try:
-        yield from iterator
-    except CaclError as err:
-        raise type(err)(_original_message(err)) from None
-    except RuntimeError as err:
-        if "DataLoader worker" not in str(err):
-            raise
-        raise RunFailed(
-            f"a data loader worker died ({str(err).splitlines()[0]}); "
-            "fewer data.num_workers or more memory, then --resume"
-        ) from None
-    finally:
-        shutdown = getattr(iterator, "_shutdown_workers", None)
+
+    def __init__(
+        self,
+        batches: StepBatches,
+        first_step: int,
+        last_step: int,
+        num_workers: int,
+        pin: bool = False,
+    ) -> None:
+        self.batches, self.step = batches, first_step  # the batch awaited next
+        self._iterator = iter(step_loader(batches, first_step, last_step, num_workers, pin))
+
+    def __iter__(self) -> "LoadedBatches":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, ...]:
+        try:
+            batch = next(self._iterator)
+        except CaclError as err:  # bad data met mid-run: the run failed (exit 1), files named
+            raise RunFailed(_original_message(err)) from None
+        self.step += 1
+        return batch
+
+    def __enter__(self) -> "LoadedBatches":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        shutdown = getattr(self._iterator, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        if isinstance(error, RuntimeError) and "DataLoader worker" in str(error):
+            # The dead worker may have been building a later batch than the one awaited.
+            raise RunFailed(
+                f"a data loader worker died ({str(error).splitlines()[0].strip()}) at "
+                f"micro-step {self.step}, whose batch reads {self.batches.describe(self.step)}; "
+                "check those files, or give fewer data.num_workers or more memory, then --resume"
+            ) from None
 
 
 def _original_message(err: Exception) -> str:

@@ -27,13 +27,13 @@ import re
 import signal
 import zlib
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from cacl_cli.data.frames import decode, native_stderr_silenced
+from cacl_cli.data.worker_pool import guarded_map
 from cacl_cli.data.images import resize_short_side
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.config import ExtractSection
@@ -285,20 +285,28 @@ def _run_pool(video_dir, out, section, todo, tag, console) -> list[dict]:
     writer = ShardWriter(out, tag, int(section.shard_size * 1e6)) if to_tar else None
     failed = []
     job = partial(_safe_process, video_dir, out, section, to_tar)
+    workers = section.workers or os.cpu_count() or 1
     with progress_bar(console, "extract") as progress:
         task = progress.add_task("extract", total=len(todo), status="")
-        context = get_context("forkserver")  # no fork of a parent that may hold codec threads
-        with context.Pool(section.workers or os.cpu_count() or 1, initializer=worker_init) as pool:
-            for record in pool.imap_unordered(job, todo):
-                if "_jpegs" in record:
-                    record = _into_shard(writer, out, record)
-                if record["status"] == "failed":
-                    failed.append(record)
-                speed = progress.tasks[0].speed
-                progress.update(task, advance=1, status=f"{speed:.1f} clips/s" if speed else "")
+        for clip, record in guarded_map(job, todo, workers, section.timeout + 60, worker_init):
+            record = record or _crashed(video_dir, out, clip)
+            if "_jpegs" in record:
+                record = _into_shard(writer, out, record)
+            if record["status"] == "failed":
+                failed.append(record)
+            speed = progress.tasks[0].speed
+            progress.update(task, advance=1, status=f"{speed:.1f} clips/s" if speed else "")
     if writer is not None:
         writer.close()
     return failed
+
+
+def _crashed(root: Path, out: Path, clip: tuple[Path, str]) -> dict:
+    """The record of a video whose worker died or hung on it twice, the second time alone."""
+    path, cid = clip
+    reason = "its decoder crashed or hung (the worker process died on it twice)"
+    record = {"clip": cid, "source": str(path.relative_to(root)), "status": "skipped"}
+    return write_record(out, record | {"reason": reason})
 
 
 def _tag(shard: tuple[int, int]) -> str:

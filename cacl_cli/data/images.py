@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 # torch is imported by the functions that make tensors: extract-pairs and its worker processes
 # read and write images only, and importing torch would cost each of them seconds.
+# A damaged file is told once, by the error that names it; OpenCV's own warning about it would
+# be a second line naming nothing.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -55,9 +55,17 @@ class PairsFolder:
         return self.index.draws
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        frames = self.index.draw(int(rng.integers(self.index.draws)))
-        first = frames[int(rng.integers(len(frames) - 1))]
+        first = self._first(rng)
         return self.frame(first), self.frame(first + 1)
+
+    def files_drawn(self, rng: np.random.Generator) -> list[str]:
+        """The files ``pair`` reads with this ``rng`` (to name them when a reader dies)."""
+        first = self._first(rng)
+        return [str(self.root / self.index.location(n)[0]) for n in (first, first + 1)]
+
+    def _first(self, rng: np.random.Generator) -> int:
+        frames = self.index.draw(int(rng.integers(self.index.draws)))
+        return frames[int(rng.integers(len(frames) - 1))]
 
     def frame(self, number: int) -> np.ndarray:
         name, offset, size = self.index.location(number)
@@ -114,6 +122,9 @@ class ImageFolder:
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
         image = _read(self.images[int(rng.integers(len(self.images)))])
         return image, image
+
+    def files_drawn(self, rng: np.random.Generator) -> list[str]:
+        return [str(self.images[int(rng.integers(len(self.images)))])]
 
 
 def open_source(root: Path):

@@ -443,3 +443,30 @@ def test_a_record_missing_a_field_is_redone_not_a_traceback(tmp_path, shared_dat
     done = run_cacl("extract-pairs", videos, "--out", out, "--stride", "2")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "2 to extract" in done.stdout and len(manifest(out)) == 2
+
+
+def _grandchildren(pid):
+    """The processes two generations below ``pid``: the workers its forkserver started."""
+    def children(p):
+        try:
+            return [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
+        except OSError:
+            return []
+    return [g for c in children(pid) for g in children(c)]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_clip_costs_no_clip_and_no_hang(tmp_path, shared_data):
+    videos = copies(tmp_path / "videos", shared_data, 8)
+    reference = tmp_path / "reference"
+    assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "2").returncode == 0
+    out = tmp_path / "out"
+    proc = start_extraction(videos, out, "--workers", "2")
+    deadline = time.monotonic() + 600
+    while not _grandchildren(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside a clip, as the out-of-memory killer would find it
+    for worker in _grandchildren(proc.pid)[:1]:
+        os.kill(worker, signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0  # multiprocessing.Pool lost the clip and waited forever
+    assert manifest(out) == manifest(reference)

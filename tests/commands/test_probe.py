@@ -90,6 +90,7 @@ def test_probe_reads_voc_mini(tmp_path, shared_data):
 
 
 def test_probe_errors(tmp_path):
+    (tmp_path / "data").mkdir()
     assert "--random-init" in one_line_error(run_cacl("probe", "--out", tmp_path))
     line = one_line_error(
         run_cacl(
@@ -98,7 +99,7 @@ def test_probe_errors(tmp_path):
             "--preset",
             "probe-voc",
             "--data",
-            tmp_path,
+            tmp_path / "data",
             "--out",
             tmp_path / "r",
         )
