@@ -25,7 +25,7 @@ from torch import nn
 
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
-from cacl_cli.files import write_atomic, write_text_atomic
+from cacl_cli.files import open_regular, present, write_atomic, write_text_atomic
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
 
@@ -64,7 +64,10 @@ def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
     """The one place a tensor file is read: ``torch.load`` with ``weights_only`` (no code runs),
     anything unreadable a one-line error that names the file as ``what``."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open_regular(path, f"a {what}") as fh:
+            return torch.load(fh, map_location=map_location, weights_only=True)
+    except CaclError:
+        raise
     except Exception as err:  # torch raises many kinds for truncated or foreign files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CaclError(f"{path} is not a readable {what} ({reason[:120]})") from None
@@ -73,13 +76,14 @@ def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely; anything that is not one becomes a one-line error."""
     path = Path(path)
-    if not path.is_file():
+    if not present(path):
         raise CaclError(f"checkpoint {path} does not exist")
     state = read_tensors(path, "cacl checkpoint", map_location)
     if not isinstance(state, dict) or "model" not in state:
         raise CaclError(f"{path} is not a cacl checkpoint (no 'model' entry)")
     check_format(state, path)
     _check_fields(state, path)
+    _check_finite(state["model"], path)  # never resumed from, never called the last good one
     return state
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from importlib import metadata
 
 import typer
@@ -52,6 +55,11 @@ def _options(
     ),
 ) -> None:
     """Cycle-Attention Contrastive Learning: learn segmentation features from unlabeled video."""
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not UTF-8 is printed as its own bytes, where a strict stream (any
+        # locale but C and UTF-8 mode) would fail the command on the name.
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="surrogateescape")
 app.command("extract-pairs")(extract_pairs.extract_pairs_command)
 app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)

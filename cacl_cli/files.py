@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -89,10 +90,41 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
+def present(path: Path) -> bool:
+    """Whether anything stands at ``path``: a file, but also a FIFO or a dangling link, which
+    the readers below refuse by name where ``is_file()`` would pass them over in silence."""
+    return os.path.lexists(path)
+
+
+@contextlib.contextmanager
+def open_regular(path: Path, what: str) -> Iterator[IO[bytes]]:
+    """The one way an input file is opened: a regular file, for reading. A FIFO (which would
+    block), a device, a folder, a dangling link or an unreadable file is a one-line error
+    naming it and saying what was expected."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then is refused
+    except OSError as err:
+        raise CaclError(f"{path}: {(err.strerror or 'unreadable').lower()}; give {what}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CaclError(f"{path} is not a regular file (a FIFO, device or folder?); "
+                            f"give {what}")  # fmt: skip
+        yield fh
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """A regular file's bytes (``open_regular``)."""
+    with open_regular(path, what) as fh:
+        try:
+            return fh.read()
+        except OSError as err:
+            raise CaclError(f"{path}: {err.strerror}; give {what}") from None
+
+
 def read_text(path: Path, what: str = "a text file") -> str:
     """A UTF-8 file's text; a binary or mis-encoded one is a one-line error naming it."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return read_bytes(path, what).decode("utf-8")
     except UnicodeDecodeError:
         raise CaclError(f"{path} is not UTF-8 text; it should be {what}") from None
 

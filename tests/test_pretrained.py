@@ -94,7 +94,7 @@ def test_a_foreign_state_dict_is_read_from_disk_once(tmp_path, monkeypatch, load
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
     _, report = loader(tmp_path / "b.pt", "resnet50", 64)
-    assert reads == [tmp_path / "b.pt"]
+    assert len(reads) == 1  # one torch.load, of the file opened by files.open_regular
     assert (report["arch"], report["width"]) == ("resnet18", 8)
 
 

@@ -10,6 +10,7 @@ import typer
 from cacl_cli.commands import options
 from cacl_cli.config import Config, resolve, resumed_config
 from cacl_cli.errors import CaclError, report_errors
+from cacl_cli.files import present, read_text
 from cacl_cli.outputs import claimed
 
 
@@ -84,8 +85,11 @@ def _config(
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
     paths = {"data.path": data and str(data), "model.init": init and str(init)}
-    if not (resume and saved.is_file()):
+    if not (resume and present(saved)):
         return _data_checked(options.settings("pretrain", preset, overrides, paths), preset, data)
+    if not read_text(saved, "the run's config.yaml").strip():
+        raise CaclError(f"{saved} is empty (damaged?); restore the run's config, or move the run "
+                        "aside to start it over")  # fmt: skip
     kept = resolve(str(saved))
     if preset or overrides or data or init:
         # Without --preset, --set changes the saved config itself: only its keys can differ.

@@ -19,7 +19,7 @@ import yaml
 
 from cacl_cli.config.schema import ABOVE_ZERO, Config, choices, defaults_tree, span
 from cacl_cli.errors import CaclError
-from cacl_cli.files import read_text, write_text_atomic
+from cacl_cli.files import present, read_text, write_text_atomic
 
 DEFAULTS_NAME = "defaults"
 META_KEYS = ("base", "description")
@@ -49,8 +49,8 @@ def _preset_path(name_or_path: str) -> Path:
         return shipped
     path = Path(name_or_path)
     if _names_a_file(name_or_path):
-        if path.is_file():
-            return path
+        if present(path):
+            return path  # read by the guarded reader, which names a FIFO or a dangling link
         raise CaclError(f"preset file {path} does not exist; give a path to a YAML file or a name")
     hint = _closest(name_or_path, preset_names())
     raise CaclError(f"unknown preset '{name_or_path}'{hint}; `cacl presets` lists them")

@@ -16,15 +16,16 @@ import cv2
 import numpy as np
 
 from cacl_cli.errors import CaclError
+from cacl_cli.files import open_regular, read_bytes
 
 if TYPE_CHECKING:
     import torch
 
 # torch is imported by the functions that make tensors: extract-pairs and its worker processes
 # read and write images only, and importing torch would cost each of them seconds.
-# A damaged file is told once, by the error that names it; OpenCV's own warning about it would
-# be a second line naming nothing.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# A damaged file is told once, by the error that names it; OpenCV's own log line about it (a
+# warning, or an "[ERROR]" for a header it cannot read) would be a second line naming nothing.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,24 +49,12 @@ def read_rgb(path: Path) -> np.ndarray:
     return decode_rgb(read_bytes(path, "an image file"), str(path))
 
 
-def read_bytes(path: Path, what: str) -> bytes:
-    """A regular file's bytes; anything else (missing, a FIFO, a device, a folder) is a one-line
-    error naming it."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise CaclError(f"{path} is not a regular file (a FIFO, device or folder?); give {what}")
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as err:
-        raise CaclError(f"{path} is not a readable image ({err.strerror})") from None
-
-
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from an image file's header, without decoding it."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with open_regular(path, "an image file") as fh, Image.open(fh) as image:
             return image.size
     except (OSError, ValueError, Image.DecompressionBombError):
         raise CaclError(f"{path} is not a readable image") from None
@@ -74,10 +63,12 @@ def image_size(path: Path) -> tuple[int, int]:
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """Encoded image bytes as (H, W, 3) uint8 RGB; ``name`` says where they came from in the
     one-line error."""
+    if not data:
+        raise CaclError(f"{name} is empty (0 bytes), not an image")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as err:  # a header past OpenCV's pixel limit, say
-        reason = str(err).strip().splitlines()[-1][:120]
+        reason = str(err).strip().splitlines()[-1].partition(") ")[2][:120]
         raise CaclError(f"{name} is not a readable image ({reason})") from None
     if image is None:
         raise CaclError(f"{name} is not a readable image")

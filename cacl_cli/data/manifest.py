@@ -30,7 +30,14 @@ from cacl_cli.data.pair_index import (
     INDEX, PairIndex, index_arrays, read_index, with_clips, write_arrays, write_index,
 )
 from cacl_cli.errors import CaclError
-from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
+from cacl_cli.files import (
+    open_regular,
+    present,
+    read_bytes,
+    remove_stale_temps,
+    write_atomic,
+    write_text_atomic,
+)
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
@@ -84,7 +91,7 @@ def load_index(out: Path) -> PairIndex | None:
     """The folder's index: the mapped file where it stands for the manifest, else built in
     memory from the manifest (an older folder, a hand-made manifest); None without one."""
     manifest = out / MANIFEST
-    if not manifest.is_file():
+    if not present(manifest):
         return None
     index = read_index(out, manifest)
     if index is None:
@@ -95,7 +102,8 @@ def load_index(out: Path) -> PairIndex | None:
 def read_manifest(manifest: Path) -> tuple[dict, list[dict]]:
     """(header, done records), every field checked; a bad line is a one-line error."""
     header, records = {}, []
-    lines = manifest.read_text(errors="replace").splitlines()
+    lines = read_bytes(manifest, "the manifest extract-pairs wrote").decode(errors="replace")
+    lines = lines.splitlines()
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -258,9 +266,9 @@ def settings_record(settings: ExtractSection) -> dict:
 def check_settings(out: Path, settings: ExtractSection) -> None:
     """Refuse to add pairs of other settings to a folder extracted before (its manifest says)."""
     manifest = out / MANIFEST
-    if not manifest.is_file():
+    if not present(manifest):
         return
-    with open(manifest, "rb") as fh:
+    with open_regular(manifest, "the manifest extract-pairs wrote") as fh:
         first = fh.readline(1 << 20)
     try:
         before = json.loads(first)["settings"]

@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from cacl_cli.errors import CaclError
-from cacl_cli.files import write_atomic
+from cacl_cli.files import open_regular, present, write_atomic
 
 INDEX = "index.bin"
 ALIGN = 64
@@ -192,9 +192,9 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
     """The mapped index, or None where there is none or it stands for another manifest (a
     hand-edited one, or an older tree): the caller then builds it from the manifest."""
     path = folder / INDEX
-    if not path.is_file():
+    if not present(path):
         return None
-    with open(path, "rb") as fh:
+    with open_regular(path, "the index extract-pairs wrote") as fh:
         line = fh.readline(1 << 20)
     try:
         header = json.loads(line)

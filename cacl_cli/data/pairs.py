@@ -21,16 +21,15 @@ from cacl_cli.data.images import decode_rgb, read_rgb
 from cacl_cli.data.manifest import MANIFEST, load_index
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
+from cacl_cli.files import open_regular, present
 
 
-def _read(path: Path) -> np.ndarray:
-    """A listed frame; one that is gone or damaged points back to the extraction."""
+def _read(path: Path, remedy: str = "rerun cacl extract-pairs") -> np.ndarray:
+    """A frame; one that is gone or damaged is named, with what to do about it."""
     try:
         return read_rgb(path)
-    except CaclError:
-        raise CaclError(
-            f"{path} is missing or not a readable image; rerun cacl extract-pairs"
-        ) from None
+    except CaclError as err:
+        raise CaclError(f"{err}; {remedy}") from None
 
 
 class PairsFolder:
@@ -39,7 +38,7 @@ class PairsFolder:
 
     def __init__(self, root: Path) -> None:
         manifest = root / MANIFEST
-        if not manifest.is_file():
+        if not present(manifest):
             raise CaclError(
                 f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS --out {root}`"
             )
@@ -56,7 +55,12 @@ class PairsFolder:
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
         first = self._first(rng)
-        return self.frame(first), self.frame(first + 1)
+        v, v_plus = self.frame(first), self.frame(first + 1)
+        if v.shape != v_plus.shape:  # the pair shares one crop box
+            name = self.root / self.index.location(first + 1)[0]
+            raise CaclError(f"{name} is {v_plus.shape[1]}x{v_plus.shape[0]}, but the frame it is "
+                            f"paired with is {v.shape[1]}x{v.shape[0]}; rerun cacl extract-pairs")  # fmt: skip
+        return v, v_plus
 
     def files_drawn(self, rng: np.random.Generator) -> list[str]:
         """The files ``pair`` reads with this ``rng`` (to name them when a reader dies)."""
@@ -98,7 +102,7 @@ class PairsFolder:
 
 def _header(manifest: Path) -> dict:
     """The manifest's first line, where the extraction's settings are (empty if it is not)."""
-    with open(manifest, "rb") as fh:
+    with open_regular(manifest, "the manifest extract-pairs wrote") as fh:
         try:
             header = json.loads(fh.readline(1 << 20))
         except ValueError:
@@ -120,7 +124,7 @@ class ImageFolder:
         return len(self.images)
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        image = _read(self.images[int(rng.integers(len(self.images)))])
+        image = _read(self.images[int(rng.integers(len(self.images)))], "replace or remove it")
         return image, image
 
     def files_drawn(self, rng: np.random.Generator) -> list[str]:
@@ -133,4 +137,4 @@ def open_source(root: Path):
         raise CaclError(f"--data {root} is a file; give a pairs folder or a folder of images")
     if not root.is_dir():
         raise CaclError(f"--data {root}: no such folder")
-    return PairsFolder(root) if (root / MANIFEST).is_file() else ImageFolder(root)
+    return PairsFolder(root) if present(root / MANIFEST) else ImageFolder(root)

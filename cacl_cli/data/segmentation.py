@@ -15,12 +15,12 @@ import numpy as np
 from PIL import Image
 
 from cacl_cli.config import WorldSection
-from cacl_cli.data.images import read_bytes, read_rgb
+from cacl_cli.data.images import read_rgb
 from cacl_cli.data.layouts import voc_base
 from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
-from cacl_cli.files import read_text
+from cacl_cli.files import read_bytes, read_text
 
 VOC_CLASSES = [
     "background",
@@ -73,7 +73,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 def read_index_png(path: Path) -> np.ndarray:
     """Class ids of a mask PNG. Palette PNGs are read as indices (OpenCV would return colours).
-    Like frames, masks are read as bytes from regular files only (``images.read_bytes``)."""
+    Like frames, masks are read as bytes from regular files only (``files.read_bytes``)."""
     data = read_bytes(path, "a mask PNG")
     try:
         with Image.open(io.BytesIO(data)) as mask:

@@ -32,7 +32,7 @@ from cacl_cli.data.segmentation import read_index_png
 from cacl_cli.device import autocast
 from cacl_cli.errors import CaclError
 from cacl_cli.evaluate import davis
-from cacl_cli.files import read_text, write_atomic, write_text_atomic
+from cacl_cli.files import present, read_text, write_atomic, write_text_atomic
 
 BASELINES = ("copy", "colour")
 Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
@@ -79,10 +79,12 @@ def chosen_sequences(root: Path, names: list[str] | None, split: Path | None) ->
         lists = sorted(root.glob("ImageSets/*/val.txt"))
         split = split or (lists[0] if lists else None)
         if split is not None:
-            if not split.is_file():
+            if not present(split):
                 raise CaclError(f"--split {split}: no such file")
             text = read_text(split, "sequence names, one per line")
             names = [line.strip() for line in text.splitlines() if line.strip()]
+            if not names:
+                raise CaclError(f"--split {split} lists no sequences; give one name per line")
     for name in names or []:
         if name not in known:
             raise CaclError(f"sequence {name}: not in {root}/JPEGImages/480p")

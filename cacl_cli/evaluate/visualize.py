@@ -25,6 +25,7 @@ from cacl_cli.files import write_atomic
 RED, GREEN, WHITE = (255, 0, 0), (0, 255, 0), (255, 255, 255)
 LABEL_HEIGHT = 24  # one line of text
 PANEL_WIDTH = 400  # a row of frame T and four heads is 2000 px: labels stay legible at 1600 px
+MAX_ROWS = 64  # (pixels x checkpoints) per figure: it is held whole while drawn
 
 
 @dataclass
@@ -60,6 +61,7 @@ def grid_pixels(spec: str, width: int, height: int) -> list[tuple[int, int]]:
         cols, rows = (int(v) for v in spec.removeprefix("grid:").lower().split("x"))
     except ValueError:
         raise CaclError(f"--pixel '{spec}': write a grid as 'grid:3x2' (columns x rows)") from None
+    check_rows(cols * rows, 1)
     return [
         (int((c + 0.5) * width / cols), int((r + 0.5) * height / rows))
         for r in range(rows)
@@ -83,6 +85,16 @@ def source_pixels(specs: list[str], width: int, height: int) -> list[tuple[int, 
     for point in points:
         check_pixel(point, width, height)
     return points
+
+
+def check_rows(pixels: int, checkpoints: int) -> None:
+    """The figure is held whole while it is drawn: bound its rows."""
+    if pixels * checkpoints > MAX_ROWS:
+        raise CaclError(
+            f"--pixel: {pixels} pixel(s) x {checkpoints} checkpoint(s) make "
+            f"{pixels * checkpoints} rows; one figure holds at most {MAX_ROWS}: ask for fewer, "
+            "or use --html, which shows any pixel on demand"
+        )
 
 
 def check_pixel(pixel: tuple[int, int], width: int, height: int) -> None:
@@ -130,7 +142,9 @@ def colour_bar(width: int, text: str) -> np.ndarray:
 
 def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
     """``panel`` under a black strip with one line of white text per line of ``text``."""
-    lines = text.split("\n")
+    # Hershey fonts draw ASCII only, and OpenCV crashes on a str it cannot encode (a file name
+    # that is not UTF-8): the label gets '?' for what it cannot draw.
+    lines = text.encode("ascii", "replace").decode("ascii").split("\n")
     strip = np.zeros((LABEL_HEIGHT * len(lines), panel.shape[1], 3), np.uint8)
     for i, line in enumerate(lines):
         baseline = LABEL_HEIGHT * i + LABEL_HEIGHT * 3 // 4
@@ -225,6 +239,7 @@ def run_visualize(
     frame_t, frame_s = read_frames(frames, [frame, frame + stride])
     height, width = frame_t.shape[:2]
     points = source_pixels(pixel, width, height)
+    check_rows(len(points), len(sources))
     if not pixel:
         note(f"no --pixel given: using the frame's centre, {points[0][0]},{points[0][1]}")
     found = []  # (title, point, maps) per row

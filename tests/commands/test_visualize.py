@@ -81,6 +81,8 @@ def test_video_file_and_compare(tmp_path, shared_data):
         (["--pixel", "5000,10"], "lies outside the 960x540 frame"),
         (["--pixel", "abc"], "write X,Y in frame pixels"),
         (["--pixel", "10,10", "--stride", "40"], "has 32 frames; frame 40 was asked for"),
+        (["--pixel", "grid:20x20"], "400 rows; one figure holds at most 64"),  # it took 3.3 GB
+        (["--pixel", "grid:100000x100000"], "rows; one figure holds at most 64"),
     ],
 )
 def test_bad_requests_on_bedroom(tmp_path, shared_data, args, expected):

@@ -179,6 +179,19 @@ def test_truncated_newest_checkpoint_is_skipped_on_resume(tmp_path):
     assert load_checkpoint(newest)["step"] == 4  # rewritten whole
 
 
+def test_a_checkpoint_holding_nan_is_skipped_on_resume_never_called_good(tmp_path):
+    run = tmp_path / "run"
+    pretrained(run, "schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3")
+    newest = run / "checkpoints" / "step-0000004.pt"
+    state = torch.load(newest, weights_only=True)
+    next(iter(state["model"].values())).fill_(float("nan"))
+    torch.save(state, newest)
+    resumed = run_cacl("pretrain", "--out", run, "--resume", "--set", "schedule.steps=5")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipping damaged checkpoint" in resumed.stdout and "NaN or inf" in resumed.stdout
+    assert "resuming" in resumed.stdout and "step 2" in resumed.stdout
+
+
 def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(tmp_path):
     run = tmp_path / "run"
     pretrained(run, "schedule.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3")
