@@ -53,18 +53,21 @@ def pretrain_command(
             pretrain(cfg, run_dir, resolve_device(device or cfg.run.device), resume=resume)
 
 
-def _data_checked(cfg: Config, preset: Optional[str], data: Optional[Path]) -> Config:
-    """Say which preset trains on --data when none was named; refuse a preset's own data.path
-    that is not here, saying where it came from."""
+def _data_checked(
+    cfg: Config, preset: Optional[str], data: Optional[Path], overrides: list[str]
+) -> Config:
+    """Say which preset trains on --data when none was named; refuse a data.path that is not
+    here, saying where it came from (the preset, or --set)."""
     if data is not None and preset is None:
         typer.echo(f"--data {data}: training with preset {cfg.preset.name} (model.arch "
                    f"{cfg.model.arch}, model.width {cfg.model.width}, data.size {cfg.data.size});"
                    " give --preset to choose another")  # fmt: skip
     path = cfg.data.path
     if data is None and path and not Path(path).is_dir():
+        set_here = any(o.partition("=")[0].strip() == "data.path" for o in overrides)
+        source = "--set data.path" if set_here else f"preset {cfg.preset.name}'s data.path"
         raise CaclError(
-            f"preset {cfg.preset.name} reads its pairs from data.path '{path}', which is not a "
-            f"folder here; make it with `cacl extract-pairs VIDEOS --out {path}`, give --data "
+            f"{source} names '{path}' for the pairs, which is not a folder here; make it with `cacl extract-pairs VIDEOS --out {path}`, give --data "
             "PAIRS, or --set data.path=null for the built-in world"
         )
     return cfg
@@ -86,7 +89,8 @@ def _config(
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
     paths = {"data.path": data and str(data), "model.init": init and str(init)}
     if not (resume and present(saved)):
-        return _data_checked(options.settings("pretrain", preset, overrides, paths), preset, data)
+        cfg = options.settings("pretrain", preset, overrides, paths)
+        return _data_checked(cfg, preset, data, overrides)
     if not read_text(saved, "the run's config.yaml").strip():
         raise CaclError(f"{saved} is empty (damaged?); restore the run's config, or move the run "
                         "aside to start it over")  # fmt: skip

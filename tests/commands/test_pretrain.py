@@ -266,6 +266,8 @@ def test_data_without_a_preset_says_which_preset_trains(tmp_path):
 def test_a_presets_own_data_path_that_is_not_here_is_named_with_its_preset(tmp_path):
     done = run_cacl("pretrain", "--preset", "r18-kinetics", "--out", tmp_path / "q", cwd=tmp_path)
     message = one_line_error(done)
-    assert "preset r18-kinetics reads its pairs from data.path 'kinetics-pairs'" in message
+    assert "preset r18-kinetics's data.path names 'kinetics-pairs' for the pairs" in message
     assert "cacl extract-pairs VIDEOS --out kinetics-pairs" in message and "--data" in message
     assert not (tmp_path / "q").exists()
+    done = run_cacl("pretrain", "--set", "data.path=mine", "--out", tmp_path / "q", cwd=tmp_path)
+    assert "--set data.path names 'mine' for the pairs" in one_line_error(done)  # not the preset

@@ -19,6 +19,7 @@ import shutil
 import signal
 import struct
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from PIL import Image
 from typer.main import get_command
 
 from cacl_cli.cli import app
-from tests.conftest import huge_png, run_cacl, sets, tree_digest
+from tests.conftest import huge_png, run_cacl, run_cacl_process, sets, tree_digest
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,12 @@ SEQUENCE = "world/davis/JPEGImages/480p/world_0000"
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz-base")
+    """The valid tree; CACL_FUZZ_BASE names a folder to keep it in (built there once), so the
+    cells can be run by another version of cacl on the same inputs."""
+    kept = os.environ.get("CACL_FUZZ_BASE")
+    if kept and (Path(kept) / "elsewhere").is_dir():
+        return Path(kept)
+    root = Path(kept) if kept else tmp_path_factory.mktemp("fuzz-base")
     world = ["--clips", "2", "--train-images", "4", "--val-images", "2", "--davis-clips", "1"]
     assert run_cacl("world", "--out", root / "world", *world).returncode == 0
     (root / "images").mkdir()
@@ -350,6 +356,31 @@ def test_hostile_input(base, tmp_path, command, kind, mutation):
         allowed = d / "pairs"
     outside = {p for p in written | changed if not p.is_relative_to(allowed)}
     assert not outside, f"written outside --out: {sorted(outside)[:5]}"
+
+
+# Native decoders write to the process's own stderr, which the in-process cells cannot see: one
+# cell per mutation runs again as a real process, where every byte of stderr counts.
+REAL_PROCESS_ROWS = [("visualize", "frame"), ("probe", "mask"), ("visualize", "video"),
+                     ("probe", "checkpoint"), ("pretrain", "pairs frame")]  # fmt: skip
+
+
+def real_process_cells():
+    for name, mutation in MUTATIONS.items():
+        command, kind = next(row for row in REAL_PROCESS_ROWS if mutation in KINDS[row[1]])
+        yield pytest.param(command, kind, name, id=f"{command}-{kind}-{name}".replace(" ", "_"))
+
+
+@pytest.mark.parametrize("command,kind,mutation", list(real_process_cells()))
+def test_hostile_input_in_a_real_process(base, tmp_path, command, kind, mutation):
+    d = tmp_path / "cell"
+    shutil.copytree(base, d, symlinks=True)
+    target, line = ROWS[command][kind]
+    given = MUTATIONS[mutation](target(d), d)
+    done = run_cacl_process(*line(d, given))
+    stderr = [x for x in done.stderr.splitlines() if x.strip()]
+    assert done.returncode == expected_exit(command, kind, mutation), done.stderr[-2000:]
+    if done.returncode:
+        assert len(stderr) == 1 and stderr[0].startswith("error: "), done.stderr[-2000:]
 
 
 def _run_with_alarm(args):
