@@ -2,8 +2,9 @@
 
 A cell is (command, input kind, mutation). It copies one small, valid tree of inputs (a world
 export, an image folder, a pairs folder, a pretrain run, a preset per command), damages one file
-of the kind, runs the real command line in this process (with an alarm: a read that blocks is a
-failure, not a hung suite) and asserts the promise of docs/reliability.md:
+of the kind, runs the real command line in a long-lived worker process (so a decoder's segfault
+or a read that blocks fails its cell, not the suite, without an interpreter start per cell) and
+asserts the promise of docs/reliability.md:
 
 - the documented exit code (``EXPECTED``: 0 where the damage is harmless or a bad video is
   skipped, 2 for bad input found at start, 1 for bad data met mid-run);
@@ -16,9 +17,10 @@ The command list comes from the app itself, so a command added without a row her
 
 import os
 import shutil
-import signal
-import struct
-import sys
+import subprocess
+from concurrent.futures import ProcessPoolExecutor, TimeoutError
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -333,13 +335,13 @@ def test_every_command_has_a_row():
 
 
 @pytest.mark.parametrize("command,kind,mutation", list(cells()))
-def test_hostile_input(base, tmp_path, command, kind, mutation):
+def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
     d = tmp_path / "cell"
     shutil.copytree(base, d, symlinks=True)
     target, line = ROWS[command][kind]
     given = MUTATIONS[mutation](target(d), d)
     before = tree_digest(d)
-    done = _run_with_alarm(line(d, given))
+    done = cell_runner(line(d, given))
     after = tree_digest(d)
     stderr = [x for x in done.stderr.splitlines() if x.strip()]
     expected = expected_exit(command, kind, mutation)
@@ -383,17 +385,40 @@ def test_hostile_input_in_a_real_process(base, tmp_path, command, kind, mutation
         assert len(stderr) == 1 and stderr[0].startswith("error: "), done.stderr[-2000:]
 
 
-def _run_with_alarm(args):
-    def blocked(signum, frame):
-        raise TimeoutError(f"blocked for {ALARM_S} s")
+class CellRunner:
+    """Runs ``cacl ARGS`` in a worker process that imports cacl once; a cell that crashes the
+    worker or outlasts ``ALARM_S`` gets a fresh worker and comes back as exit -1 with why."""
 
-    previous = signal.signal(signal.SIGALRM, blocked)
-    signal.alarm(ALARM_S)
-    try:
-        return run_cacl(*args)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    def __init__(self) -> None:
+        self.pool = self._new_pool()
+
+    @staticmethod
+    def _new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=get_context("forkserver"))
+
+    def __call__(self, args: list) -> subprocess.CompletedProcess:
+        future = self.pool.submit(run_cacl, *args)
+        try:
+            return future.result(timeout=ALARM_S)
+        except BrokenProcessPool:
+            why = "the worker process crashed (a segfault?)"
+        except TimeoutError:
+            why = f"blocked for {ALARM_S} s"
+            for process in list((self.pool._processes or {}).values()):
+                process.kill()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = self._new_pool()
+        return subprocess.CompletedProcess(args, -1, "", f"Traceback: {why}\n")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def cell_runner():
+    runner = CellRunner()
+    yield runner
+    runner.close()
 
 
 # Read by the loader once training has started: bad data there fails the run (exit 1).
