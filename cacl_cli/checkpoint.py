@@ -25,7 +25,7 @@ from torch import nn
 
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present, write_atomic, write_text_atomic
+from cacl_cli.files import open_regular, present, read_bytes, write_atomic, write_text_atomic
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
 
@@ -212,9 +212,9 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         self.resumed_at = step
-        if self.path.is_file():
+        if present(self.path):
             # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
-            text = self.path.read_text(errors="replace")
+            text = read_bytes(self.path, "the run's metrics log").decode(errors="replace")
             kept = [line for line in text.splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
             records = [json.loads(line) for line in kept]
@@ -259,16 +259,17 @@ class MetricsLog:
             self.writer.close()
 
     def _columns(self) -> list[str]:
-        if self.header is None and self.csv_path.is_file():
-            with open(self.csv_path, newline="", errors="replace") as fh:
-                header = next(csv.reader(fh), [])
+        if self.header is None and present(self.csv_path):
+            text = read_bytes(self.csv_path, "the run's metrics table").decode(errors="replace")
+            header = next(csv.reader(io.StringIO(text)), [])
             self.header = header if all(c.isprintable() for c in "".join(header)) else None
         return self.header or []
 
     def records(self) -> list[dict]:
-        if not self.path.is_file():
+        if not present(self.path):
             return []
-        lines = self.path.read_text(errors="replace").splitlines()
+        lines = read_bytes(self.path, "the run's metrics log").decode(errors="replace")
+        lines = lines.splitlines()
         return [json.loads(line) for line in lines if math.isfinite(_step_of(line))]
 
 

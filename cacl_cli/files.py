@@ -42,10 +42,11 @@ def writing_into(folder: Path) -> Iterator[None]:
         _OUT.reset(token)
 
 
-def _refuse_links(path: Path) -> None:
-    """A folder link planted inside the output folder would carry the write elsewhere (over
-    someone's files): refuse it, naming the link. The output folder itself may be a link."""
-    out = _OUT.get()
+def refuse_links(path: Path, out: Path | None = None) -> None:
+    """A folder link planted inside the output folder (``out``, by default the one the command
+    now writes into) would carry a write to ``path`` elsewhere, over someone's files: refuse it,
+    naming the link. The output folder itself may be a link."""
+    out = _OUT.get() if out is None else Path(out).absolute()
     target = path.absolute()
     if out is None or not target.is_relative_to(out):
         return
@@ -61,7 +62,7 @@ def _refuse_links(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
     path = Path(path)
-    _refuse_links(path)
+    refuse_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -96,19 +97,24 @@ def present(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-@contextlib.contextmanager
-def open_regular(path: Path, what: str) -> Iterator[IO[bytes]]:
-    """The one way an input file is opened: a regular file, for reading. A FIFO (which would
-    block), a device, a folder, a dangling link or an unreadable file is a one-line error
-    naming it and saying what was expected."""
+def regular_descriptor(path: Path, what: str) -> int:
+    """The one way an input file is opened: a descriptor of a regular file, for reading. A FIFO
+    (which would block), a device, a folder, a dangling link or an unreadable file is a one-line
+    error naming it and saying what was expected."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then is refused
     except OSError as err:
         raise CaclError(f"{path}: {(err.strerror or 'unreadable').lower()}; give {what}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CaclError(f"{path} is not a regular file (a FIFO, device or folder?); "
-                            f"give {what}")  # fmt: skip
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CaclError(f"{path} is not a regular file (a FIFO, device or folder?); give {what}")
+    return fd
+
+
+@contextlib.contextmanager
+def open_regular(path: Path, what: str) -> Iterator[IO[bytes]]:
+    """``regular_descriptor`` as a binary file object."""
+    with os.fdopen(regular_descriptor(path, what), "rb") as fh:
         yield fh
 
 

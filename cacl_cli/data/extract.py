@@ -41,7 +41,7 @@ from cacl_cli.data import manifest
 from cacl_cli.data.manifest import MANIFEST, RECORDS, REPORT
 from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
 from cacl_cli.errors import CaclError, RunFailed
-from cacl_cli.files import remove_stale_temps, write_atomic, write_text_atomic
+from cacl_cli.files import refuse_links, remove_stale_temps, write_atomic, write_text_atomic
 from cacl_cli.progress import progress_bar
 
 DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
@@ -138,12 +138,6 @@ def _failed(record: dict, err: OSError, where: Path) -> dict:
     return kept | {"status": "failed", "reason": f"{err.strerror or err} ({where})"}
 
 
-def _refuse_links_outside(out: Path, target: Path) -> None:
-    """Writing through a link that leads out of the output folder is refused."""
-    if target.is_symlink() or not target.resolve().is_relative_to(out.resolve()):
-        raise ValueError(f"{target} leads outside {out}; remove that link")
-
-
 def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: bool) -> dict:
     if path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
@@ -191,7 +185,10 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: 
 
 
 def _write_frames(out: Path, cid: str, names: list[str], jpegs: list[bytes]) -> None:
-    _refuse_links_outside(out, out / cid)
+    try:  # a worker writes outside the parent's claimed folder: name it here
+        refuse_links(out / cid / "frame", out)
+    except RunFailed as err:
+        raise ValueError(str(err)) from None  # this clip is skipped, the others go on
     remove_stale_temps(out / cid)  # a killed run's; this clip's folder is this worker's alone
     for name, data in zip(names, jpegs):
         write_atomic(out / name, lambda fh: fh.write(data))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 import sys
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,6 +21,7 @@ import numpy as np
 from cacl_cli.data.images import read_rgb
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.errors import CaclError
+from cacl_cli.files import open_regular
 
 NOT_A_VIDEO = "not a video OpenCV or decord can open"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -45,19 +45,19 @@ def native_stderr_silenced() -> Iterator[None]:
 def decodable_name(path: Path) -> Iterator[str]:
     """A name decord and OpenCV can open for ``path``: the path itself, or, where the name is
     not UTF-8 text (which crashes them), the /proc/self/fd link of the file opened here. Only a
-    regular file: a FIFO would block the decoder forever."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError("not a regular file (a FIFO, device or folder?)")
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        descriptor = os.open(path, os.O_RDONLY)
+    regular file (``files.open_regular``): a FIFO would block the decoder forever. What is
+    refused is a ValueError, the reason a bad video is skipped with."""
+    with contextlib.ExitStack() as stack:
         try:
-            yield f"/proc/self/fd/{descriptor}"
-        finally:
-            os.close(descriptor)
-        return
-    yield str(path)
+            opened = stack.enter_context(open_regular(path, "a video file"))
+        except CaclError as err:
+            raise ValueError(str(err)) from None
+        name = str(path)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            name = f"/proc/self/fd/{opened.fileno()}"
+        yield name
 
 
 def natural_key(path: Path) -> list:

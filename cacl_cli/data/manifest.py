@@ -41,6 +41,7 @@ from cacl_cli.files import (
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
+MANIFEST_WHAT = "the manifest extract-pairs wrote"  # what a reader says it expected
 REPORT = "skipped.tsv"
 MERGE_LOCK = ".cacl.lock.merge"  # outputs.LOCK_NAME + a part: not counted as contents
 # Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
@@ -60,8 +61,8 @@ def read_record(path: Path) -> dict | None:
     """A record file, or None for one a damaged disk (or a hand) left unreadable or missing a
     field: its clip is then simply done again."""
     try:
-        record = json.loads(path.read_text())
-    except (ValueError, OSError):
+        record = json.loads(read_bytes(path, "a clip record"))
+    except (ValueError, CaclError):
         return None
     if not isinstance(record, dict) or not all(
         isinstance(record.get(k), str) for k in ("clip", "source", "status")
@@ -74,7 +75,7 @@ def read_record(path: Path) -> dict | None:
 def known_sources(out: Path) -> dict[str, str]:
     """source -> clip id of every video done or skipped: merged or still a record."""
     known = {}
-    index = load_index(out)
+    index = load_index(out, rebuilding=True)
     if index is not None:
         known |= {index.sources[i]: index.clips[i] for i in range(len(index.sources))}
     known |= {source: "" for source, _ in read_report(out)}  # a skipped clip keeps no frames
@@ -87,13 +88,15 @@ def known_sources(out: Path) -> dict[str, str]:
     return known
 
 
-def load_index(out: Path) -> PairIndex | None:
+def load_index(out: Path, rebuilding: bool = False) -> PairIndex | None:
     """The folder's index: the mapped file where it stands for the manifest, else built in
-    memory from the manifest (an older folder, a hand-made manifest); None without one."""
+    memory from the manifest (an older folder, a hand-made manifest); None without one.
+    ``rebuilding``: the caller (an extraction) writes the index anew, so a damaged one is
+    passed over for the manifest instead of refused."""
     manifest = out / MANIFEST
     if not present(manifest):
         return None
-    index = read_index(out, manifest)
+    index = _index_unless_damaged(out, manifest) if rebuilding else read_index(out, manifest)
     if index is None:
         index = PairIndex(index_arrays(read_manifest(manifest)[1]), {})
     return index
@@ -102,7 +105,7 @@ def load_index(out: Path) -> PairIndex | None:
 def read_manifest(manifest: Path) -> tuple[dict, list[dict]]:
     """(header, done records), every field checked; a bad line is a one-line error."""
     header, records = {}, []
-    lines = read_bytes(manifest, "the manifest extract-pairs wrote").decode(errors="replace")
+    lines = read_bytes(manifest, MANIFEST_WHAT).decode(errors="replace")
     lines = lines.splitlines()
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -226,13 +229,13 @@ def _insert(out: Path, new: list[dict], header: dict) -> int | None:
     without reading the old records: seconds for Kinetics-400, whatever it holds. None where
     that cannot be done (no index for this manifest, or a clip done again)."""
     manifest = out / MANIFEST
-    index = read_index(out, manifest) if manifest.is_file() else None
+    index = _index_unless_damaged(out, manifest) if present(manifest) else None
     if index is None:
         return None
     before = [bisect.bisect_left(index.clips, record["clip"]) for record in new]
     if any(p < len(index.clips) and index.clips[p] == r["clip"] for p, r in zip(before, new)):
         return None
-    lines = manifest.read_bytes().split(b"\n")[1:-1]  # the header, the final newline
+    lines = read_bytes(manifest, MANIFEST_WHAT).split(b"\n")[1:-1]  # the header, the final newline
     if len(lines) != len(index.clips):
         return None
     pieces, previous = [json.dumps(header).encode()], 0
@@ -246,10 +249,18 @@ def _insert(out: Path, new: list[dict], header: dict) -> int | None:
     return len(pieces) - 1
 
 
+def _index_unless_damaged(out: Path, manifest: Path) -> PairIndex | None:
+    """The index is derived from the manifest: a damaged one is rebuilt by the merge."""
+    try:
+        return read_index(out, manifest)
+    except CaclError:
+        return None
+
+
 def _rewrite(out: Path, new: list[dict], header: dict) -> int:
     """The manifest and index written whole from the old manifest's records and the new ones."""
     manifest = out / MANIFEST
-    done = {r["clip"]: r for r in read_manifest(manifest)[1]} if manifest.is_file() else {}
+    done = {r["clip"]: r for r in read_manifest(manifest)[1]} if present(manifest) else {}
     done |= {r["clip"]: r for r in new}
     records = [done[clip] for clip in sorted(done)]
     lines = "".join(json.dumps(r) + "\n" for r in [header] + records)
@@ -268,7 +279,7 @@ def check_settings(out: Path, settings: ExtractSection) -> None:
     manifest = out / MANIFEST
     if not present(manifest):
         return
-    with open_regular(manifest, "the manifest extract-pairs wrote") as fh:
+    with open_regular(manifest, MANIFEST_WHAT) as fh:
         first = fh.readline(1 << 20)
     try:
         before = json.loads(first)["settings"]

@@ -21,7 +21,7 @@ from cacl_cli.data.images import decode_rgb, read_rgb
 from cacl_cli.data.manifest import MANIFEST, load_index
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present
+from cacl_cli.files import open_regular, present, regular_descriptor
 
 
 def _read(path: Path, remedy: str = "rerun cacl extract-pairs") -> np.ndarray:
@@ -75,9 +75,9 @@ class PairsFolder:
         name, offset, size = self.index.location(number)
         if size < 0:
             return _read(self.root / name)
-        where = f"{self.root / name} at byte {offset}"
+        where, data = f"{self.root / name} at byte {offset}", self.frame_bytes(number)
         try:
-            return decode_rgb(self.frame_bytes(number), where)
+            return decode_rgb(data, where)
         except CaclError as err:
             raise CaclError(f"{err}; rerun cacl extract-pairs") from None
 
@@ -88,11 +88,9 @@ class PairsFolder:
             return (self.root / name).read_bytes()
         if name not in self._shards:
             try:
-                self._shards[name] = os.open(self.root / name, os.O_RDONLY)
-            except OSError as err:
-                raise CaclError(
-                    f"{self.root / name}: {err.strerror}; rerun cacl extract-pairs"
-                ) from None
+                self._shards[name] = regular_descriptor(self.root / name, "a tar shard")
+            except CaclError as err:
+                raise CaclError(f"{err}; rerun cacl extract-pairs") from None
         data = os.pread(self._shards[name], size, offset)
         if len(data) != size:
             raise CaclError(f"{self.root / name} ends before byte {offset + size} (cut short?); "

@@ -217,7 +217,7 @@ def test_a_link_in_the_output_leading_outside_is_not_followed(tmp_path, shared_d
     assert result.returncode == 0, result.stderr
     assert not list(outside.iterdir())
     assert "clip.mp4\t" in (out / "skipped.tsv").read_text()
-    assert "leads outside" in (out / "skipped.tsv").read_text()
+    assert "is a link inside" in (out / "skipped.tsv").read_text()
 
 
 def test_pretrain_reads_an_image_folder(tmp_path, shared_data):

@@ -15,6 +15,7 @@ The command list comes from the app itself, so a command added without a row her
 ``test_every_command_has_a_row``; ``NOT_APPLICABLE`` says why each missing cell is missing.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,6 +61,12 @@ def base(tmp_path_factory):
     extracted = run_cacl("extract-pairs", root / "world" / "videos", "--out", root / "pairs",
                          "--workers", "1", "--pairs-per-clip", "1")  # fmt: skip
     assert extracted.returncode == 0, extracted.stderr
+    tarred = run_cacl("extract-pairs", root / "world" / "videos", "--out", root / "pairs-tar",
+                      "--format", "tar", "--workers", "1", "--pairs-per-clip", "1")  # fmt: skip
+    assert tarred.returncode == 0, tarred.stderr
+    (root / "pairs" / ".records").mkdir(exist_ok=True)  # a killed run left a record: merged next
+    record = (root / "pairs" / "manifest.jsonl").read_text().splitlines()[1]
+    (root / "pairs" / ".records" / f"{json.loads(record)['clip']}.json").write_text(record + "\n")
     trained = run_cacl("pretrain", "--out", root / "run", *sets("schedule.steps=2"))
     assert trained.returncode == 0, trained.stderr
     (root / "split.txt").write_text("world_0000\n")
@@ -100,9 +107,15 @@ def pretrain_rows():
         "pairs index": (lambda d: d / "pairs" / "index.bin",
                         lambda d, f: ["pretrain", "--data", d / "pairs", "--out", d / "out",
                                       *tiny]),
+        "tar shard": (lambda d: _first(d / "pairs-tar", "*.tar"),
+                      lambda d, f: ["pretrain", "--data", d / "pairs-tar", "--out", d / "out",
+                                    *tiny]),
         "checkpoint": (lambda d: d / CHECKPOINT,
                        lambda d, f: ["pretrain", "--out", d / "run", "--resume", *tiny,
                                      "--set", "schedule.steps=3"]),
+        "run log": (lambda d: d / "run" / "metrics.jsonl",
+                    lambda d, f: ["pretrain", "--out", d / "run", "--resume", *tiny,
+                                  "--set", "schedule.steps=3"]),
         "init weights": (lambda d: d / CHECKPOINT,
                          lambda d, f: ["pretrain", "--out", d / "out", "--init", f, *tiny]),
         "config": (lambda d: d / "run" / "config.yaml",
@@ -171,6 +184,9 @@ def extract_rows():
         "video": (lambda d: d / "world/videos/world/clip_000000.mp4",
                   lambda d, f: line(d, d / "out")),
         "manifest": (lambda d: d / "pairs" / "manifest.jsonl", lambda d, f: line(d, d / "pairs")),
+        "pairs index": (lambda d: d / "pairs" / "index.bin", lambda d, f: line(d, d / "pairs")),
+        "record": (lambda d: _first(d / "pairs" / ".records", "*.json"),
+                   lambda d, f: line(d, d / "pairs")),
         "preset": (lambda d: d / "preset-extract-pairs.yaml",
                    lambda d, f: line(d, d / "out", "--preset", f)),
     }
@@ -283,20 +299,16 @@ def dangling_link(path, d):
 def wrong_field_types(path, d):
     if path.suffix == ".pt":
         torch.save({"model": [1, 2], "step": "abc", "config": 5}, path)
+    elif path.suffix == ".json":
+        path.write_text(json.dumps({"clip": 5, "source": ["x"], "status": None}) + "\n")
     elif path.suffix == ".jsonl":
         lines = path.read_text().splitlines()
         first = {"clip": 5, "source": ["x"], "frames": "frame.jpg"}
-        path.write_text("\n".join([lines[0], json_line(first), *lines[2:]]) + "\n")
+        path.write_text("\n".join([lines[0], json.dumps(first), *lines[2:]]) + "\n")
     else:
         path.write_text(yaml.safe_dump({"base": 7, "model": [1, 2], "schedule": {"steps": "x"},
                                         "data": {"path": {"a": 1}}}))  # fmt: skip
     return path
-
-
-def json_line(record):
-    import json
-
-    return json.dumps(record)
 
 
 FILE = [zero_bytes, truncated, wrong_header, non_utf8_name, fifo, link_out_of_the_tree,
@@ -305,7 +317,8 @@ IMAGE = [huge_header, other_size, other_mode, sixteen_bit]
 MUTATIONS = {m.__name__: m for m in [*FILE, *IMAGE, ids_out_of_range, wrong_field_types]}
 KINDS = {  # input kind -> the mutations that apply to it
     "frame": FILE + IMAGE, "pairs frame": FILE + IMAGE, "mask": FILE + IMAGE + [ids_out_of_range],
-    "video": FILE, "split list": FILE, "pairs index": FILE,
+    "video": FILE, "split list": FILE, "pairs index": FILE, "tar shard": FILE, "run log": FILE,
+    "record": FILE + [wrong_field_types],
     **{k: FILE + [wrong_field_types]
        for k in ("checkpoint", "init weights", "config", "preset", "manifest")},
 }  # fmt: skip
@@ -314,7 +327,8 @@ FIXED_NAMES = {("pretrain", "pairs frame"), ("pretrain", "manifest"), ("pretrain
                ("pretrain", "config"), ("pretrain", "checkpoint"), ("probe", "frame"),
                ("probe", "mask"), ("probe", "split list"), ("finetune", "frame"),
                ("finetune", "mask"), ("finetune", "split list"), ("propagate", "mask"),
-               ("extract-pairs", "manifest")}  # fmt: skip
+               ("extract-pairs", "manifest"), ("pretrain", "tar shard"), ("pretrain", "run log"),
+               ("extract-pairs", "pairs index"), ("extract-pairs", "record")}  # fmt: skip
 NOT_APPLICABLE = {
     "non_utf8_name": "the layout fixes the name: renamed, the file is missing",
 }
@@ -354,7 +368,7 @@ def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
     written = set(after) ^ set(before)
     changed = {p for p in set(after) & set(before) if after[p] != before[p]}
     allowed = d / "run" if line(d, given)[1:3] == ["--out", d / "run"] else d / "out"
-    if kind in ("manifest",) and command == "extract-pairs":
+    if command == "extract-pairs" and kind in ("manifest", "pairs index", "record"):
         allowed = d / "pairs"
     outside = {p for p in written | changed if not p.is_relative_to(allowed)}
     assert not outside, f"written outside --out: {sorted(outside)[:5]}"
@@ -422,7 +436,7 @@ def cell_runner():
 
 
 # Read by the loader once training has started: bad data there fails the run (exit 1).
-MID_RUN = {("pretrain", "frame"), ("pretrain", "pairs frame")}
+MID_RUN = {("pretrain", "frame"), ("pretrain", "pairs frame"), ("pretrain", "tar shard")}
 
 
 def expected_exit(command, kind, mutation):
@@ -435,6 +449,12 @@ def expected_exit(command, kind, mutation):
         return 0  # decoded to 8-bit RGB
     if (command, kind, mutation) in SIZE_FREE:
         return 0  # an image folder pairs each image with itself; visualize feeds each frame alone
+    if command == "extract-pairs" and kind in ("record", "pairs index"):
+        return 0  # a damaged record is dropped and its clip done again; the index is rebuilt
+    if (kind, mutation) == ("tar shard", "wrong_header"):
+        return 0  # frames are read at their recorded offsets: tar's own headers are not read
+    if kind == "run log" and mutation in ("zero_bytes", "truncated", "wrong_header"):
+        return 0  # lines no step can be read from are dropped, as a kill's torn line is
     if (kind, mutation) == ("video", "wrong_header"):
         return 0  # the container's index is further on: decoders read past the first bytes
     if (kind, mutation) == ("split list", "truncated") and command in ("probe", "finetune"):
