@@ -269,3 +269,34 @@ def test_sigkill_then_resume_is_bit_identical_on_tar_shards_read_by_two_workers(
     for key, value in weights.items():
         assert torch.equal(value, got[key]), key
     assert metrics_without_timing(run) == metrics_without_timing(unbroken_run)
+
+
+@pytest.mark.slow
+def test_a_killed_probes_cached_features_are_never_credited_to_the_next_model(tmp_path):
+    """Probe checkpoint A with features on disk, killed; then --random-init into the same --out:
+    its results must be those of a random init probed in a fresh folder, not of A's features."""
+    run = pretrained(tmp_path / "a", "schedule.steps=4")
+    probe = ["--set", "model.width=8", "--set", "eval.cache=disk", "--set", "eval.cache_gb=0",
+             "--set", "eval.world_train_images=24", "--set", "eval.world_val_images=8"]  # fmt: skip
+    out = tmp_path / "probe"
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "cacl_cli", "probe", "--checkpoint", str(run), "--out", str(out),
+         *probe, "--set", "schedule.epochs=1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600  # a ceiling for a busy machine; progress ends the wait
+    while killed.poll() is None and time.monotonic() < deadline:
+        if len(list((out / "feature-cache").rglob("*.pt"))) >= 24:
+            break  # every training image's features are on disk
+        time.sleep(0.1)
+    killed.kill()
+    killed.wait()
+    assert len(list((out / "feature-cache").rglob("*.pt"))) >= 24
+    settings = [*probe, "--set", "schedule.epochs=2"]
+    again = run_cacl("probe", "--random-init", "--out", out, "--overwrite", *settings)
+    fresh = run_cacl("probe", "--random-init", "--out", tmp_path / "fresh", *settings)
+    assert again.returncode == 0 and fresh.returncode == 0, again.stderr + fresh.stderr
+    heads = [torch.load(f / "classifier.pt", weights_only=True) for f in (out, tmp_path / "fresh")]
+    assert heads[0].keys() == heads[1].keys()
+    for name in heads[0]:  # trained on A's cached features, the classifier differed
+        assert torch.equal(heads[0][name], heads[1][name]), name
