@@ -56,10 +56,14 @@ def real_path(path: Path) -> Path:
 
 
 def _pretrain_run_above(folder: Path, command: str) -> Path | None:
-    """The pretrain run ``folder`` is or lies in, if any (``RUN/export`` is export's own)."""
+    """The pretrain run ``folder`` is or lies in, if any (``RUN/export`` is export's own). A
+    folder above counts only with cacl's lock file in it: a project folder that merely holds a
+    ``checkpoints/`` of its own is no run."""
     real = real_path(folder)
     for above in (real, *real.parents):
-        if is_pretrain_run(above) and not (command == "export" and real == above / "export"):
+        ours = above == real or (above / LOCK_NAME).exists()
+        own_export = command == "export" and real == above / "export"
+        if ours and is_pretrain_run(above) and not own_export:
             return above
     return None
 

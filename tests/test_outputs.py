@@ -198,3 +198,11 @@ def test_an_out_overlapping_an_input_is_refused_and_the_input_kept(tmp_path, whe
     verb = {"inside": "lies inside", "same": "is", "holds": "holds"}[where]
     assert f"--out {out} {verb} the input {davis}" in line
     assert tree_digest(davis) == before
+
+
+def test_a_project_folder_with_checkpoints_of_its_own_is_no_run(tmp_path):
+    (tmp_path / "project" / "checkpoints").mkdir(parents=True)  # someone else's training
+    check_folder(tmp_path / "project" / "results" / "probe", "probe")  # no error
+    run = pretrained(tmp_path / "run", "schedule.steps=1")
+    with pytest.raises(CaclError, match="lies inside .* a pretrain run"):
+        check_folder(run / "results" / "probe", "probe")

@@ -67,7 +67,8 @@ def _data_checked(
         set_here = any(o.partition("=")[0].strip() == "data.path" for o in overrides)
         source = "--set data.path" if set_here else f"preset {cfg.preset.name}'s data.path"
         raise CaclError(
-            f"{source} names '{path}' for the pairs, which is not a folder here; make it with `cacl extract-pairs VIDEOS --out {path}`, give --data "
+            f"{source} names '{path}' for the pairs, which is not a folder here; make it with "
+            f"`cacl extract-pairs VIDEOS --out {path}`, give --data "
             "PAIRS, or --set data.path=null for the built-in world"
         )
     return cfg

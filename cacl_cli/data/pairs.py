@@ -58,8 +58,10 @@ class PairsFolder:
         v, v_plus = self.frame(first), self.frame(first + 1)
         if v.shape != v_plus.shape:  # the pair shares one crop box
             name = self.root / self.index.location(first + 1)[0]
-            raise CaclError(f"{name} is {v_plus.shape[1]}x{v_plus.shape[0]}, but the frame it is "
-                            f"paired with is {v.shape[1]}x{v.shape[0]}; rerun cacl extract-pairs")  # fmt: skip
+            raise CaclError(
+                f"{name} is {v_plus.shape[1]}x{v_plus.shape[0]}, but the frame it is paired "
+                f"with is {v.shape[1]}x{v.shape[0]}; rerun cacl extract-pairs"
+            )
         return v, v_plus
 
     def files_drawn(self, rng: np.random.Generator) -> list[str]:
