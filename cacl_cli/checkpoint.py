@@ -213,8 +213,7 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         self.resumed_at = step
         if present(self.path):
-            # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
-            text = read_bytes(self.path, "the run's metrics log").decode(errors="replace")
+            text = self._log_text()
             kept = [line for line in text.splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
             records = [json.loads(line) for line in kept]
@@ -260,17 +259,21 @@ class MetricsLog:
 
     def _columns(self) -> list[str]:
         if self.header is None and present(self.csv_path):
-            text = read_bytes(self.csv_path, "the run's metrics table").decode(errors="replace")
-            header = next(csv.reader(io.StringIO(text)), [])
+            with open_regular(self.csv_path, "the run's metrics table") as fh:
+                first = fh.readline().decode(errors="replace")  # the columns, not the rows
+            header = next(csv.reader(io.StringIO(first)), [])
             self.header = header if all(c.isprintable() for c in "".join(header)) else None
         return self.header or []
 
     def records(self) -> list[dict]:
         if not present(self.path):
             return []
-        lines = read_bytes(self.path, "the run's metrics log").decode(errors="replace")
-        lines = lines.splitlines()
+        lines = self._log_text().splitlines()
         return [json.loads(line) for line in lines if math.isfinite(_step_of(line))]
+
+    def _log_text(self) -> str:
+        # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
+        return read_bytes(self.path, "the run's metrics log").decode(errors="replace")
 
 
 def _row(record: dict, columns: list[str]) -> list:

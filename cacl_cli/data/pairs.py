@@ -18,10 +18,10 @@ import numpy as np
 
 from cacl_cli.data.frames import IMAGE_SUFFIXES
 from cacl_cli.data.images import decode_rgb, read_rgb
-from cacl_cli.data.manifest import MANIFEST, load_index
+from cacl_cli.data.manifest import MANIFEST, MANIFEST_WHAT, load_index
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present, regular_descriptor
+from cacl_cli.files import open_regular, present, read_bytes, regular_descriptor
 
 
 def _read(path: Path, remedy: str = "rerun cacl extract-pairs") -> np.ndarray:
@@ -87,7 +87,7 @@ class PairsFolder:
         """A frame's encoded bytes, as stored (a JPEG file, or a tar member's data)."""
         name, offset, size = self.index.location(number)
         if size < 0:
-            return (self.root / name).read_bytes()
+            return read_bytes(self.root / name, "a frame extract-pairs wrote")
         if name not in self._shards:
             try:
                 self._shards[name] = regular_descriptor(self.root / name, "a tar shard")
@@ -102,7 +102,7 @@ class PairsFolder:
 
 def _header(manifest: Path) -> dict:
     """The manifest's first line, where the extraction's settings are (empty if it is not)."""
-    with open_regular(manifest, "the manifest extract-pairs wrote") as fh:
+    with open_regular(manifest, MANIFEST_WHAT) as fh:
         try:
             header = json.loads(fh.readline(1 << 20))
         except ValueError:
@@ -124,11 +124,14 @@ class ImageFolder:
         return len(self.images)
 
     def pair(self, rng: np.random.Generator, stride: int) -> tuple[np.ndarray, np.ndarray]:
-        image = _read(self.images[int(rng.integers(len(self.images)))], "replace or remove it")
+        image = _read(self._chosen(rng), "replace or remove it")
         return image, image
 
     def files_drawn(self, rng: np.random.Generator) -> list[str]:
-        return [str(self.images[int(rng.integers(len(self.images)))])]
+        return [str(self._chosen(rng))]
+
+    def _chosen(self, rng: np.random.Generator) -> Path:
+        return self.images[int(rng.integers(len(self.images)))]
 
 
 def open_source(root: Path):
