@@ -13,11 +13,20 @@ in metrics.jsonl) at its last step. `--propagate-set` changes both propagations 
     python bench/learning.py                         # the full table: hours on a CPU
     python bench/learning.py --device cuda --jobs 5  # minutes on one GPU
     python bench/learning.py --quick                 # seconds: checks the plumbing only
+    python bench/learning.py --ledger bench/experiments/2026-12-06-deciding --methods MoCo-v2 CACL \
+        --seeds 0 1 2 3 4 5 6 7 8 9 10 11 --steps 3000 --evals 1 --jobs 2 --device cpu
 
 Writes OUT/results.jsonl (one record per evaluation, appended as each finishes), OUT/table.md,
 OUT/probe-vs-steps.png, OUT/yardsticks.png (every seed of every yardstick at the last step) and
 the world's held-out clips, OUT/world-davis. Rerunning the same command resumes: finished
 evaluations are skipped and unfinished pretrain runs continue from their checkpoints.
+
+``--ledger DIR`` keeps a table that grows across sessions and machines: DIR holds only what is
+committed (``recipe.json``, ``results.jsonl``, ``table.md`` with the seed-paired differences of
+CACL against MoCo-v2), the pretrain runs go to ``--work`` (``bench/out/ledgers/NAME``). Every cell
+is float32 (``run.amp=off``, ``loss.queue_matmul=float32``), carries the commit, the precision,
+the CPU and its wall time, and is skipped by a rerun whatever machine wrote it. Cells of another
+recipe are refused (``ledger.py``).
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from cacl_cli.api import HEADS, progress_bar  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import ledger as ledgers  # noqa: E402
 
 # name -> the method's preset, layered on the bench's recipe (--preset tiny-world: CACL's row is
 # the recipe itself, MoCo-v2's `tiny-world+moco-v2`); None: no pretraining. Each table row states
@@ -94,8 +106,11 @@ class Benchmark:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.out = Path(args.out)
+        self.out = Path(args.ledger or args.out)  # results and table
+        self.work = Path(args.work) if args.ledger else self.out  # pretrain runs, world clips
         self.results_path = self.out / "results.jsonl"
+        self.provenance = ledgers.provenance(ROOT)  # commit, CPU: the same for every record
+        self.pretrain_seconds: dict[tuple[str, int], float] = {}
         self.lock = threading.Lock()
         self.world_lock = threading.Lock()
         self.done = {_key(r) for r in self.records()}
@@ -117,16 +132,24 @@ class Benchmark:
         return resolve(self.method_preset(method), self.args.set)
 
     def records(self) -> list[dict]:
-        if not self.results_path.is_file():
-            return []
-        lines = self.results_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip().endswith("}")]
+        return ledgers.read_records(self.results_path)
 
     def write(self, record: dict) -> None:
+        """Append one finished cell, with where and how it was measured."""
         with self.lock:
-            with open(self.results_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            ledgers.append_record(self.results_path, {**record, **self.provenance})
             self.done.add(_key(record))
+
+    def precision(self, sets_: list[str], preset: str) -> str:
+        """The arithmetic a cell's command resolves to, for its record."""
+        from cacl_cli.api import resolve
+
+        return ledgers.precision(resolve(preset, sets_), self.args.device)
+
+    def timing(self, method: str, seed: int) -> dict:
+        """The pretrain's wall time, where this invocation trained it from start to end."""
+        seconds = self.pretrain_seconds.get((method, seed))
+        return {} if seconds is None else {"pretrain_seconds": seconds}
 
     def start_cacl(self, *args: str, log: Path) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": self.threads, "COLUMNS": "200"}
@@ -166,6 +189,8 @@ class Benchmark:
             "miou": result["miou"],
             "macc": result.get("macc"),
             "probe_seconds": seconds,
+            "precision": self.precision(self.args.set, self.method_preset(method)),
+            **self.timing(method, seed),
             "truth": _truth_at(folder / "run" / "metrics.jsonl", step),
         })  # fmt: skip
 
@@ -193,21 +218,22 @@ class Benchmark:
             f"{kind}_f_x100": result["F_mean_x100"],
             "per_sequence_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
             f"{kind}_seconds": seconds,
+            "precision": self.precision(self.args.propagate_set, self.args.propagate_preset),
         })  # fmt: skip
 
     def world_clips(self) -> Path:
         """OUT/world-davis, drawn from the pretrain preset's world (and its --set world.* keys)
         on first use; a folder cut short is never used, because it appears only when whole."""
-        clips = self.out / WORLD_DAVIS
+        clips = self.work / WORLD_DAVIS
         with self.world_lock:
             if not clips.is_dir():
-                partial = self.out / f"{WORLD_DAVIS}.partial"
+                partial = self.work / f"{WORLD_DAVIS}.partial"
                 world = [s for s in self.args.set if s.startswith("world.")]
                 self.cacl(
                     "world", str(partial), "--clips", "0", "--train-images", "0",
                     "--val-images", "0", "--davis-clips", str(self.args.world_clips),
                     "--preset", self.args.preset, *sets(world), "--overwrite",
-                    log=self.out / "world-davis.log",
+                    log=self.work / "world-davis.log",
                 )  # fmt: skip
                 (partial / "davis").rename(clips)
                 shutil.rmtree(partial)
@@ -220,7 +246,7 @@ class Benchmark:
         return clips
 
     def task(self, method: str, seed: int, progress, bar) -> None:
-        folder = self.out / "runs" / f"{slug(method)}-s{seed}"
+        folder = self.work / "runs" / f"{slug(method)}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         if METHODS[method] is None:  # the same backbone as the pretrained methods, untrained
             model = self.method_config(method).model
@@ -230,7 +256,9 @@ class Benchmark:
                 self.propagate(kind, method, seed, 0, ["--random-init", *sets(shape)], folder)
             progress.advance(bar, len(self.eval_steps))
             return
+        started, fresh = time.perf_counter(), not (folder / "run" / "checkpoints").is_dir()
         training = self.start_training(method, seed, folder)
+        fresh = fresh and training is not None
         # Each checkpoint is probed as soon as it is written, while training goes on, so a run
         # cut short still leaves its early points in results.jsonl.
         for step in self.eval_steps:
@@ -239,6 +267,8 @@ class Benchmark:
                 if training is None or training.poll() is not None:
                     raise RuntimeError(f"{method} seed {seed}: no {checkpoint}; see {folder}")
                 time.sleep(1.0)
+            if fresh and step == self.eval_steps[-1]:  # trained here from step 0 to the end
+                self.pretrain_seconds[method, seed] = round(time.perf_counter() - started, 1)
             self.probe(method, seed, step, ["--checkpoint", str(checkpoint)], folder)
             progress.advance(bar)
         if training is not None and training.wait() != 0:
@@ -265,6 +295,7 @@ class Benchmark:
 
     def run(self, console: Console) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         tasks = [(m, s) for s in self.args.seeds for m in self.args.methods]
         with progress_bar(console, "learning benchmark") as progress:
             bar = progress.add_task("", total=len(tasks) * len(self.eval_steps), status="probes")
@@ -319,8 +350,8 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
         probes = [r for r in mine if r.get("kind", "probe") == "probe"]
         if not probes:
             continue
-        davis = [jf_x100(r, "davis") for r in mine if r.get("kind") == "davis"]
-        world = [jf_x100(r, "world") for r in mine if r.get("kind") == "world"]
+        davis = [(r["seed"], jf_x100(r, "davis")) for r in mine if r.get("kind") == "davis"]
+        world = [(r["seed"], jf_x100(r, "world")) for r in mine if r.get("kind") == "world"]
         truth = {
             key: statistics.fmean(values)
             for key in DIAGNOSTICS
@@ -328,7 +359,7 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
         }
         rows.append({
             "method": method,
-            "probe": _stats([100 * r["miou"] for r in probes]),
+            "probe": _stats([(r["seed"], 100 * r["miou"]) for r in probes]),
             "davis": _stats(davis),
             "world": _stats(world),
             "truth": truth,
@@ -336,8 +367,11 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
     return rows
 
 
-def _stats(values: list[float]) -> dict:
+def _stats(measured: list[tuple[int, float]]) -> dict:
+    """Mean, spread and values of (seed, value) pairs given in seed order."""
+    values = [v for _, v in measured]
     return {
+        "seeds": [s for s, _ in measured],
         "mean": statistics.fmean(values) if values else float("nan"),
         "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
         "values": values,
@@ -358,6 +392,28 @@ def recipe(cfg) -> list[str]:
     cycle = cfg.loss.cycle_return if "cycle" in heads else "-"
     queues = " / ".join(str(HEADS[h].queue_size_in(cfg)) if h in heads else "-" for h in HEADS)
     return [letters, cfg.model.pixel_shuffle, positive, cycle, queues]
+
+
+def paired_markdown(rows: list[dict], planned: int) -> str:
+    """CACL minus MoCo-v2, seed by seed, per yardstick: the differences, their mean, sd and 95%
+    t-interval, the seeds CACL is ahead, and the verdict (a partial one below ``planned`` pairs)."""
+    by_method = {r["method"]: r for r in rows}
+    if not {"CACL", "MoCo-v2"} <= by_method.keys():
+        return ""
+    lines = ["| yardstick | pairs | CACL - MoCo-v2 per seed (x100) | mean | sd | 95% t-interval |"
+             " seeds CACL ahead | verdict |", "|" + " --- |" * 8]  # fmt: skip
+    for yardstick, label in YARDSTICKS.items():
+        a, b = (dict(zip(by_method[m][yardstick]["seeds"], by_method[m][yardstick]["values"]))
+                for m in ("CACL", "MoCo-v2"))  # fmt: skip
+        pair = ledgers.paired(a, b)
+        if not pair["n"]:
+            continue
+        each = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(pair["seeds"], pair["diffs"]))
+        partial = f" (partial: {pair['n']} of {planned} pairs)" if pair["n"] < planned else ""
+        interval = f"[{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair["n"] > 1 else "-"
+        lines.append(f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {pair['sd']:.2f} | "
+                     f"{interval} | {pair['ahead']} of {pair['n']} | {pair['verdict']}{partial} |")
+    return "\n".join(lines) + "\n"
 
 
 def _mean_std(stats: dict) -> str:
@@ -540,6 +596,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--world-size", type=int, default=128, help="their short side, in px")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "learning"))
+    parser.add_argument("--ledger", default="", help="a ledger folder: committed results that "
+                        "grow across sessions, one recipe, every cell float32 (bench/ledger.py)")
+    parser.add_argument("--work", default="", help="with --ledger: where its pretrain runs go "
+                        "(default bench/out/ledgers/NAME)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, no result")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite table and plot")
     args = parser.parse_args(argv)
@@ -551,7 +611,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.world_clips, args.world_size = min(args.world_clips, 2), 64
         if args.davis == str(DEFAULT_DAVIS):
             args.davis = str(QUICK_DAVIS) if QUICK_DAVIS.is_dir() else ""
+    if args.ledger:  # the same arithmetic on every machine
+        args.set = ledgers.FP32_PINS + args.set
+        args.propagate_set = ledgers.FP32_PINS + args.propagate_set
+        args.work = args.work or str(ROOT / "bench" / "out" / "ledgers" / Path(args.ledger).name)
     return args
+
+
+def ledger_recipe(bench: Benchmark) -> dict:
+    """The resolved settings every cell of the ledger is measured with: each method's pretrain,
+    the probe, the propagation, and the bench's own sizes and DAVIS sequences."""
+    from cacl_cli.api import resolve
+
+    args = bench.args
+    world = [s for s in args.set if s.startswith("world.")]
+    davis = Path(args.davis) / "JPEGImages" / "480p"
+    recipe = {f"pretrain/{m}": ledgers.settings(bench.method_config(m))
+              for m in args.methods if METHODS[m] is not None}  # fmt: skip
+    recipe["probe"] = ledgers.settings(resolve(args.probe_preset, world + args.probe_set))
+    recipe["propagate"] = ledgers.settings(resolve(args.propagate_preset, args.propagate_set))
+    recipe["bench"] = {
+        "steps": args.steps, "evals": args.evals, "world_clips": args.world_clips,
+        "world_size": args.world_size,
+        "davis_sequences": sorted(p.name for p in davis.iterdir()) if args.davis else [],
+    }  # fmt: skip
+    return recipe
+
+
+def ledger_header(records: list[dict], args: argparse.Namespace) -> str:
+    """How far the ledger has come, and where its cells were measured."""
+    trained = [m for m in args.methods if METHODS[m] is not None]
+    planned = len(trained) * len(args.seeds) * (1 + bool(args.davis) + bool(args.world_clips))
+    wanted = {(m, s) for m in trained for s in args.seeds}
+    done = [r for r in records if (r["method"], r["seed"]) in wanted]
+    machines = sorted({f"{r.get('cpu', '?')} ({', '.join(r.get('cpu_flags', [])) or 'no flags'})"
+                       for r in done})  # fmt: skip
+    commits = sorted({r.get("commit", "?") + ("+changes" if r.get("dirty") else "") for r in done})
+    return (f"# Ledger {Path(args.ledger).name}: {len(done)} of {planned} cells\n\n"
+            f"Commits: {', '.join(commits) or '-'}. Machines: {'; '.join(machines) or '-'}. "
+            "The design and the verdict rule: design.md.\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -559,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     bench = Benchmark(args)
     started = time.perf_counter()
+    if args.ledger and not args.summary_only:
+        try:
+            ledgers.admit(bench.out, ledger_recipe(bench), bench.provenance, ROOT)
+        except ledgers.Refused as refused:
+            console.print(f"error: {refused}", markup=False, highlight=False, soft_wrap=True)
+            return 2
     if not args.summary_only:
         bench.run(console)
     records = bench.records()
@@ -584,6 +688,8 @@ def main(argv: list[str] | None = None) -> int:
     recipes = {m: ["-"] * 5 if METHODS[m] is None else recipe(bench.method_config(m))
                for m in args.methods}  # fmt: skip
     text = table_markdown(rows, recipes, header)
+    if args.ledger:
+        text = ledger_header(records, args) + paired_markdown(rows, len(args.seeds)) + "\n" + text
     (bench.out / "table.md").write_text(text)
     if not plot(records, args.methods, bench.out / "probe-vs-steps.png"):
         console.print("no plot: matplotlib is missing (pip install 'cacl-video[bench]')")
