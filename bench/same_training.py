@@ -23,7 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from step_harness import commit_tree  # noqa: E402
-TIMING = ("step_time", "data_time", "images_per_s", "gpu_peak_gib")
+# How a step ran, not what it computed (older trees log no precision: both runs are float32).
+NOT_COMPARED = ("step_time", "data_time", "images_per_s", "gpu_peak_gib", "precision")
 RECIPES = {
     "tiny-world": ["--preset", "tiny-world"],
     "r18-kinetics on the world": ["--preset", "r18-kinetics", "--set", "data.path=null",
@@ -71,7 +72,7 @@ def compare(ours: Path, theirs: Path) -> tuple[list[str], int]:
     problems = [f"tensor {k} only in one" for k in sorted(set(ta) ^ set(tb))]
     problems += [f"tensor {k} differs" for k in sorted(set(ta) & set(tb))
                  if ta[k].shape != tb[k].shape or not torch.equal(ta[k], tb[k])]  # fmt: skip
-    records = [[{k: v for k, v in json.loads(line).items() if k not in TIMING}
+    records = [[{k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED}
                 for line in (run / "metrics.jsonl").read_text().splitlines()]
                for run in (ours, theirs)]  # fmt: skip
     if records[0] != records[1]:

@@ -21,10 +21,14 @@ On CUDA the peak memory of each variant is reported, and the cycle head's memory
     python bench/step_speed.py --preset r18-kinetics --device cuda --amp auto
     python bench/step_speed.py --quick                           # seconds, for the test suite
     python bench/step_speed.py --against 9f6ae41                 # and against an older commit
+    python bench/step_speed.py --amp bf16 --amp-against off      # bf16 against float32
 
 ``--against COMMIT`` also times the floor and the CACL step of this tree and of COMMIT's tree
 (``git archive``), alternating the two in every repeat (``bench/step_harness.py``), each with its
 own version of the preset; ``--set`` applies to this tree, ``--against-set`` to COMMIT's.
+
+``--amp-against MODE`` also times the floor, MoCo-v2 and CACL steps in MODE's precision, each
+interleaved with its ``--amp`` twin in every repeat, and prints the speed-up of ``--amp``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from cacl_cli.api import amp_dtype, autocast  # noqa: E402
 from cacl_cli.api import reuse_freed_memory  # noqa: E402
 from cacl_cli.api import model_from_config  # noqa: E402
 from cacl_cli.api import LARS, lars_param_groups  # noqa: E402
+from ledger import cpu_model_and_flags  # noqa: E402 - bench/ is this script's own folder
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
 NO_CYCLE = ["heads.cycle=false"]
@@ -164,6 +169,28 @@ def cycle_memory(cfg_for, device, dtype, batch, budget_mb: float) -> dict[str, f
     return out
 
 
+def versus_amp(cfg_for, device, batch, modes: tuple[str, str], steps: int, repeats: int) -> None:
+    """The floor, MoCo-v2 and CACL steps in two precisions, interleaved in every repeat."""
+    dtypes = [amp_dtype(mode, device) for mode in modes]
+    names = [str(d or torch.float32).removeprefix("torch.") for d in dtypes]
+    if dtypes[0] == dtypes[1]:
+        print(f"\n--amp {modes[0]} and --amp-against {modes[1]} both resolve to {names[0]} here: "
+              "nothing to compare")  # fmt: skip
+        return
+    runs = {}
+    for dtype, name in zip(dtypes, names):
+        torch.manual_seed(0)  # the same weights in both precisions
+        steps_of = variants(cfg_for, device, dtype, batch)
+        runs |= {(variant, name): steps_of[variant] for variant in ("floor", "MoCo-v2", "CACL")}
+    results = measure(runs, steps, repeats, device)
+    print(f"\n{names[0]} against {names[1]} (median of {repeats} interleaved repeats x {steps} "
+          "steps)")  # fmt: skip
+    print(f"{'variant':<11}{names[1] + ' s':>12}{names[0] + ' s':>12}{'speed-up':>10}")
+    for variant in ("floor", "MoCo-v2", "CACL"):
+        slow, fast = (results[variant, name]["median_s"] for name in (names[1], names[0]))
+        print(f"{variant:<11}{slow:>12.4f}{fast:>12.4f}{slow / fast:>9.2f}x")
+
+
 def harness(root: Path, preset: str, sets: list[str], steps: int) -> dict:
     command = [sys.executable, str(ROOT / "bench" / "step_harness.py"), "--root", str(root)]
     command += ["--preset", preset, "--steps", str(steps)]
@@ -207,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cycle-budget-mb", type=float, default=256.0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--amp-against", metavar="MODE", help="also time the steps in MODE")
     parser.add_argument("--against", metavar="COMMIT", help="also time COMMIT's CACL step")
     parser.add_argument("--against-set", action="append", default=[], help="override for COMMIT")
     args = parser.parse_args(argv)
@@ -230,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     peak_rate = matmul_rate(device, dtype) if device.type == "cuda" else None
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU used"
+    model, flags = cpu_model_and_flags()
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}"
-        f"; threads {torch.get_num_threads()}"
+        f"machine: {platform.machine()} {model} ({', '.join(flags) or 'no listed flags'}), "
+        f"{os.cpu_count()} cores, {gpu}; torch {torch.__version__}; threads "
+        f"{torch.get_num_threads()}"
     )
     print(
         f"preset {args.preset} {' '.join(args.set)}: {cfg.model.arch} width {cfg.model.width}, "
@@ -265,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         for label, gib in cycle_memory(cfg_for, device, dtype, batch, args.cycle_budget_mb).items():
             print(f"CACL step peak memory, cycle head with {label}: {gib:.2f} GiB")
+    if args.amp_against:
+        versus_amp(cfg_for, device, batch, (args.amp, args.amp_against), args.steps, args.repeats)
     if args.against:
         against(args.against, args)
     return 0

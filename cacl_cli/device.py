@@ -62,6 +62,25 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
+AMP_SETTINGS = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How logs and results files name an autocast dtype: bfloat16, float16 or float32."""
+    return str(dtype or torch.float32).removeprefix("torch.")
+
+
+def amp_reason(mode: str, device: torch.device) -> str:
+    """Why ``run.amp`` resolves as it does here, in a few words."""
+    if mode != "auto":
+        return f"run.amp={mode}"
+    if device.type == "cpu":
+        native = [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()]
+        return (f"run.amp=auto: this CPU has native bf16 ({', '.join(native)})" if native
+                else "run.amp=auto: this CPU has no native bf16 (avx512_bf16 or amx_bf16)")  # fmt: skip
+    return f"run.amp=auto on {device.type}"
+
+
 def autocast(dtype: torch.dtype | None, device: torch.device):
     if dtype is None:
         return contextlib.nullcontext()

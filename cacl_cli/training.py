@@ -6,7 +6,7 @@ import contextlib
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -30,10 +30,10 @@ from cacl_cli.data.batches import LoadedBatches, StepBatches
 from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.pairs import open_source
 from cacl_cli.data.world import World, correspondence_pairs
-from cacl_cli.device import amp_dtype, autocast
+from cacl_cli.device import AMP_SETTINGS, amp_dtype, amp_reason, autocast, precision_name
 from cacl_cli.distributed import Place
 from cacl_cli.errors import CaclError, Interrupted, RunFailed
-from cacl_cli.files import remove_stale_temps
+from cacl_cli.files import present, remove_stale_temps
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 from cacl_cli.model.build import compile_encoders, model_from_config
 from cacl_cli.model.cacl import CACL, CACLOutput
@@ -195,9 +195,12 @@ def set_up(
             f"torchrun: {place.world_size} process(es), backend "
             f"{torch.distributed.get_backend()}, {global_batch} images per step"
         )
-    # Training autocasts on CUDA only: bf16 training on the CPU needs its precision recorded in
-    # config.yaml and pinned by the benchmarks first, so CPU runs stay float32 whatever run.amp.
-    dtype = amp_dtype(cfg.run.amp, device) if device.type == "cuda" else None
+    amp = _started_amp(cfg, run_dir, resume, device)
+    dtype = amp_dtype(amp, device)
+    if place.is_main:
+        console.print(f"precision: {precision_name(dtype)} ({amp_reason(amp, device)})")
+    # config.yaml records the precision resolved here, so a resumed run keeps it on any machine.
+    cfg = replace(cfg, run=replace(cfg.run, amp=AMP_SETTINGS[dtype]))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     run = Run(cfg, run_dir, device, place, console, batches, model, net, optimizer, scaler,
               dtype, (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps), global_batch,
@@ -205,6 +208,13 @@ def set_up(
     _resume_or_init(run, resume)
     run.truth = TruthCheck.wanted(cfg, device) if place.is_main else None
     return run
+
+
+def _started_amp(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> str:
+    """``run.amp`` as the run uses it. A run resumed from a config.yaml that still says ``auto``
+    was started before the precision was recorded, when the CPU trained in float32."""
+    legacy = resume and cfg.run.amp == "auto" and present(run_dir / "config.yaml")
+    return "off" if legacy and device.type == "cpu" else cfg.run.amp
 
 
 def _resume_or_init(run: Run, resume: bool) -> None:
@@ -298,6 +308,7 @@ def log_step(run: Run, out: CACLOutput, step: int, step_time: float, data_time: 
         "step_time": step_time,
         "data_time": data_time,
         "images_per_s": run.global_batch / step_time,
+        "precision": precision_name(run.dtype),
     }
     if run.device.type == "cuda":
         record["gpu_peak_gib"] = torch.cuda.max_memory_allocated(run.device) / 2**30

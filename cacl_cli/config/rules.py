@@ -56,8 +56,10 @@ def check_run(cfg: Config, command: str, data: Path | None = None) -> None:
         )
 
 
-# Keys a resumed run may change: how long it runs and how it logs, not what it learns.
-SAFE_ON_RESUME = ("schedule.steps", "run.checkpoint_every", "run.log_every", "data.num_workers")
+# Keys a resumed run may change: how long it runs and how it logs, not what it learns; and its
+# precision when another is asked for (`auto` keeps the one it started with).
+SAFE_ON_RESUME = ("schedule.steps", "run.checkpoint_every", "run.log_every", "data.num_workers",
+                  "run.amp")
 
 
 def resumed_config(saved: Config, asked: Config, source: Path) -> Config:
@@ -68,8 +70,8 @@ def resumed_config(saved: Config, asked: Config, source: Path) -> Config:
     for key in _leaf_keys({k: v for k, v in new.items() if k != "preset"}):
         section, name = key.split(".", 1)
         before, after = old[section].get(name), new[section][name]
-        if before == after:
-            continue
+        if before == after or (key == "run.amp" and after == "auto"):
+            continue  # a run keeps the precision it resolved at start unless told another
         if key not in SAFE_ON_RESUME:
             raise CaclError(
                 f"key '{key}' is {after!r} here but {before!r} in the run being resumed "

@@ -33,8 +33,8 @@ class RunSection:
     amp: str = key(
         "auto",
         "mixed precision: auto (CUDA: bf16 if supported, else fp16; CPU: bf16 with native bf16 "
-        "instructions, else float32), bf16, fp16 (CUDA only), off. Training on the CPU stays "
-        "float32; propagate's backbone pass follows it on both.",
+        "instructions, else float32), bf16, fp16 (CUDA only), off. Pretrain writes what it "
+        "resolved to config.yaml, so a resumed run keeps it; propagate's backbone follows it.",
         choices=("auto", "off", "bf16", "fp16"),
     )
     deterministic: bool = key(False, "deterministic algorithms, for bit-exact resumes on CPU")

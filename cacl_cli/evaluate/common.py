@@ -131,6 +131,7 @@ def write_report(
             n: {"iou": i, "acc": a} for n, i, a in zip(classes, result["iou"], result["acc"])
         },
         "convention": CONVENTION,
+        "precision": "float32",  # the probe and fine-tuning never autocast
         "fingerprint": {**fingerprint, "versions": versions()},
         **(extra or {}),
     }

@@ -342,7 +342,7 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
 
 def _featurizer(cfg, source_options: dict, protocol, device) -> tuple:
     """(frame -> features or None for copy, a description of the source)."""
-    from cacl_cli.device import amp_dtype
+    from cacl_cli.device import amp_dtype, precision_name
     from cacl_cli.model.backbone import through_stage
     from cacl_cli.pretrained import load_backbone
 
@@ -360,7 +360,7 @@ def _featurizer(cfg, source_options: dict, protocol, device) -> tuple:
     backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
     source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
     dtype = amp_dtype(cfg.run.amp, device)
-    source["precision"] = str(dtype or torch.float32).removeprefix("torch.")
+    source["precision"] = precision_name(dtype)
     return backbone_features(backbone, protocol.size, device, dtype), source
 
 

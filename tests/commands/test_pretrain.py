@@ -271,3 +271,63 @@ def test_a_presets_own_data_path_that_is_not_here_is_named_with_its_preset(tmp_p
     assert not (tmp_path / "q").exists()
     done = run_cacl("pretrain", "--set", "data.path=mine", "--out", tmp_path / "q", cwd=tmp_path)
     assert "--set data.path names 'mine' for the pairs" in one_line_error(done)  # not the preset
+
+
+def _cpu_has(monkeypatch, *flags):
+    from cacl_cli import device
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
+
+
+@pytest.mark.parametrize("flags,amp,precision", [
+    (("avx512f", "avx512_bf16"), "bf16", "bfloat16"), (("amx_tile", "amx_bf16"), "bf16", "bfloat16"),
+    (("avx2", "avx512f"), "off", "float32"),
+])  # fmt: skip
+def test_run_amp_auto_trains_in_bf16_only_on_a_cpu_with_native_bf16_and_says_so(
+    tmp_path, monkeypatch, flags, amp, precision
+):
+    _cpu_has(monkeypatch, *flags)
+    done = run_cacl("pretrain", "--out", tmp_path / "run", "--device", "cpu",
+                    *sets("schedule.steps=2", "run.amp=auto"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("precision: ") == 1 and f"precision: {precision}" in done.stdout
+    assert resolve(str(tmp_path / "run" / "config.yaml")).run.amp == amp
+    assert {r["precision"] for r in read_metrics(tmp_path / "run")} == {precision}
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step-0000002.pt")
+    assert state["config"]["run"]["amp"] == amp
+
+
+def test_a_resumed_run_keeps_its_precision_on_another_cpu_unless_told_otherwise(
+    tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    command = ["pretrain", "--out", run, "--device", "cpu", "--resume",
+               *sets("run.amp=auto", "run.checkpoint_every=1")]  # fmt: skip
+    _cpu_has(monkeypatch, "avx512_bf16")
+    assert run_cacl(*command, "--set", "schedule.steps=2").returncode == 0
+    _cpu_has(monkeypatch, "avx2")  # requeued on a machine without native bf16: still bf16
+    done = run_cacl(*command, "--set", "schedule.steps=3")
+    assert done.returncode == 0, done.stderr
+    assert "precision: bfloat16 (run.amp=bf16)" in done.stdout
+    assert [r["precision"] for r in read_metrics(run)] == ["bfloat16"] * 3
+    done = run_cacl(*command, "--set", "schedule.steps=4", "--set", "run.amp=off")
+    assert done.returncode == 0, done.stderr
+    assert [r["precision"] for r in read_metrics(run)][-1] == "float32"
+    assert resolve(str(run / "config.yaml")).run.amp == "off"
+
+
+def test_a_run_whose_config_predates_recorded_precision_resumes_in_float32_on_the_cpu(
+    tmp_path, monkeypatch
+):
+    """Before the precision was recorded, config.yaml said ``auto`` and the CPU trained float32."""
+    run = pretrained(tmp_path / "run", "schedule.steps=2", "run.amp=off")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("amp: 'off'", "amp: auto").replace(
+        "amp: off", "amp: auto"))  # fmt: skip
+    assert resolve(str(config)).run.amp == "auto"
+    _cpu_has(monkeypatch, "avx512_bf16")
+    done = run_cacl("pretrain", "--out", run, "--resume", "--device", "cpu",
+                    "--set", "schedule.steps=3")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "precision: float32" in done.stdout
+    assert [r["precision"] for r in read_metrics(run)] == ["float32"] * 3
