@@ -1,5 +1,9 @@
 """Turning a video collection into training pairs: discovery, decoding, writing, the manifest.
 
+A video is a video file or a frame folder (a folder holding image files: DAVIS' and YouTube-VOS'
+``JPEGImages/480p/<sequence>/``, or frames decoded once with ffmpeg); both take the same path
+through everything below, and a collection may hold both.
+
 Each clip is handled by one worker: it opens its own reader (decord, else OpenCV), picks
 ``pairs_per_clip`` starts from a generator seeded by the clip id, decodes only the frames it needs,
 encodes them as JPEGs and writes them: as files (temp name, then rename) by the worker, or into a
@@ -32,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cacl_cli.data.frames import decode, native_stderr_silenced
+from cacl_cli.data.frames import IMAGE_SUFFIXES, decode, native_stderr_silenced
 from cacl_cli.data.worker_pool import guarded_map
 from cacl_cli.data.images import resize_short_side
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
@@ -52,16 +56,24 @@ class ClipTimeout(Exception):
 
 
 def find_videos(root: Path, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> list[Path]:
-    """Every file under ``root`` (any depth) whose suffix is a video extension, sorted."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+    """Every video under ``root`` (any depth, ``root`` included), sorted: each file whose suffix
+    is a video extension, and each folder holding frames (image files)."""
+    paths = [root, *root.rglob("*")]
+    files = [p for p in paths if p.is_file()]
+    folders = {p.parent for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    return sorted([p for p in files if p.suffix.lower() in extensions] + list(folders))
 
 
 def clip_id(root: Path, path: Path) -> str:
-    """A safe, unique file name from the path relative to the root: ``class/clip.mp4`` ->
-    ``class__clip``. Only letters, digits, '-', '_' and '.' survive, so no id can name a folder
-    above the output (no '/', no '..' component)."""
-    relative = path.relative_to(root).with_suffix("")
-    parts = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).strip(".") or "_" for part in relative.parts]
+    """A safe, unique file name from the path relative to the root: ``class/clip.mp4`` and the
+    frame folder ``class/clip/`` -> ``class__clip`` (a frame folder that is the root itself: its
+    name). Only letters, digits, '-', '_' and '.' survive, so no id can name a folder above the
+    output (no '/', no '..' component)."""
+    relative = path.relative_to(root)
+    if not path.is_dir():
+        relative = relative.with_suffix("")
+    names = relative.parts or (root.resolve().name,)
+    parts = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).strip(".") or "_" for part in names]
     return "__".join(parts)
 
 
@@ -139,7 +151,7 @@ def _failed(record: dict, err: OSError, where: Path) -> dict:
 
 
 def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: bool) -> dict:
-    if path.stat().st_size == 0:
+    if not path.is_dir() and path.stat().st_size == 0:
         raise ValueError("empty file (0 bytes)")
     need = settings.stride * (settings.frames_per_clip - 1) + 1
 
@@ -263,7 +275,8 @@ def _listing(video_dir: Path, section: ExtractSection) -> list[Path]:
     suffixes = suffixes or DEFAULT_EXTENSIONS
     videos = find_videos(video_dir, tuple(s.lower() for s in suffixes))
     if not videos:
-        raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)})")
+        raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)}) and no frame folders "
+                        f"({' '.join(IMAGE_SUFFIXES)})")  # fmt: skip
     return videos
 
 

@@ -1,9 +1,10 @@
 """Reading chosen frames from a frame folder or a video file.
 
-Folders are sorted naturally (``frame_2.jpg`` before ``frame_10.jpg``). Videos are decoded in order
+A frame folder is a video whose frames are image files, sorted naturally (``frame_2.jpg`` before
+``frame_10.jpg``): all of one size, with no subfolders beside them. Videos are decoded in order
 from the first frame up to the last wanted one, which is exact where seeking is not (open-GOP
 files): with decord when it can open them, with OpenCV otherwise (decord refuses some containers).
-``extract-pairs`` and ``visualize`` share this one decoder.
+``extract-pairs`` and ``visualize`` share this one decoder, for frame folders and video files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from cacl_cli.data.images import read_rgb
+from cacl_cli.data.images import image_size, read_rgb
 from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.errors import CaclError
 from cacl_cli.files import open_regular
@@ -71,6 +72,27 @@ def frame_files(folder: Path) -> list[Path]:
     if not files:
         raise CaclError(f"{folder} holds no frames ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def _read_folder(folder: Path, pick: Callable[[int], list[int]]) -> tuple:
+    """(count, fps, wanted, frames) of a frame folder (fps unknown: 0). What makes it no video
+    (subfolders beside the frames, frames of two sizes, a frame that does not decode) is a
+    ValueError, the reason a bad video is skipped with."""
+    if any(p.is_dir() for p in folder.iterdir()):
+        raise ValueError("holds subfolders beside its frames; give each video a folder of its own")
+    try:
+        files = frame_files(folder)
+        wanted = pick(len(files))
+        sizes: dict[tuple[int, int], Path] = {}  # each size with its first frame
+        for path in files:
+            sizes.setdefault(image_size(path), path)
+        if len(sizes) > 1:
+            (first, one), (second, other) = list(sizes.items())[:2]
+            raise ValueError(f"frames of {len(sizes)} sizes: {one.name} is {first[0]}x{first[1]}, "
+                             f"{other.name} {second[0]}x{second[1]}")  # fmt: skip
+        return len(files), 0.0, wanted, [read_rgb(files[i]) for i in wanted]
+    except CaclError as err:  # an unreadable frame, named
+        raise ValueError(str(err).replace(f"{folder}/", "", 1)) from None
 
 
 def _read_decord(name: str, pick: Callable[[int], list[int]], seek: bool) -> tuple | None:
@@ -135,12 +157,15 @@ def _read_opencv(name: str, pick: Callable[[int], list[int]]) -> tuple:
 def decode(
     path: Path, pick: Callable[[int], list[int]], seek: bool = False
 ) -> tuple[int, float, list[int], list[np.ndarray], str]:
-    """(frame count, fps, wanted indices, their RGB frames, decoder name) of one video.
+    """(frame count, fps, wanted indices, their RGB frames, decoder name) of one video: a video
+    file or a frame folder.
 
     ``pick`` gets the true frame count and returns the indices to keep (or raises ValueError).
     decord first, OpenCV where decord cannot open or reach the frames; both decode in order
     unless ``seek`` (decord only) is asked for.
     """
+    if path.is_dir():
+        return (*_read_folder(path, pick), "frames")
     with decodable_name(path) as name:
         got = _read_decord(name, pick, seek)
         if got is not None:
