@@ -635,6 +635,9 @@ def ledger_recipe(bench: Benchmark) -> dict:
         "world_size": args.world_size,
         "davis_sequences": sorted(p.name for p in davis.iterdir()) if args.davis else [],
     }  # fmt: skip
+    data = {bench.method_config(m).data.path for m in args.methods if METHODS[m] is not None}
+    if data - {None}:  # pairs folders: what they hold, not where they lie
+        recipe["bench"]["pairs"] = sorted(ledgers.pairs_digest(Path(p)) for p in data - {None})
     return recipe
 
 

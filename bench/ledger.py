@@ -26,9 +26,10 @@ CHECKS_FILE = "checks.jsonl"
 # Every cell float32, whatever the machine: tiny-world's queue products are bf16 where the CPU
 # has native bf16, and propagation's backbone follows run.amp.
 FP32_PINS = ["run.amp=off", "loss.queue_matmul=float32"]
-# Keys that say where, how often or which seed, not what a cell computes.
+# Keys that say where, how often or which seed, not what a cell computes (a pairs folder's
+# contents are in the recipe, by digest: its path differs from machine to machine).
 BOOKKEEPING = ("preset.", "run.seed", "run.device", "run.checkpoint_every",
-               "run.keep_checkpoints", "run.log_every", "eval.cache")  # fmt: skip
+               "run.keep_checkpoints", "run.log_every", "eval.cache", "data.path")  # fmt: skip
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_vnni")
 
 
@@ -130,6 +131,17 @@ def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 def settings(cfg) -> dict[str, Any]:
     """A resolved config's keys that decide results."""
     return {k: v for k, v in flat(cfg.plain()).items() if not k.startswith(BOOKKEEPING)}
+
+
+def pairs_digest(folder: Path) -> str:
+    """What a pairs folder trains on, whatever machine extracted it: each clip's id, source and
+    frame indices, from its manifest (not the decoder's name, which varies with what is
+    installed)."""
+    import hashlib
+
+    lines = (folder / "manifest.jsonl").read_text().splitlines()[1:]
+    clips = [[r["clip"], r["source"], r["indices"]] for r in map(json.loads, lines)]
+    return hashlib.sha256(json.dumps(clips).encode()).hexdigest()[:16]
 
 
 def differences(saved: dict, current: dict) -> list[str]:

@@ -187,3 +187,18 @@ def test_same_training_finds_identical_runs_identical_and_a_changed_one_differen
     assert same_training.compare(runs[0], runs[1])[0] == []
     problems, count = same_training.compare(runs[0], runs[2])
     assert count > 100 and any("differs" in p for p in problems)
+
+
+def test_real_video_extracts_each_variant_and_keeps_a_ledger_per_variant(tmp_path, shared_data):
+    out, work = tmp_path / "out", tmp_path / "work"
+    text = bench(BENCH / "real_video.py", "--quick", "--out", out, "--work", work, timeout=600)
+    for variant in ("novel", "davis-seen"):
+        records = [json.loads(line) for line in (out / variant / "results.jsonl").open()]
+        assert {r["kind"] for r in records} == {"probe", "davis"}  # no world clips: real video
+        recipe = json.loads((out / variant / "recipe.json").read_text())["recipe"]
+        assert len(recipe["bench"]["pairs"]) == 1 and "data.path" not in recipe["pretrain/CACL"]
+        assert (work / variant / "pairs" / "manifest.jsonl").is_file()
+    assert (work / "novel" / "videos" / "bedroom").is_dir()  # the frame folder, as links
+    summary = (out / "summary.md").read_text()
+    assert "| copy baseline |" in summary and "| CACL | no DAVIS frame seen |" in summary
+    assert "CACL - MoCo-v2 per seed" in text
