@@ -24,7 +24,6 @@ folders of links and the pairs are extracted into ``--work``; the ledgers, the b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

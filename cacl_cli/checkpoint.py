@@ -25,7 +25,9 @@ from torch import nn
 
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present, read_bytes, write_atomic, write_text_atomic
+from cacl_cli.files import (
+    open_regular, parse_json, present, read_bytes, write_atomic, write_text_atomic,
+)  # fmt: skip
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
 
@@ -68,6 +70,8 @@ def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
             return torch.load(fh, map_location=map_location, weights_only=True)
     except CaclError:
         raise
+    except RecursionError:
+        raise CaclError(f"{path} is nested too deep to be a {what} cacl wrote") from None
     except Exception as err:  # torch raises many kinds for truncated or foreign files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CaclError(f"{path} is not a readable {what} ({reason[:120]})") from None
@@ -106,8 +110,13 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
 
 
 def check_format(state: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint written by a newer cacl, whose layout this one cannot know."""
-    if int(state.get("format", FORMAT)) > FORMAT:
+    """Refuse a checkpoint written by a newer cacl, whose layout this one cannot know, and one
+    whose format is no format number (damaged)."""
+    given = state.get("format", FORMAT)
+    if not isinstance(given, int) or isinstance(given, bool) or given < 1:
+        raise CaclError(f"{path}: field 'format' is {str(given)[:40]!r}, not a checkpoint format "
+                        "number (damaged?)")  # fmt: skip
+    if given > FORMAT:
         raise CaclError(
             f"{path} has checkpoint format {state['format']}, newer than this cacl reads "
             f"({FORMAT}); upgrade cacl"
@@ -216,7 +225,7 @@ class MetricsLog:
             text = self._log_text()
             kept = [line for line in text.splitlines() if _step_of(line) <= step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
-            records = [json.loads(line) for line in kept]
+            records = [parse_json(line, str(self.path)) for line in kept]
             columns = self._columns() or (list(records[0]) if records else [])
             rows = [_csv_line(columns)] + [_csv_line(_row(r, columns)) for r in records]
             write_text_atomic(self.csv_path, "".join(rows) if columns else "")
@@ -269,7 +278,7 @@ class MetricsLog:
         if not present(self.path):
             return []
         lines = self._log_text().splitlines()
-        return [json.loads(line) for line in lines if math.isfinite(_step_of(line))]
+        return [parse_json(line, str(self.path)) for line in lines if math.isfinite(_step_of(line))]
 
     def _log_text(self) -> str:
         # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
@@ -289,9 +298,10 @@ def _csv_line(values: list) -> str:
 def _step_of(line: str) -> float:
     """A record's step; a line torn by a kill during its append counts as never written."""
     try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+        step = parse_json(line, "a metrics record")["step"]
+    except (ValueError, KeyError, TypeError):
         return math.inf
+    return step if isinstance(step, int) and not isinstance(step, bool) else math.inf
 
 
 def newest_last(run_dir: Path) -> list[Path]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from cacl_cli.errors import CaclError, RunFailed
 
@@ -133,6 +134,25 @@ def read_text(path: Path, what: str = "a text file") -> str:
         return read_bytes(path, what).decode("utf-8")
     except UnicodeDecodeError:
         raise CaclError(f"{path} is not UTF-8 text; it should be {what}") from None
+
+
+def parse_json(data: str | bytes, where: str) -> Any:
+    """JSON text as Python values; not JSON, or nested past what the parser can descend (a
+    hostile file a few hundred thousand levels deep), is a ValueError naming ``where``."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deep to be a file cacl wrote") from None
+    except ValueError:
+        raise ValueError(f"{where} is not JSON") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file's values (``parse_json``); unreadable or not JSON, a one-line error."""
+    try:
+        return parse_json(read_bytes(path, what), str(path))
+    except ValueError as err:
+        raise CaclError(f"{err}; it should be {what}") from None
 
 
 def remove_stale_temps(folder: Path, recursive: bool = False) -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from cacl_cli.checkpoint import find_checkpoint, read_weights
 from cacl_cli.config import Config, resolve
 from cacl_cli.errors import CaclError
-from cacl_cli.files import read_text, write_atomic, write_text_atomic
+from cacl_cli.files import parse_json, present, read_text, write_atomic, write_text_atomic
 from cacl_cli.model.backbone import OUTPUT_STRIDE, build_backbone, conv_layout
 from cacl_cli.model.build import encoder_from_config
 
@@ -173,12 +173,12 @@ def layout_of(net: nn.Module, arch: str, width: int) -> dict:
 def _check_layout(path: Path, net: nn.Module, arch: str, width: int) -> None:
     """A file exported with a layout.json beside it must fit the network built to load it."""
     beside = path.with_name(LAYOUT)
-    if not beside.is_file():
+    if not present(beside):
         return
     try:
-        recorded = json.loads(read_text(beside, "a layout file"))
-    except ValueError:
-        raise CaclError(f"{beside} is not JSON; export the run again") from None
+        recorded = parse_json(read_text(beside, "a layout file"), str(beside))
+    except ValueError as err:
+        raise CaclError(f"{err}; export the run again") from None
     expected = layout_of(net, arch, width)
     differing = [k for k in expected if recorded.get(k) != expected[k]] if isinstance(
         recorded, dict) else ["the whole file"]  # fmt: skip

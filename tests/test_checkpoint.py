@@ -115,3 +115,31 @@ def test_without_the_tensorboard_extra_the_log_says_so_once(tmp_path, monkeypatc
     assert len(notes) == 1 and "tensorboard extra is not installed" in notes[0]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
     assert not (tmp_path / "tensorboard").exists()
+
+
+@pytest.mark.parametrize("given", ["x", 1.5, None, True, -3])
+def test_a_checkpoint_whose_format_is_no_number_is_damaged_and_skipped(tmp_path, given):
+    save_checkpoint(tmp_path, 10, state(10))
+    save_checkpoint(tmp_path, 20, state(20) | {"format": given})
+    warnings = []
+    path, loaded = latest_checkpoint(tmp_path, warn=warnings.append)
+    assert loaded["step"] == 10 and "field 'format'" in warnings[0]
+    with pytest.raises(CaclError, match="not a checkpoint format number"):
+        load_checkpoint(tmp_path / "checkpoints" / "step-0000020.pt")
+
+
+def test_a_checkpoint_nested_past_the_unpicklers_depth_is_one_line(tmp_path):
+    import sys
+
+    nested: list = []
+    for _ in range(sys.getrecursionlimit() * 2):
+        nested = [nested]
+    path = tmp_path / "deep.pt"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit * 10)  # to write it; reading it back is the test
+    try:
+        torch.save({"model": nested}, path)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(CaclError, match="deep.pt(: field 'model'| is nested too deep)"):
+        load_checkpoint(path)

@@ -20,6 +20,7 @@ import bisect
 import contextlib
 import fcntl
 import json
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,7 @@ from cacl_cli.data.pair_index import (
 from cacl_cli.errors import CaclError
 from cacl_cli.files import (
     open_regular,
+    parse_json,
     present,
     read_bytes,
     remove_stale_temps,
@@ -46,6 +48,7 @@ REPORT = "skipped.tsv"
 MERGE_LOCK = ".cacl.lock.merge"  # outputs.LOCK_NAME + a part: not counted as contents
 # Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
 PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")  # what extract.clip_id makes: a name, never a path
 
 
 # ---------------------------------------------------------------- reading what is there
@@ -58,10 +61,10 @@ def pending_records(out: Path) -> list[Path]:
 
 
 def read_record(path: Path) -> dict | None:
-    """A record file, or None for one a damaged disk (or a hand) left unreadable or missing a
-    field: its clip is then simply done again."""
+    """A record file, or None for one a damaged disk (or a hand) left unreadable, missing a field
+    or holding one of the wrong kind (``checked``): its clip is then simply done again."""
     try:
-        record = json.loads(read_bytes(path, "a clip record"))
+        record = parse_json(read_bytes(path, "a clip record"), str(path))
     except (ValueError, CaclError):
         return None
     if not isinstance(record, dict) or not all(
@@ -69,7 +72,12 @@ def read_record(path: Path) -> dict | None:
     ):
         return None
     wanted = {"done": "frames", "skipped": "reason"}.get(record["status"])
-    return record if wanted is not None and wanted in record else None
+    if wanted is None or wanted not in record:
+        return None
+    try:
+        return checked(record, path, 1) if record["status"] == "done" else record
+    except CaclError:
+        return None
 
 
 def known_sources(out: Path) -> dict[str, str]:
@@ -111,7 +119,7 @@ def read_manifest(manifest: Path) -> tuple[dict, list[dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line, f"{manifest}, line {n}")
         except ValueError:
             record = None
         if not isinstance(record, dict):
@@ -127,29 +135,37 @@ def read_manifest(manifest: Path) -> tuple[dict, list[dict]]:
 
 
 def checked(record: dict, manifest: Path, line: int) -> dict:
-    """A manifest line whose frames are lists of two or more names inside the folder (and, for
-    a tar shard, members with an offset and a size)."""
+    """A manifest line (or a done clip's record) whose fields a reader can rely on: ``clip`` and
+    ``source`` text, the clip id a safe file name; ``frames`` lists of two or more names inside
+    the folder (no NUL, no absolute path, no '..'); for a tar shard, a shard name and members
+    with an offset and a size. Anything else is a one-line error naming the line."""
+    where = f"{manifest}, line {line}"
+    clip, source = record.get("clip", f"line-{line}"), record.get("source", "")
+    if not (isinstance(clip, str) and SAFE_ID.fullmatch(clip) and isinstance(source, str)):
+        raise CaclError(f"{where}: 'clip' must be a clip id (letters, digits, - _ .) and "
+                        "'source' text")  # fmt: skip
     groups = record.get("frames")
     if not (isinstance(groups, list) and groups and all(
         isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g) for g in groups
     )):  # fmt: skip
-        raise CaclError(
-            f"{manifest}, line {line}: 'frames' must be lists of two or more frame file names"
-        )
-    names = [n for g in groups for n in g] + ([record["tar"]] if "tar" in record else [])
-    for name in names:
-        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise CaclError(f"{where}: 'frames' must be lists of two or more frame file names")
+    tar = record.get("tar")
+    if "tar" in record and not isinstance(tar, str):
+        raise CaclError(f"{where}: 'tar' must name a shard")
+    for name in [n for g in groups for n in g] + ([tar] if tar else []):
+        if not name or "\0" in name or Path(name).is_absolute() or ".." in Path(name).parts:
             raise CaclError(
-                f"{manifest}, line {line}: frame '{name}' lies outside {manifest.parent}; a "
-                "manifest names frames relative to its own folder"
+                f"{where}: frame {name!r} lies outside {manifest.parent}; a manifest names frames "
+                "relative to its own folder"
             )
-    members = record.get("members", {}) if "tar" in record else {}
-    if "tar" in record and not all(
+    members = record.get("members") if "tar" in record else {}
+    if "tar" in record and not (isinstance(members, dict) and all(
         isinstance(members.get(n), list) and len(members[n]) == 2 and
-        all(isinstance(v, int) and v >= 0 for v in members[n]) for g in groups for n in g
-    ):  # fmt: skip
-        raise CaclError(f"{manifest}, line {line}: a frame has no [offset, size] in 'members'")
-    return {"clip": f"line-{line}", "source": ""} | record
+        all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in members[n])
+        for g in groups for n in g
+    )):  # fmt: skip
+        raise CaclError(f"{where}: a frame has no [offset, size] in 'members'")
+    return {**record, "clip": clip, "source": source}
 
 
 def read_report(out: Path) -> list[tuple[str, str]]:
@@ -200,8 +216,6 @@ def merge(out: Path, settings: ExtractSection) -> tuple[int, int]:
         records = {}
         for path in paths:
             record = read_record(path)
-            if record is not None and record["status"] == "done":
-                record = checked(record, path, 1)
             if record is not None:
                 records[record["clip"]] = record
         skipped = dict(read_report(out))
@@ -282,7 +296,9 @@ def check_settings(out: Path, settings: ExtractSection) -> None:
     with open_regular(manifest, MANIFEST_WHAT) as fh:
         first = fh.readline(1 << 20)
     try:
-        before = json.loads(first)["settings"]
+        before = parse_json(first, str(manifest))["settings"]
+        if not isinstance(before, dict):
+            raise TypeError("settings")
     except (ValueError, KeyError, TypeError):
         raise CaclError(
             f"{manifest}: unreadable header; pass --overwrite to extract again"

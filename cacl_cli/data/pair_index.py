@@ -7,9 +7,10 @@ arrays in ``index.bin``, mapped read-only: the pages are the file's, shared by e
 on the machine, so a rank or a worker adds almost nothing.
 
 Layout: a JSON header line (array names, dtypes, shapes, byte offsets, the data's SHA-256 and
-the manifest it was built from), then the arrays, each 64-byte aligned. Every field was
-validated when the index was written (``index_arrays``); a reader checks only the file's size
-and the checksum.
+the manifest it was built from), then the arrays, each 64-byte aligned. A file cacl wrote is
+input like any other: a reader checks the header's fields, the file's size and checksum, then
+the arrays against each other (lengths, ranges, frame files relative and inside the folder), so
+a hand-made index with a matching stamp names no frame outside the folder.
 
 A frame is ``files[file][offset : offset + size]``: for the folder format ``files`` names every
 JPEG (offset 0, size -1: the whole file); for the tar format it names the shards and each frame
@@ -28,10 +29,15 @@ from typing import Iterable
 import numpy as np
 
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present, write_atomic
+from cacl_cli.files import open_regular, parse_json, present, write_atomic
 
 INDEX = "index.bin"
 ALIGN = 64
+# Every array of an index and its dtype (what index_arrays writes).
+DTYPES = {"draw_start": np.int64, "frame_file": np.int32, "frame_offset": np.int64,
+          "frame_size": np.int64, "clip_draw_start": np.int64,
+          **{f"{name}_{part}": np.uint8 if part == "blob" else np.int64
+             for name in ("file", "clip", "source") for part in ("blob", "starts")}}  # fmt: skip
 
 
 class Strings:
@@ -190,32 +196,115 @@ def _stamp(manifest: Path) -> list[int]:
 
 def read_index(folder: Path, manifest: Path) -> PairIndex | None:
     """The mapped index, or None where there is none or it stands for another manifest (a
-    hand-edited one, or an older tree): the caller then builds it from the manifest."""
+    hand-edited one, or an older tree): the caller then builds it from the manifest. A damaged
+    or hand-made one is a one-line error saying what is wrong with it."""
     path = folder / INDEX
     if not present(path):
         return None
     with open_regular(path, "the index extract-pairs wrote") as fh:
         line = fh.readline(1 << 20)
     try:
-        header = json.loads(line)
-        stale = header["manifest"] != _stamp(manifest)
-    except (ValueError, KeyError, TypeError):
-        raise CaclError(f"{path}: not an index header; rerun cacl extract-pairs to rebuild it")
-    if stale:
+        header = _checked_header(parse_json(line, "its header"))
+    except ValueError as err:
+        raise _damaged(path, str(err)) from None
+    if header["manifest"] != _stamp(manifest):
         return None
     start = -(-len(line) // ALIGN) * ALIGN
     if os.path.getsize(path) != start + header["data_bytes"]:
-        raise CaclError(f"{path}: wrong size (damaged?); rerun cacl extract-pairs to rebuild it")
-    with open(path, "rb") as fh:
+        raise _damaged(path, "wrong size")
+    with open_regular(path, "the index extract-pairs wrote") as fh:
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     if hashlib.sha256(memoryview(mapped)[start:]).hexdigest() != header["sha256"]:
-        raise CaclError(f"{path}: checksum differs (damaged?); rerun cacl extract-pairs")
+        raise _damaged(path, "checksum differs")
     # Hashing touched every page; let them go, so a rank holds only what it reads (the pages
     # stay in the page cache, shared by every process that maps the file).
     mapped.madvise(mmap.MADV_DONTNEED)
-    arrays = {
-        name: np.frombuffer(mapped, np.dtype(dtype), int(np.prod(shape)), start + offset)
-        .reshape(shape)
-        for name, (dtype, shape, offset) in header["arrays"].items()
-    }
-    return PairIndex(arrays, header)
+    arrays = {name: np.frombuffer(mapped, np.dtype(dtype), shape[0], start + offset)
+              for name, (dtype, shape, offset) in header["arrays"].items()}  # fmt: skip
+    try:
+        return PairIndex(_checked_arrays(arrays), header)
+    except ValueError as err:
+        raise _damaged(path, str(err)) from None
+
+
+def _damaged(path: Path, what: str) -> CaclError:
+    return CaclError(f"{path}: {what} (damaged or not written by cacl); rerun cacl "
+                     "extract-pairs, which rebuilds it from the manifest")  # fmt: skip
+
+
+def _checked_header(header) -> dict:
+    """The header's fields, of the types and within the bounds a reader relies on."""
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    stamp, data_bytes, layout = header.get("manifest"), header.get("data_bytes"), header.get("arrays")
+    if not (isinstance(stamp, list) and len(stamp) == 2 and all(_is_int(v) for v in stamp)):
+        raise ValueError("its header's 'manifest' is not a [size, time] stamp")
+    if not (_is_int(data_bytes) and data_bytes >= 0 and isinstance(header.get("sha256"), str)):
+        raise ValueError("its header's 'data_bytes' or 'sha256' is missing or of the wrong type")
+    if not (isinstance(layout, dict) and layout.keys() == DTYPES.keys()):
+        raise ValueError(f"its header's 'arrays' must name exactly {', '.join(DTYPES)}")
+    for name, entry in layout.items():
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and isinstance(entry[1], list) and len(entry[1]) == 1 and _is_int(entry[1][0])
+                and _is_int(entry[2])):  # fmt: skip
+            raise ValueError(f"array '{name}' is not [dtype, [length], offset]")
+        try:
+            dtype = np.dtype(entry[0])
+        except TypeError:
+            dtype = None
+        (length,), offset = entry[1], entry[2]
+        if dtype != np.dtype(DTYPES[name]):
+            raise ValueError(f"array '{name}' has dtype {entry[0]!r}, not {np.dtype(DTYPES[name])}")
+        if length < 0 or offset < 0 or offset + length * dtype.itemsize > data_bytes:
+            raise ValueError(f"array '{name}' lies outside the file's data")
+    return header
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays agree with each other: every draw and every clip lies within the frames and
+    draws, every frame within the files, every string within its blob; every file is a name
+    relative to the folder and inside it."""
+    frames = len(arrays["frame_file"])
+    if not (len(arrays["frame_offset"]) == len(arrays["frame_size"]) == frames):
+        raise ValueError("its frame arrays differ in length")
+    _ragged(arrays["draw_start"], frames, "draw_start", least=2)  # two frames make a pair
+    _ragged(arrays["clip_draw_start"], len(arrays["draw_start"]) - 1, "clip_draw_start", least=1)
+    for name in ("file", "clip", "source"):
+        _ragged(arrays[f"{name}_starts"], len(arrays[f"{name}_blob"]), f"{name}_starts")
+    clips = len(arrays["clip_starts"]) - 1
+    if not len(arrays["source_starts"]) - 1 == len(arrays["clip_draw_start"]) - 1 == clips:
+        raise ValueError("it holds more clip ids, sources or clip draws than clips")
+    files = len(arrays["file_starts"]) - 1
+    if frames and not (0 <= arrays["frame_file"].min() and arrays["frame_file"].max() < files):
+        raise ValueError("a frame names a file the index does not hold")
+    if frames and (arrays["frame_offset"].min() < 0 or arrays["frame_size"].min() < -1):
+        raise ValueError("a frame has a negative offset or size")
+    _names_inside(Strings(arrays["file_blob"], arrays["file_starts"]))
+    return arrays
+
+
+def _ragged(starts: np.ndarray, total: int, name: str, least: int = 0) -> None:
+    """``starts`` runs from 0 to ``total`` in steps of at least ``least``."""
+    if len(starts) < 1 or starts[0] != 0 or starts[-1] != total:
+        raise ValueError(f"'{name}' does not run from 0 to {total}")
+    if len(starts) > 1 and np.diff(starts).min() < least:
+        raise ValueError(f"'{name}' goes backwards or holds an item too short")
+
+
+def _names_inside(files: Strings) -> None:
+    """Every file a relative name below the folder: no absolute path, no '..', no NUL. The
+    blob is searched at once; only names it flags are decoded."""
+    blob = files.blob.tobytes()
+    if b"\0" in blob:
+        raise ValueError("a file name holds a NUL byte")
+    firsts = files.blob[files.starts[:-1][np.diff(files.starts) > 0]]
+    if len(files) and (np.diff(files.starts).min() == 0 or (firsts == ord("/")).any()):
+        raise ValueError("a file name is empty or an absolute path")
+    if b".." in blob:
+        for i in range(len(files)):
+            if ".." in Path(files[i]).parts:
+                raise ValueError(f"file '{files[i]}' lies outside the folder")

@@ -10,7 +10,6 @@ the paper's "only augmentation" setting and its ImageNet MoCo-v2 baseline.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from cacl_cli.data.images import decode_rgb, read_rgb
 from cacl_cli.data.manifest import MANIFEST, MANIFEST_WHAT, load_index
 from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, present, read_bytes, regular_descriptor
+from cacl_cli.files import open_regular, parse_json, present, read_bytes, regular_descriptor
 
 
 def _read(path: Path, remedy: str = "rerun cacl extract-pairs") -> np.ndarray:
@@ -104,7 +103,7 @@ def _header(manifest: Path) -> dict:
     """The manifest's first line, where the extraction's settings are (empty if it is not)."""
     with open_regular(manifest, MANIFEST_WHAT) as fh:
         try:
-            header = json.loads(fh.readline(1 << 20))
+            header = parse_json(fh.readline(1 << 20), str(manifest))
         except ValueError:
             return {}
     return header if isinstance(header, dict) else {}

@@ -82,3 +82,41 @@ def test_a_record_missing_a_field_is_dropped_not_a_traceback(tmp_path, text):
     record_files(tmp_path, kinetics_like(1))
     (tmp_path / RECORDS / "odd.json").write_text(text)
     assert merge(tmp_path, section("extract")) == (1, 0)
+
+
+HOSTILE_LINES = {  # a manifest line with a valid frame list but a field of the wrong kind
+    "clip as a number": {"clip": 5},
+    "clip naming a folder": {"clip": "../up"},
+    "source as a list": {"source": ["a.mp4"]},
+    "members as a list": {"tar": "pairs-000000.tar", "members": [[512, 100], [1024, 100]]},
+    "tar as a number": {"tar": 7, "members": {}},
+    "a NUL in a frame name": {"frames": [["a\0.jpg", "b.jpg"]]},
+    "an absolute frame": {"frames": [["/etc/passwd", "b.jpg"]]},
+}
+
+
+@pytest.mark.parametrize("change", list(HOSTILE_LINES.values()), ids=list(HOSTILE_LINES))
+def test_a_manifest_line_of_the_wrong_kind_is_a_one_line_error_naming_the_line(tmp_path, change):
+    from cacl_cli.data.manifest import read_manifest
+    from cacl_cli.errors import CaclError
+
+    good = kinetics_like(2)
+    lines = [{"cacl_pairs": 1, "settings": {}}, good[0], good[1] | change]
+    (tmp_path / MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with pytest.raises(CaclError, match=f"{MANIFEST}, line 3: "):
+        read_manifest(tmp_path / MANIFEST)
+
+
+@pytest.mark.parametrize("change", list(HOSTILE_LINES.values()), ids=list(HOSTILE_LINES))
+def test_a_record_of_the_wrong_kind_is_dropped_and_its_clip_redone(tmp_path, change):
+    record_files(tmp_path, kinetics_like(1))
+    hostile = kinetics_like(2)[1] | change | {"status": "done"}
+    (tmp_path / RECORDS / "hostile.json").write_text(json.dumps(hostile))
+    assert merge(tmp_path, section("extract")) == (1, 0)
+    assert not (tmp_path / RECORDS / "hostile.json").exists()
+
+
+def test_a_record_nested_past_the_parsers_depth_is_dropped(tmp_path):
+    record_files(tmp_path, kinetics_like(1))
+    (tmp_path / RECORDS / "deep.json").write_text("[" * 300_000 + "]" * 300_000)
+    assert merge(tmp_path, section("extract")) == (1, 0)

@@ -60,7 +60,8 @@ def test_a_hand_edited_manifest_is_read_from_its_text_not_the_old_index(tmp_path
 @pytest.mark.parametrize("damage,message", [
     (lambda data: data[:-7], "wrong size"),
     (lambda data: data[:-3] + b"\x01\x02\x03", "checksum differs"),
-    (lambda data: b"garbage\n" + data, "not an index header"),
+    (lambda data: b"garbage\n" + data, "its header is not JSON"),
+    (lambda data: b"[" * 200_000 + b"\n" + data, "its header is nested too deep"),
 ])  # fmt: skip
 def test_a_damaged_index_is_a_one_line_error_naming_it(tmp_path, damage, message):
     write_folder(tmp_path, kinetics_like(5))
@@ -69,6 +70,76 @@ def test_a_damaged_index_is_a_one_line_error_naming_it(tmp_path, damage, message
     path.write_bytes(damage(path.read_bytes()))
     os.utime(tmp_path / MANIFEST, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     with pytest.raises(CaclError, match=f"{INDEX}: {message}"):
+        read_index(tmp_path, tmp_path / MANIFEST)
+
+
+def _with_arrays(folder, change):
+    """Rewrite the folder's index with ``change(arrays)`` applied, stamp and checksum made to
+    match: an index made by hand, which only its contents can give away."""
+    from cacl_cli.data.pair_index import index_arrays, write_arrays
+    from cacl_cli.data.manifest import read_manifest
+
+    arrays = index_arrays(read_manifest(folder / MANIFEST)[1])
+    change(arrays)
+    write_arrays(folder, arrays, folder / MANIFEST)
+
+
+def _names(*names):
+    from cacl_cli.data.pair_index import Strings
+
+    strings = Strings.of(names)
+    return lambda a: a.update(file_blob=strings.blob, file_starts=strings.starts)
+
+
+@pytest.mark.parametrize("change,message", [
+    (_names("/etc/passwd", "b.jpg", "c.jpg", "d.jpg"), "empty or an absolute path"),
+    (_names("../../outside.jpg", "b.jpg", "c.jpg", "d.jpg"), "lies outside the folder"),
+    (_names("a\0.jpg", "b.jpg", "c.jpg", "d.jpg"), "NUL"),
+    (lambda a: a["frame_file"].__setitem__(0, 999), "names a file the index does not hold"),
+    (lambda a: a["draw_start"].__setitem__(1, 99), "'draw_start'"),
+    (lambda a: a.update(frame_size=a["frame_size"][:-1]), "frame arrays differ in length"),
+    (lambda a: a["frame_offset"].__setitem__(0, -5), "negative offset"),
+    (lambda a: a.update(clip_draw_start=a["clip_draw_start"][:-1]), "'clip_draw_start'"),
+])  # fmt: skip
+def test_a_hand_made_index_that_names_frames_outside_or_out_of_range_is_refused(
+    tmp_path, change, message
+):
+    write_folder(tmp_path, kinetics_like(2))
+    _with_arrays(tmp_path, change)
+    with pytest.raises(CaclError, match=message) as refused:
+        read_index(tmp_path, tmp_path / MANIFEST)
+    assert "rerun cacl extract-pairs" in str(refused.value)
+
+
+def _with_header(folder, change):
+    """The index with ``change(header)`` applied to its header line, data kept."""
+    path = folder / INDEX
+    line, _, rest = path.read_bytes().partition(b"\n")
+    header = json.loads(line)
+    change(header)
+    line = json.dumps(header).encode() + b"\n"
+    data = rest.lstrip(b" ")
+    line += b" " * (-len(line) % 64)
+    path.write_bytes(line + data)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda h: h["arrays"].pop("frame_size"), "must name exactly"),
+    (lambda h: h["arrays"]["frame_file"].__setitem__(0, "|O"), "dtype"),
+    (lambda h: h.update(arrays=[1, 2]), "must name exactly"),
+    (lambda h: h.update(data_bytes="many"), "'data_bytes'"),
+    (lambda h: h["arrays"]["draw_start"].__setitem__(1, [10**12]), "outside the file's data"),
+    (lambda h: h["arrays"]["draw_start"].__setitem__(1, [2, 3]), "not \\[dtype, \\[length\\]"),
+    (lambda h: h.update(manifest="now"), "stamp"),
+])  # fmt: skip
+def test_an_index_header_of_the_wrong_shape_is_refused_before_any_array_is_mapped(
+    tmp_path, change, message
+):
+    write_folder(tmp_path, kinetics_like(2))
+    stamp = os.stat(tmp_path / MANIFEST)
+    _with_header(tmp_path, change)
+    os.utime(tmp_path / MANIFEST, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    with pytest.raises(CaclError, match=message):
         read_index(tmp_path, tmp_path / MANIFEST)
 
 
