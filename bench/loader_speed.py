@@ -6,13 +6,16 @@ as tar shards, then times ``cacl pretrain``'s own loader (``build_batches`` with
 cropping and the colour draws (the work of the loader workers, whose colour work is then done on
 the device), and, apart, the colour work itself on one CPU core (where there is no GPU to do it).
 Reports pairs/s, pairs/s per core, and the cores one GPU needs at the H100 training rates measured
-in docs/results.md. The frames sit in the page cache: a cold cluster filesystem is slower.
+in docs/results.md. The frames sit in the page cache: a cold cluster filesystem is slower. Each
+format is also timed as a copy whose manifest and index carry no frame checks (as extracted
+before sizes and CRC-32s were recorded), side by side: what checking every frame read costs.
 Usage: python bench/loader_speed.py [--copies 6] [--steps 24] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from cacl_cli.api import build_batches, resolve
+from cacl_cli.api import build_batches, resolve, write_index
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 # pairs/s one H100 trains on (docs/results.md, "Real training steps on the H100", the median of
@@ -46,7 +49,20 @@ def extract(copies: int, root: Path) -> dict[str, Path]:
         subprocess.run([sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos), "--out",
                         str(outs[form]), "--format", form, "--pairs-per-clip", "4", "--stride", "4",
                         "--short-side", "256"], check=True, capture_output=True)  # fmt: skip
+    for form in ("folder", "tar"):
+        outs[f"{form}, unchecked"] = unchecked(outs[form], root / f"{form}-unchecked")
     return outs
+
+
+def unchecked(folder: Path, copy: Path) -> Path:
+    """A copy of a pairs folder whose manifest and index hold no frame checks."""
+    shutil.copytree(folder, copy)
+    lines = (copy / "manifest.jsonl").read_text().splitlines()
+    records = [{k: v for k, v in json.loads(line).items() if k != "checks"} for line in lines[1:]]
+    text = "\n".join([lines[0], *map(json.dumps, records)]) + "\n"
+    (copy / "manifest.jsonl").write_text(text)
+    write_index(copy, records, copy / "manifest.jsonl")
+    return copy
 
 
 def _one_thread(_: int) -> None:
@@ -101,14 +117,17 @@ def main() -> None:
     colour = statistics.median(colour_pairs_per_s(outs["folder"], args.steps)
                                for _ in range(args.repeats))  # fmt: skip
     print(f"{cores} cores; median of {args.repeats}; batch 32 of 224 px crops from 256 px frames")
-    print("format  workers  pairs/s  per core (read+decode+crop+draws)")
+    print("format            workers  pairs/s  per core (read+decode+crop+draws)")
     per_core = {}
     for (form, workers), values in runs.items():
         rate = statistics.median(values)
         per_core[(form, workers)] = rate / min(workers, cores)
-        print(f"{form:7s} {workers:7d}  {rate:7.0f}  {per_core[(form, workers)]:7.0f}")
+        print(f"{form:17s} {workers:7d}  {rate:7.0f}  {per_core[(form, workers)]:7.0f}")
     print(f"colour work on one CPU core: {colour:.0f} pairs/s")
-    for form in outs:
+    for form in ("folder", "tar"):
+        checked, bare = (statistics.median(runs[f, 1]) for f in (form, f"{form}, unchecked"))
+        print(f"{form}, one worker: {checked / bare:.3f}x the pairs/s of the unchecked copy")
+    for form in ("folder", "tar"):
         device = per_core[(form, 1)]
         cpu = 1 / (1 / device + 1 / colour)
         for preset, appetite in GPU_PAIRS_PER_S.items():

@@ -26,7 +26,8 @@ from torch import nn
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
 from cacl_cli.files import (
-    open_regular, parse_json, present, read_bytes, write_atomic, write_text_atomic,
+    open_for_writing, open_regular, parse_json, present, read_bytes, write_atomic,
+    write_text_atomic,
 )  # fmt: skip
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
@@ -232,10 +233,10 @@ class MetricsLog:
             self.header = columns
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a") as fh:
+        with open_for_writing(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         columns = self._columns()
-        with open(self.csv_path, "a") as fh:
+        with open_for_writing(self.csv_path, "a") as fh:
             if not columns:
                 columns = self.header = list(record)
                 fh.write(_csv_line(columns))

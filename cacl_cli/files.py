@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
+import hashlib
 import json
 import os
 import stat
@@ -59,13 +61,26 @@ def refuse_links(path: Path, out: Path | None = None) -> None:
                             "link: remove it, or choose another --out")  # fmt: skip
 
 
+NAME_MAX = 255  # bytes in one file name on the file systems cacl writes to
+
+
+def temp_prefix(path: Path) -> str:
+    """The start of ``path``'s temporary names: ``.NAME.``, or for a name too long to take the
+    random part and ``.tmp`` within the name limit, a digest of it (stale ones are found by
+    the same prefix)."""
+    name = os.fsencode(path.name)
+    if len(name) + 16 <= NAME_MAX:
+        return f".{path.name}."
+    return f".{hashlib.sha1(name).hexdigest()}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``."""
     path = Path(path)
     refuse_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -80,6 +95,32 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise type(err)(err.errno, err.strerror, str(path)) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def open_for_writing(path: Path, mode: str = "ab") -> IO:
+    """The one way a file is opened to write in place (a lock, a log appended to, a shard made
+    or repaired): never through a link (the file's own or a folder's on the way), never a FIFO
+    or a device, which would block or swallow the writes; created where absent. ``mode``:
+    ``ab``/``a`` append, ``wb`` truncate, ``r+b`` read and write."""
+    refuse_links(path)
+    flags = {"ab": os.O_WRONLY | os.O_APPEND, "a": os.O_WRONLY | os.O_APPEND,
+             "wb": os.O_WRONLY | os.O_TRUNC, "r+b": os.O_RDWR}[mode]  # fmt: skip
+    try:  # O_NONBLOCK: a FIFO without a reader fails at once instead of blocking
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise CaclError(f"{path} is a link; cacl writes no file through a link: remove it, "
+                            "or choose another --out") from None  # fmt: skip
+        if err.errno in (errno.ENXIO, errno.EISDIR):
+            raise CaclError(f"{path} is not a regular file (a FIFO or a folder); remove it, or "
+                            "choose another --out") from None  # fmt: skip
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CaclError(f"{path} is not a regular file (a FIFO or a device); remove it, or choose "
+                        "another --out")  # fmt: skip
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, mode)
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from cacl_cli.errors import CaclError
-from cacl_cli.files import writing_into
+from cacl_cli.files import open_for_writing, writing_into
 
 LOCK_NAME = ".cacl.lock"  # kept: removing it would let two processes lock two files
 RUNS = Path("runs")
@@ -147,24 +147,31 @@ def claimed(
     check_folder(folder, command, continues, named, inputs)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    lock_name = f"{LOCK_NAME}.{part}" if part else LOCK_NAME
-    lock = open(folder / lock_name, "a")
-    try:
+    with writing_into(folder), contextlib.ExitStack() as locks:
         try:
-            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            what = f"{folder} (its {part.replace('-', ' ')})" if part else folder
-            raise CaclError(
-                f"{what} is in use by another cacl process; wait for it to finish "
-                f"or choose another --out"
-            ) from None
-        with writing_into(folder):
+            # The folder's lock first, then its part's: shared by the parts working at once,
+            # held alone by a command that writes the whole folder (docs/reliability.md).
+            _lock(locks, folder, LOCK_NAME, shared=bool(part), what=folder)
+            if part:
+                _lock(locks, folder, f"{LOCK_NAME}.{part}", shared=False,
+                      what=f"{folder} (its {part.replace('-', ' ')})")  # fmt: skip
             yield folder
-    finally:
-        if created and not _contents(folder):
-            (folder / lock_name).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        lock.close()
+        finally:
+            if created and not _contents(folder):
+                for name in (LOCK_NAME, f"{LOCK_NAME}.{part}"):
+                    (folder / name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _lock(locks: contextlib.ExitStack, folder: Path, name: str, shared: bool, what) -> None:
+    """A POSIX record lock on ``folder/name``, held until ``locks`` closes; taken by another
+    process in a way that excludes this one, a one-line error."""
+    lock = locks.enter_context(open_for_writing(folder / name, "r+b"))
+    try:
+        fcntl.lockf(lock, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        raise CaclError(f"{what} is in use by another cacl process; wait for it to finish or "
+                        "choose another --out") from None  # fmt: skip

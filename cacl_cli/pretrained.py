@@ -17,7 +17,9 @@ from torch import nn
 from cacl_cli.checkpoint import find_checkpoint, read_weights
 from cacl_cli.config import Config, resolve
 from cacl_cli.errors import CaclError
-from cacl_cli.files import parse_json, present, read_text, write_atomic, write_text_atomic
+from cacl_cli.files import (
+    open_regular, parse_json, present, read_text, write_atomic, write_text_atomic,
+)  # fmt: skip
 from cacl_cli.model.backbone import OUTPUT_STRIDE, build_backbone, conv_layout
 from cacl_cli.model.build import encoder_from_config
 
@@ -27,7 +29,7 @@ PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "b
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "a weights file") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -24,6 +24,7 @@ its path appended, and a video keeps the id its record gave it on later runs.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -43,12 +44,16 @@ from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.config import ExtractSection
 from cacl_cli.data import manifest
 from cacl_cli.data.manifest import MANIFEST, RECORDS, REPORT
+from cacl_cli.data.pairs import PairsFolder
 from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
 from cacl_cli.errors import CaclError, RunFailed
-from cacl_cli.files import refuse_links, remove_stale_temps, write_atomic, write_text_atomic
+from cacl_cli.files import (
+    refuse_links, remove_stale_temps, temp_prefix, write_atomic, write_text_atomic,
+)  # fmt: skip
 from cacl_cli.progress import progress_bar
 
 DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
+MAX_ID = 200  # characters (ASCII) of a clip id: CLIP.json and its temporary names stay in 255
 
 
 class ClipTimeout(Exception):
@@ -74,7 +79,11 @@ def clip_id(root: Path, path: Path) -> str:
         relative = relative.with_suffix("")
     names = relative.parts or (root.resolve().name,)
     parts = [re.sub(r"[^A-Za-z0-9_.-]", "_", part).strip(".") or "_" for part in names]
-    return "__".join(parts)
+    cid = "__".join(parts)
+    if len(cid) > MAX_ID:  # the id names files (CLIP.json, CLIP/...): keep it within a name
+        digest = hashlib.sha1(str(relative).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        cid = f"{cid[: MAX_ID - 9]}-{digest}"
+    return cid
 
 
 def choose_starts(count: int, settings: ExtractSection, cid: str) -> list[int]:
@@ -135,10 +144,11 @@ def process_clip(
 
 def write_record(out: Path, record: dict) -> dict:
     """The record that marks a clip done or skipped; a full disk makes it failed instead."""
-    for stale in (out / RECORDS).glob(f".{record['clip']}.json.*.tmp"):  # a killed run's
+    final = out / RECORDS / f"{record['clip']}.json"
+    for stale in final.parent.glob(f"{glob.escape(temp_prefix(final))}*.tmp"):  # a killed run's
         stale.unlink(missing_ok=True)
     try:
-        write_text_atomic(out / RECORDS / f"{record['clip']}.json", json.dumps(record) + "\n")
+        write_text_atomic(final, json.dumps(record) + "\n")
     except OSError as err:
         return _failed(record, err, out / RECORDS)
     return record
@@ -187,6 +197,7 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: 
         "status": "done",
         **({"_jpegs": jpegs} if to_tar else {}),
         "frames": groups,
+        "checks": [[len(data), zlib.crc32(data)] for data in jpegs],  # what training verifies
         "indices": indices,
         "fps": fps,
         "frame_count": count,
@@ -226,7 +237,9 @@ def extract_folder(
     known = manifest.known_sources(out)
     ids = assign_ids(video_dir, videos, known)
     mine = [v for v in videos if in_shard(str(v.relative_to(video_dir)), shard)]
-    todo = [(v, ids[v]) for v in mine if str(v.relative_to(video_dir)) not in known]
+    changed = set(_changed_since(out, shard, console))
+    todo = [(v, ids[v]) for v in mine
+            if str(v.relative_to(video_dir)) not in known.keys() - changed]  # fmt: skip
     which = f" in shard {shard[0]} of {shard[1]}" if shard[1] > 1 else ""
     console.print(f"{len(mine)} videos{which}, {len(mine) - len(todo)} already done, "
                   f"{len(todo)} to extract")  # fmt: skip
@@ -245,6 +258,19 @@ def extract_folder(
     # Without a merge nothing changed since ``known`` was read: no second load of the index.
     summary = _summary(video_dir, videos, out, failed, None if merging else known)
     return summary | {"shards": shard[1]}
+
+
+def _changed_since(out: Path, shard: tuple[int, int], console) -> list[str]:
+    """This shard's clips whose frames differ from what was extracted (each frame's size and
+    CRC-32 are in the manifest): redone by this run. Reads every frame of the shard's clips."""
+    index = manifest.load_index(out, rebuilding=True)
+    if index is None or not index.draws:
+        return []
+    changed = PairsFolder(out, rebuilding=True).changed_sources(lambda s: in_shard(s, shard))
+    if changed:
+        console.print(f"{len(changed)} clips whose frames changed since they were extracted "
+                      f"(first: {changed[0]}): extracted again")  # fmt: skip
+    return changed
 
 
 def merge_folder(video_dir: Path, out: Path, section: ExtractSection) -> dict:

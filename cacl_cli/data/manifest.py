@@ -32,6 +32,7 @@ from cacl_cli.data.pair_index import (
 )
 from cacl_cli.errors import CaclError
 from cacl_cli.files import (
+    open_for_writing,
     open_regular,
     parse_json,
     present,
@@ -165,6 +166,12 @@ def checked(record: dict, manifest: Path, line: int) -> dict:
         for g in groups for n in g
     )):  # fmt: skip
         raise CaclError(f"{where}: a frame has no [offset, size] in 'members'")
+    checks = record.get("checks")
+    if "checks" in record and not (isinstance(checks, list) and len(checks) == sum(map(
+        len, groups)) and all(isinstance(c, list) and len(c) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in c)
+        for c in checks)):  # fmt: skip
+        raise CaclError(f"{where}: 'checks' must give each frame its [size, CRC-32]")
     return {**record, "clip": clip, "source": source}
 
 
@@ -200,7 +207,7 @@ def _split_escapes(text: str) -> Iterator[str]:
 @contextlib.contextmanager
 def merge_lock(out: Path) -> Iterator[None]:
     """One merge at a time in a folder (a merge takes seconds; others wait for it)."""
-    with open(out / MERGE_LOCK, "a") as lock:
+    with open_for_writing(out / MERGE_LOCK) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

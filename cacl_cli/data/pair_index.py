@@ -14,7 +14,9 @@ a hand-made index with a matching stamp names no frame outside the folder.
 
 A frame is ``files[file][offset : offset + size]``: for the folder format ``files`` names every
 JPEG (offset 0, size -1: the whole file); for the tar format it names the shards and each frame
-is one member's data. Draw ``d`` is frames ``draw_start[d] .. draw_start[d + 1] - 1``.
+is one member's data. Draw ``d`` is frames ``draw_start[d] .. draw_start[d + 1] - 1``. Each
+frame's byte count and CRC-32 as extracted (``frame_bytes``, ``frame_crc``; -1 and 0 for a
+manifest written before they were recorded) let a reader tell a frame changed since.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ INDEX = "index.bin"
 ALIGN = 64
 # Every array of an index and its dtype (what index_arrays writes).
 DTYPES = {"draw_start": np.int64, "frame_file": np.int32, "frame_offset": np.int64,
-          "frame_size": np.int64, "clip_draw_start": np.int64,
+          "frame_size": np.int64, "frame_bytes": np.int64, "frame_crc": np.int64,
+          "clip_draw_start": np.int64,
           **{f"{name}_{part}": np.uint8 if part == "blob" else np.int64
              for name in ("file", "clip", "source") for part in ("blob", "starts")}}  # fmt: skip
+CHECKS = {"frame_bytes", "frame_crc"}  # absent from an index written before frames were checked
 
 
 class Strings:
@@ -72,6 +76,7 @@ class PairIndex:
         self.draw_start = arrays["draw_start"]
         self.frame_file, self.frame_offset = arrays["frame_file"], arrays["frame_offset"]
         self.frame_size = arrays["frame_size"]
+        self.frame_bytes, self.frame_crc = arrays["frame_bytes"], arrays["frame_crc"]
 
     @property
     def draws(self) -> int:
@@ -80,6 +85,16 @@ class PairIndex:
     def draw(self, d: int) -> range:
         """The frame numbers of draw ``d``."""
         return range(int(self.draw_start[d]), int(self.draw_start[d + 1]))
+
+    def expected(self, frame: int) -> tuple[int, int] | None:
+        """(byte count, CRC-32) the frame was extracted with, or None where not recorded."""
+        size = int(self.frame_bytes[frame])
+        return None if size < 0 else (size, int(self.frame_crc[frame]))
+
+    def clip_of(self, frame: int) -> str:
+        """The id of the clip a frame belongs to."""
+        draw = int(np.searchsorted(self.draw_start, frame, side="right")) - 1
+        return self.clips[int(np.searchsorted(self.arrays["clip_draw_start"], draw, "right")) - 1]
 
     def location(self, frame: int) -> tuple[str, int, int]:
         """(file relative to the pairs folder, byte offset, size or -1 for the whole file)."""
@@ -91,10 +106,13 @@ def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
     """The arrays for ``records`` (done clips, in manifest order), each field checked once."""
     clips, sources, files, file_numbers = [], [], [], {}
     draw_start, frame_file, frame_offset, frame_size, clip_draw_start = [0], [], [], [], [0]
+    checks: list[list[int]] = []
     for record in records:
         clips.append(record["clip"])
         sources.append(record["source"])
         clip_draw_start.append(clip_draw_start[-1] + len(record["frames"]))
+        count = sum(map(len, record["frames"]))
+        checks += record.get("checks") or [[-1, 0]] * count  # an older manifest: unrecorded
         for group in record["frames"]:
             for name, offset, size in _frame_locations(record, group):
                 frame_file.append(file_numbers.setdefault(name, len(file_numbers)))
@@ -102,10 +120,13 @@ def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
                 frame_size.append(size)
             draw_start.append(len(frame_file))
     files = sorted(file_numbers, key=file_numbers.get)
+    checked = np.array(checks, np.int64).reshape(-1, 2)
     arrays = {"draw_start": np.array(draw_start, np.int64),
               "frame_file": np.array(frame_file, np.int32),
               "frame_offset": np.array(frame_offset, np.int64),
               "frame_size": np.array(frame_size, np.int64),
+              "frame_bytes": np.ascontiguousarray(checked[:, 0]),
+              "frame_crc": np.ascontiguousarray(checked[:, 1]),
               "clip_draw_start": np.array(clip_draw_start, np.int64)}  # fmt: skip
     # What training reads first, side by side; the ids and sources (extraction's) last.
     for name, texts in (("file", files), ("clip", clips), ("source", sources)):
@@ -140,7 +161,7 @@ def with_clips(index: PairIndex, records: list[dict], before: list[int]) -> dict
     clip_frames = (old["draw_start"][old["clip_draw_start"]],
                    new["draw_start"][new["clip_draw_start"]])  # fmt: skip
     new = new | {"frame_file": new["frame_file"] + len(index.files)}  # files appended below
-    for name in ("frame_file", "frame_offset", "frame_size"):
+    for name in ("frame_file", "frame_offset", "frame_size", "frame_bytes", "frame_crc"):
         merged[name] = _interleave(old[name], clip_frames[0], new[name], clip_frames[1], before)[0]
     merged["file_blob"] = np.concatenate([old["file_blob"], new["file_blob"]])
     merged["file_starts"] = np.concatenate(
@@ -207,8 +228,9 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
         header = _checked_header(parse_json(line, "its header"))
     except ValueError as err:
         raise _damaged(path, str(err)) from None
-    if header["manifest"] != _stamp(manifest):
-        return None
+    legacy = header["arrays"].keys() == DTYPES.keys() - CHECKS  # before frames were checked
+    if header["manifest"] != _stamp(manifest) or legacy:
+        return None  # the caller builds it from the manifest
     start = -(-len(line) // ALIGN) * ALIGN
     if os.path.getsize(path) != start + header["data_bytes"]:
         raise _damaged(path, "wrong size")
@@ -241,7 +263,7 @@ def _checked_header(header) -> dict:
         raise ValueError("its header's 'manifest' is not a [size, time] stamp")
     if not (_is_int(data_bytes) and data_bytes >= 0 and isinstance(header.get("sha256"), str)):
         raise ValueError("its header's 'data_bytes' or 'sha256' is missing or of the wrong type")
-    if not (isinstance(layout, dict) and layout.keys() == DTYPES.keys()):
+    if not (isinstance(layout, dict) and layout.keys() in (DTYPES.keys(), DTYPES.keys() - CHECKS)):  # noqa: E501
         raise ValueError(f"its header's 'arrays' must name exactly {', '.join(DTYPES)}")
     for name, entry in layout.items():
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
@@ -269,8 +291,11 @@ def _checked_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     draws, every frame within the files, every string within its blob; every file is a name
     relative to the folder and inside it."""
     frames = len(arrays["frame_file"])
-    if not (len(arrays["frame_offset"]) == len(arrays["frame_size"]) == frames):
+    if len({len(arrays[name]) for name in ("frame_file", "frame_offset", "frame_size",
+                                            "frame_bytes", "frame_crc")}) > 1:  # fmt: skip
         raise ValueError("its frame arrays differ in length")
+    if frames and not (0 <= arrays["frame_crc"].min() and arrays["frame_crc"].max() < 2**32):
+        raise ValueError("a frame's CRC-32 is out of range")
     _ragged(arrays["draw_start"], frames, "draw_start", least=2)  # two frames make a pair
     _ragged(arrays["clip_draw_start"], len(arrays["draw_start"]) - 1, "clip_draw_start", least=1)
     for name in ("file", "clip", "source"):

@@ -11,7 +11,9 @@ the paper's "only augmentation" setting and its ImageNet MoCo-v2 baseline.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from cacl_cli.errors import CaclError
 from cacl_cli.files import open_regular, parse_json, present, read_bytes, regular_descriptor
 
 
-def _read(path: Path, remedy: str = "rerun cacl extract-pairs") -> np.ndarray:
+def _read(path: Path, remedy: str) -> np.ndarray:
     """A frame; one that is gone or damaged is named, with what to do about it."""
     try:
         return read_rgb(path)
@@ -35,13 +37,13 @@ class PairsFolder:
     """The draws of an extract-pairs folder, through its index (``pair_index.py``): frames are
     JPEG files or members of tar shards, read in place by offset."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, rebuilding: bool = False) -> None:
         manifest = root / MANIFEST
         if not present(manifest):
             raise CaclError(
                 f"{root} has no {MANIFEST}; make one with `cacl extract-pairs VIDEOS --out {root}`"
             )
-        self.root, self.index = root, load_index(root)
+        self.root, self.index = root, load_index(root, rebuilding)
         if not self.index.draws:
             raise CaclError(
                 f"{manifest} lists no clips; every video was skipped (see skipped.tsv beside it)"
@@ -73,20 +75,55 @@ class PairsFolder:
         return frames[int(rng.integers(len(frames) - 1))]
 
     def frame(self, number: int) -> np.ndarray:
-        name, offset, size = self.index.location(number)
-        if size < 0:
-            return _read(self.root / name)
-        where, data = f"{self.root / name} at byte {offset}", self.frame_bytes(number)
+        data = self.frame_bytes(number)
         try:
-            return decode_rgb(data, where)
+            return decode_rgb(data, self._where(number))
         except CaclError as err:
             raise CaclError(f"{err}; rerun cacl extract-pairs") from None
 
+    def changed_sources(self, wanted: Callable[[str], bool]) -> list[str]:
+        """The sources (``wanted`` ones) of the clips whose frames are no longer the bytes that
+        were extracted (changed, cut short or gone): what an extraction's rerun redoes."""
+        index, changed = self.index, []
+        clip_draws = index.arrays["clip_draw_start"]
+        for clip in range(len(index.clips)):
+            first, end = (int(index.draw_start[clip_draws[c]]) for c in (clip, clip + 1))
+            if wanted(index.sources[clip]) and not all(map(self._intact, range(first, end))):
+                changed.append(index.sources[clip])
+        return changed
+
+    def _intact(self, number: int) -> bool:
+        try:
+            self.frame_bytes(number)
+        except CaclError:
+            return False
+        return True
+
+    def _where(self, number: int) -> str:
+        name, offset, size = self.index.location(number)
+        return str(self.root / name) + (f" at byte {offset}" if size >= 0 else "")
+
     def frame_bytes(self, number: int) -> bytes:
-        """A frame's encoded bytes, as stored (a JPEG file, or a tar member's data)."""
+        """A frame's encoded bytes, as stored (a JPEG file, or a tar member's data), checked
+        against the size and CRC-32 it was extracted with: a frame changed since is refused."""
+        data = self._stored_bytes(number)
+        expected = self.index.expected(number)
+        if expected is not None and (len(data), zlib.crc32(data)) != expected:
+            raise CaclError(
+                f"{self._where(number)} (a frame of clip {self.index.clip_of(number)}) is not "
+                "the frame extract-pairs wrote (its size or CRC-32 differs); rerun cacl "
+                "extract-pairs on the videos into this folder: it checks every frame and redoes "
+                "the clips whose frames changed"
+            )
+        return data
+
+    def _stored_bytes(self, number: int) -> bytes:
         name, offset, size = self.index.location(number)
         if size < 0:
-            return read_bytes(self.root / name, "a frame extract-pairs wrote")
+            try:
+                return read_bytes(self.root / name, "a frame extract-pairs wrote")
+            except CaclError as err:
+                raise CaclError(f"{err}; rerun cacl extract-pairs") from None
         if name not in self._shards:
             try:
                 self._shards[name] = regular_descriptor(self.root / name, "a tar shard")

@@ -23,6 +23,8 @@ import re
 import tarfile
 from pathlib import Path
 
+from cacl_cli.files import open_for_writing, open_regular
+
 BLOCK, RECORD = 512, tarfile.RECORDSIZE  # tar's block and its 10 KiB record
 
 
@@ -55,7 +57,8 @@ class ShardWriter:
         ``members`` (name -> [data offset, size]); the frames are then on disk."""
         if self.tar is None:
             self.path = self.out / shard_name(self.tag, self.number)
-            self.tar = tarfile.open(self.path, "w", format=tarfile.PAX_FORMAT)
+            self.tar = tarfile.open(fileobj=open_for_writing(self.path, "wb"), mode="w",
+                                    format=tarfile.PAX_FORMAT)  # fmt: skip
             self.number += 1
         key = member_key(record["clip"])
         names = [f"{key}.f{n}.jpg" for n in range(len(jpegs))]
@@ -95,10 +98,10 @@ class ShardWriter:
 def is_ended(path: Path) -> bool:
     """Whether a shard was closed: whole records, the last two blocks zero. No member of ours
     ends in 1024 zero bytes (a JPEG ends in FF D9, a JSON in '}'), so a cut shard never passes."""
-    size = path.stat().st_size
-    if size < 2 * BLOCK or size % RECORD:
-        return False
-    with open(path, "rb") as fh:
+    with open_regular(path, "a tar shard extract-pairs wrote") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 2 * BLOCK or size % RECORD:
+            return False
         fh.seek(size - 2 * BLOCK)
         return not fh.read().strip(b"\0")
 
@@ -117,7 +120,7 @@ def repair(path: Path, recorded: set[str]) -> None:
                     end = member.offset_data + _padded(member.size)
     except (tarfile.TarError, EOFError, OSError):
         pass  # a header cut short: what came before it stands
-    with open(path, "r+b") as fh:
+    with open_for_writing(path, "r+b") as fh:
         fh.truncate(end)
         fh.seek(end)
         closing = 2 * BLOCK + (-(end + 2 * BLOCK) % RECORD)

@@ -129,8 +129,8 @@ def test_resume_via_cli_keeps_the_saved_config(tmp_path):
     assert refused.returncode == 2 and "key 'optim.lr' is 2.0 here but" in refused.stderr
 
 
-def one_line_error(result):
-    assert result.returncode == 2, (result.stdout, result.stderr)
+def one_line_error(result, exit_code=2):
+    assert result.returncode == exit_code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -48,7 +48,7 @@ def test_a_listed_frame_that_is_gone_points_back_to_the_extraction(tmp_path):
     _frame(tmp_path / "c" / "0.png", 10)
     _manifest(tmp_path, {"clip": "c", "frames": [["c/0.png", "c/1.png"]]})
     source = PairsFolder(tmp_path)
-    gone = "1.png: no such file or directory; give an image file; rerun cacl extract-pairs"
+    gone = "1.png: no such file or directory; give a frame extract-pairs wrote; rerun cacl extract-pairs"
     with pytest.raises(CaclError, match=gone):
         for seed in range(8):
             source.pair(np.random.default_rng(seed), stride=1)
