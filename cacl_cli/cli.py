@@ -24,8 +24,41 @@ from cacl_cli.memory import reuse_freed_memory
 
 DISTRIBUTION = "cacl-video"  # what pip installs; the command stays `cacl`
 
+# Click's exception classes, wherever this typer keeps its click (the click package, or its own
+# copy since typer 0.2x): found through the one typer re-exports.
+UsageError, ClickException = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+                              for name in ("UsageError", "ClickException"))  # fmt: skip
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The option parser's own refusals (a bad number, an extra argument, a value out of range)
+    as one ``error:`` line and exit 2, like the app's own, instead of click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # no arguments: the help page
+                err.show()
+                sys.exit(err.exit_code)
+            where = err.ctx.command_path if err.ctx is not None else "cacl"
+            message = " ".join(err.format_message().split())
+            print(f"error: {where}: {message} (see {where} --help)", file=sys.stderr)
+            sys.exit(2)
+        except ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="cacl",
+    cls=OneLineErrors,
     help="Cycle-Attention Contrastive Learning: learn segmentation features from unlabeled video.",
     # Help is printed as written: no markup, so "[default: ...]" and the like read whole, in a
     # terminal of any width and when piped.

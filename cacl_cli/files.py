@@ -97,7 +97,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def open_for_writing(path: Path, mode: str = "ab") -> IO:
+def open_for_writing(path: Path, mode: str = "ab") -> "NamedFile":
     """The one way a file is opened to write in place (a lock, a log appended to, a shard made
     or repaired): never through a link (the file's own or a folder's on the way), never a FIFO
     or a device, which would block or swallow the writes; created where absent. ``mode``:
@@ -120,7 +120,41 @@ def open_for_writing(path: Path, mode: str = "ab") -> IO:
         raise CaclError(f"{path} is not a regular file (a FIFO or a device); remove it, or choose "
                         "another --out")  # fmt: skip
     os.set_blocking(fd, True)
-    return os.fdopen(fd, mode)
+    return NamedFile(os.fdopen(fd, mode), path)
+
+
+class NamedFile:
+    """A file from ``open_for_writing`` whose failed writes name it: a ``write()`` that fails
+    for a full disk carries no file name of its own, and the user must learn which file."""
+
+    def __init__(self, fh: IO, path: Path) -> None:
+        self._fh, self._path = fh, path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def __enter__(self) -> "NamedFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, data: Any) -> int:
+        return self._named(self._fh.write, data)
+
+    def flush(self) -> None:
+        self._named(self._fh.flush)
+
+    def close(self) -> None:
+        self._named(self._fh.close)
+
+    def _named(self, call: Callable, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as err:
+            if err.filename is not None or err.errno is None:
+                raise
+            raise type(err)(err.errno, err.strerror, str(self._path)) from None
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:

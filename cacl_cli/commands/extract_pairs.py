@@ -125,18 +125,29 @@ def parse_shard(text: Optional[str], overwrite: bool) -> tuple[int, int]:
     if text is None:
         return 0, 1
     if text == "slurm":
-        env = os.environ
-        if "SLURM_ARRAY_TASK_ID" not in env or "SLURM_ARRAY_TASK_COUNT" not in env:
-            raise CaclError("--shard slurm: SLURM_ARRAY_TASK_ID/COUNT are not set; run it in a "
-                            "SLURM job array (sbatch --array=0-N) or pass --shard K/N")  # fmt: skip
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        text = f"{int(env['SLURM_ARRAY_TASK_ID']) - first}/{env['SLURM_ARRAY_TASK_COUNT']}"
-    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+        task, first, count = (_slurm(name, default) for name, default in (
+            ("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", None)))  # fmt: skip
+        text = f"{task - first}/{count}"
+    match = re.fullmatch(r"(\d{1,9})/(\d{1,9})", text.strip())  # a billion shards at most
     if not match or not int(match[1]) < int(match[2]):
-        raise CaclError(f"--shard {text}: give K/N with 0 <= K < N, e.g. --shard 3/16")
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise CaclError(f"--shard {shown}: give K/N with 0 <= K < N, e.g. --shard 3/16")
     if overwrite and int(match[2]) > 1:
         raise CaclError("--overwrite redoes the whole folder; run it without --shard")
     return int(match[1]), int(match[2])
+
+
+def _slurm(name: str, default: str | None) -> int:
+    """A SLURM array variable, checked as an option is: a whole number of at most 9 digits."""
+    value = os.environ.get(name, default)
+    if value is None:
+        raise CaclError(f"--shard slurm: {name} is not set; run it in a SLURM job array "
+                        "(sbatch --array=0-N) or pass --shard K/N")  # fmt: skip
+    if not re.fullmatch(r"\d{1,9}", value.strip()):
+        raise CaclError(f"--shard slurm: {name} is {value[:20]!r}, not a whole number; run it in "
+                        "a SLURM job array or pass --shard K/N")  # fmt: skip
+    return int(value)
 
 
 def _lock_part(shard: tuple[int, int]) -> str:

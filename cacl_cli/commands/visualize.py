@@ -37,7 +37,8 @@ TargetsOption = typer.Option(
     1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
 )
 ChannelsOption = typer.Option(
-    24, "--channels", min=1, help="Feature channels kept per space in the --html page."
+    24, "--channels", min=1, max=2048,  # a ResNet-50's widest stage: no space has more
+    help="Feature channels kept per space in the --html page.",
 )
 SameScaleOption = typer.Option(
     False, "--same-scale", help="One colour scale for every panel (default: each its own)."

@@ -74,15 +74,32 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
+MAX_PRESET_FILES = 64  # distinct files one preset may reach through its bases
+
+
+def _load_chain(
+    name_or_path: str, seen: tuple[str, ...] = (), loaded: dict | None = None
+) -> tuple[dict, list[str]]:
     """The preset's own keys merged over its bases; returns (tree, names from base to self).
-    ``a+b`` layers presets as ``base: [a, b]`` would, with no file of its own."""
+    ``a+b`` layers presets as ``base: [a, b]`` would, with no file of its own. ``loaded``: the
+    files this resolution has read, each once (a diamond of bases costs its distinct files)."""
+    loaded = {} if loaded is None else loaded
     if "+" in name_or_path and not Path(name_or_path).is_file():
-        return _layered(name_or_path.split("+"), seen)
+        return _layered(name_or_path.split("+"), seen, loaded)
     path = _preset_path(name_or_path)
     key = str(path.resolve())
     if key in seen:
         raise CaclError(f"preset {path} inherits itself through 'base'")
+    if key not in loaded:
+        if len(loaded.keys() | set(seen)) >= MAX_PRESET_FILES:  # read, and being read
+            raise CaclError(f"{path}: the bases reach more than {MAX_PRESET_FILES} preset files; "
+                            "a preset needs a few")  # fmt: skip
+        loaded[key] = _own_chain(path, seen + (key,), loaded)
+    return loaded[key]
+
+
+def _own_chain(path: Path, seen: tuple[str, ...], loaded: dict) -> tuple[dict, list[str]]:
+    """One preset file's keys over those of its bases (read beside it where they are files)."""
     tree = _read_yaml(path)
     base = tree.pop("base", None)
     tree.pop("description", None)
@@ -93,26 +110,29 @@ def _load_chain(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict, li
     bases = [base] if isinstance(base, str) else base
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) for b in bases):
         raise CaclError(f"{path}: 'base' must name a preset, or list presets to layer in order")
-    merged, chain = _layered([_beside(path, b) for b in bases], seen + (key,))
+    merged, chain = _layered([_beside(path, b) for b in bases], seen, loaded)
     return _merge(merged, tree), chain + [path.stem]
 
 
 def _beside(preset: Path, base: str) -> str:
     """A base given as a relative file path is read beside the preset that names it, not in
-    the working directory; a name stays a name."""
+    the working directory, in every form (``q.yaml``, ``q.yaml+moco-v2``); a name stays a
+    name."""
+    if "+" in base and not (preset.parent / base).is_file():
+        return "+".join(_beside(preset, part) for part in base.split("+"))
     if _names_a_file(base) and not Path(base).is_absolute():
         return str(preset.parent / base)
     return base
 
 
-def _layered(names: list[str], seen: tuple[str, ...]) -> tuple[dict, list[str]]:
+def _layered(names: list[str], seen: tuple[str, ...], loaded: dict) -> tuple[dict, list[str]]:
     """Presets merged left to right (a later one's keys win), and their chains in that order."""
     merged: dict = {}
     chain: list[str] = []
     for name in names:
         if not name:
             raise CaclError("an empty preset name in a layered preset; write them as a+b")
-        tree, names_in = _load_chain(name, seen)
+        tree, names_in = _load_chain(name, seen, loaded)
         merged = _merge(merged, tree)
         chain += [n for n in names_in if n not in chain]
     return merged, chain
@@ -179,9 +199,13 @@ def _check_value(key: str, value: Any, default: Any, source: str) -> Any:
             f"{source}: key '{key}' must be one of {', '.join(words)}; got {_brief(value)}"
             f"{_closest(str(value), words)}"
         )
+    if isinstance(value, (list, tuple)) and span(key) and not value:
+        raise CaclError(f"{source}: key '{key}' needs at least one value, got []")
     if span(key):
         for item in value if isinstance(value, list) else [value]:
             _check_range(key, item, source)
+    elif isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
+        raise CaclError(f"{source}: key '{key}' takes a list of words, got {_brief(value)}")
     if key == "augment.crop_scale" and (len(value) != 2 or value[0] > value[1]):
         raise CaclError(f"{source}: key '{key}' must be [low, high] with low <= high, got {value}")
     return value
@@ -234,8 +258,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise CaclError(f"--set '{text}': write it as KEY=VALUE, for example --set optim.lr=0.5")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise CaclError(f"--set '{text}': the value is not a YAML scalar or list") from None
+    except (yaml.YAMLError, RecursionError):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise CaclError(f"--set '{shown}': the value is not a YAML scalar or list") from None
     return key.strip(), value
 
 

@@ -66,16 +66,18 @@ def resumed_config(saved: Config, asked: Config, source: Path) -> Config:
     """The saved run's config with the safe keys of ``asked`` applied; any other key whose
     asked value differs from the saved one is refused, naming both values."""
     old, new = saved.plain(), asked.plain()
-    merged = copy.deepcopy(old)
+    merged, refused = copy.deepcopy(old), []
     for key in _leaf_keys({k: v for k, v in new.items() if k != "preset"}):
         section, name = key.split(".", 1)
         before, after = old[section].get(name), new[section][name]
         if before == after or (key == "run.amp" and after == "auto"):
             continue  # a run keeps the precision it resolved at start unless told another
         if key not in SAFE_ON_RESUME:
-            raise CaclError(
-                f"key '{key}' is {after!r} here but {before!r} in the run being resumed "
-                f"({source}); give the run's own value, or start a new run in another --out"
-            )
+            refused.append(f"'{key}' is {after!r} here but {before!r} in the run")
         merged[section][name] = after
+    if refused:
+        raise CaclError(
+            f"{len(refused)} key(s) differ from the run being resumed ({source}): "
+            f"{'; '.join(refused)}; give the run's own values, or start a new run in another --out"
+        )
     return from_saved(merged, str(source))

@@ -33,8 +33,8 @@ def compress(maps: list[torch.Tensor], channels: int) -> tuple[list[np.ndarray],
     of all their cells; returns the (channels, h, w) float16 maps and the share of the features'
     energy kept."""
     cells = torch.cat([m.flatten(1).t() for m in maps]).double()  # (cells, D)
-    keep = min(channels, cells.shape[1])
     _, values, vectors = torch.linalg.svd(cells, full_matrices=False)
+    keep = min(channels, vectors.shape[0])  # no more directions than the cells or channels span
     basis = vectors[:keep].t()  # (D, keep)
     kept = float((values[:keep] ** 2).sum() / (values**2).sum())
     out = []

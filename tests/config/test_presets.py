@@ -242,3 +242,38 @@ def test_a_path_key_takes_text_or_null(override, message):
     with pytest.raises(CaclError, match=re.escape(message)):
         resolve("tiny-world", [override])
     assert resolve("tiny-world", ["data.path=2024"]).data.path == "2024"  # the folder 2024
+
+
+def test_a_diamond_of_bases_reads_each_file_once(tmp_path, monkeypatch):
+    """Thirty levels, each naming the level below twice: 2^30 paths, thirty-one files."""
+    from cacl_cli.config import presets
+
+    (tmp_path / "level0.yaml").write_text("base: tiny-world\nrun:\n  seed: 0\n")
+    for n in range(1, 31):
+        below = f"level{n - 1}.yaml"
+        (tmp_path / f"level{n}.yaml").write_text(f"base: [{below}, {below}]\nrun:\n  seed: {n}\n")
+    reads = []
+    real = presets._read_yaml
+    monkeypatch.setattr(presets, "_read_yaml", lambda path: reads.append(path) or real(path))
+    assert resolve(str(tmp_path / "level30.yaml")).run.seed == 30
+    mine = [p for p in reads if p.parent == tmp_path]
+    assert len(mine) == len(set(mine)) == 31
+
+
+def test_a_chain_of_too_many_distinct_files_is_refused_in_one_line(tmp_path):
+    (tmp_path / "p0.yaml").write_text("run:\n  seed: 0\n")
+    for n in range(1, 80):
+        (tmp_path / f"p{n}.yaml").write_text(f"base: p{n - 1}.yaml\n")
+    with pytest.raises(CaclError, match="more than 64 preset files"):
+        resolve(str(tmp_path / "p79.yaml"))
+
+
+def test_a_relative_base_inside_a_layered_name_is_read_beside_the_preset(tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "q.yaml").write_text("run:\n  seed: 7\n")
+    (folder / "top.yaml").write_text("base: q.yaml+moco-v2\n")
+    (tmp_path / "q.yaml").write_text("run:\n  seed: 99\n")  # the working directory's: not it
+    monkeypatch.chdir(tmp_path)
+    cfg = resolve(str(folder / "top.yaml"))
+    assert cfg.run.seed == 7 and not cfg.heads.pixel
