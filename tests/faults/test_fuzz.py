@@ -91,6 +91,25 @@ def _first(folder, pattern):
     return sorted(folder.glob(pattern))[0]
 
 
+def _lock_in(folder):
+    """The lock file of an output folder, made so that a mutation can put a link or a FIFO in
+    its place before the command claims the folder."""
+    def target(d):
+        (d / folder).mkdir(parents=True, exist_ok=True)
+        (d / folder / ".cacl.lock").touch()
+        return d / folder / ".cacl.lock"
+
+    return target
+
+
+def _next_shard(d):
+    """A new video for the tar extraction, and the shard its rerun writes next."""
+    video = d / "world/videos/world/clip_000000.mp4"
+    shutil.copy(video, video.with_name("clip_new.mp4"))
+    (d / "pairs-tar" / "pairs-000001.tar").touch()
+    return d / "pairs-tar" / "pairs-000001.tar"
+
+
 # -- what each command reads: kind -> (the file to damage, the command line) --------------------
 
 
@@ -122,6 +141,7 @@ def pretrain_rows():
                    lambda d, f: ["pretrain", "--out", d / "run", "--resume"]),
         "preset": (lambda d: d / "preset-pretrain.yaml",
                    lambda d, f: ["pretrain", "--preset", f, "--out", d / "out", *tiny]),
+        "lock file": (_lock_in("out"), lambda d, f: ["pretrain", "--out", d / "out", *tiny]),
     }
 
 
@@ -141,6 +161,7 @@ def evaluation_rows(command):
         "checkpoint": (lambda d: d / CHECKPOINT, lambda d, f: line(d, ("--checkpoint", f))),
         "preset": (lambda d: d / f"preset-{command}.yaml",
                    lambda d, f: [*line(d), "--preset", f]),
+        "lock file": (_lock_in("out"), lambda d, f: line(d)),
     }
 
 
@@ -157,6 +178,7 @@ def propagate_rows():
         "checkpoint": (lambda d: d / CHECKPOINT,
                        lambda d, f: line(d, weights=("--checkpoint", f))),
         "preset": (lambda d: d / "preset-propagate.yaml", lambda d, f: line(d, preset=f)),
+        "lock file": (_lock_in("out"), lambda d, f: line(d)),
     }
 
 
@@ -172,6 +194,7 @@ def visualize_rows():
                        lambda d, f: line(d, d / SEQUENCE, ("--checkpoint", f))),
         "preset": (lambda d: d / "preset-visualize.yaml",
                    lambda d, f: [*line(d, d / SEQUENCE), "--preset", f]),
+        "lock file": (_lock_in("out"), lambda d, f: line(d, d / SEQUENCE)),
     }
 
 
@@ -189,6 +212,8 @@ def extract_rows():
                    lambda d, f: line(d, d / "pairs")),
         "preset": (lambda d: d / "preset-extract-pairs.yaml",
                    lambda d, f: line(d, d / "out", "--preset", f)),
+        "lock file": (_lock_in("pairs"), lambda d, f: line(d, d / "pairs")),
+        "next tar shard": (_next_shard, lambda d, f: line(d, d / "pairs-tar", "--format", "tar")),
     }
 
 
@@ -202,6 +227,8 @@ ROWS = {
     "export": {
         "checkpoint": (lambda d: d / CHECKPOINT,
                        lambda d, f: ["export", "--checkpoint", f, "--out", d / "out"]),
+        "lock file": (_lock_in("out"),
+                      lambda d, f: ["export", "--checkpoint", d / CHECKPOINT, "--out", d / "out"]),
         "preset": (lambda d: d / "preset-export.yaml",
                    lambda d, f: ["export", "--checkpoint", d / CHECKPOINT, "--preset", f,
                                  "--out", d / "out"]),
@@ -311,16 +338,53 @@ def wrong_field_types(path, d):
     return path
 
 
+def hostile_content(path, d):
+    """A file cacl wrote, made by hand: every stamp and checksum valid, the content hostile."""
+    if path.name == "index.bin":  # frames named outside the folder, the stamp kept
+        from cacl_cli.data.manifest import read_manifest
+        from cacl_cli.data.pair_index import Strings, index_arrays, write_arrays
+
+        manifest = path.parent / "manifest.jsonl"
+        arrays = index_arrays(read_manifest(manifest)[1])
+        names = Strings.of([str(d / "elsewhere" / "keep.txt")] * (len(arrays["file_starts"]) - 1))
+        arrays.update(file_blob=names.blob, file_starts=names.starts)
+        write_arrays(path.parent, arrays, manifest)
+    elif path.suffix == ".pt":
+        state = torch.load(path, weights_only=True)
+        torch.save({**state, "format": "x"}, path)
+    elif path.suffix in (".json", ".jsonl"):
+        lines = path.read_text().splitlines()
+        record = json.loads(lines[-1]) | {"frames": [["../elsewhere/keep.txt", "a\0b.jpg"]]}
+        path.write_text("\n".join(lines[:-1] + [json.dumps(record)]) + "\n")
+    else:  # YAML: a value that is a list where a number goes, inside a valid section
+        path.write_text(path.read_text() + "\nschedule:\n  steps: [1, 2]\n")
+    return path
+
+
+def nested_deep(path, d):
+    """Three hundred thousand levels of nesting: more than any parser can descend."""
+    if path.suffix in (".yaml", ".yml"):
+        path.write_text("run: " + "[" * 300_000 + "]" * 300_000 + "\n")
+    else:
+        path.write_text("[" * 300_000 + "]" * 300_000 + "\n")
+    return path
+
+
 FILE = [zero_bytes, truncated, wrong_header, non_utf8_name, fifo, link_out_of_the_tree,
         dangling_link]  # fmt: skip
 IMAGE = [huge_header, other_size, other_mode, sixteen_bit]
-MUTATIONS = {m.__name__: m for m in [*FILE, *IMAGE, ids_out_of_range, wrong_field_types]}
+STRUCTURED = [wrong_field_types, hostile_content, nested_deep]  # files cacl wrote: input too
+# Where cacl writes in place (a lock, a log, a shard): a link or a FIFO put there first.
+WRITE_TARGET = [fifo, dangling_link, link_out_of_the_tree]
+MUTATIONS = {m.__name__: m for m in [*FILE, *IMAGE, ids_out_of_range, *STRUCTURED]}
 KINDS = {  # input kind -> the mutations that apply to it
     "frame": FILE + IMAGE, "pairs frame": FILE + IMAGE, "mask": FILE + IMAGE + [ids_out_of_range],
-    "video": FILE, "split list": FILE, "pairs index": FILE, "tar shard": FILE, "run log": FILE,
-    "record": FILE + [wrong_field_types],
-    **{k: FILE + [wrong_field_types]
-       for k in ("checkpoint", "init weights", "config", "preset", "manifest")},
+    "video": FILE, "split list": FILE, "tar shard": FILE, "run log": FILE + [nested_deep],
+    "pairs index": FILE + [hostile_content, nested_deep], "record": FILE + STRUCTURED,
+    "checkpoint": FILE + [wrong_field_types, hostile_content],
+    "init weights": FILE + [wrong_field_types, hostile_content],
+    **{k: FILE + STRUCTURED for k in ("config", "preset", "manifest")},
+    "lock file": WRITE_TARGET, "next tar shard": WRITE_TARGET,
 }  # fmt: skip
 # Names the layout fixes: a file renamed is a missing file (tested elsewhere), not an odd name.
 FIXED_NAMES = {("pretrain", "pairs frame"), ("pretrain", "manifest"), ("pretrain", "pairs index"),
@@ -368,8 +432,10 @@ def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
     written = set(after) ^ set(before)
     changed = {p for p in set(after) & set(before) if after[p] != before[p]}
     allowed = d / "run" if line(d, given)[1:3] == ["--out", d / "run"] else d / "out"
-    if command == "extract-pairs" and kind in ("manifest", "pairs index", "record"):
+    if command == "extract-pairs" and kind in ("manifest", "pairs index", "record", "lock file"):
         allowed = d / "pairs"
+    if kind == "next tar shard":
+        allowed = d / "pairs-tar"
     outside = {p for p in written | changed if not p.is_relative_to(allowed)}
     assert not outside, f"written outside --out: {sorted(outside)[:5]}"
 
@@ -377,7 +443,8 @@ def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
 # Native decoders write to the process's own stderr, which the in-process cells cannot see: one
 # cell per mutation runs again as a real process, where every byte of stderr counts.
 REAL_PROCESS_ROWS = [("visualize", "frame"), ("probe", "mask"), ("visualize", "video"),
-                     ("probe", "checkpoint"), ("pretrain", "pairs frame")]  # fmt: skip
+                     ("probe", "checkpoint"), ("pretrain", "pairs frame"),
+                     ("pretrain", "manifest")]  # fmt: skip
 
 
 def real_process_cells():
@@ -441,16 +508,20 @@ MID_RUN = {("pretrain", "frame"), ("pretrain", "pairs frame"), ("pretrain", "tar
 
 def expected_exit(command, kind, mutation):
     """The documented exit code of a cell (docs/reliability.md)."""
+    if kind in ("lock file", "next tar shard"):
+        return 2  # cacl writes no file through a link and opens no FIFO to write: refused
+    if command == "extract-pairs" and kind in ("record", "pairs index"):
+        return 0  # a damaged record is dropped and its clip done again; the index is rebuilt
+    if kind == "run log" and mutation == "nested_deep":
+        return 0  # a line no step can be read from is dropped, as a kill's torn line is
     if mutation in ("link_out_of_the_tree", "non_utf8_name"):
         return 0  # the user's own file, reached through their link or under any name
     if command == "extract-pairs" and kind == "video":
         return 0  # a bad video is skipped and listed in skipped.tsv, not an error
-    if kind in ("frame", "pairs frame") and mutation in ("other_mode", "sixteen_bit"):
-        return 0  # decoded to 8-bit RGB
+    if kind == "frame" and mutation in ("other_mode", "sixteen_bit"):
+        return 0  # decoded to 8-bit RGB (a pairs frame is checked against its CRC-32 instead)
     if (command, kind, mutation) in SIZE_FREE:
         return 0  # an image folder pairs each image with itself; visualize feeds each frame alone
-    if command == "extract-pairs" and kind in ("record", "pairs index"):
-        return 0  # a damaged record is dropped and its clip done again; the index is rebuilt
     if (kind, mutation) == ("tar shard", "wrong_header"):
         return 0  # frames are read at their recorded offsets: tar's own headers are not read
     if kind == "run log" and mutation in ("zero_bytes", "truncated", "wrong_header"):

@@ -2,6 +2,7 @@
 FIFO standing where one goes is refused in one line, nothing outside --out is written, nothing
 blocks; two commands that may not share a folder exclude each other."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -105,3 +106,27 @@ def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, 
     merged = run_cacl("extract-pairs", videos, "--out", out, "--merge")
     assert merged.returncode == 0, merged.stderr
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 1 + 16  # no clip lost
+
+
+def test_a_video_whose_name_fills_the_name_limit_is_extracted_once(tmp_path, videos):
+    long = videos / ("v" * 251 + ".mp4")  # 255 bytes: the longest name a file may have
+    (videos / "a.mp4").rename(long)
+    out = tmp_path / "pairs"
+    first = _extracted(videos, out)
+    assert "0 already done, 1 to extract" in " ".join(first.stdout.split())
+    (record,) = [line for line in (out / "manifest.jsonl").read_text().splitlines()[1:]]
+    assert len(json.loads(record)["clip"]) <= 200 and not list(out.rglob("*.tmp"))
+    again = _extracted(videos, out)
+    assert "1 already done, 0 to extract" in " ".join(again.stdout.split())
+
+
+def test_a_layout_file_nested_past_the_parsers_depth_is_one_line(tmp_path):
+    from cacl_cli.errors import CaclError
+    from cacl_cli.pretrained import load_backbone
+
+    run = tmp_path / "run"
+    assert run_cacl("pretrain", "--out", run, *sets("schedule.steps=1")).returncode == 0
+    assert run_cacl("export", "--checkpoint", run).returncode == 0
+    (run / "export" / "layout.json").write_text("[" * 300_000 + "]" * 300_000)
+    with pytest.raises(CaclError, match="layout.json is nested too deep"):
+        load_backbone(run / "export" / "backbone.pt", "resnet18", 8)
