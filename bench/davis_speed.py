@@ -4,12 +4,15 @@ Both trees run ``cacl propagate`` on the same frames with the same random-init b
 one sequence at a time, alternating trees, each in a process of its own: total seconds, seconds
 inside the affinity (``propagate_step``), frames per second and peak resident memory. Then the two
 trees' masks are compared pixel by pixel and both are scored with this tree's (official) scorer,
-so the J&F difference is the affinity's, not the scorer's. ``--bf16`` adds a third run of this
-tree with the backbone under bfloat16 autocast (``run.amp=bf16``) and its J&F against float32.
+so the J&F difference is the affinity's, not the scorer's. Every row says the precision it
+resolved to (``run.amp``, default ``auto``: bf16 on a CPU with native bf16, float32 elsewhere).
+``--other-precision`` adds a run of this tree in the precision the default did not resolve to
+(float32 where it resolved to bf16, bf16 where float32) and its J&F against the default's.
 
     python bench/davis_speed.py --against 98a6555                  # first 20 frames of each
+    python bench/davis_speed.py --against 98a6555 --amp off        # both trees in float32
     python bench/davis_speed.py --against 98a6555 --frames 0       # whole sequences (long)
-    python bench/davis_speed.py --bf16 --frames 8 --no-against      # only the bf16 comparison
+    python bench/davis_speed.py --other-precision --frames 8 --no-against
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def child(root: Path, argv: list[str]) -> int:
     from cacl_cli.evaluate import propagate
 
     inside = {"affinity_s": 0.0, "steps": 0}
-    step = propagate.propagate_step
+    name = "vote" if hasattr(propagate, "vote") else "propagate_step"  # older trees: the latter
+    step = getattr(propagate, name)
 
     def timed_step(*args, **kwargs):
         tick = time.perf_counter()
@@ -52,7 +56,7 @@ def child(root: Path, argv: list[str]) -> int:
             inside["affinity_s"] += time.perf_counter() - tick
             inside["steps"] += 1
 
-    propagate.propagate_step = timed_step
+    setattr(propagate, name, timed_step)
     sys.argv = ["cacl", "propagate", *argv]
     tick = time.perf_counter()
     try:
@@ -69,13 +73,15 @@ def run_tree(root: Path, name: str, out: Path, args, extra: list[str]) -> dict:
     """One sequence through one tree in a fresh process: its timings and peak memory."""
     argv = [str(args.davis), "--seq", name, "--random-init", "--preset", args.preset,
             "--set", f"model.arch={args.arch}", "--set", f"model.width={args.width}",
-            "--set", "run.seed=0", "--frames", str(args.frames), "--device", "cpu",
-            "--out", str(out), "--overwrite", *extra]  # fmt: skip
+            "--set", "run.seed=0", "--set", f"run.amp={args.amp}", "--frames", str(args.frames),
+            "--device", "cpu", "--out", str(out), "--overwrite", *extra]  # fmt: skip
     done = subprocess.run([sys.executable, __file__, "--child", str(root), "--", *argv],
                           capture_output=True, text=True)  # fmt: skip
     if done.returncode:
         sys.exit(f"{root}: cacl propagate failed on {name}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    weights = json.loads((out / "results.json").read_text())["weights"]
+    timings = json.loads(done.stdout.strip().splitlines()[-1])
+    return timings | {"precision": weights.get("precision", "float32")}  # older trees: float32
 
 
 def masks_of(out: Path, name: str) -> list[np.ndarray]:
@@ -109,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--frames", type=int, default=20, help="first N frames (0: all)")
     parser.add_argument("--seq", nargs="*", help="sequences (default: every one)")
-    parser.add_argument("--bf16", action="store_true", help="also this tree in bf16")
+    parser.add_argument("--amp", default="auto", help="run.amp of every row: auto, bf16 or off")
+    parser.add_argument("--other-precision", action="store_true",
+                        help="also this tree in the precision the default did not resolve to")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "davis_speed")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # the parent scores with this tree; children load their own
@@ -120,10 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         trees = {"this tree": (ROOT, [])}
         if not args.no_against:
             trees[args.against] = (commit_tree(ROOT, args.against, Path(tmp)), [])
-        if args.bf16:
-            trees["this tree, bf16"] = (ROOT, ["--set", "run.amp=bf16"])
+        if args.other_precision:
+            other = "off" if default_precision(args) == "bfloat16" else "bf16"
+            trees[f"this tree, {other}"] = (ROOT, ["--set", f"run.amp={other}"])
         report(measure(trees, names, args), names, args)
     return 0
+
+
+def default_precision(args) -> str:
+    """What ``--amp`` resolves to on this machine, as the rows name precisions."""
+    import torch
+
+    from cacl_cli.api import amp_dtype
+
+    return str(amp_dtype(args.amp, torch.device("cpu")) or torch.float32).removeprefix("torch.")
 
 
 def measure(trees: dict, names: list[str], args) -> dict:
@@ -142,16 +160,18 @@ def report(records: dict, names: list[str], args) -> None:
     frames = "all frames" if args.frames == 0 else f"the first {args.frames} frames"
     print(f"\ncacl propagate, {args.preset}, random-init {args.arch} width {args.width}, "
           f"{frames} of {len(names)} sequences, CPU")  # fmt: skip
-    print(f"{'tree':<18}{'total s':>9}{'affinity s':>12}{'frames/s':>10}{'peak MB':>9}")
+    print(f"{'tree':<18}{'precision':>10}{'total s':>9}{'affinity s':>12}{'frames/s':>10}"
+          f"{'peak MB':>9}")  # fmt: skip
     totals = {}
     for label, per in records.items():
         total = sum(r["total_s"] for r in per.values())
         affinity = sum(r["affinity_s"] for r in per.values())
         steps = sum(r["steps"] for r in per.values())
         peak = max(r["peak_mb"] for r in per.values())
+        precision = "/".join(sorted({r["precision"] for r in per.values()}))
         totals[label] = (total, affinity)
-        print(f"{label:<18}{total:>9.1f}{affinity:>12.1f}{(steps + len(per)) / total:>10.3f}"
-              f"{peak:>9.0f}")  # fmt: skip
+        print(f"{label:<18}{precision:>10}{total:>9.1f}{affinity:>12.1f}"
+              f"{(steps + len(per)) / total:>10.3f}{peak:>9.0f}")  # fmt: skip
     labels = list(records)
     if args.against in records:
         old, new = totals[args.against], totals["this tree"]

@@ -87,6 +87,28 @@ def pairs_per_s(path: Path, workers: int, steps: int) -> float:
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
 
 
+def check_cost(folder: Path, repeats: int) -> tuple[float, float]:
+    """Microseconds per frame of a CRC-32 over its bytes and of decoding it, best of
+    ``repeats`` over every frame of the folder: the check's cost beside the work it guards."""
+    import zlib
+
+    import cv2
+    import numpy as np
+
+    frames = [path.read_bytes() for path in sorted(folder.glob("*/*.jpg"))]
+    best = {}
+    for name, work in (("crc", zlib.crc32),
+                       ("decode", lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), 1))):  # fmt: skip
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for data in frames:
+                work(data)
+            times.append((time.perf_counter() - start) / len(frames) * 1e6)
+        best[name] = min(times)
+    return best["crc"], best["decode"]
+
+
 def colour_pairs_per_s(path: Path, steps: int) -> float:
     """The colour work (jitter, grey, blur) of a batch on one CPU core."""
     cfg = resolve("r18-kinetics", values={"data.path": str(path)})
@@ -127,6 +149,8 @@ def main() -> None:
     for form in ("folder", "tar"):
         checked, bare = (statistics.median(runs[f, 1]) for f in (form, f"{form}, unchecked"))
         print(f"{form}, one worker: {checked / bare:.3f}x the pairs/s of the unchecked copy")
+    crc, decode = check_cost(outs["folder"], args.repeats)
+    print(f"per frame: CRC-32 {crc:.1f} us, JPEG decode {decode:.1f} us ({100 * crc / decode:.1f} %)")
     for form in ("folder", "tar"):
         device = per_core[(form, 1)]
         cpu = 1 / (1 / device + 1 / colour)

@@ -38,7 +38,7 @@ BASELINES = ("copy", "colour")
 Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
 
 
-TILE = 12  # target cells per side of an affinity block (the window adds the radius)
+TILE = 8  # target cells per side of an affinity block (the window adds the radius)
 
 
 def protocol_record(section) -> dict:
@@ -119,31 +119,33 @@ def _check_sizes(frames: list[Path], annotations: list[Path | None]) -> None:
 
 
 def backbone_features(backbone, short_side: int, device, dtype: torch.dtype | None) -> Featurizer:
-    """Unit features of the backbone, one pass per frame, under ``dtype`` autocast (None: fp32).
-    Channels-last tensors take the CPU's faster convolution kernels."""
+    """Unit features of the backbone, one pass per frame, under ``dtype`` autocast (None: fp32),
+    cells-last (h, w, C) as the vote reads them; bf16 features stay bf16 (the vote's products
+    then run in bf16 too, where the CPU has bf16 instructions). Channels-last tensors take the
+    CPU's faster convolution kernels."""
     backbone = backbone.to(memory_format=torch.channels_last)
+    stored = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
 
     @torch.inference_mode()
     def featurize(frame: np.ndarray) -> torch.Tensor:
         x = to_input(frame, short_side).to(device).contiguous(memory_format=torch.channels_last)
         with autocast(dtype, device):
             features = backbone(x)[0].float()
-        return F.normalize(features, dim=0).contiguous()
+        return F.normalize(features, dim=0).permute(1, 2, 0).to(stored).contiguous()
 
     return featurize
 
 
 def colour_features(short_side: int, device, stride: int = 8) -> Featurizer:
     """Each stride-8 cell's mean Lab colour (L, a, b scaled to about [-1, 1]), as a unit vector
-    with a constant fourth channel so that dark cells still have a direction."""
+    with a constant fourth channel so that dark cells still have a direction; cells-last."""
 
     def featurize(frame: np.ndarray) -> torch.Tensor:
         width, height = stride_size(frame.shape[1], frame.shape[0], short_side)
         small = cv2.resize(frame, (width // stride, height // stride), interpolation=cv2.INTER_AREA)
-        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32) / 127.5 - 1
-        x = torch.from_numpy(lab).permute(2, 0, 1)
-        x = torch.cat([x, torch.ones_like(x[:1])])
-        return F.normalize(x, dim=0).to(device)
+        lab = torch.from_numpy(cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32))
+        x = torch.cat([lab / 127.5 - 1, torch.ones_like(lab[..., :1])], dim=2)
+        return F.normalize(x, dim=2).to(device)
 
     return featurize
 
@@ -152,57 +154,85 @@ def propagate_step(
     target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg, tile: int = TILE
 ) -> torch.Tensor:
     """Soft labels (L, h, w) of ``target`` (C, h, w) from context ``keys`` (N, C, h, w) and their
-    ``labels`` (N, L, h, w): top-k affinities within the radius, softmax-weighted (``cfg``: the
-    ``propagate`` section).
+    ``labels`` (N, L, h, w) (``cfg``: the ``propagate`` section): ``vote`` in the channels-first
+    layout a script holds its maps in."""
+    cells_last = vote(target.permute(1, 2, 0), keys.permute(2, 3, 0, 1),
+                      labels.permute(2, 3, 0, 1), cfg, tile)  # fmt: skip
+    return cells_last.permute(2, 0, 1)
+
+
+def vote(target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg,
+         tile: int = TILE) -> torch.Tensor:  # fmt: skip
+    """Soft labels (h, w, L) of ``target`` (h, w, C) from context ``keys`` (h, w, N, C) and their
+    ``labels`` (h, w, N, L): top-k affinities within the radius, softmax-weighted.
 
     Target cells are taken a square tile at a time, and each tile meets only the context cells
-    that a cell of it can reach: the tile grown by the radius, in every context frame. The cells
-    of that window beyond the radius of a target cell are masked, as the definition says."""
-    c, h, w = target.shape
-    n, channels = keys.shape[0], labels.shape[1]
+    that a cell of it can reach: the tile grown by the radius, in every context frame. That
+    window is one matrix (its rows: cells, then frames), so its affinities to the tile are one
+    product, in the features' precision (bf16 features: bf16 products); the cells beyond the
+    radius of a target cell are masked, as the definition says. The vote itself is float32."""
+    h, w, n, c = keys.shape
     reach = math.floor(cfg.radius)  # no cell farther than this in rows or columns is in reach
-    # Rows first, then frames: a window's (row, frame) pairs share one stride, so the window is a
-    # batch of (columns x C) matrices that bmm reads in place, with no copy of the keys per tile.
-    keys_by_row = keys.permute(2, 0, 3, 1).contiguous()  # h x N x w x C
-    labels_by_row = labels.permute(2, 0, 3, 1)  # h x N x w x L
-    out = target.new_empty(channels, h, w)
+    out = torch.empty(h, w, labels.shape[3], device=target.device)
     for top in range(0, h, tile):
         for left in range(0, w, tile):
             rows, cols = slice(top, min(top + tile, h)), slice(left, min(left + tile, w))
             near_rows = slice(max(0, top - reach), min(h, rows.stop + reach))
             near_cols = slice(max(0, left - reach), min(w, cols.stop + reach))
-            query = target[:, rows, cols].flatten(1)  # C x q
-            window = keys_by_row[near_rows, :, near_cols]  # rows x N x cols x C
-            wr, wc, q = window.shape[0], window.shape[2], query.shape[1]
-            batch = window.reshape(wr * n, wc, c)
-            affinity = torch.bmm(batch, query.expand(wr * n, c, q)).permute(2, 0, 1)
+            window = keys[near_rows, near_cols]  # rows x cols x N x C
+            wr, wc = window.shape[:2]
+            query = target[rows, cols].reshape(-1, c)  # q x C
+            affinity = window.reshape(-1, c) @ query.t()  # (rows cols N) x q
             far = _beyond_radius((rows.stop - top, cols.stop - left),
                                  (top - near_rows.start, left - near_cols.start), (wr, wc),
                                  cfg.radius).to(target.device)  # fmt: skip
-            affinity = affinity.reshape(q, wr, n, wc)  # a copy, masked in place
-            affinity.masked_fill_(far[:, :, None], float("-inf"))
-            best, index = affinity.flatten(1).topk(min(cfg.topk, wr * n * wc), dim=1)
-            weight = torch.softmax(best / cfg.temperature, dim=1)  # q x k
-            value = labels_by_row[near_rows, :, near_cols].reshape(-1, channels)
-            voted = (weight.unsqueeze(2) * value[index]).sum(1)  # q x L
-            out[:, rows, cols] = voted.t().reshape(channels, rows.stop - top, cols.stop - left)
+            affinity.view(wr, wc, n, -1).masked_fill_(far, float("-inf"))
+            best, index = affinity.topk(min(cfg.topk, len(affinity)), dim=0)  # k x q
+            weight = torch.softmax(best.t().float() / cfg.temperature, dim=1)  # q x k
+            value = labels[near_rows, near_cols].reshape(-1, labels.shape[3])
+            voted = (weight.unsqueeze(2) * value[index.t()].float()).sum(1)  # q x L
+            out[rows, cols] = voted.reshape(rows.stop - top, cols.stop - left, -1)
     return out
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _beyond_radius(
     tile: tuple[int, int], offset: tuple[int, int], window: tuple[int, int], radius: float
 ) -> torch.Tensor:
-    """(tile cells, window rows, window columns) True where the window cell lies beyond the
-    radius; the tile starts ``offset`` cells into the window. Interior tiles share one geometry,
-    hence the cache."""
+    """(window rows, window columns, 1, tile cells) True where the window cell lies beyond the
+    radius of the tile cell (the 1: every context frame alike); the tile starts ``offset``
+    cells into the window. Interior tiles share one geometry, hence the cache."""
 
     def cells(size: tuple[int, int], start: tuple[int, int]) -> torch.Tensor:
         ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
         return torch.stack([ys.flatten() + start[0], xs.flatten() + start[1]], dim=1).float()
 
-    far = torch.cdist(cells(tile, offset), cells(window, (0, 0))) > radius
-    return far.reshape(-1, *window)
+    far = torch.cdist(cells(window, (0, 0)), cells(tile, offset)) > radius
+    return far.reshape(*window, 1, -1)
+
+
+class ContextBank:
+    """The context's features and labels in the layout ``vote`` reads (h, w, slot, ...): slot 0
+    holds the first frame, the others a ring of the ``context`` most recent frames, each frame
+    written once into its slot (no per-frame copy of the whole context)."""
+
+    def __init__(self, first: torch.Tensor, labels: torch.Tensor, context: int) -> None:
+        h, w = first.shape[:2]
+        self.keys = first.new_empty(h, w, 1 + context, first.shape[2])
+        self.labels = labels.new_empty(h, w, 1 + context, labels.shape[2])
+        self.filled, self.next = 1, 1
+        self.keys[:, :, 0], self.labels[:, :, 0] = first, labels
+
+    def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        slots = self.keys.shape[2]
+        if slots == 1:  # propagate.context 0: the first frame alone
+            return
+        self.keys[:, :, self.next], self.labels[:, :, self.next] = features, labels
+        self.next = 1 + self.next % (slots - 1)
+        self.filled = min(self.filled + 1, slots)
+
+    def context(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.keys[:, :, : self.filled], self.labels[:, :, : self.filled]
 
 
 def one_hot(
@@ -225,28 +255,21 @@ def segment_sequence(
 ) -> list[np.ndarray]:
     """Object ids (H, W) uint8 for every frame, the first being the given annotation.
 
-    Only the first frame's and the ``context`` most recent frames' features and labels are kept.
+    Only the first frame's and the ``context`` most recent frames' features and labels are kept
+    (``ContextBank``); each frame is decoded and featurized once.
     """
     ids, void = first
     channels = int(ids.max()) + 1
     height, width = ids.shape
-    kept_feats = {0: featurize(read_rgb(frames[0]))}
-    h, w = kept_feats[0].shape[1:]
-    kept_labels = {0: one_hot(ids, void, channels, (h, w)).to(device)}
+    features = featurize(read_rgb(frames[0]))
+    labels = one_hot(ids, void, channels, tuple(features.shape[:2])).to(device)
+    bank = ContextBank(features, labels.permute(1, 2, 0), cfg.context)
     predicted = [ids.astype(np.uint8)]
     for t in range(1, len(frames)):
         target = featurize(read_rgb(frames[t]))
-        context = [0] + list(range(max(1, t - cfg.context), t))
-        labels = propagate_step(
-            target,
-            torch.stack([kept_feats[i] for i in context]),
-            torch.stack([kept_labels[i] for i in context]),
-            cfg,
-        )
-        kept_feats[t], kept_labels[t] = target, labels
-        for old in [i for i in kept_feats if i not in context and i not in (0, t)]:
-            del kept_feats[old], kept_labels[old]
-        full = F.interpolate(labels[None], size=(height, width), mode="bilinear")
+        labels = vote(target, *bank.context(), cfg)
+        bank.add(target, labels)
+        full = F.interpolate(labels.permute(2, 0, 1)[None], size=(height, width), mode="bilinear")
         predicted.append(full[0].argmax(0).byte().cpu().numpy())
         on_frame(t)
     return predicted

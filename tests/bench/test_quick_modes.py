@@ -161,12 +161,16 @@ def test_world_propagation_scores_the_copy_baseline_and_random_init():
 
 def test_davis_speed_times_each_tree_and_compares_their_masks(tmp_path, shared_data):
     """This tree in float32 against itself in bf16, three frames of blackswan at 64 px: the
-    timing table, then the masks compared pixel by pixel and both scored x100."""
-    out = bench(BENCH / "davis_speed.py", "--no-against", "--bf16", "--davis",
-                shared_data / "davis-2016", "--seq", "blackswan", "--frames", "3",
+    timing table with each row's precision, then the masks compared pixel by pixel and both
+    scored x100."""
+    out = bench(BENCH / "davis_speed.py", "--no-against", "--amp", "off", "--other-precision",
+                "--davis", shared_data / "davis-2016", "--seq", "blackswan", "--frames", "3",
                 "--preset", "propagate-cpu", "--width", "8", "--out", tmp_path)  # fmt: skip
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    assert float(out.split("this tree, bf16")[1].split()[0]) > 0  # its total seconds
+    table = {line[:18].strip(): line[18:].split() for line in out.splitlines()
+             if line.startswith("this tree")}  # fmt: skip - the timing table's rows
+    assert table["this tree"][0] == "float32" and table["this tree, bf16"][0] == "bfloat16"
+    assert float(table["this tree, bf16"][1]) > 0  # its total seconds
     agree, ours, other = (float(v) for v in rows["blackswan"][1:4])
     assert 90 <= agree <= 100 and 0 <= ours <= 100 and 0 <= other <= 100
     assert sorted(p.name for p in (tmp_path / "this-tree-bf16" / "blackswan").glob("*.png")) == [

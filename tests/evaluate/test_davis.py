@@ -132,9 +132,9 @@ def test_a_two_object_sequence_is_propagated_per_object_and_ignores_void(tmp_pat
         frames.append(path)
 
     def featurize(rgb):  # each cell's colour, plus a constant so that black has a direction
-        cells = torch.from_numpy(rgb[::8, ::8].astype(np.float32)).permute(2, 0, 1)
-        cells = cells + torch.tensor([0, 0, 1.0])[:, None, None]
-        return torch.nn.functional.normalize(cells, dim=0)
+        cells = torch.from_numpy(rgb[::8, ::8].astype(np.float32))  # cells last: (h, w, C)
+        cells = cells + torch.tensor([0, 0, 1.0])
+        return torch.nn.functional.normalize(cells, dim=2)
 
     protocol = section("propagate", topk=1)
     predicted = segment_sequence(featurize, frames, (first, void), protocol, "cpu")
