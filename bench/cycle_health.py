@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from cacl_cli.api import resolve
-from cacl_cli.api import pretrain
+from cacl_cli.api import RunFolder, pretrain, resolve
 
 VARIANTS = {
     "soft, cycle queue 4096": ["loss.soft_cycle=true", "moco.cycle_queue_size=4096"],
@@ -56,7 +55,7 @@ COLUMNS = {  # metrics.jsonl key -> (header, width)
 
 
 def summarise(run: Path) -> dict[str, float]:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in RunFolder(run).metrics.read_text().splitlines()]
     tail = records[-max(1, len(records) // 5) :]
     mean = lambda key: statistics.fmean(r[key] for r in tail)  # noqa: E731
     return {k: mean(k) for k in COLUMNS}
@@ -71,7 +70,7 @@ def main() -> None:
     rows = []
     for name, overrides in VARIANTS.items():
         run = args.out / name.split(" (")[0].replace(" ", "_").replace(",", "")
-        if not (run / "metrics.jsonl").is_file():
+        if not RunFolder(run).metrics.is_file():
             cfg = resolve(
                 "tiny-world", overrides + [f"schedule.steps={args.steps}", "run.log_every=5"]
             )

@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from step_harness import commit_tree  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data" / "davis-2016"
 
 
@@ -71,12 +72,35 @@ def child(root: Path, argv: list[str]) -> int:
 
 def run_tree(root: Path, name: str, out: Path, args, extra: list[str]) -> dict:
     """One sequence through one tree in a fresh process: its timings and peak memory."""
-    argv = [str(args.davis), "--seq", name, "--random-init", "--preset", args.preset,
-            "--set", f"model.arch={args.arch}", "--set", f"model.width={args.width}",
-            "--set", "run.seed=0", "--set", f"run.amp={args.amp}", "--frames", str(args.frames),
-            "--device", "cpu", "--out", str(out), "--overwrite", *extra]  # fmt: skip
-    done = subprocess.run([sys.executable, __file__, "--child", str(root), "--", *argv],
-                          capture_output=True, text=True)  # fmt: skip
+    argv = [
+        str(args.davis),
+        "--seq",
+        name,
+        "--random-init",
+        "--preset",
+        args.preset,
+        "--set",
+        f"model.arch={args.arch}",
+        "--set",
+        f"model.width={args.width}",
+        "--set",
+        "run.seed=0",
+        "--set",
+        f"run.amp={args.amp}",
+        "--frames",
+        str(args.frames),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--overwrite",
+        *extra,
+    ]
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(root), "--", *argv],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         sys.exit(f"{root}: cacl propagate failed on {name}:\n{done.stderr[-2000:]}")
     weights = json.loads((out / "results.json").read_text())["weights"]
@@ -116,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20, help="first N frames (0: all)")
     parser.add_argument("--seq", nargs="*", help="sequences (default: every one)")
     parser.add_argument("--amp", default="auto", help="run.amp of every row: auto, bf16 or off")
-    parser.add_argument("--other-precision", action="store_true",
-                        help="also this tree in the precision the default did not resolve to")
+    parser.add_argument(
+        "--other-precision",
+        action="store_true",
+        help="also this tree in the precision the default did not resolve to",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "davis_speed")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # the parent scores with this tree; children load their own
@@ -158,10 +185,14 @@ def measure(trees: dict, names: list[str], args) -> dict:
 
 def report(records: dict, names: list[str], args) -> None:
     frames = "all frames" if args.frames == 0 else f"the first {args.frames} frames"
-    print(f"\ncacl propagate, {args.preset}, random-init {args.arch} width {args.width}, "
-          f"{frames} of {len(names)} sequences, CPU")  # fmt: skip
-    print(f"{'tree':<18}{'precision':>10}{'total s':>9}{'affinity s':>12}{'frames/s':>10}"
-          f"{'peak MB':>9}")  # fmt: skip
+    print(
+        f"\ncacl propagate, {args.preset}, random-init {args.arch} width {args.width}, "
+        f"{frames} of {len(names)} sequences, CPU"
+    )
+    print(
+        f"{'tree':<18}{'precision':>10}{'total s':>9}{'affinity s':>12}{'frames/s':>10}"
+        f"{'peak MB':>9}"
+    )
     totals = {}
     for label, per in records.items():
         total = sum(r["total_s"] for r in per.values())
@@ -170,21 +201,29 @@ def report(records: dict, names: list[str], args) -> None:
         peak = max(r["peak_mb"] for r in per.values())
         precision = "/".join(sorted({r["precision"] for r in per.values()}))
         totals[label] = (total, affinity)
-        print(f"{label:<18}{precision:>10}{total:>9.1f}{affinity:>12.1f}"
-              f"{(steps + len(per)) / total:>10.3f}{peak:>9.0f}")  # fmt: skip
+        print(
+            f"{label:<18}{precision:>10}{total:>9.1f}{affinity:>12.1f}"
+            f"{(steps + len(per)) / total:>10.3f}{peak:>9.0f}"
+        )
     labels = list(records)
     if args.against in records:
         old, new = totals[args.against], totals["this tree"]
-        print(f"this tree is {old[0] / new[0]:.2f}x faster overall, the affinity "
-              f"{old[1] / new[1]:.2f}x")  # fmt: skip
+        print(
+            f"this tree is {old[0] / new[0]:.2f}x faster overall, the affinity "
+            f"{old[1] / new[1]:.2f}x"
+        )
     for other in labels[1:]:
         print(f"\nmasks of this tree against {other} (both scored by this tree's scorer, x100)")
         print(f"{'sequence':<14}{'agree %':>9}{'J&F this':>10}{'J&F other':>11}{'diff':>7}")
-        rows = [compare(records["this tree"][n]["out"], records[other][n]["out"], n, args)
-                for n in names]  # fmt: skip
+        rows = [
+            compare(records["this tree"][n]["out"], records[other][n]["out"], n, args)
+            for n in names
+        ]
         for name, row in zip(names, rows):
-            print(f"{name:<14}{row['agree_pct']:>9.3f}{row['jf_a']:>10.2f}{row['jf_b']:>11.2f}"
-                  f"{row['jf_b'] - row['jf_a']:>7.2f}")  # fmt: skip
+            print(
+                f"{name:<14}{row['agree_pct']:>9.3f}{row['jf_a']:>10.2f}{row['jf_b']:>11.2f}"
+                f"{row['jf_b'] - row['jf_a']:>7.2f}"
+            )
         agree = statistics.fmean(r["agree_pct"] for r in rows)
         mean_a = statistics.fmean(r["jf_a"] for r in rows)
         mean_b = statistics.fmean(r["jf_b"] for r in rows)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
-from cacl_cli.api import progress_bar  # noqa: E402
+from cacl_cli.api import RunFolder, progress_bar  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -43,7 +43,7 @@ def rows_to_run(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         seed = int(method_seed.rsplit("-s", 1)[1])
         if method_seed.startswith("random-init") or (args.seeds and seed not in args.seeds):
             continue
-        checkpoints = sorted((run / "checkpoints").glob("step-*.pt"))
+        checkpoints = RunFolder(run).checkpoint_files()
         if checkpoints:
             rows.append((method_seed, ["--checkpoint", str(checkpoints[-1])]))
     return rows
@@ -52,9 +52,20 @@ def rows_to_run(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 def run_row(name: str, weights: list[str], args: argparse.Namespace, out: Path) -> dict:
     folder = out / "rows" / name.replace(" ", "-")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    command = [sys.executable, "-m", "cacl_cli", "propagate", str(args.davis), *weights,
-               "--preset", args.preset, *args.extra,
-               "--out", str(folder), "--overwrite"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cacl_cli",
+        "propagate",
+        str(args.davis),
+        *weights,
+        "--preset",
+        args.preset,
+        *args.extra,
+        "--out",
+        str(folder),
+        "--overwrite",
+    ]
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -137,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 fh.write(json.dumps(record) + "\n")
             records.append(record)
             progress.advance(task)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     header = (
         f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; {date.today()}, "
         f"commit {commit or 'unknown'}, {platform.machine()} with {os.cpu_count()} cores; "

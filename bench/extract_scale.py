@@ -28,8 +28,14 @@ ARGS = ["--workers", "1", "--short-side", "64", "--stride", "4"]
 def cacl(*args: object) -> subprocess.Popen:
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "cacl_cli", *map(str, args)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, process_group=0)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        process_group=0,
+    )
 
 
 def timed(*procs: subprocess.Popen) -> float:
@@ -44,8 +50,10 @@ def timed(*procs: subprocess.Popen) -> float:
 def shards_at_once(videos: Path, out: Path, form: str, kill_after: int | None) -> float:
     """Both shards at once; with ``kill_after``, killed once that many records exist."""
     start = time.perf_counter()
-    procs = [cacl("extract-pairs", videos, "--out", out, "--shard", f"{k}/2", "--format", form,
-                  *ARGS) for k in (0, 1)]  # fmt: skip
+    procs = [
+        cacl("extract-pairs", videos, "--out", out, "--shard", f"{k}/2", "--format", form, *ARGS)
+        for k in (0, 1)
+    ]
     if kill_after is None:
         timed(*procs)
         return time.perf_counter() - start
@@ -71,14 +79,25 @@ def main() -> None:
     args = parser.parse_args()
     world = args.out / "world"
     if not (world / "videos").is_dir():
-        made = timed(cacl("world", "--out", world, "--clips", args.clips + args.add,
-                          "--train-images", 0, "--val-images", 0))  # fmt: skip
+        made = timed(
+            cacl(
+                "world",
+                "--out",
+                world,
+                "--clips",
+                args.clips + args.add,
+                "--train-images",
+                0,
+                "--val-images",
+                0,
+            )
+        )
         print(f"world: {args.clips + args.add} clips exported in {made:.1f} s")
     videos, extra = args.out / "videos", args.out / "extra"
     if not videos.is_dir():  # the last --add clips come later, as new videos
         clips = sorted((world / "videos").rglob("*.mp4"))
         for path in clips:
-            target = (extra if path in clips[args.clips:] else videos) / path.name
+            target = (extra if path in clips[args.clips :] else videos) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
     results = {"clips": args.clips, "cores": os.cpu_count()}
@@ -99,12 +118,17 @@ def main() -> None:
         load = time.perf_counter() - start
         files, size = footprint(out)
         results[form] = {
-            "killed_after_s": round(first, 1), "records_at_kill": records,
-            "resume_s": round(resumed, 1), "clips_per_s": round(args.clips / (first + resumed), 2),
-            "rerun_nothing_left_s": round(nothing, 2), f"rerun_{args.add}_new_s": round(more, 2),
-            "index_load_s": round(load, 4), "draws": len(folder), "files": files,
+            "killed_after_s": round(first, 1),
+            "records_at_kill": records,
+            "resume_s": round(resumed, 1),
+            "clips_per_s": round(args.clips / (first + resumed), 2),
+            "rerun_nothing_left_s": round(nothing, 2),
+            f"rerun_{args.add}_new_s": round(more, 2),
+            "index_load_s": round(load, 4),
+            "draws": len(folder),
+            "files": files,
             "disk_bytes_per_clip": round(size / (args.clips + args.add)),
-        }  # fmt: skip
+        }
         print(form, json.dumps(results[form]), flush=True)
     print(json.dumps(results))
 

@@ -21,8 +21,17 @@ from pathlib import Path
 
 import cv2
 
-from cacl_cli.api import (ExtractSection, assign_ids, choose_starts, clip_id, find_videos,
-                          process_clip, resize_short_side, section, worker_init)  # fmt: skip
+from cacl_cli.api import (
+    ExtractSection,
+    assign_ids,
+    choose_starts,
+    clip_id,
+    find_videos,
+    process_clip,
+    resize_short_side,
+    section,
+    worker_init,
+)
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 
@@ -57,9 +66,7 @@ def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -
         cap.release()
 
 
-def ours(
-    root: Path, videos: list[Path], out: Path, settings: ExtractSection, workers: int
-) -> None:
+def ours(root: Path, videos: list[Path], out: Path, settings: ExtractSection, workers: int) -> None:
     ids = assign_ids(root, videos, {})
     clips = [(path, ids[path], out, settings) for path in videos]
     with get_context("forkserver").Pool(workers, initializer=worker_init) as pool:

@@ -24,10 +24,14 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cacl_cli.api import read_rgb, to_input  # noqa: E402
-from cacl_cli.api import read_annotation  # noqa: E402
-from cacl_cli.api import open_sequence  # noqa: E402
-from cacl_cli.api import load_backbone  # noqa: E402
+from cacl_cli.api import (  # noqa: E402  # noqa: E402
+    RunFolder,
+    load_backbone,
+    open_sequence,  # noqa: E402
+    read_annotation,  # noqa: E402
+    read_rgb,
+    to_input,
+)
 
 SEQUENCES = ["blackswan", "camel", "cows", "dog", "goat"]
 
@@ -58,12 +62,16 @@ def spread(backbone, root: Path, names: list[str], size: int) -> dict[str, float
         x, mask = features_and_mask(backbone, sequence, 0, size)
         later, later_mask = features_and_mask(backbone, sequence, LATER, size)
         cells = x.flatten(1).t()
-        rows.append({
-            "within": float((cells @ cells.t()).mean()),
-            "apart": float(F.cosine_similarity(cells[mask].mean(0), cells[~mask].mean(0), dim=0)),
-            "neighbour": float((x[:, :, 1:] * x[:, :, :-1]).sum(0).mean()),
-            "one_step": nearest_label_accuracy(x, mask, later, later_mask),
-        })  # fmt: skip
+        rows.append(
+            {
+                "within": float((cells @ cells.t()).mean()),
+                "apart": float(
+                    F.cosine_similarity(cells[mask].mean(0), cells[~mask].mean(0), dim=0)
+                ),
+                "neighbour": float((x[:, :, 1:] * x[:, :, :-1]).sum(0).mean()),
+                "one_step": nearest_label_accuracy(x, mask, later, later_mask),
+            }
+        )
     return {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
 
 
@@ -83,21 +91,25 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"random init": None}
     for folder in args.learning:
         for run in sorted(folder.glob(f"runs/*-s{args.seed}/run")):
-            checkpoints = sorted((run / "checkpoints").glob("step-*.pt"))
+            checkpoints = RunFolder(run).checkpoint_files()
             if checkpoints:  # several folders may hold runs of one name: then name the folder
                 several = len(args.learning) > 1
                 rows[f"{folder.name}/{run.parent.name}" if several else run.parent.name] = (
                     checkpoints[-1]
                 )
     print(f"{len(names)} sequences; one-step propagation: frame 0 -> frame {LATER}")
-    print(f"{'backbone':34s} {'within-frame':>13s} {'object-bg':>10s} {'neighbour':>10s}"
-          f" {'one-step':>9s}")  # fmt: skip
+    print(
+        f"{'backbone':34s} {'within-frame':>13s} {'object-bg':>10s} {'neighbour':>10s}"
+        f" {'one-step':>9s}"
+    )
     for name, checkpoint in rows.items():
         torch.manual_seed(args.seed)
         backbone, _ = load_backbone(checkpoint, "resnet18", args.width)
         r = spread(backbone.eval(), args.davis, names, args.size)
-        print(f"{name:34s} {r['within']:13.3f} {r['apart']:10.3f} {r['neighbour']:10.3f}"
-              f" {r['one_step']:9.3f}")  # fmt: skip
+        print(
+            f"{name:34s} {r['within']:13.3f} {r['apart']:10.3f} {r['neighbour']:10.3f}"
+            f" {r['one_step']:9.3f}"
+        )
     return 0
 
 

@@ -76,10 +76,20 @@ def kinetics_like(n: int) -> list[dict]:
     for i in range(n):
         clip = f"class{i % 400:03d}__{i:011d}_000010_000020"
         names = [f"{clip}/{f:06d}.jpg" for f in (17 + i % 50, 25 + i % 50)]
-        records.append({"clip": clip, "source": f"class{i % 400:03d}/{i:011d}_000010_000020.mp4",
-                        "status": "done", "frames": [names], "indices": [[17, 25]], "fps": 25.0,
-                        "frame_count": 250, "size": [340, 256], "decoder": "decord",
-                        "stride": 8})  # fmt: skip
+        records.append(
+            {
+                "clip": clip,
+                "source": f"class{i % 400:03d}/{i:011d}_000010_000020.mp4",
+                "status": "done",
+                "frames": [names],
+                "indices": [[17, 25]],
+                "fps": 25.0,
+                "frame_count": 250,
+                "size": [340, 256],
+                "decoder": "decord",
+                "stride": 8,
+            }
+        )
     return records
 
 
@@ -95,13 +105,17 @@ def main() -> None:
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in [header] + records))
     write_index(folder, records, manifest)
-    print(f"{args.clips} clips: manifest {manifest.stat().st_size / 1e6:.1f} MB, index "
-          f"{(folder / 'index.bin').stat().st_size / 1e6:.1f} MB, written in "
-          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(
+        f"{args.clips} clips: manifest {manifest.stat().st_size / 1e6:.1f} MB, index "
+        f"{(folder / 'index.bin').stat().st_size / 1e6:.1f} MB, written in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     start = time.perf_counter()
     known = known_sources(folder)
-    print(f"a rerun's look at what is done: {len(known)} sources in "
-          f"{time.perf_counter() - start:.2f} s")  # fmt: skip
+    print(
+        f"a rerun's look at what is done: {len(known)} sources in "
+        f"{time.perf_counter() - start:.2f} s"
+    )
     (folder / ".records").mkdir()
     new = kinetics_like(1)[0] | {"clip": "zzz__new", "source": "zzz/new.mp4"}
     (folder / ".records" / "zzz__new.json").write_text(json.dumps(new))
@@ -111,18 +125,28 @@ def main() -> None:
     runs = {"index": [], "dicts": []}
     for _ in range(args.repeats):
         for form in runs:  # side by side, alternating
-            done = subprocess.run([sys.executable, "-c", PROBE, form, str(folder)],
-                                  capture_output=True, text=True, check=True)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-c", PROBE, form, str(folder)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             runs[form].append(json.loads(done.stdout))
     for form, results in runs.items():
-        median = {key: statistics.median(r[key] if key[-1] == "s" else sum(r[key])
-                                         for r in results) for key in ("load_s",)}  # fmt: skip
-        mb = {key: [round(statistics.median(r[key][i] for r in results) / 1024, 1) for i in (0, 1)]
-              for key in ("load_kb", "after_draws_kb")}  # fmt: skip
+        median = {
+            key: statistics.median(r[key] if key[-1] == "s" else sum(r[key]) for r in results)
+            for key in ("load_s",)
+        }
+        mb = {
+            key: [round(statistics.median(r[key][i] for r in results) / 1024, 1) for i in (0, 1)]
+            for key in ("load_kb", "after_draws_kb")
+        }
         worker = statistics.median(r["worker_dirty_kb"] for r in results) / 1024
-        print(f"{form:6s} load {median['load_s']:.3f} s | added MB [clean, dirty]: at load "
-              f"{mb['load_kb']}, after 20k draws {mb['after_draws_kb']} | a worker reading "
-              f"every entry copies {worker:.1f} MB")  # fmt: skip
+        print(
+            f"{form:6s} load {median['load_s']:.3f} s | added MB [clean, dirty]: at load "
+            f"{mb['load_kb']}, after 20k draws {mb['after_draws_kb']} | a worker reading "
+            f"every entry copies {worker:.1f} MB"
+        )
 
 
 if __name__ == "__main__":

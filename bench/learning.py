@@ -52,7 +52,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cacl_cli.api import HEADS, progress_bar  # noqa: E402
+from cacl_cli.api import HEADS, RunFolder, progress_bar  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import ledger as ledgers  # noqa: E402
@@ -178,48 +178,67 @@ class Benchmark:
         world = [s for s in self.args.set if s.startswith("world.")]
         probe_sets = sets(world + [f"run.seed={seed}"] + self.args.probe_set)
         result, seconds = self.results_of(
-            "probe", *source, "--preset", self.args.probe_preset, *probe_sets,
-            out=out, folder=folder,
-        )  # fmt: skip
-        self.write({
-            "method": method,
-            "seed": seed,
-            "step": step,
-            "kind": "probe",
-            "miou": result["miou"],
-            "macc": result.get("macc"),
-            "probe_seconds": seconds,
-            "precision": self.precision(self.args.set, self.method_preset(method)),
-            **self.timing(method, seed),
-            "truth": _truth_at(folder / "run" / "metrics.jsonl", step),
-        })  # fmt: skip
+            "probe",
+            *source,
+            "--preset",
+            self.args.probe_preset,
+            *probe_sets,
+            out=out,
+            folder=folder,
+        )
+        self.write(
+            {
+                "method": method,
+                "seed": seed,
+                "step": step,
+                "kind": "probe",
+                "miou": result["miou"],
+                "macc": result.get("macc"),
+                "probe_seconds": seconds,
+                "precision": self.precision(self.args.set, self.method_preset(method)),
+                **self.timing(method, seed),
+                "truth": _truth_at(RunFolder(folder / "run").metrics, step),
+            }
+        )
 
-    def propagate(self, kind: str, method: str, seed: int, step: int, source: list[str],
-                  folder: Path) -> None:  # fmt: skip
+    def propagate(
+        self, kind: str, method: str, seed: int, step: int, source: list[str], folder: Path
+    ) -> None:
         """J&F of label propagation at the last step: ``davis`` on the real sequences, ``world``
         on the world's held-out clips (at --world-size); skipped when not asked for or done."""
         wanted = self.args.davis if kind == "davis" else self.args.world_clips
         if not wanted or (method, seed, step, kind) in self.done:
             return
-        root, size = (self.args.davis, []) if kind == "davis" else (
-            str(self.world_clips()), ["--size", str(self.args.world_size)]
+        root, size = (
+            (self.args.davis, [])
+            if kind == "davis"
+            else (str(self.world_clips()), ["--size", str(self.args.world_size)])
         )
         result, seconds = self.results_of(
-            "propagate", root, *source, "--preset", self.args.propagate_preset,
-            *sets(self.args.propagate_set), *size, out=folder / f"{kind}-{step:07d}", folder=folder,
-        )  # fmt: skip
-        self.write({
-            "method": method,
-            "seed": seed,
-            "step": step,
-            "kind": kind,
-            f"{kind}_jf_x100": result["J&F_mean_x100"],
-            f"{kind}_j_x100": result["J_mean_x100"],
-            f"{kind}_f_x100": result["F_mean_x100"],
-            "per_sequence_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
-            f"{kind}_seconds": seconds,
-            "precision": self.precision(self.args.propagate_set, self.args.propagate_preset),
-        })  # fmt: skip
+            "propagate",
+            root,
+            *source,
+            "--preset",
+            self.args.propagate_preset,
+            *sets(self.args.propagate_set),
+            *size,
+            out=folder / f"{kind}-{step:07d}",
+            folder=folder,
+        )
+        self.write(
+            {
+                "method": method,
+                "seed": seed,
+                "step": step,
+                "kind": kind,
+                f"{kind}_jf_x100": result["J&F_mean_x100"],
+                f"{kind}_j_x100": result["J_mean_x100"],
+                f"{kind}_f_x100": result["F_mean_x100"],
+                "per_sequence_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
+                f"{kind}_seconds": seconds,
+                "precision": self.precision(self.args.propagate_set, self.args.propagate_preset),
+            }
+        )
 
     def world_clips(self) -> Path:
         """OUT/world-davis, drawn from the pretrain preset's world (and its --set world.* keys)
@@ -230,11 +249,22 @@ class Benchmark:
                 partial = self.work / f"{WORLD_DAVIS}.partial"
                 world = [s for s in self.args.set if s.startswith("world.")]
                 self.cacl(
-                    "world", str(partial), "--clips", "0", "--train-images", "0",
-                    "--val-images", "0", "--davis-clips", str(self.args.world_clips),
-                    "--preset", self.args.preset, *sets(world), "--overwrite",
+                    "world",
+                    str(partial),
+                    "--clips",
+                    "0",
+                    "--train-images",
+                    "0",
+                    "--val-images",
+                    "0",
+                    "--davis-clips",
+                    str(self.args.world_clips),
+                    "--preset",
+                    self.args.preset,
+                    *sets(world),
+                    "--overwrite",
                     log=self.work / "world-davis.log",
-                )  # fmt: skip
+                )
                 (partial / "davis").rename(clips)
                 shutil.rmtree(partial)
         drawn = len((clips / "ImageSets" / "2017" / "val.txt").read_text().split())
@@ -256,13 +286,13 @@ class Benchmark:
                 self.propagate(kind, method, seed, 0, ["--random-init", *sets(shape)], folder)
             progress.advance(bar, len(self.eval_steps))
             return
-        started, fresh = time.perf_counter(), not (folder / "run" / "checkpoints").is_dir()
+        started, fresh = time.perf_counter(), not RunFolder(folder / "run").checkpoints.is_dir()
         training = self.start_training(method, seed, folder)
         fresh = fresh and training is not None
         # Each checkpoint is probed as soon as it is written, while training goes on, so a run
         # cut short still leaves its early points in results.jsonl.
         for step in self.eval_steps:
-            checkpoint = folder / "run" / "checkpoints" / f"step-{step:07d}.pt"
+            checkpoint = RunFolder(folder / "run").checkpoint(step)
             while (method, seed, step, "probe") not in self.done and not checkpoint.is_file():
                 if training is None or training.poll() is not None:
                     raise RuntimeError(f"{method} seed {seed}: no {checkpoint}; see {folder}")
@@ -274,7 +304,7 @@ class Benchmark:
         if training is not None and training.wait() != 0:
             raise RuntimeError(f"{method} seed {seed}: pretrain failed; see {folder}/log.txt")
         last = self.eval_steps[-1]
-        checkpoint = folder / "run" / "checkpoints" / f"step-{last:07d}.pt"
+        checkpoint = RunFolder(folder / "run").checkpoint(last)
         for kind in PROPAGATIONS:
             self.propagate(kind, method, seed, last, ["--checkpoint", str(checkpoint)], folder)
 
@@ -288,8 +318,14 @@ class Benchmark:
         pretrain_sets = [f"run.seed={seed}", f"schedule.steps={self.args.steps}"]
         pretrain_sets += [f"run.checkpoint_every={every}", keep] + self.args.set
         # The same command starts the run or continues it after an interruption.
-        args = ["--preset", self.method_preset(method), *sets(pretrain_sets), "--out", str(run),
-                "--resume"]  # fmt: skip
+        args = [
+            "--preset",
+            self.method_preset(method),
+            *sets(pretrain_sets),
+            "--out",
+            str(run),
+            "--resume",
+        ]
         log = folder / "log.txt"
         return self.start_cacl("pretrain", *args, "--device", self.args.device, log=log)
 
@@ -345,8 +381,10 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
     for method in methods:
         step = 0 if METHODS[method] is None else final
         # In seed order: parallel runs append their records in the order they finish.
-        mine = sorted((r for r in records if r["method"] == method and r["step"] == step),
-                      key=lambda r: r["seed"])  # fmt: skip
+        mine = sorted(
+            (r for r in records if r["method"] == method and r["step"] == step),
+            key=lambda r: r["seed"],
+        )
         probes = [r for r in mine if r.get("kind", "probe") == "probe"]
         if not probes:
             continue
@@ -357,13 +395,15 @@ def summarise(records: list[dict], methods: list[str], final: int) -> list[dict]
             for key in DIAGNOSTICS
             if (values := [r["truth"][key] for r in probes if key in r.get("truth", {})])
         }
-        rows.append({
-            "method": method,
-            "probe": _stats([(r["seed"], 100 * r["miou"]) for r in probes]),
-            "davis": _stats(davis),
-            "world": _stats(world),
-            "truth": truth,
-        })  # fmt: skip
+        rows.append(
+            {
+                "method": method,
+                "probe": _stats([(r["seed"], 100 * r["miou"]) for r in probes]),
+                "davis": _stats(davis),
+                "world": _stats(world),
+                "truth": truth,
+            }
+        )
     return rows
 
 
@@ -400,19 +440,26 @@ def paired_markdown(rows: list[dict], planned: int) -> str:
     by_method = {r["method"]: r for r in rows}
     if not {"CACL", "MoCo-v2"} <= by_method.keys():
         return ""
-    lines = ["| yardstick | pairs | CACL - MoCo-v2 per seed (x100) | mean | sd | 95% t-interval |"
-             " seeds CACL ahead | verdict |", "|" + " --- |" * 8]  # fmt: skip
+    lines = [
+        "| yardstick | pairs | CACL - MoCo-v2 per seed (x100) | mean | sd | 95% t-interval |"
+        " seeds CACL ahead | verdict |",
+        "|" + " --- |" * 8,
+    ]
     for yardstick, label in YARDSTICKS.items():
-        a, b = (dict(zip(by_method[m][yardstick]["seeds"], by_method[m][yardstick]["values"]))
-                for m in ("CACL", "MoCo-v2"))  # fmt: skip
+        a, b = (
+            dict(zip(by_method[m][yardstick]["seeds"], by_method[m][yardstick]["values"]))
+            for m in ("CACL", "MoCo-v2")
+        )
         pair = ledgers.paired(a, b)
         if not pair["n"]:
             continue
         each = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(pair["seeds"], pair["diffs"]))
         partial = f" (partial: {pair['n']} of {planned} pairs)" if pair["n"] < planned else ""
         interval = f"[{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair["n"] > 1 else "-"
-        lines.append(f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {pair['sd']:.2f} | "
-                     f"{interval} | {pair['ahead']} of {pair['n']} | {pair['verdict']}{partial} |")
+        lines.append(
+            f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {pair['sd']:.2f} | "
+            f"{interval} | {pair['ahead']} of {pair['n']} | {pair['verdict']}{partial} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -532,8 +579,9 @@ def plot_yardsticks(rows: list[dict], path: Path) -> list[str]:
     if pyplot is None or not drawn:
         return []
     base = next((r for r in rows if r["method"] == "MoCo-v2"), None)
-    figure, panels = pyplot.subplots(1, len(drawn), figsize=(4 * len(drawn), 4.5), dpi=120,
-                                     layout="constrained", squeeze=False)  # fmt: skip
+    figure, panels = pyplot.subplots(
+        1, len(drawn), figsize=(4 * len(drawn), 4.5), dpi=120, layout="constrained", squeeze=False
+    )
     for axes, yardstick in zip(panels[0], drawn):
         if base is not None and base[yardstick]["values"]:
             mean, spread = base[yardstick]["mean"], 2 * _std(base[yardstick]["values"])
@@ -563,8 +611,9 @@ def describe_machine(device: str) -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     return (
         f"{date.today()}, commit {commit or 'unknown'}, {platform.machine()}"
         f" with {os.cpu_count()} cores, {gpu}, device {device}, torch {torch.__version__}"
@@ -584,9 +633,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="pretrain override")
     parser.add_argument("--probe-set", action="append", default=[], help="probe override")
     parser.add_argument(
-        "--davis", default=str(DEFAULT_DAVIS) if DEFAULT_DAVIS.is_dir() else "",
+        "--davis",
+        default=str(DEFAULT_DAVIS) if DEFAULT_DAVIS.is_dir() else "",
         help="DAVIS-format folder for the real-video yardstick ('' to skip)",
-    )  # fmt: skip
+    )
     parser.add_argument("--propagate-preset", default="propagate-cpu", help="DAVIS protocol")
     parser.add_argument(
         "--propagate-set", action="append", default=[], help="cacl propagate override"
@@ -596,10 +646,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--world-size", type=int, default=128, help="their short side, in px")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "learning"))
-    parser.add_argument("--ledger", default="", help="a ledger folder: committed results that "
-                        "grow across sessions, one recipe, every cell float32 (bench/ledger.py)")
-    parser.add_argument("--work", default="", help="with --ledger: where its pretrain runs go "
-                        "(default bench/out/ledgers/NAME)")
+    parser.add_argument(
+        "--ledger",
+        default="",
+        help="a ledger folder: committed results that "
+        "grow across sessions, one recipe, every cell float32 (bench/ledger.py)",
+    )
+    parser.add_argument(
+        "--work",
+        default="",
+        help="with --ledger: where its pretrain runs go (default bench/out/ledgers/NAME)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, no result")
     parser.add_argument("--summary-only", action="store_true", help="only rewrite table and plot")
     args = parser.parse_args(argv)
@@ -626,15 +683,20 @@ def ledger_recipe(bench: Benchmark) -> dict:
     args = bench.args
     world = [s for s in args.set if s.startswith("world.")]
     davis = Path(args.davis) / "JPEGImages" / "480p"
-    recipe = {f"pretrain/{m}": ledgers.settings(bench.method_config(m))
-              for m in args.methods if METHODS[m] is not None}  # fmt: skip
+    recipe = {
+        f"pretrain/{m}": ledgers.settings(bench.method_config(m))
+        for m in args.methods
+        if METHODS[m] is not None
+    }
     recipe["probe"] = ledgers.settings(resolve(args.probe_preset, world + args.probe_set))
     recipe["propagate"] = ledgers.settings(resolve(args.propagate_preset, args.propagate_set))
     recipe["bench"] = {
-        "steps": args.steps, "evals": args.evals, "world_clips": args.world_clips,
+        "steps": args.steps,
+        "evals": args.evals,
+        "world_clips": args.world_clips,
         "world_size": args.world_size,
         "davis_sequences": sorted(p.name for p in davis.iterdir()) if args.davis else [],
-    }  # fmt: skip
+    }
     data = {bench.method_config(m).data.path for m in args.methods if METHODS[m] is not None}
     if data - {None}:  # pairs folders: what they hold, not where they lie
         recipe["bench"]["pairs"] = sorted(ledgers.pairs_digest(Path(p)) for p in data - {None})
@@ -647,12 +709,15 @@ def ledger_header(records: list[dict], args: argparse.Namespace) -> str:
     planned = len(trained) * len(args.seeds) * (1 + bool(args.davis) + bool(args.world_clips))
     wanted = {(m, s) for m in trained for s in args.seeds}
     done = [r for r in records if (r["method"], r["seed"]) in wanted]
-    machines = sorted({f"{r.get('cpu', '?')} ({', '.join(r.get('cpu_flags', [])) or 'no flags'})"
-                       for r in done})  # fmt: skip
+    machines = sorted(
+        {f"{r.get('cpu', '?')} ({', '.join(r.get('cpu_flags', [])) or 'no flags'})" for r in done}
+    )
     commits = sorted({r.get("commit", "?") + ("+changes" if r.get("dirty") else "") for r in done})
-    return (f"# Ledger {Path(args.ledger).name}: {len(done)} of {planned} cells\n\n"
-            f"Commits: {', '.join(commits) or '-'}. Machines: {'; '.join(machines) or '-'}. "
-            "The design and the verdict rule: design.md.\n\n")
+    return (
+        f"# Ledger {Path(args.ledger).name}: {len(done)} of {planned} cells\n\n"
+        f"Commits: {', '.join(commits) or '-'}. Machines: {'; '.join(machines) or '-'}. "
+        "The design and the verdict rule: design.md.\n\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -676,11 +741,15 @@ def main(argv: list[str] | None = None) -> int:
         complete = "INCOMPLETE: not every method and seed reached it; see the seeds column"
     rows = summarise(records, args.methods, final)
     protocol = ", ".join([args.propagate_preset, *args.propagate_set])
-    davis = f"DAVIS J&F ({protocol}) on {args.davis}" if args.davis else (
-        "no DAVIS folder: J&F not measured"
+    davis = (
+        f"DAVIS J&F ({protocol}) on {args.davis}"
+        if args.davis
+        else ("no DAVIS folder: J&F not measured")
     )
-    world = f"world propagation J&F ({protocol}) on {args.world_clips} held-out clips at " \
+    world = (
+        f"world propagation J&F ({protocol}) on {args.world_clips} held-out clips at "
         f"{args.world_size} px"
+    )
     header = (
         f"Probe mIoU (%) after {final} of {args.steps} pretraining steps ({complete}); "
         f"{davis}; {world if args.world_clips else 'world propagation not measured'}; "
@@ -688,8 +757,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.perf_counter() - started:.0f} s this invocation.\n\n"
         f"Command: python bench/learning.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     )
-    recipes = {m: ["-"] * 5 if METHODS[m] is None else recipe(bench.method_config(m))
-               for m in args.methods}  # fmt: skip
+    recipes = {
+        m: ["-"] * 5 if METHODS[m] is None else recipe(bench.method_config(m)) for m in args.methods
+    }
     text = table_markdown(rows, recipes, header)
     if args.ledger:
         text = ledger_header(records, args) + paired_markdown(rows, len(args.seeds)) + "\n" + text

@@ -28,8 +28,16 @@ CHECKS_FILE = "checks.jsonl"
 FP32_PINS = ["run.amp=off", "loss.queue_matmul=float32"]
 # Keys that say where, how often or which seed, not what a cell computes (a pairs folder's
 # contents are in the recipe, by digest: its path differs from machine to machine).
-BOOKKEEPING = ("preset.", "run.seed", "run.device", "run.checkpoint_every",
-               "run.keep_checkpoints", "run.log_every", "eval.cache", "data.path")  # fmt: skip
+BOOKKEEPING = (
+    "preset.",
+    "run.seed",
+    "run.device",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.log_every",
+    "eval.cache",
+    "data.path",
+)
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_vnni")
 
 
@@ -54,12 +62,21 @@ def cpu_model_and_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, lis
 
 def source_state(root: Path) -> tuple[str, bool]:
     """The commit checked out at ``root``, and whether the package or the bench differ from it."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
         return done.stdout.strip()
 
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "cacl_cli", "presets",
-                  "bench/learning.py", "bench/ledger.py")  # fmt: skip
+    changed = git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "cacl_cli",
+        "presets",
+        "bench/learning.py",
+        "bench/ledger.py",
+    )
     return git("rev-parse", "--short=12", "HEAD") or "unknown", bool(changed)
 
 
@@ -68,9 +85,16 @@ def provenance(root: Path) -> dict:
 
     commit, dirty = source_state(root)
     model, flags = cpu_model_and_flags()
-    return {"commit": commit, "dirty": dirty, "measured": str(date.today()), "cpu": model,
-            "cpu_flags": flags, "cores": os.cpu_count(), "machine": platform.machine(),
-            "torch": torch.__version__}  # fmt: skip
+    return {
+        "commit": commit,
+        "dirty": dirty,
+        "measured": str(date.today()),
+        "cpu": model,
+        "cpu_flags": flags,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
 
 
 def precision(cfg, device: str) -> str:
@@ -151,8 +175,11 @@ def differences(saved: dict, current: dict) -> list[str]:
     found = []
     for part in saved.keys() & current.keys():
         old, new = saved[part], current[part]
-        found += [f"{part} {key}: {old[key]!r} -> {new[key]!r}"
-                  for key in sorted(old.keys() & new.keys()) if old[key] != new[key]]  # fmt: skip
+        found += [
+            f"{part} {key}: {old[key]!r} -> {new[key]!r}"
+            for key in sorted(old.keys() & new.keys())
+            if old[key] != new[key]
+        ]
     return sorted(found)
 
 
@@ -168,8 +195,10 @@ def admit(folder: Path, recipe: dict, state: dict, root: Path) -> None:
     changed = differences(saved["recipe"], recipe)
     if changed:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-        raise Refused(f"{folder} holds cells of another recipe: {changed[0]}{more}; "
-                      "keep the recipe or start another --ledger folder")  # fmt: skip
+        raise Refused(
+            f"{folder} holds cells of another recipe: {changed[0]}{more}; "
+            "keep the recipe or start another --ledger folder"
+        )
     if recipe.keys() - saved["recipe"].keys():  # a method joins: its settings join the recipe
         _write_json(path, {**saved, "recipe": {**recipe, **saved["recipe"]}})
     first = saved["first_commit"]
@@ -184,15 +213,27 @@ def same_training(folder: Path, first: str, commit: str, root: Path) -> None:
     if any(c["commit"] == commit and c["against"] == first and c["identical"] for c in checks):
         return
     print(f"ledger: cells so far come from {first}; checking that {commit} trains the same")
-    done = subprocess.run([sys.executable, str(root / "bench" / "same_training.py"), "--against",
-                           first], capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "same_training.py"), "--against", first],
+        capture_output=True,
+        text=True,
+    )
     verdict = (done.stdout.strip() or done.stderr.strip()[-500:]).replace("\n", "; ")
-    append_record(folder / CHECKS_FILE, {"commit": commit, "against": first,
-                                         "identical": done.returncode == 0, "verdict": verdict,
-                                         "checked": str(date.today())})  # fmt: skip
+    append_record(
+        folder / CHECKS_FILE,
+        {
+            "commit": commit,
+            "against": first,
+            "identical": done.returncode == 0,
+            "verdict": verdict,
+            "checked": str(date.today()),
+        },
+    )
     if done.returncode:
-        raise Refused(f"{commit} does not train as {first}, which wrote this ledger's first cells "
-                      f"(bench/same_training.py: {verdict[:300]}); start another --ledger folder")
+        raise Refused(
+            f"{commit} does not train as {first}, which wrote this ledger's first cells "
+            f"(bench/same_training.py: {verdict[:300]}); start another --ledger folder"
+        )
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -232,12 +273,24 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict:
     diffs = [a[s] - b[s] for s in seeds]
     result = {"seeds": seeds, "diffs": diffs, "n": len(diffs), "ahead": sum(d > 0 for d in diffs)}
     if len(diffs) < 2:
-        return {**result, "mean": statistics.fmean(diffs) if diffs else math.nan,
-                "sd": math.nan, "low": math.nan, "high": math.nan, "verdict": "too few pairs"}
+        return {
+            **result,
+            "mean": statistics.fmean(diffs) if diffs else math.nan,
+            "sd": math.nan,
+            "low": math.nan,
+            "high": math.nan,
+            "verdict": "too few pairs",
+        }
     mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
     half = t_quantile_975(len(diffs) - 1) * sd / math.sqrt(len(diffs))
-    return {**result, "mean": mean, "sd": sd, "low": mean - half, "high": mean + half,
-            "verdict": verdict(mean - half, mean + half)}
+    return {
+        **result,
+        "mean": mean,
+        "sd": sd,
+        "low": mean - half,
+        "high": mean + half,
+        "verdict": verdict(mean - half, mean + half),
+    }
 
 
 def verdict(low: float, high: float, a: str = "CACL", b: str = "MoCo-v2") -> str:

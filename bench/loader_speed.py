@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from cacl_cli.api import build_batches, resolve, write_index
+from cacl_cli.api import build_batches, read_rgb, resolve, write_index
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 # pairs/s one H100 trains on (docs/results.md, "Real training steps on the H100", the median of
@@ -46,9 +46,27 @@ def extract(copies: int, root: Path) -> dict[str, Path]:
     outs = {}
     for form in ("folder", "tar"):
         outs[form] = root / form
-        subprocess.run([sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos), "--out",
-                        str(outs[form]), "--format", form, "--pairs-per-clip", "4", "--stride", "4",
-                        "--short-side", "256"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cacl_cli",
+                "extract-pairs",
+                str(videos),
+                "--out",
+                str(outs[form]),
+                "--format",
+                form,
+                "--pairs-per-clip",
+                "4",
+                "--stride",
+                "4",
+                "--short-side",
+                "256",
+            ],
+            check=True,
+            capture_output=True,
+        )
     for form in ("folder", "tar"):
         outs[f"{form}, unchecked"] = unchecked(outs[form], root / f"{form}-unchecked")
     return outs
@@ -75,9 +93,14 @@ def pairs_per_s(path: Path, workers: int, steps: int) -> float:
     cfg = resolve("r18-kinetics", values={"data.path": str(path)})
     batches = build_batches(cfg)
     warm = 2 * workers + 2  # prefetch_factor 2 per worker, and the first batch's start-up
-    loader = DataLoader(batches, batch_size=None, sampler=range(warm + steps),
-                        num_workers=workers, worker_init_fn=_one_thread,
-                        prefetch_factor=2)  # fmt: skip
+    loader = DataLoader(
+        batches,
+        batch_size=None,
+        sampler=range(warm + steps),
+        num_workers=workers,
+        worker_init_fn=_one_thread,
+        prefetch_factor=2,
+    )
     iterator = iter(loader)
     for _ in range(warm):
         next(iterator)
@@ -88,23 +111,21 @@ def pairs_per_s(path: Path, workers: int, steps: int) -> float:
 
 
 def check_cost(folder: Path, repeats: int) -> tuple[float, float]:
-    """Microseconds per frame of a CRC-32 over its bytes and of decoding it, best of
-    ``repeats`` over every frame of the folder: the check's cost beside the work it guards."""
+    """Microseconds per frame of a CRC-32 over its bytes and of reading and decoding it (what
+    the loader does with each frame), best of ``repeats`` over every frame of the folder: the
+    check's cost beside the work it guards."""
     import zlib
 
-    import cv2
-    import numpy as np
-
-    frames = [path.read_bytes() for path in sorted(folder.glob("*/*.jpg"))]
+    paths = sorted(folder.glob("*/*.jpg"))
+    frames = [path.read_bytes() for path in paths]
     best = {}
-    for name, work in (("crc", zlib.crc32),
-                       ("decode", lambda d: cv2.imdecode(np.frombuffer(d, np.uint8), 1))):  # fmt: skip
+    for name, work, items in (("crc", zlib.crc32, frames), ("decode", read_rgb, paths)):
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            for data in frames:
-                work(data)
-            times.append((time.perf_counter() - start) / len(frames) * 1e6)
+            for item in items:
+                work(item)
+            times.append((time.perf_counter() - start) / len(items) * 1e6)
         best[name] = min(times)
     return best["crc"], best["decode"]
 
@@ -136,8 +157,9 @@ def main() -> None:
         for form, path in outs.items():
             for workers in (1, 2, 4):
                 runs.setdefault((form, workers), []).append(pairs_per_s(path, workers, args.steps))
-    colour = statistics.median(colour_pairs_per_s(outs["folder"], args.steps)
-                               for _ in range(args.repeats))  # fmt: skip
+    colour = statistics.median(
+        colour_pairs_per_s(outs["folder"], args.steps) for _ in range(args.repeats)
+    )
     print(f"{cores} cores; median of {args.repeats}; batch 32 of 224 px crops from 256 px frames")
     print("format            workers  pairs/s  per core (read+decode+crop+draws)")
     per_core = {}
@@ -150,14 +172,19 @@ def main() -> None:
         checked, bare = (statistics.median(runs[f, 1]) for f in (form, f"{form}, unchecked"))
         print(f"{form}, one worker: {checked / bare:.3f}x the pairs/s of the unchecked copy")
     crc, decode = check_cost(outs["folder"], args.repeats)
-    print(f"per frame: CRC-32 {crc:.1f} us, JPEG decode {decode:.1f} us ({100 * crc / decode:.1f} %)")
+    print(
+        f"per frame: CRC-32 {crc:.1f} us, read and decode {decode:.1f} us "
+        f"({100 * crc / decode:.1f} %)"
+    )
     for form in ("folder", "tar"):
         device = per_core[(form, 1)]
         cpu = 1 / (1 / device + 1 / colour)
         for preset, appetite in GPU_PAIRS_PER_S.items():
-            print(f"{form}, {preset} ({appetite} pairs/s per GPU): {appetite / device:.1f} cores "
-                  f"per GPU with colours on the GPU, {appetite / cpu:.1f} with colours on the "
-                  f"CPU")  # fmt: skip
+            print(
+                f"{form}, {preset} ({appetite} pairs/s per GPU): {appetite / device:.1f} cores "
+                f"per GPU with colours on the GPU, {appetite / cpu:.1f} with colours on the "
+                f"CPU"
+            )
     shutil.rmtree(root)
 
 

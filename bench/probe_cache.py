@@ -18,11 +18,7 @@ from tempfile import TemporaryDirectory
 import torch
 from rich.console import Console
 
-from cacl_cli.api import resolve
-from cacl_cli.api import open_splits
-from cacl_cli.api import train_probe
-from cacl_cli.api import prepare
-from cacl_cli.api import load_backbone
+from cacl_cli.api import load_backbone, open_splits, prepare, resolve, train_probe
 
 
 def main() -> None:

@@ -41,9 +41,12 @@ DAVIS = SHARED / "davis-2016"
 NOVEL = [SHARED / "videos", SHARED / "frames" / "bedroom"]
 VARIANTS = {  # name -> (what the collection holds, methods, seeds)
     "novel": (NOVEL, ["random init", "MoCo-v2", "CACL"], [0, 1, 2]),
-    "davis-seen": (NOVEL + sorted((DAVIS / "JPEGImages" / "480p").glob("*")), ["MoCo-v2", "CACL"],
-                   [0]),
-}  # fmt: skip
+    "davis-seen": (
+        NOVEL + sorted((DAVIS / "JPEGImages" / "480p").glob("*")),
+        ["MoCo-v2", "CACL"],
+        [0],
+    ),
+}
 QUICK_SOURCES = [SHARED / "videos" / "realshort.mp4", SHARED / "frames" / "bedroom"]
 PRESET = "video-cpu"
 LABELS = {"novel": "no DAVIS frame seen", "davis-seen": "DAVIS frames seen without labels"}
@@ -53,9 +56,13 @@ def collection(sources: list[Path], folder: Path) -> Path:
     """A folder of links to ``sources`` (video files, folders of videos, frame folders): real
     folders holding linked files, as extract-pairs does not descend into linked folders."""
     for source in sources:
-        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        files = (
+            [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+        )
         for path in files:
-            relative = source.name if path == source else Path(source.name) / path.relative_to(source)
+            relative = (
+                source.name if path == source else Path(source.name) / path.relative_to(source)
+            )
             link = folder / relative
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.is_symlink():
@@ -65,8 +72,9 @@ def collection(sources: list[Path], folder: Path) -> Path:
 
 def cacl(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "cacl_cli", *args], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cacl_cli", *args], env=env, capture_output=True, text=True
+    )
     if done.returncode:
         sys.exit(f"cacl {args[0]} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
 
@@ -76,8 +84,17 @@ def pairs(variant: str, sources: list[Path], work: Path, quick: bool) -> Path:
     videos = collection(sources, work / variant / "videos")
     out = work / variant / "pairs"
     extra = ["--set", "extract.pairs_per_clip=4", "--set", "extract.short_side=48"] if quick else []
-    cacl("extract-pairs", str(videos), "--out", str(out), "--preset", PRESET, "--workers", "1",
-         *extra)  # fmt: skip
+    cacl(
+        "extract-pairs",
+        str(videos),
+        "--out",
+        str(out),
+        "--preset",
+        PRESET,
+        "--workers",
+        "1",
+        *extra,
+    )
     return out
 
 
@@ -91,11 +108,30 @@ def run_variant(variant: str, args: argparse.Namespace) -> int:
     from cacl_cli.api import resolve
 
     steps = resolve(PRESET, []).schedule.steps
-    command = ["--ledger", str(Path(args.out) / variant), "--work", str(Path(args.work) / variant),
-               "--preset", PRESET, "--set", f"data.path={data}", "--world-clips", "0",
-               "--methods", *methods, "--seeds", *map(str, args.seeds or seeds),
-               "--steps", str(steps), "--evals", "1", "--jobs", str(args.jobs),
-               "--device", args.device]  # fmt: skip
+    command = [
+        "--ledger",
+        str(Path(args.out) / variant),
+        "--work",
+        str(Path(args.work) / variant),
+        "--preset",
+        PRESET,
+        "--set",
+        f"data.path={data}",
+        "--world-clips",
+        "0",
+        "--methods",
+        *methods,
+        "--seeds",
+        *map(str, args.seeds or seeds),
+        "--steps",
+        str(steps),
+        "--evals",
+        "1",
+        "--jobs",
+        str(args.jobs),
+        "--device",
+        args.device,
+    ]
     if args.quick:
         command += ["--quick", "--seeds", "0"]
     if args.summary_only:
@@ -115,15 +151,23 @@ def baselines(args: argparse.Namespace) -> list[dict]:
 def summary(args: argparse.Namespace, rows: list[dict]) -> str:
     """One line per backbone: DAVIS J&F x100 per seed, their mean and spread; then CACL minus
     MoCo-v2 paired by seed, per variant."""
-    lines = ["| backbone | data | DAVIS J&F x100 per seed | mean ± sd |", "| --- | --- | --- | --- |"]
+    lines = [
+        "| backbone | data | DAVIS J&F x100 per seed | mean ± sd |",
+        "| --- | --- | --- | --- |",
+    ]
     for row in rows:
         values = row["values"]
         spread = f" ± {statistics.stdev(values.values()):.2f}" if len(values) > 1 else ""
         each = ", ".join(f"{s}: {v:.2f}" for s, v in sorted(values.items()))
-        lines.append(f"| {row['name']} | {row['data']} | {each} | "
-                     f"{statistics.fmean(values.values()):.2f}{spread} |")  # fmt: skip
-    lines += ["", "| data | pairs | CACL - MoCo-v2 per seed | mean | 95% t-interval | verdict |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines.append(
+            f"| {row['name']} | {row['data']} | {each} | "
+            f"{statistics.fmean(values.values()):.2f}{spread} |"
+        )
+    lines += [
+        "",
+        "| data | pairs | CACL - MoCo-v2 per seed | mean | 95% t-interval | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     by = {(r["name"], r["data"]): r["values"] for r in rows}
     for variant in args.variants:
         label = LABELS[variant]
@@ -131,21 +175,33 @@ def summary(args: argparse.Namespace, rows: list[dict]) -> str:
             pair = ledgers.paired(by["CACL", label], by["MoCo-v2", label])
             each = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(pair["seeds"], pair["diffs"]))
             interval = f"[{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair["n"] > 1 else "-"
-            lines.append(f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {interval} | "
-                         f"{pair['verdict']} |")  # fmt: skip
+            lines.append(
+                f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {interval} | "
+                f"{pair['verdict']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def rows_of(args: argparse.Namespace, fixed: list[dict]) -> list[dict]:
     """Every backbone's DAVIS J&F by seed: the baselines, then each variant's ledger."""
-    rows = [{"name": f"{r['row']} (width 16, seed 0)" if r["row"] == "random init" else
-             f"{r['row']} baseline", "data": "-", "values": {0: r["J&F_x100"]}}
-            for r in fixed]  # fmt: skip
+    rows = [
+        {
+            "name": f"{r['row']} (width 16, seed 0)"
+            if r["row"] == "random init"
+            else f"{r['row']} baseline",
+            "data": "-",
+            "values": {0: r["J&F_x100"]},
+        }
+        for r in fixed
+    ]
     for variant in args.variants:
         records = ledgers.read_records(Path(args.out) / variant / "results.jsonl")
         for method in VARIANTS[variant][1]:
-            values = {r["seed"]: learning.jf_x100(r, "davis") for r in records
-                      if r["method"] == method and r.get("kind") == "davis"}  # fmt: skip
+            values = {
+                r["seed"]: learning.jf_x100(r, "davis")
+                for r in records
+                if r["method"] == method and r.get("kind") == "davis"
+            }
             if values:
                 data = "-" if method == "random init" else LABELS[variant]
                 rows.append({"name": method, "data": data, "values": values})
@@ -158,8 +214,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", help="instead of each variant's own")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "experiments" /
-                                             "2026-12-06-real-video"))  # fmt: skip
+    parser.add_argument(
+        "--out", default=str(ROOT / "bench" / "experiments" / "2026-12-06-real-video")
+    )
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "real-video"))
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, no result")
@@ -180,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     (Path(args.out) / "summary.md").write_text(
         f"DAVIS-2016 dev J&F x100 (propagate-cpu, last layer, official scorer) of backbones "
         f"pretrained with `{PRESET}` on real clips.\n\nCommand: python bench/real_video.py "
-        f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n{text}")
+        f"{' '.join(sys.argv[1:] if argv is None else argv)}\n\n{text}"
+    )
     print(text)
     return 0
 

@@ -20,12 +20,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cacl_cli.api import load_checkpoint  # noqa: E402
-from cacl_cli.api import resolve  # noqa: E402
-from cacl_cli.api import normalise_batch  # noqa: E402
-from cacl_cli.api import World, correspondence_pairs  # noqa: E402
-from cacl_cli.api import model_from_config  # noqa: E402
-from cacl_cli.api import truth_health  # noqa: E402
+from cacl_cli.api import (  # noqa: E402
+    World,
+    correspondence_pairs,
+    load_checkpoint,  # noqa: E402
+    model_from_config,  # noqa: E402
+    normalise_batch,  # noqa: E402
+    resolve,  # noqa: E402
+    truth_health,  # noqa: E402
+)
 
 KEYS = {
     "truth/pixel_positive_near": "P+ near",

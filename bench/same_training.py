@@ -23,13 +23,22 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from step_harness import commit_tree  # noqa: E402
+
 # How a step ran, not what it computed (older trees log no precision: both runs are float32).
 NOT_COMPARED = ("step_time", "data_time", "images_per_s", "gpu_peak_gib", "precision")
 RECIPES = {
     "tiny-world": ["--preset", "tiny-world"],
-    "r18-kinetics on the world": ["--preset", "r18-kinetics", "--set", "data.path=null",
-                                  "--set", "model.width=16", "--set", "data.size=64"],
-}  # fmt: skip
+    "r18-kinetics on the world": [
+        "--preset",
+        "r18-kinetics",
+        "--set",
+        "data.path=null",
+        "--set",
+        "model.width=16",
+        "--set",
+        "data.size=64",
+    ],
+}
 CHILD = """
 import sys
 sys.path.insert(0, {bench!r})
@@ -42,8 +51,19 @@ cli.app()
 
 
 def train(root: Path, recipe: list[str], out: Path, steps: int) -> None:
-    argv = [*recipe, "--set", f"schedule.steps={steps}", "--set", "run.amp=off",
-            "--set", "run.log_every=1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    argv = [
+        *recipe,
+        "--set",
+        f"schedule.steps={steps}",
+        "--set",
+        "run.amp=off",
+        "--set",
+        "run.log_every=1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     code = CHILD.format(bench=str(ROOT / "bench"), root=str(root), argv=argv)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
@@ -54,8 +74,13 @@ def tensors(state, prefix: str = "") -> dict[str, torch.Tensor]:
     """Every tensor in a nested checkpoint, by its path."""
     if isinstance(state, torch.Tensor):
         return {prefix: state}
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(
-        state, (list, tuple)) else []  # fmt: skip
+    items = (
+        state.items()
+        if isinstance(state, dict)
+        else enumerate(state)
+        if isinstance(state, (list, tuple))
+        else []
+    )
     found = {}
     for key, value in items:
         found |= tensors(value, f"{prefix}/{key}")
@@ -67,14 +92,23 @@ def compare(ours: Path, theirs: Path) -> tuple[list[str], int]:
     from cacl_cli.api import latest_checkpoint
 
     (_, a), (_, b) = latest_checkpoint(ours), latest_checkpoint(theirs)
-    ta, tb = tensors({k: a[k] for k in ("model", "optimizer")}), tensors(
-        {k: b[k] for k in ("model", "optimizer")})  # fmt: skip
+    ta, tb = (
+        tensors({k: a[k] for k in ("model", "optimizer")}),
+        tensors({k: b[k] for k in ("model", "optimizer")}),
+    )
     problems = [f"tensor {k} only in one" for k in sorted(set(ta) ^ set(tb))]
-    problems += [f"tensor {k} differs" for k in sorted(set(ta) & set(tb))
-                 if ta[k].shape != tb[k].shape or not torch.equal(ta[k], tb[k])]  # fmt: skip
-    records = [[{k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED}
-                for line in (run / "metrics.jsonl").read_text().splitlines()]
-               for run in (ours, theirs)]  # fmt: skip
+    problems += [
+        f"tensor {k} differs"
+        for k in sorted(set(ta) & set(tb))
+        if ta[k].shape != tb[k].shape or not torch.equal(ta[k], tb[k])
+    ]
+    records = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED}
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+        for run in (ours, theirs)
+    ]
     if records[0] != records[1]:
         problems.append("metrics.jsonl records differ")
     return problems, len(ta)
@@ -92,14 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         old.mkdir()
         commit_tree(ROOT, args.against, old)
         for name, recipe in RECIPES.items():
-            runs = (Path(tmp) / f"{name}-this".replace(" ", "-"),
-                    Path(tmp) / f"{name}-old".replace(" ", "-"))  # fmt: skip
+            runs = (
+                Path(tmp) / f"{name}-this".replace(" ", "-"),
+                Path(tmp) / f"{name}-old".replace(" ", "-"),
+            )
             train(ROOT, recipe, runs[0], args.steps)
             train(old, recipe, runs[1], args.steps)
             problems, count = compare(*runs)
             verdict = "identical" if not problems else "DIFFERENT: " + "; ".join(problems[:5])
-            print(f"{name}: {args.steps} steps, {count} model and optimiser tensors, "
-                  f"metrics records: {verdict}")  # fmt: skip
+            print(
+                f"{name}: {args.steps} steps, {count} model and optimiser tensors, "
+                f"metrics records: {verdict}"
+            )
             failed |= bool(problems)
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
@@ -35,9 +36,10 @@ def load_package(root: Path):
     import cacl_cli  # noqa: F401 - the package itself, before its presets
 
     spec = importlib.util.spec_from_file_location(
-        "cacl_cli.presets", root / "presets" / "__init__.py",
+        "cacl_cli.presets",
+        root / "presets" / "__init__.py",
         submodule_search_locations=[str(root / "presets")],
-    )  # fmt: skip
+    )
     presets = importlib.util.module_from_spec(spec)
     sys.modules["cacl_cli.presets"] = presets
     spec.loader.exec_module(presets)
@@ -76,7 +78,12 @@ def main() -> int:
             model.momentum_encoder.backbone(v_plus)
         loss.backward()
 
+    # Older trees update the momentum encoder inside forward; later ones leave it to the loop.
+    updates_inside = "update_momentum" in inspect.signature(model.forward).parameters
+
     def cacl() -> None:
+        if not updates_inside:
+            model.momentum_update()
         model(v, v_plus, diagnose=False).loss.backward()
 
     out = {}
@@ -87,8 +94,10 @@ def main() -> int:
         tick = time.perf_counter()
         for _ in range(args.steps):
             run()
-        out[name] = {"s_per_step": (time.perf_counter() - tick) / args.steps,
-                     "flops": counter.get_total_flops()}  # fmt: skip
+        out[name] = {
+            "s_per_step": (time.perf_counter() - tick) / args.steps,
+            "flops": counter.get_total_flops(),
+        }
     print(json.dumps(out))
     return 0
 

@@ -34,9 +34,9 @@ interleaved with its ``--amp`` twin in every repeat, and prints the speed-up of 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import json
 import statistics
 import subprocess
 import sys
@@ -51,13 +51,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from step_harness import commit_tree  # noqa: E402 - bench/ is this script's own folder
-from cacl_cli.api import resolve  # noqa: E402
-from cacl_cli.api import amp_dtype, autocast  # noqa: E402
-from cacl_cli.api import reuse_freed_memory  # noqa: E402
-from cacl_cli.api import model_from_config  # noqa: E402
-from cacl_cli.api import LARS, lars_param_groups  # noqa: E402
 from ledger import cpu_model_and_flags  # noqa: E402 - bench/ is this script's own folder
+from step_harness import commit_tree  # noqa: E402 - bench/ is this script's own folder
+
+from cacl_cli.api import (  # noqa: E402  # noqa: E402
+    LARS,
+    amp_dtype,
+    autocast,
+    lars_param_groups,
+    model_from_config,  # noqa: E402
+    resolve,  # noqa: E402
+    reuse_freed_memory,  # noqa: E402
+)
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
 NO_CYCLE = ["heads.cycle=false"]
@@ -84,6 +89,7 @@ def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
 
     def step(model) -> Callable[[], None]:
         def run() -> None:
+            model.momentum_update()  # the loop's, once a step
             with autocast(dtype, device):
                 out = model(v, v_plus, diagnose=False)
             out.loss.backward()
@@ -91,8 +97,13 @@ def variants(cfg_for, device, dtype, batch) -> dict[str, Callable[[], None]]:
         return run
 
     optimizer = LARS(lars_param_groups(cacl), lr=0.1)
-    return {"floor": floor, "MoCo-v2": step(moco), "two heads": step(two), "CACL": step(cacl),
-            "LARS": optimizer.step}  # fmt: skip
+    return {
+        "floor": floor,
+        "MoCo-v2": step(moco),
+        "two heads": step(two),
+        "CACL": step(cacl),
+        "LARS": optimizer.step,
+    }
 
 
 class OpCounter(TorchDispatchMode):
@@ -174,8 +185,10 @@ def versus_amp(cfg_for, device, batch, modes: tuple[str, str], steps: int, repea
     dtypes = [amp_dtype(mode, device) for mode in modes]
     names = [str(d or torch.float32).removeprefix("torch.") for d in dtypes]
     if dtypes[0] == dtypes[1]:
-        print(f"\n--amp {modes[0]} and --amp-against {modes[1]} both resolve to {names[0]} here: "
-              "nothing to compare")  # fmt: skip
+        print(
+            f"\n--amp {modes[0]} and --amp-against {modes[1]} both resolve to {names[0]} here: "
+            "nothing to compare"
+        )
         return
     runs = {}
     for dtype, name in zip(dtypes, names):
@@ -183,8 +196,9 @@ def versus_amp(cfg_for, device, batch, modes: tuple[str, str], steps: int, repea
         steps_of = variants(cfg_for, device, dtype, batch)
         runs |= {(variant, name): steps_of[variant] for variant in ("floor", "MoCo-v2", "CACL")}
     results = measure(runs, steps, repeats, device)
-    print(f"\n{names[0]} against {names[1]} (median of {repeats} interleaved repeats x {steps} "
-          "steps)")  # fmt: skip
+    print(
+        f"\n{names[0]} against {names[1]} (median of {repeats} interleaved repeats x {steps} steps)"
+    )
     print(f"{'variant':<11}{names[1] + ' s':>12}{names[0] + ' s':>12}{'speed-up':>10}")
     for variant in ("floor", "MoCo-v2", "CACL"):
         slow, fast = (results[variant, name]["median_s"] for name in (names[1], names[0]))
@@ -210,17 +224,22 @@ def against(commit: str, args) -> None:
         for _ in range(args.repeats):
             for label, (root, sets) in trees.items():
                 runs[label].append(harness(root, args.preset, sets, args.steps))
-    print(f"\nthis tree against {commit} ({args.preset}, each tree's own preset; median of "
-          f"{args.repeats} alternating repeats x {args.steps} steps)")  # fmt: skip
+    print(
+        f"\nthis tree against {commit} ({args.preset}, each tree's own preset; median of "
+        f"{args.repeats} alternating repeats x {args.steps} steps)"
+    )
     print(f"{'tree':<11}{'floor s':>9}{'CACL s':>9}{'time x':>8}{'FLOPs x':>9}{'effic.':>8}")
     medians = {}
     for label, records in runs.items():
-        floor, cacl = (statistics.median(r[name]["s_per_step"] for r in records)
-                       for name in ("floor", "CACL"))  # fmt: skip
+        floor, cacl = (
+            statistics.median(r[name]["s_per_step"] for r in records) for name in ("floor", "CACL")
+        )
         flops = records[0]["CACL"]["flops"] / records[0]["floor"]["flops"]
         medians[label] = cacl
-        print(f"{label:<11}{floor:>9.4f}{cacl:>9.4f}{cacl / floor:>7.2f}x{flops:>8.2f}x"
-              f"{cacl / floor / flops:>8.2f}")  # fmt: skip
+        print(
+            f"{label:<11}{floor:>9.4f}{cacl:>9.4f}{cacl / floor:>7.2f}x{flops:>8.2f}x"
+            f"{cacl / floor / flops:>8.2f}"
+        )
     print(f"CACL step: {medians[commit] / medians['this tree']:.2f}x faster than at {commit}")
 
 

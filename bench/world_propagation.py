@@ -32,8 +32,22 @@ def cacl(*args: object) -> None:
 def propagate(davis: Path, out: Path, how: list[str], args: argparse.Namespace) -> float:
     """J&F x100 of one backbone (``how``: the propagate flags that pick it) on ``davis``."""
     overrides = [arg for item in args.propagate_set for arg in ("--set", item)]
-    cacl("propagate", davis, *how, "--preset", "propagate-cpu", *overrides, "--size", args.size,
-         "--frames", args.frames, "--device", "cpu", "--out", out)  # fmt: skip
+    cacl(
+        "propagate",
+        davis,
+        *how,
+        "--preset",
+        "propagate-cpu",
+        *overrides,
+        "--size",
+        args.size,
+        "--frames",
+        args.frames,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    )
     return json.loads((out / "results.json").read_text())["J&F_mean_x100"]
 
 
@@ -76,25 +90,45 @@ def main(argv: list[str] | None = None) -> int:
         args.clips, args.frames = 2, 4
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cacl("world", work / "world", "--clips", 0, "--train-images", 0, "--val-images", 0,
-             "--davis-clips", args.clips, "--preset", args.preset)  # fmt: skip
+        cacl(
+            "world",
+            work / "world",
+            "--clips",
+            0,
+            "--train-images",
+            0,
+            "--val-images",
+            0,
+            "--davis-clips",
+            args.clips,
+            "--preset",
+            args.preset,
+        )
         davis = work / "world" / "davis"
-        table = {"copy baseline": {0: propagate(davis, work / "copy", ["--baseline", "copy"],
-                                                args)}}  # fmt: skip
+        table = {
+            "copy baseline": {0: propagate(davis, work / "copy", ["--baseline", "copy"], args)}
+        }
         table["random init"] = {
-            s: propagate(davis, work / f"random-{s}", ["--random-init", "--width", args.width,
-                         "--seed", s], args)  # fmt: skip
+            s: propagate(
+                davis,
+                work / f"random-{s}",
+                ["--random-init", "--width", args.width, "--seed", s],
+                args,
+            )
             for s in args.seeds
         }
         for name, by_seed in runs(args.learning, args.seeds).items():
             table[name] = {
-                s: propagate(davis, work / f"{name.replace('/', '_')}-{s}", ["--checkpoint", run],
-                             args)  # fmt: skip
+                s: propagate(
+                    davis, work / f"{name.replace('/', '_')}-{s}", ["--checkpoint", run], args
+                )
                 for s, run in by_seed.items()
             }
     changed = f" with {', '.join(args.propagate_set)}" if args.propagate_set else ""
-    print(f"world propagation: {args.clips} held-out clips of '{args.preset}', "
-          f"propagate-cpu at {args.size} px{changed}; J&F x100 per seed, mean ± std")  # fmt: skip
+    print(
+        f"world propagation: {args.clips} held-out clips of '{args.preset}', "
+        f"propagate-cpu at {args.size} px{changed}; J&F x100 per seed, mean ± std"
+    )
     for name, scores in table.items():
         print(f"{name:40s} {summary(scores)}")
     return 0

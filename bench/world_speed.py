@@ -65,8 +65,7 @@ def main() -> None:
         args.clips, args.repeats = 2, 1
     import torch
 
-    from cacl_cli.api import resolve, section
-    from cacl_cli.api import build_batches
+    from cacl_cli.api import build_batches, resolve, section
 
     torch.set_num_threads(1)
     world = World(section("world", size=args.size), cached_clips=0)
@@ -89,7 +88,7 @@ def main() -> None:
     )
     print(
         "  tiny-world loader, warm clip cache (render, crop, colour draws): "
-        f"{statistics.median(l for l, _ in loader):8.0f} pairs/s"
+        f"{statistics.median(rate for rate, _ in loader):8.0f} pairs/s"
     )
     print(
         "  colour work for those pairs, batched on the CPU: "

@@ -33,24 +33,60 @@ from cacl_cli.model.heads import HEADS
 from cacl_cli.optim import LARS, lars_param_groups
 from cacl_cli.pretrained import load_backbone, load_encoder
 from cacl_cli.progress import progress_bar
+from cacl_cli.run_folder import RunFolder
 from cacl_cli.training import build_batches, pretrain
 
 __all__ = [
     # presets and config
-    "Config", "ExtractSection", "resolve", "section",
+    "Config",
+    "ExtractSection",
+    "resolve",
+    "section",
     # the model, its heads and its training
-    "HEADS", "LARS", "build_batches", "lars_param_groups", "model_from_config", "pretrain",
+    "HEADS",
+    "LARS",
+    "build_batches",
+    "lars_param_groups",
+    "model_from_config",
+    "pretrain",
     "truth_health",
     # weights in and out
-    "latest_checkpoint", "load_backbone", "load_checkpoint", "load_encoder",
+    "RunFolder",
+    "latest_checkpoint",
+    "load_backbone",
+    "load_checkpoint",
+    "load_encoder",
     # data
-    "PairsFolder", "World", "assign_ids", "choose_starts", "clip_id", "correspondence_pairs",
-    "find_videos", "known_sources", "merge", "normalise_batch", "open_splits", "process_clip",
-    "read_index", "read_index_png", "read_rgb", "resize_short_side", "to_input", "worker_init",
+    "PairsFolder",
+    "World",
+    "assign_ids",
+    "choose_starts",
+    "clip_id",
+    "correspondence_pairs",
+    "find_videos",
+    "known_sources",
+    "merge",
+    "normalise_batch",
+    "open_splits",
+    "process_clip",
+    "read_index",
+    "read_index_png",
+    "read_rgb",
+    "resize_short_side",
+    "to_input",
+    "worker_init",
     "write_index",
     # evaluation
-    "open_sequence", "prepare", "propagate_step", "read_annotation", "score_sequence",
-    "sequences", "train_probe",
+    "open_sequence",
+    "prepare",
+    "propagate_step",
+    "read_annotation",
+    "score_sequence",
+    "sequences",
+    "train_probe",
     # the machine
-    "amp_dtype", "autocast", "progress_bar", "reuse_freed_memory",
-]  # fmt: skip
+    "amp_dtype",
+    "autocast",
+    "progress_bar",
+    "reuse_freed_memory",
+]

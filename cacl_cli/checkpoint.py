@@ -1,7 +1,7 @@
-"""The run folder: the checkpoint format, its pointer, the metrics log, save and restore.
+"""Checkpoints: their format, saving and finding them in a run folder (``run_folder.py``), and
+restoring a run from one.
 
-A run folder holds ``config.yaml``, ``metrics.jsonl`` and ``checkpoints/step-NNNNNNN.pt``, plus a
-``checkpoints/latest`` pointer written after the checkpoint it names. Checkpoints are written to a
+The ``latest`` pointer is written after the checkpoint it names. Checkpoints are written to a
 temporary name and renamed, and read with ``weights_only=True``, so a checkpoint can never run code
 and a killed run never leaves a half-written one behind.
 
@@ -12,11 +12,8 @@ tree) and ``rng``.
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import io
-import json
-import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +22,22 @@ from torch import nn
 
 from cacl_cli.config import Config, from_saved
 from cacl_cli.errors import CaclError
-from cacl_cli.files import (
-    open_for_writing, open_regular, parse_json, present, read_bytes, write_atomic,
-    write_text_atomic,
-)  # fmt: skip
+from cacl_cli.files import present, read_bytes, write_atomic, write_text_atomic
+from cacl_cli.run_folder import RunFolder
 
 FORMAT = 1  # the layout below; a newer file is refused rather than misread
-
-CHECKPOINT_DIR = "checkpoints"
-POINTER = "latest"
-_NAME = re.compile(r"^step-(\d+)\.pt$")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:07d}.pt"
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Write ``state`` as the checkpoint of ``step``, move the pointer, prune old ones."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    path = folder / checkpoint_name(step)
+    run = RunFolder(Path(run_dir))
+    path = run.checkpoint(step)
     # Serialised in memory first: written by torch, a full disk surfaces as a RuntimeError from
     # its C++ writer (then another from its cleanup); written here it is a plain OSError.
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(path, lambda fh: fh.write(buffer.getbuffer()))
-    write_text_atomic(folder / POINTER, path.name + "\n")
+    write_text_atomic(run.latest, path.name + "\n")
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
@@ -58,17 +45,22 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """The run's checkpoints, oldest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    found = [p for p in folder.glob("step-*.pt") if _NAME.match(p.name)] if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    return RunFolder(Path(run_dir)).checkpoint_files()
 
 
 def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
     """The one place a tensor file is read: ``torch.load`` with ``weights_only`` (no code runs),
     anything unreadable a one-line error that names the file as ``what``."""
+    return read_tensors_once(path, what, map_location)[0]
+
+
+def read_tensors_once(
+    path: Path, what: str, map_location: str | torch.device = "cpu"
+) -> tuple[Any, str]:
+    """``read_tensors`` and the file's SHA-256, from one read of its bytes."""
+    data = read_bytes(path, f"a {what}")
     try:
-        with open_regular(path, f"a {what}") as fh:
-            return torch.load(fh, map_location=map_location, weights_only=True)
+        loaded = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except CaclError:
         raise
     except RecursionError:
@@ -76,6 +68,7 @@ def read_tensors(path: Path, what: str, map_location: str | torch.device = "cpu"
     except Exception as err:  # torch raises many kinds for truncated or foreign files
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CaclError(f"{path} is not a readable {what} ({reason[:120]})") from None
+    return loaded, hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -97,15 +90,20 @@ def _check_fields(state: dict[str, Any], path: Path) -> None:
     skipped for the previous good one instead of failing half-way through the restore."""
     rng = state.get("rng")
     wrong = [
-        name for name, good in (
-            ("model", isinstance(state["model"], dict)
-             and all(torch.is_tensor(v) for v in state["model"].values())),
+        name
+        for name, good in (
+            (
+                "model",
+                isinstance(state["model"], dict)
+                and all(torch.is_tensor(v) for v in state["model"].values()),
+            ),
             ("optimizer", isinstance(state.get("optimizer"), dict)),
             ("step", isinstance(state.get("step"), int) and state["step"] >= 0),
             ("rng", isinstance(rng, dict) and torch.is_tensor(rng.get("torch"))),
             ("config", isinstance(state.get("config"), dict)),
-        ) if not good
-    ]  # fmt: skip
+        )
+        if not good
+    ]
     if wrong:
         raise CaclError(f"{path}: field '{wrong[0]}' is missing or of the wrong type (damaged?)")
 
@@ -115,8 +113,10 @@ def check_format(state: dict[str, Any], path: Path) -> None:
     whose format is no format number (damaged)."""
     given = state.get("format", FORMAT)
     if not isinstance(given, int) or isinstance(given, bool) or given < 1:
-        raise CaclError(f"{path}: field 'format' is {str(given)[:40]!r}, not a checkpoint format "
-                        "number (damaged?)")  # fmt: skip
+        raise CaclError(
+            f"{path}: field 'format' is {str(given)[:40]!r}, not a checkpoint format "
+            "number (damaged?)"
+        )
     if given > FORMAT:
         raise CaclError(
             f"{path} has checkpoint format {state['format']}, newer than this cacl reads "
@@ -134,10 +134,10 @@ def saved_config(state: dict[str, Any], path: Path) -> Config:
         raise CaclError(f"{err}; if a newer cacl wrote it, upgrade cacl to read it") from None
 
 
-def read_weights(path: Path) -> tuple[dict, Config | None]:
-    """(state dict, cacl config or None) from a cacl checkpoint, a MoCo-v2 checkpoint or a plain
-    state dict file."""
-    raw = read_tensors(path, "checkpoint or state dict")
+def read_weights(path: Path) -> tuple[dict, Config | None, str]:
+    """(state dict, cacl config or None, the file's SHA-256) from a cacl checkpoint, a MoCo-v2
+    checkpoint or a plain state dict file, read once."""
+    raw, digest = read_tensors_once(path, "checkpoint or state dict")
     config = None
     if isinstance(raw, dict) and "model" in raw and "config" in raw:  # a cacl pretrain checkpoint
         check_format(raw, path)
@@ -147,7 +147,7 @@ def read_weights(path: Path) -> tuple[dict, Config | None]:
     if not isinstance(raw, dict) or not all(torch.is_tensor(v) for v in raw.values()):
         raise CaclError(f"{path} holds no state dict of tensors")
     _check_finite(raw, path)
-    return raw, config
+    return raw, config, digest
 
 
 def _check_finite(state: dict, path: Path) -> None:
@@ -204,112 +204,11 @@ def restore(
     return int(state["step"])
 
 
-class MetricsLog:
-    """``metrics.jsonl``: one JSON record per logged step, and the same records as rows of
-    ``metrics.csv`` beside it (columns fixed by the run's first record). Each line is appended
-    with one write; a resume drops the records past its step, and any line a kill tore.
-
-    With ``events`` and the ``tensorboard`` extra installed, every number of a record also goes
-    to TensorBoard event files in ``tensorboard/`` beside them (``tensorboard --logdir RUN``);
-    without the extra, ``note`` says once that there are none.
-    """
-
-    def __init__(self, path: Path, events: bool = False, note=print) -> None:
-        self.path, self.note = path, note
-        self.csv_path = path.with_suffix(".csv")
-        self.events, self.writer, self.resumed_at = events, None, 0
-        self.header: list[str] | None = None  # metrics.csv's columns, read once
-
-    def truncate_after(self, step: int) -> None:
-        self.resumed_at = step
-        if present(self.path):
-            text = self._log_text()
-            kept = [line for line in text.splitlines() if _step_of(line) <= step]
-            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
-            records = [parse_json(line, str(self.path)) for line in kept]
-            columns = self._columns() or (list(records[0]) if records else [])
-            rows = [_csv_line(columns)] + [_csv_line(_row(r, columns)) for r in records]
-            write_text_atomic(self.csv_path, "".join(rows) if columns else "")
-            self.header = columns
-
-    def write(self, record: dict) -> None:
-        with open_for_writing(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        columns = self._columns()
-        with open_for_writing(self.csv_path, "a") as fh:
-            if not columns:
-                columns = self.header = list(record)
-                fh.write(_csv_line(columns))
-            fh.write(_csv_line(_row(record, columns)))
-        if self.events:
-            self._write_events(record)
-
-    def _write_events(self, record: dict) -> None:
-        if self.writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self.events = False
-                self.note(
-                    "note: no TensorBoard event files (the tensorboard extra is not installed: "
-                    "pip install 'cacl-video[tensorboard]'); metrics.jsonl and metrics.csv as usual"
-                )
-                return
-            # A resumed run drops the events past its step, as it drops the records.
-            purge = self.resumed_at + 1 if self.resumed_at else None
-            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=purge)
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                self.writer.add_scalar(key, value, record["step"])
-        self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-    def _columns(self) -> list[str]:
-        if self.header is None and present(self.csv_path):
-            with open_regular(self.csv_path, "the run's metrics table") as fh:
-                first = fh.readline().decode(errors="replace")  # the columns, not the rows
-            header = next(csv.reader(io.StringIO(first)), [])
-            self.header = header if all(c.isprintable() for c in "".join(header)) else None
-        return self.header or []
-
-    def records(self) -> list[dict]:
-        if not present(self.path):
-            return []
-        lines = self._log_text().splitlines()
-        return [parse_json(line, str(self.path)) for line in lines if math.isfinite(_step_of(line))]
-
-    def _log_text(self) -> str:
-        # Undecodable bytes (a damaged disk) become lines no step can be read from: dropped.
-        return read_bytes(self.path, "the run's metrics log").decode(errors="replace")
-
-
-def _row(record: dict, columns: list[str]) -> list:
-    return [record.get(c, "") for c in columns]  # a key the first record lacked stays in the JSONL
-
-
-def _csv_line(values: list) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
-
-
-def _step_of(line: str) -> float:
-    """A record's step; a line torn by a kill during its append counts as never written."""
-    try:
-        step = parse_json(line, "a metrics record")["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-    return step if isinstance(step, int) and not isinstance(step, bool) else math.inf
-
-
 def newest_last(run_dir: Path) -> list[Path]:
     """A run's checkpoints, the one the ``latest`` pointer names last (when it names one that
     exists), the others by step before it: the order in which to try them, from the end."""
     candidates = list_checkpoints(run_dir)
-    pointer = Path(run_dir) / CHECKPOINT_DIR / POINTER
+    pointer = RunFolder(Path(run_dir)).latest
     text = pointer.read_text(errors="replace").strip() if pointer.is_file() else ""
     named = pointer.parent / text if text else None
     if named in candidates:
@@ -330,8 +229,8 @@ def latest_checkpoint(run_dir: Path, warn=print) -> tuple[Path, dict[str, Any]] 
             warn(f"warning: skipping damaged checkpoint: {err}")
     if candidates:
         raise CaclError(
-            f"{Path(run_dir) / CHECKPOINT_DIR}: none of its {len(candidates)} checkpoint(s) loads; "
-            "restore one, or move the folder aside to start the run over"
+            f"{RunFolder(Path(run_dir)).checkpoints}: none of its {len(candidates)} "
+            "checkpoint(s) loads; restore one, or move the folder aside to start the run over"
         )
     return None
 

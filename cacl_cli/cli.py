@@ -26,8 +26,10 @@ DISTRIBUTION = "cacl-video"  # what pip installs; the command stays `cacl`
 
 # Click's exception classes, wherever this typer keeps its click (the click package, or its own
 # copy since typer 0.2x): found through the one typer re-exports.
-UsageError, ClickException = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
-                              for name in ("UsageError", "ClickException"))  # fmt: skip
+UsageError, ClickException = (
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+    for name in ("UsageError", "ClickException")
+)
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -93,6 +95,8 @@ def _options(
         # locale but C and UTF-8 mode) would fail the command on the name.
         with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
             stream.reconfigure(errors="surrogateescape")
+
+
 app.command("extract-pairs")(extract_pairs.extract_pairs_command)
 app.command("pretrain")(pretrain.pretrain_command)
 app.command("probe")(probe.probe_command)

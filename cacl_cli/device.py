@@ -10,7 +10,6 @@ import torch
 
 from cacl_cli.errors import CaclError
 
-
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
 
 
@@ -40,8 +39,14 @@ def _present() -> str:
     """The devices this machine has, as --device values."""
     found = ["cpu"]
     if torch.cuda.is_available():
-        found.append("cuda" + (f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
-                               if torch.cuda.device_count() > 1 else ""))  # fmt: skip
+        found.append(
+            "cuda"
+            + (
+                f" (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+                if torch.cuda.device_count() > 1
+                else ""
+            )
+        )
     if torch.backends.mps.is_available():
         found.append("mps")
     return " or ".join(found)
@@ -76,8 +81,11 @@ def amp_reason(mode: str, device: torch.device) -> str:
         return f"run.amp={mode}"
     if device.type == "cpu":
         native = [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()]
-        return (f"run.amp=auto: this CPU has native bf16 ({', '.join(native)})" if native
-                else "run.amp=auto: this CPU has no native bf16 (avx512_bf16 or amx_bf16)")  # fmt: skip
+        return (
+            f"run.amp=auto: this CPU has native bf16 ({', '.join(native)})"
+            if native
+            else "run.amp=auto: this CPU has no native bf16 (avx512_bf16 or amx_bf16)"
+        )
     return f"run.amp=auto on {device.type}"
 
 

@@ -69,7 +69,9 @@ def report_errors() -> Iterator[None]:
 def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
     """One line: a control character in the message (a newline in a user's file or sequence
     name) is shown escaped, so the line is whole and the name reads as it is."""
-    shown = "".join(c if c.isprintable() or "\udc80" <= c <= "\udcff" else repr(c)[1:-1]
-                    for c in message.strip())  # fmt: skip - undecodable bytes print as bytes
+    shown = "".join(
+        c if c.isprintable() or "\udc80" <= c <= "\udcff" else repr(c)[1:-1]
+        for c in message.strip()
+    )  # undecodable bytes print as bytes
     print(f"error: {shown or 'failed'}", file=sys.stderr)
     raise SystemExit(code)

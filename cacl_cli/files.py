@@ -57,8 +57,10 @@ def refuse_links(path: Path, out: Path | None = None) -> None:
     for part in target.relative_to(out).parts[:-1]:
         step = step / part
         if step.is_symlink():
-            raise RunFailed(f"{step} is a link inside {out}; cacl writes no file through a "
-                            "link: remove it, or choose another --out")  # fmt: skip
+            raise RunFailed(
+                f"{step} is a link inside {out}; cacl writes no file through a "
+                "link: remove it, or choose another --out"
+            )
 
 
 NAME_MAX = 255  # bytes in one file name on the file systems cacl writes to
@@ -103,22 +105,31 @@ def open_for_writing(path: Path, mode: str = "ab") -> "NamedFile":
     or a device, which would block or swallow the writes; created where absent. ``mode``:
     ``ab``/``a`` append, ``wb`` truncate, ``r+b`` read and write."""
     refuse_links(path)
-    flags = {"ab": os.O_WRONLY | os.O_APPEND, "a": os.O_WRONLY | os.O_APPEND,
-             "wb": os.O_WRONLY | os.O_TRUNC, "r+b": os.O_RDWR}[mode]  # fmt: skip
+    flags = {
+        "ab": os.O_WRONLY | os.O_APPEND,
+        "a": os.O_WRONLY | os.O_APPEND,
+        "wb": os.O_WRONLY | os.O_TRUNC,
+        "r+b": os.O_RDWR,
+    }[mode]
     try:  # O_NONBLOCK: a FIFO without a reader fails at once instead of blocking
         fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise CaclError(f"{path} is a link; cacl writes no file through a link: remove it, "
-                            "or choose another --out") from None  # fmt: skip
+            raise CaclError(
+                f"{path} is a link; cacl writes no file through a link: remove it, "
+                "or choose another --out"
+            ) from None
         if err.errno in (errno.ENXIO, errno.EISDIR):
-            raise CaclError(f"{path} is not a regular file (a FIFO or a folder); remove it, or "
-                            "choose another --out") from None  # fmt: skip
+            raise CaclError(
+                f"{path} is not a regular file (a FIFO or a folder); remove it, or "
+                "choose another --out"
+            ) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise CaclError(f"{path} is not a regular file (a FIFO or a device); remove it, or choose "
-                        "another --out")  # fmt: skip
+        raise CaclError(
+            f"{path} is not a regular file (a FIFO or a device); remove it, or choose another --out"
+        )
     os.set_blocking(fd, True)
     return NamedFile(os.fdopen(fd, mode), path)
 

@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from cacl_cli.distributed import launch_place
 from cacl_cli.errors import CaclError
 from cacl_cli.files import open_for_writing, writing_into
+from cacl_cli.run_folder import LOCK, RESULTS, RunFolder
 
-LOCK_NAME = ".cacl.lock"  # kept: removing it would let two processes lock two files
 RUNS = Path("runs")
 
 
@@ -34,7 +35,7 @@ def default_folder(command: str, preset: str, subject: str | None = None) -> Pat
     """A new folder under runs/ named after what was evaluated (``subject``: a run, a weights
     file, random-init), the protocol (the preset, led by the command unless its name already
     is) and the time."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # each rank would read its own clock
+    if launch_place().world_size > 1:  # each rank would read its own clock
         raise CaclError("under torchrun give --out RUN_FOLDER: every rank must name the same one")
     protocol = Path(preset).stem
     protocol = protocol if protocol.startswith(command) else f"{command}-{protocol}"
@@ -44,10 +45,6 @@ def default_folder(command: str, preset: str, subject: str | None = None) -> Pat
         n += 1
         folder = RUNS / f"{stem}-{n}"
     return folder
-
-
-def is_pretrain_run(folder: Path) -> bool:
-    return (folder / "checkpoints").is_dir() or (folder / "metrics.jsonl").is_file()
 
 
 def real_path(path: Path) -> Path:
@@ -61,9 +58,10 @@ def _pretrain_run_above(folder: Path, command: str) -> Path | None:
     ``checkpoints/`` of its own is no run."""
     real = real_path(folder)
     for above in (real, *real.parents):
-        ours = above == real or (above / LOCK_NAME).exists()
-        own_export = command == "export" and real == above / "export"
-        if ours and is_pretrain_run(above) and not own_export:
+        run = RunFolder(above)
+        ours = above == real or run.lock.exists()
+        own_export = command == "export" and real == run.export
+        if ours and run.is_run() and not own_export:
             return above
     return None
 
@@ -85,7 +83,7 @@ def check_apart(folder: Path, inputs: Iterable[Path | None]) -> None:
 def _contents(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(LOCK_NAME))
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(LOCK))
 
 
 def check_folder(
@@ -111,7 +109,7 @@ def check_folder(
             f"(pass it as --checkpoint and choose another --out, or leave --out out)"
         )
     check_apart(folder, inputs)
-    if command == "pretrain" and (folder / "results.json").is_file():
+    if command == "pretrain" and (folder / RESULTS).is_file():
         raise CaclError(
             f"--out {folder} holds an evaluation's results.json, not a pretrain run; "
             "give pretrain a folder of its own"
@@ -141,7 +139,7 @@ def claimed(
     created and nothing was written into is removed again on the way out. ``part`` locks a
     share of the folder instead (an extraction shard), so the other shares may run at once.
     """
-    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 checks the folder and writes into it
+    if not launch_place().is_main:  # rank 0 checks the folder and writes into it
         yield folder
         return
     check_folder(folder, command, continues, named, inputs)
@@ -151,14 +149,19 @@ def claimed(
         try:
             # The folder's lock first, then its part's: shared by the parts working at once,
             # held alone by a command that writes the whole folder (docs/reliability.md).
-            _lock(locks, folder, LOCK_NAME, shared=bool(part), what=folder)
+            _lock(locks, folder, LOCK, shared=bool(part), what=folder)
             if part:
-                _lock(locks, folder, f"{LOCK_NAME}.{part}", shared=False,
-                      what=f"{folder} (its {part.replace('-', ' ')})")  # fmt: skip
+                _lock(
+                    locks,
+                    folder,
+                    f"{LOCK}.{part}",
+                    shared=False,
+                    what=f"{folder} (its {part.replace('-', ' ')})",
+                )
             yield folder
         finally:
             if created and not _contents(folder):
-                for name in (LOCK_NAME, f"{LOCK_NAME}.{part}"):
+                for name in (LOCK, f"{LOCK}.{part}"):
                     (folder / name).unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     folder.rmdir()
@@ -173,5 +176,7 @@ def _lock(locks: contextlib.ExitStack, folder: Path, name: str, shared: bool, wh
     except OSError as err:
         if err.errno not in (errno.EACCES, errno.EAGAIN):
             raise
-        raise CaclError(f"{what} is in use by another cacl process; wait for it to finish or "
-                        "choose another --out") from None  # fmt: skip
+        raise CaclError(
+            f"{what} is in use by another cacl process; wait for it to finish or "
+            "choose another --out"
+        ) from None

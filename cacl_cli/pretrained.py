@@ -7,8 +7,8 @@ silently yields a random backbone.
 
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,8 +18,12 @@ from cacl_cli.checkpoint import find_checkpoint, read_weights
 from cacl_cli.config import Config, resolve
 from cacl_cli.errors import CaclError
 from cacl_cli.files import (
-    open_regular, parse_json, present, read_text, write_atomic, write_text_atomic,
-)  # fmt: skip
+    parse_json,
+    present,
+    read_text,
+    write_atomic,
+    write_text_atomic,
+)
 from cacl_cli.model.backbone import OUTPUT_STRIDE, build_backbone, conv_layout
 from cacl_cli.model.build import encoder_from_config
 
@@ -27,12 +31,34 @@ from cacl_cli.model.build import encoder_from_config
 PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "backbone.", "")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path, "a weights file") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Weights:
+    """The weights an evaluation runs on, resolved once by the command: a file's tensors (a cacl
+    run or checkpoint, a MoCo-v2 checkpoint, a state dict; read once, with its digest), a random
+    init of ``arch``/``width`` seeded by ``seed``, or a baseline that needs no network."""
+
+    source: str  # the file, "random init" or "<name> baseline"
+    arch: str
+    width: int
+    seed: int = 0
+    path: Path | None = None
+    state: dict | None = field(default=None, repr=False)  # the file's tensors
+    config: Config | None = None  # a cacl checkpoint's own: its arch and width win
+    sha256: str | None = None
+    baseline: str | None = None
+
+    @classmethod
+    def of(cls, checkpoint: Path | None, arch: str, width: int, seed: int = 0) -> "Weights":
+        """A checkpoint file or run folder, read now; None: a random init."""
+        if checkpoint is None:
+            return cls("random init", arch, width, seed)
+        path = find_checkpoint(Path(checkpoint))
+        state, config, digest = read_weights(path)
+        return cls(str(path), arch, width, seed, path, state, config, digest)
+
+    @classmethod
+    def of_baseline(cls, name: str) -> "Weights":
+        return cls(f"{name} baseline", "none", 0, baseline=name)
 
 
 def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:
@@ -61,28 +87,32 @@ def shape_of(state: dict) -> tuple[str, int] | None:
 
 
 def load_backbone(checkpoint: Path | None, arch: str, width: int) -> tuple[nn.Module, dict]:
+    """``backbone_of`` the weights in ``checkpoint`` (None: a random init of ``arch``/``width``)."""
+    return backbone_of(Weights.of(checkpoint, arch, width))
+
+
+def backbone_of(weights: Weights) -> tuple[nn.Module, dict]:
     """A backbone and a report {source, sha256, arch, width, loaded, missing, unused, prefix}.
 
-    ``checkpoint`` None gives the random-init floor of ``arch``/``width``. A cacl run folder or
-    checkpoint brings its own arch and width; a foreign state dict's are read from its tensors'
-    shapes (``arch``/``width`` only where the shapes cannot tell).
+    A random init is built of the weights' ``arch``/``width`` (from the random state as it
+    stands: the caller seeds it). A cacl run folder or checkpoint brings its own arch and
+    width; a foreign state dict's are read from its tensors' shapes (``arch``/``width`` only
+    where the shapes cannot tell).
     """
-    if checkpoint is None:
-        return build_backbone(arch, width), {"source": "random init", "arch": arch, "width": width}
-    path = find_checkpoint(Path(checkpoint))
-    state, config = read_weights(path)
-    return _backbone_from_state(state, config, path, arch, width)
+    if weights.state is None:
+        report = {"source": "random init", "arch": weights.arch, "width": weights.width}
+        return build_backbone(weights.arch, weights.width), report
+    return _backbone_from_state(weights)
 
 
-def _backbone_from_state(
-    state: dict, config: Config | None, path: Path, arch: str, width: int
-) -> tuple[nn.Module, dict]:
-    """The backbone in ``state`` (read from ``path``) and its report; its arch and width are its
-    config's, else its tensors' shapes', else ``arch``/``width``."""
+def _backbone_from_state(weights: Weights) -> tuple[nn.Module, dict]:
+    """The backbone in a file's tensors and its report; its arch and width are its config's,
+    else its tensors' shapes', else the weights' own ``arch``/``width``."""
+    state, config, path = weights.state, weights.config, weights.path
     if config is not None:
         arch, width = config.model.arch, config.model.width
     else:
-        arch, width = shape_of(state) or (arch, width)
+        arch, width = shape_of(state) or (weights.arch, weights.width)
     net = build_backbone(arch, width)
     _check_layout(path, net, arch, width)
     wanted = set(net.state_dict())
@@ -110,7 +140,7 @@ def _backbone_from_state(
     taken = {prefix + k for k in found}
     return net, {
         "source": str(path),
-        "sha256": file_sha256(path),
+        "sha256": weights.sha256,
         "arch": arch,
         "width": width,
         "loaded": len(found),
@@ -135,10 +165,10 @@ def load_encoder(
             "arch": arch,
             "width": width,
         }
-    path = find_checkpoint(Path(checkpoint))
-    state, config = read_weights(path)
+    weights = Weights.of(checkpoint, arch, width)
+    state, config, path = weights.state, weights.config, weights.path
     if config is None:
-        backbone, report = _backbone_from_state(state, None, path, arch, width)
+        backbone, report = _backbone_from_state(weights)
         shape = {"model.arch": report["arch"], "model.width": report["width"], "model.dim": dim}
         encoder = encoder_from_config(resolve("defaults", values=shape), heads=())
         encoder.backbone = backbone
@@ -155,7 +185,7 @@ def load_encoder(
         ) from None
     return encoder, {
         "source": str(path),
-        "sha256": file_sha256(path),
+        "sha256": weights.sha256,
         "arch": config.model.arch,
         "width": config.model.width,
         "heads": list(heads),
@@ -168,8 +198,7 @@ LAYOUT = "layout.json"  # beside an exported backbone.pt: the network its tensor
 def layout_of(net: nn.Module, arch: str, width: int) -> dict:
     """What ``layout.json`` records for a backbone: arch, width, stride, and each convolution's
     stride, dilation and padding (``backbone.conv_layout``)."""
-    return {"arch": arch, "width": width, "output_stride": OUTPUT_STRIDE,
-            "convs": conv_layout(net)}  # fmt: skip
+    return {"arch": arch, "width": width, "output_stride": OUTPUT_STRIDE, "convs": conv_layout(net)}
 
 
 def _check_layout(path: Path, net: nn.Module, arch: str, width: int) -> None:
@@ -182,8 +211,11 @@ def _check_layout(path: Path, net: nn.Module, arch: str, width: int) -> None:
     except ValueError as err:
         raise CaclError(f"{err}; export the run again") from None
     expected = layout_of(net, arch, width)
-    differing = [k for k in expected if recorded.get(k) != expected[k]] if isinstance(
-        recorded, dict) else ["the whole file"]  # fmt: skip
+    differing = (
+        [k for k in expected if recorded.get(k) != expected[k]]
+        if isinstance(recorded, dict)
+        else ["the whole file"]
+    )
     if differing:
         raise CaclError(
             f"{beside}: the layout its weights were exported with differs from the {arch} of "

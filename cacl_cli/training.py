@@ -17,13 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cacl_cli import distributed
-from cacl_cli.checkpoint import (
-    MetricsLog,
-    latest_checkpoint,
-    restore,
-    save_checkpoint,
-    training_state,
-)
+from cacl_cli.checkpoint import latest_checkpoint, restore, save_checkpoint, training_state
 from cacl_cli.config import Config, write_config
 from cacl_cli.data.augment import PairAugment
 from cacl_cli.data.batches import LoadedBatches, StepBatches
@@ -34,13 +28,15 @@ from cacl_cli.device import AMP_SETTINGS, amp_dtype, amp_reason, autocast, preci
 from cacl_cli.distributed import Place
 from cacl_cli.errors import CaclError, Interrupted, RunFailed
 from cacl_cli.files import present, remove_stale_temps
+from cacl_cli.metrics_log import MetricsLog
 from cacl_cli.model.backbone import OUTPUT_STRIDE
 from cacl_cli.model.build import compile_encoders, model_from_config
 from cacl_cli.model.cacl import CACL, CACLOutput
 from cacl_cli.model.diagnostics import SPREAD_WARNING, truth_health, verdict
 from cacl_cli.optim import LARS, lars_param_groups, lr_at, scaled_lr
-from cacl_cli.progress import progress_bar
 from cacl_cli.pretrained import load_backbone
+from cacl_cli.progress import progress_bar
+from cacl_cli.run_folder import RunFolder
 
 
 def build_batches(cfg: Config, place: Place = Place()) -> StepBatches:
@@ -172,9 +168,13 @@ class Run:
 
 
 def set_up(
-    cfg: Config, run_dir: Path, device: torch.device, place: Place, resume: bool,
+    cfg: Config,
+    run_dir: Path,
+    device: torch.device,
+    place: Place,
+    resume: bool,
     console: Console,
-) -> Run:  # fmt: skip
+) -> Run:
     """Data, model, optimiser and precision; then the resumed state or ``model.init``."""
     if place.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,8 +188,13 @@ def set_up(
     net = _wrap(model, cfg, device, place, console)  # DDP copies rank 0's weights everywhere
     global_batch = cfg.data.batch_size * place.world_size * cfg.optim.accum_steps
     peak_lr = scaled_lr(cfg.optim.lr, cfg.optim.lr_batch, global_batch)
-    optimizer = LARS(lars_param_groups(model), lr=peak_lr, momentum=cfg.optim.momentum,
-                     weight_decay=cfg.optim.weight_decay, trust=cfg.optim.trust)  # fmt: skip
+    optimizer = LARS(
+        lars_param_groups(model),
+        lr=peak_lr,
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+        trust=cfg.optim.trust,
+    )
     if torch.distributed.is_initialized():
         console.print(
             f"torchrun: {place.world_size} process(es), backend "
@@ -202,9 +207,22 @@ def set_up(
     # config.yaml records the precision resolved here, so a resumed run keeps it on any machine.
     cfg = replace(cfg, run=replace(cfg.run, amp=AMP_SETTINGS[dtype]))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    run = Run(cfg, run_dir, device, place, console, batches, model, net, optimizer, scaler,
-              dtype, (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps), global_batch,
-              MetricsLog(run_dir / "metrics.jsonl", events=True, note=console.print))  # fmt: skip
+    run = Run(
+        cfg,
+        run_dir,
+        device,
+        place,
+        console,
+        batches,
+        model,
+        net,
+        optimizer,
+        scaler,
+        dtype,
+        (peak_lr, cfg.schedule.steps, cfg.schedule.warmup_steps),
+        global_batch,
+        MetricsLog(RunFolder(run_dir), events=True, note=console.print),
+    )
     _resume_or_init(run, resume)
     run.truth = TruthCheck.wanted(cfg, device) if place.is_main else None
     return run
@@ -213,7 +231,7 @@ def set_up(
 def _started_amp(cfg: Config, run_dir: Path, resume: bool, device: torch.device) -> str:
     """``run.amp`` as the run uses it. A run resumed from a config.yaml that still says ``auto``
     was started before the precision was recorded, when the CPU trained in float32."""
-    legacy = resume and cfg.run.amp == "auto" and present(run_dir / "config.yaml")
+    legacy = resume and cfg.run.amp == "auto" and present(RunFolder(run_dir).config)
     return "off" if legacy and device.type == "cpu" else cfg.run.amp
 
 
@@ -222,7 +240,7 @@ def _resume_or_init(run: Run, resume: bool) -> None:
     the metrics log and config.yaml of the run as it now stands."""
     cfg, run_dir, console = run.cfg, run.run_dir, run.console
     if run.place.is_main:
-        for folder in (run_dir, run_dir / "checkpoints"):
+        for folder in (run_dir, RunFolder(run_dir).checkpoints):
             remove_stale_temps(folder)  # a run killed while writing leaves its temporary files
     found = latest_checkpoint(run_dir, warn=console.print) if resume else None
     if found:
@@ -235,7 +253,7 @@ def _resume_or_init(run: Run, resume: bool) -> None:
         console.print(f"{run_dir} holds no checkpoint yet: starting the run")
     if run.place.is_main:
         run.metrics.truncate_after(run.start)
-        write_config(cfg, run_dir / "config.yaml")
+        write_config(cfg, RunFolder(run_dir).config)
 
 
 def train(run: Run) -> None:
@@ -245,8 +263,13 @@ def train(run: Run) -> None:
     cfg, model, optimizer, scaler = run.cfg, run.model, run.optimizer, run.scaler
     steps, accum = cfg.schedule.steps, cfg.optim.accum_steps
     model.train()
-    loader = LoadedBatches(run.batches, run.start * accum, steps * accum, cfg.data.num_workers,
-                           pin=run.device.type == "cuda")  # fmt: skip
+    loader = LoadedBatches(
+        run.batches,
+        run.start * accum,
+        steps * accum,
+        cfg.data.num_workers,
+        pin=run.device.type == "cuda",
+    )
     tick = time.perf_counter()
     with loader, progress_bar(run.console, "pretrain") as progress, stop_requests() as stop:
         task = progress.add_task("pretrain", total=steps, completed=run.start, status="")
@@ -257,8 +280,9 @@ def train(run: Run) -> None:
             model.momentum_update()  # once per optimiser step, before its first micro-batch
             done = step + 1
             logged = run.place.is_main and (done % cfg.run.log_every == 0 or done == steps)
-            out, data_time = _accumulated_step(run.net, loader, run.batches, accum, scaler,
-                                               run.dtype, run.device, logged)  # fmt: skip
+            out, data_time = _accumulated_step(
+                run.net, loader, run.batches, accum, scaler, run.dtype, run.device, logged
+            )
             halt = _go_on_together(run, out, bool(stop), done)
             scaler.step(optimizer)
             scaler.update()
@@ -272,7 +296,8 @@ def train(run: Run) -> None:
                 signum = stop[0] if stop else signal.SIGTERM
                 raise Interrupted(
                     f"stopped by {signal.Signals(signum).name} after step {done}; checkpoint "
-                    f"saved. Resume with: cacl pretrain --out {run.run_dir} --resume", signum
+                    f"saved. Resume with: cacl pretrain --out {run.run_dir} --resume",
+                    signum,
                 )
             tick = time.perf_counter()
 
@@ -283,11 +308,15 @@ def _go_on_together(run: Run, out: CACLOutput, stop_asked: bool, done: int) -> b
     bad = _not_finite(out.terms)
     halt, bad_anywhere = distributed.any_rank([stop_asked, bool(bad)], run.device)
     if bad_anywhere:
-        what = f"loss term '{bad}' is {out.terms[bad]}" if bad else (
-            "another rank's loss is not finite"
+        what = (
+            f"loss term '{bad}' is {out.terms[bad]}"
+            if bad
+            else ("another rank's loss is not finite")
         )
-        kept = f"the last good checkpoint, {run.good.name}, is kept" if run.good else (
-            "no checkpoint was written yet"
+        kept = (
+            f"the last good checkpoint, {run.good.name}, is kept"
+            if run.good
+            else ("no checkpoint was written yet")
         )
         raise RunFailed(
             f"step {done}: {what}; stopped ({kept}); try a lower optim.lr or a higher loss.tau"
@@ -350,12 +379,7 @@ def _accumulated_step(
         last = micro == accum - 1
         no_sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else None
         with no_sync or contextlib.nullcontext(), autocast(dtype, device):
-            out = net(
-                v,
-                v_plus,
-                update_momentum=False,
-                diagnose=diagnose and last,
-            )
+            out = net(v, v_plus, diagnose=diagnose and last)
         scaler.scale(out.loss / accum).backward()
         total += float(out.loss.detach()) / accum
         for name, value in out.terms.items():
@@ -405,7 +429,7 @@ def _warn_on_collapse(diagnostics: dict[str, float], step: int, console: Console
 
 
 def _print_summary(run_dir: Path, cfg: Config, console: Console) -> None:
-    records = MetricsLog(run_dir / "metrics.jsonl").records()
+    records = MetricsLog(RunFolder(run_dir)).records()
     if not records:
         return
     first, last = records[0], records[-1]

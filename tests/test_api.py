@@ -26,8 +26,11 @@ def _checked_parts(path) -> list[ast.AST]:
     if (path.name, None) in OTHER_TREES:
         return []
     skipped = {name for file, name in OTHER_TREES if file == path.name}
-    return [node for node in tree.body
-            if not (isinstance(node, ast.FunctionDef) and node.name in skipped)]  # fmt: skip
+    return [
+        node
+        for node in tree.body
+        if not (isinstance(node, ast.FunctionDef) and node.name in skipped)
+    ]
 
 
 def test_every_listed_name_exists():

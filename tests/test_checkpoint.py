@@ -18,17 +18,29 @@ from cacl_cli.errors import CaclError
 
 def state(step):
     """The fields a resume reads, in their types."""
-    return {"step": step, "model": {"w": torch.full((3,), float(step))}, "optimizer": {},
-            "rng": {"torch": torch.get_rng_state()}, "config": {}}  # fmt: skip
+    return {
+        "step": step,
+        "model": {"w": torch.full((3,), float(step))},
+        "optimizer": {},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": {},
+    }
 
 
-@pytest.mark.parametrize("damage", [
-    {"step": "abc"}, {"step": -1}, {"model": [1, 2]}, {"model": {"w": "x"}}, {"rng": None},
-    {"rng": {}}, {"optimizer": 3}, {"config": "tiny-world"},
-])  # fmt: skip
-def test_a_checkpoint_with_a_field_of_the_wrong_type_is_skipped_for_the_previous(
-    tmp_path, damage
-):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"step": "abc"},
+        {"step": -1},
+        {"model": [1, 2]},
+        {"model": {"w": "x"}},
+        {"rng": None},
+        {"rng": {}},
+        {"optimizer": 3},
+        {"config": "tiny-world"},
+    ],
+)
+def test_a_checkpoint_with_a_field_of_the_wrong_type_is_skipped_for_the_previous(tmp_path, damage):
     save_checkpoint(tmp_path, 10, state(10))
     save_checkpoint(tmp_path, 20, state(20) | damage)
     warnings = []
@@ -100,21 +112,6 @@ def test_find_checkpoint_errors_name_the_path(tmp_path):
         find_checkpoint(tmp_path)
     with pytest.raises(CaclError, match="does not exist"):
         find_checkpoint(tmp_path / "missing.pt")
-
-
-def test_without_the_tensorboard_extra_the_log_says_so_once(tmp_path, monkeypatch):
-    import sys
-
-    from cacl_cli.checkpoint import MetricsLog
-
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
-    notes = []
-    log = MetricsLog(tmp_path / "metrics.jsonl", events=True, note=notes.append)
-    log.write({"step": 1, "loss": 1.0})
-    log.write({"step": 2, "loss": 0.5})
-    assert len(notes) == 1 and "tensorboard extra is not installed" in notes[0]
-    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
-    assert not (tmp_path / "tensorboard").exists()
 
 
 @pytest.mark.parametrize("given", ["x", 1.5, None, True, -3])

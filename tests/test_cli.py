@@ -81,8 +81,14 @@ def test_tensor_files_are_read_only_by_the_checkpoint_module():
 
 
 def test_image_files_are_decoded_only_by_the_image_readers():
-    decoders = {"cv2.imread", "cv2.imdecode", "Image.open", "PIL.Image.open",
-                "torchvision.io.read_image", "torchvision.io.decode_image"}  # fmt: skip
+    decoders = {
+        "cv2.imread",
+        "cv2.imdecode",
+        "Image.open",
+        "PIL.Image.open",
+        "torchvision.io.read_image",
+        "torchvision.io.decode_image",
+    }
     readers = {PACKAGE / "data" / "images.py", PACKAGE / "data" / "segmentation.py"}
     scripts = [*PACKAGE.rglob("*.py"), *(ROOT / "bench").glob("*.py")]
     assert not [c for p in scripts if p not in readers for c in _calls(p, decoders)]
@@ -129,9 +135,20 @@ def test_propagate_flags_set_preset_keys_that_reach_the_results(tmp_path, shared
 
     out = tmp_path / "prop"
     done = run_cacl(
-        "propagate", shared_data / "davis", "--random-init", "--width", "8", "--topk", "3",
-        "--frames", "3", "--size", "64", "--out", out,
-    )  # fmt: skip
+        "propagate",
+        shared_data / "davis",
+        "--random-init",
+        "--width",
+        "8",
+        "--topk",
+        "3",
+        "--frames",
+        "3",
+        "--size",
+        "64",
+        "--out",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     protocol = __import__("json").loads((out / "results.json").read_text())["protocol"]
     assert protocol["topk"] == 3 and protocol["short_side"] == 64 and protocol["frames"] == 3
@@ -167,8 +184,10 @@ def test_every_subpackage_ships_in_the_wheel():
     import tomllib
 
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    found = {"cacl_cli." + ".".join(p.parent.relative_to(PACKAGE).parts)
-             for p in PACKAGE.rglob("__init__.py")} | {"cacl_cli"}  # fmt: skip
+    found = {
+        "cacl_cli." + ".".join(p.parent.relative_to(PACKAGE).parts)
+        for p in PACKAGE.rglob("__init__.py")
+    } | {"cacl_cli"}
     found = {name.rstrip(".") for name in found}
     assert found <= set(setuptools["packages"])
 

@@ -1,50 +1,9 @@
-"""Device choices of ``cacl_cli.device`` and process memory of ``cacl_cli.memory``."""
-
-import os
-import subprocess
-import sys
+"""Device choices of ``cacl_cli.device``: the device, the precision, the CPU's flags."""
 
 import pytest
 import torch
 
 from cacl_cli import device
-
-# Allocates and frees a 64 MiB tensor 16 times, as a training loop does with its large tensors,
-# and prints the minor page faults of the last 4 allocations: memory the process touches for the
-# first time costs one fault per page. (glibc settles on reusing torch's aligned blocks only
-# after a few rounds.)
-FAULTS = """
-import resource, torch
-from cacl_cli.memory import reuse_freed_memory
-applied = reuse_freed_memory()
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(12):
-    torch.ones(2**24)
-before = faults()
-for _ in range(4):
-    torch.ones(2**24)
-print(applied, faults() - before)
-"""
-
-
-def page_faults(env: dict) -> tuple[str, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", FAULTS], capture_output=True, text=True, check=True, env=env
-    )
-    applied, faults = done.stdout.split()
-    return applied, int(faults)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc is Linux's")
-def test_freed_large_tensors_are_reused_without_new_page_faults(monkeypatch):
-    pages = 4 * 2**26 // 4096  # four fresh 64 MiB tensors
-    monkeypatch.delenv("CACL_SYSTEM_MALLOC", raising=False)
-    applied, tuned = page_faults(dict(os.environ))
-    opted_out, system = page_faults(dict(os.environ, CACL_SYSTEM_MALLOC="1"))
-    assert (applied, opted_out) == ("True", "False")
-    assert system > pages // 2  # the system default maps and faults them in again
-    assert tuned < pages // 20  # kept in the heap: reused with no new faults
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -54,8 +13,10 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert device.cpu_flags(tmp_path / "absent") == frozenset()
 
 
-@pytest.mark.parametrize("flags,expected", [({"avx512f", "avx512_bf16"}, True),
-                                            ({"amx_bf16"}, True), ({"avx2", "avx512f"}, False)])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2", "avx512f"}, False)],
+)
 def test_bf16_products_are_chosen_only_where_the_cpu_has_bf16_instructions(
     monkeypatch, flags, expected
 ):
@@ -63,10 +24,16 @@ def test_bf16_products_are_chosen_only_where_the_cpu_has_bf16_instructions(
     assert device.bf16_matmul_pays(torch.device("cpu")) is expected
 
 
-@pytest.mark.parametrize("flags,mode,expected", [
-    ({"avx512_bf16"}, "auto", torch.bfloat16), ({"amx_bf16"}, "auto", torch.bfloat16),
-    ({"avx2"}, "auto", None), ({"avx2"}, "bf16", torch.bfloat16), ({"amx_bf16"}, "off", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags,mode,expected",
+    [
+        ({"avx512_bf16"}, "auto", torch.bfloat16),
+        ({"amx_bf16"}, "auto", torch.bfloat16),
+        ({"avx2"}, "auto", None),
+        ({"avx2"}, "bf16", torch.bfloat16),
+        ({"amx_bf16"}, "off", None),
+    ],
+)
 def test_run_amp_on_the_cpu_is_bf16_only_where_native_or_asked_for(
     monkeypatch, flags, mode, expected
 ):
@@ -94,13 +61,16 @@ def test_a_gpu_index_and_apples_backend_are_taken_where_torch_has_them(monkeypat
     assert device.resolve_device("auto") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("name,cuda,mps,message", [
-    ("cuda:2", 2, False, "--device cuda:2: this machine has cuda:0 to cuda:1"),
-    ("cuda:0", 0, True, "no CUDA device is visible; use cpu or mps"),
-    ("mps", 1, False, "Apple's Metal backend is not here; use cpu or cuda"),
-    ("tpu", 0, False, "--device tpu: use auto, cpu, cuda, cuda:N or mps"),
-    ("cuda:x", 1, False, "use auto, cpu, cuda, cuda:N or mps"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,cuda,mps,message",
+    [
+        ("cuda:2", 2, False, "--device cuda:2: this machine has cuda:0 to cuda:1"),
+        ("cuda:0", 0, True, "no CUDA device is visible; use cpu or mps"),
+        ("mps", 1, False, "Apple's Metal backend is not here; use cpu or cuda"),
+        ("tpu", 0, False, "--device tpu: use auto, cpu, cuda, cuda:N or mps"),
+        ("cuda:x", 1, False, "use auto, cpu, cuda, cuda:N or mps"),
+    ],
+)
 def test_an_absent_device_is_refused_naming_what_is_there(monkeypatch, name, cuda, mps, message):
     _machine(monkeypatch, cuda=cuda, mps=mps)
     with pytest.raises(device.CaclError, match=message.replace("(", r"\(")):

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from cacl_cli.config import resolve
 from tests.conftest import ROOT, run_cacl, sets
 
 pytestmark = pytest.mark.slow  # two-rank torchrun runs

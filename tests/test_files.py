@@ -23,9 +23,8 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
 
 
 def test_a_full_disk_names_the_file_it_could_not_write(small_tmpfs):
-    from tests.conftest import fill_disk
-
     from cacl_cli.files import write_atomic
+    from tests.conftest import fill_disk
 
     fill_disk(small_tmpfs, leave=4096)
     target = small_tmpfs / "results.json"
@@ -69,8 +68,19 @@ def test_propagate_refuses_a_link_planted_in_its_output_and_leaves_the_target_al
     from tests.conftest import run_cacl
 
     foreign, out = planted_link(tmp_path, "blackswan")
-    done = run_cacl("propagate", shared_data / "davis", "--seq", "blackswan", "--baseline", "copy",
-                    "--frames", "3", "--out", out, "--overwrite")  # fmt: skip
+    done = run_cacl(
+        "propagate",
+        shared_data / "davis",
+        "--seq",
+        "blackswan",
+        "--baseline",
+        "copy",
+        "--frames",
+        "3",
+        "--out",
+        out,
+        "--overwrite",
+    )
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "blackswan is a link inside" in done.stderr
     assert [p.name for p in foreign.iterdir()] == ["00000.png"]

@@ -13,7 +13,18 @@ from cacl_cli.errors import CaclError
 from cacl_cli.outputs import check_folder, claimed, default_folder
 from tests.commands.test_pretrain import one_line_error
 from tests.commands.test_probe import PROBE
-from tests.conftest import ROOT, pretrained, run_cacl, tree_digest
+from tests.conftest import ROOT, pretrained, run_cacl, sets, tree_digest
+
+
+def start_pretrain(run, *overrides, **popen):
+    """A long ``cacl pretrain`` into ``run`` in a process of its own, its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run), *sets(*overrides)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )
 
 
 def test_two_default_probes_keep_both_results(tmp_path):
@@ -104,14 +115,9 @@ def test_a_file_as_out_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_pretrain_on_a_busy_run_folder_is_refused(tmp_path):
-    from tests.conftest import sets
 
     run = tmp_path / "run"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run),
-         *sets("schedule.steps=100000")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    first = start_pretrain(run, "schedule.steps=100000")
     try:
         deadline = time.time() + 120
         while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
@@ -139,9 +145,13 @@ def test_a_forked_child_does_not_keep_a_dead_commands_lock(tmp_path):
         "    print('forked', flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "busy")],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / "busy")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         assert process.stdout.readline().strip() == "forked"
         process.wait()
@@ -153,14 +163,11 @@ def test_a_forked_child_does_not_keep_a_dead_commands_lock(tmp_path):
 
 @pytest.mark.slow  # a pretrain with two loader workers, killed, then resumed at once: ~30 s
 def test_a_requeued_run_is_not_refused_by_the_killed_runs_loader_workers(tmp_path):
-    from tests.conftest import sets
 
     run = tmp_path / "run"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "pretrain", "--out", str(run),
-         *sets("schedule.steps=100000", "data.num_workers=2")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    first = start_pretrain(
+        run, "schedule.steps=100000", "data.num_workers=2", start_new_session=True
+    )
     try:
         deadline = time.time() + 300
         while not (run / "metrics.jsonl").is_file() and time.time() < deadline:
@@ -193,8 +200,9 @@ def test_an_out_overlapping_an_input_is_refused_and_the_input_kept(tmp_path, whe
     davis = tmp_path / "w" / "davis"
     before = tree_digest(davis)
     out = {"inside": davis / "Annotations" / "480p", "same": davis, "holds": tmp_path}[where]
-    line = one_line_error(run_cacl("propagate", davis, "--baseline", "copy", "--out", out,
-                                   "--overwrite"))  # fmt: skip
+    line = one_line_error(
+        run_cacl("propagate", davis, "--baseline", "copy", "--out", out, "--overwrite")
+    )
     verb = {"inside": "lies inside", "same": "is", "holds": "holds"}[where]
     assert f"--out {out} {verb} the input {davis}" in line
     assert tree_digest(davis) == before

@@ -12,9 +12,7 @@ def test_pretrain_into_a_log_prints_progress_lines(tmp_path):
     args = []
     for item in TINY + ["schedule.steps=6"]:
         args += ["--set", item]
-    done = run_cacl(
-        "pretrain", "--out", tmp_path / "r", *args, env={"CACL_PROGRESS_SECONDS": "0"}
-    )
+    done = run_cacl("pretrain", "--out", tmp_path / "r", *args, env={"CACL_PROGRESS_SECONDS": "0"})
     assert done.returncode == 0, done.stderr
     counts = [int(m) for m in re.findall(r"^pretrain (\d+)/6 loss", done.stdout, re.M)]
     assert counts == sorted(counts) and counts[-1] == 6 and len(counts) >= 6

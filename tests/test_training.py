@@ -13,9 +13,17 @@ from cacl_cli.errors import RunFailed
 from cacl_cli.optim import lr_at
 from cacl_cli.training import set_up, train
 
-TINY = ["model.width=8", "data.size=32", "world.size=40", "data.batch_size=4",
-        "data.num_workers=0", "moco.queue_size=16", "moco.cycle_queue_size=16",
-        "moco.pixels_per_image=2", "run.truth_pairs=0"]  # fmt: skip
+TINY = [
+    "model.width=8",
+    "data.size=32",
+    "world.size=40",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "moco.queue_size=16",
+    "moco.cycle_queue_size=16",
+    "moco.pixels_per_image=2",
+    "run.truth_pairs=0",
+]
 
 
 def _run(tmp_path, *overrides, resume=False):
@@ -24,8 +32,14 @@ def _run(tmp_path, *overrides, resume=False):
 
 
 def test_the_loop_follows_the_schedule_logs_and_checkpoints_when_due(tmp_path):
-    run = _run(tmp_path, "schedule.steps=4", "schedule.warmup_steps=2", "run.log_every=2",
-               "run.checkpoint_every=3", "run.keep_checkpoints=5")  # fmt: skip
+    run = _run(
+        tmp_path,
+        "schedule.steps=4",
+        "schedule.warmup_steps=2",
+        "run.log_every=2",
+        "run.checkpoint_every=3",
+        "run.keep_checkpoints=5",
+    )
     assert run.start == 0 and (tmp_path / "run" / "config.yaml").is_file()
     train(run)
     run.metrics.close()
@@ -35,7 +49,9 @@ def test_the_loop_follows_the_schedule_logs_and_checkpoints_when_due(tmp_path):
     assert [r["lr"] for r in records] == [lr_at(k, peak, steps, warmup) for k in (1, 3)]
     assert {"global/loss", "pixel/loss", "cycle/loss", "global/spread"} <= set(records[0])
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == [
-        "step-0000003.pt", "step-0000004.pt"]  # every 3 steps, and the last
+        "step-0000003.pt",
+        "step-0000004.pt",
+    ]  # every 3 steps, and the last
 
 
 def test_set_up_resumes_from_the_newest_checkpoint(tmp_path):

@@ -9,7 +9,8 @@ import typer
 
 from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
-from cacl_cli.outputs import claimed, is_pretrain_run, real_path
+from cacl_cli.outputs import claimed, real_path
+from cacl_cli.run_folder import RunFolder
 
 
 def export_command(
@@ -49,8 +50,9 @@ def export_command(
 
         from cacl_cli.pretrained import export_run
 
-        folder = out or _run_folder(run) / "export"
-        own = real_path(folder) == real_path(_run_folder(run)) / "export"
+        export = RunFolder(_run_folder(run)).export
+        folder = out or export
+        own = real_path(folder) == real_path(export)
         inputs = () if own else (run,)  # RUN/export: the one output that lies in its input
         with claimed(folder, "export", overwrite, named=out is not None, inputs=inputs):
             path, report, count = export_run(run, folder, cfg.model.arch, cfg.model.width)
@@ -66,6 +68,5 @@ def _run_folder(source: Path) -> Path:
     """The run a source belongs to: the folder itself, or the run above a checkpoint file."""
     if source.is_dir():
         return source
-    if source.parent.name == "checkpoints" and is_pretrain_run(source.parent.parent):
-        return source.parent.parent
-    return source.parent
+    run = RunFolder.holding(source)
+    return run.root if run else source.parent

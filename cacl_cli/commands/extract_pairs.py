@@ -13,8 +13,9 @@ from cacl_cli.commands import options
 from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
 
-
 VideoDirArgument = typer.Argument(..., help="Folder of videos, e.g. Kinetics' <class>/<clip>.mp4.")
+
+
 def _key(key: str, *flags: str, help: str, **limits):
     return options.key_option("extract-pairs", key, *flags, help=help, **limits)
 
@@ -24,9 +25,11 @@ PairsPerClipOption = _key(
     "extract.pairs_per_clip", "--pairs-per-clip", min=1, help="Pairs drawn per clip"
 )
 FramesPerClipOption = _key(
-    "extract.frames_per_clip", "--frames-per-clip", min=2,
+    "extract.frames_per_clip",
+    "--frames-per-clip",
+    min=2,
     help="Frames per draw, each STRIDE apart (>2 lets training pick a different pair each epoch)",
-)  # fmt: skip
+)
 ShortSideOption = _key(
     "extract.short_side", "--short-side", min=0, help="Resize to this short side (0: keep)"
 )
@@ -50,10 +53,11 @@ ShardSizeOption = _key(
     "extract.shard_size", "--shard-size", min=0.01, help="Tar format: a new shard past this many MB"
 )
 ShardOption = typer.Option(
-    None, "--shard",
+    None,
+    "--shard",
     help="K/N: extract only shard K (0 .. N-1) of N, split by a hash of each video's path; "
     "'slurm' takes K and N from SLURM_ARRAY_TASK_ID/_MIN/_COUNT. Shards may share one --out.",
-)  # fmt: skip
+)
 MergeOption = typer.Option(
     False, "--merge", help="Only merge what the shards recorded into the manifest and index."
 )
@@ -125,9 +129,14 @@ def parse_shard(text: Optional[str], overwrite: bool) -> tuple[int, int]:
     if text is None:
         return 0, 1
     if text == "slurm":
-        task, first, count = (_slurm(name, default) for name, default in (
-            ("SLURM_ARRAY_TASK_ID", None), ("SLURM_ARRAY_TASK_MIN", "0"),
-            ("SLURM_ARRAY_TASK_COUNT", None)))  # fmt: skip
+        task, first, count = (
+            _slurm(name, default)
+            for name, default in (
+                ("SLURM_ARRAY_TASK_ID", None),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_COUNT", None),
+            )
+        )
         text = f"{task - first}/{count}"
     match = re.fullmatch(r"(\d{1,9})/(\d{1,9})", text.strip())  # a billion shards at most
     if not match or not int(match[1]) < int(match[2]):
@@ -142,11 +151,15 @@ def _slurm(name: str, default: str | None) -> int:
     """A SLURM array variable, checked as an option is: a whole number of at most 9 digits."""
     value = os.environ.get(name, default)
     if value is None:
-        raise CaclError(f"--shard slurm: {name} is not set; run it in a SLURM job array "
-                        "(sbatch --array=0-N) or pass --shard K/N")  # fmt: skip
+        raise CaclError(
+            f"--shard slurm: {name} is not set; run it in a SLURM job array "
+            "(sbatch --array=0-N) or pass --shard K/N"
+        )
     if not re.fullmatch(r"\d{1,9}", value.strip()):
-        raise CaclError(f"--shard slurm: {name} is {value[:20]!r}, not a whole number; run it in "
-                        "a SLURM job array or pass --shard K/N")  # fmt: skip
+        raise CaclError(
+            f"--shard slurm: {name} is {value[:20]!r}, not a whole number; run it in "
+            "a SLURM job array or pass --shard K/N"
+        )
     return int(value)
 
 

@@ -42,10 +42,11 @@ def finetune_command(
         shape = options.shape_values(arch, width, seed)
         cfg = options.settings("finetune", preset, overrides, shape, data=data)
         options.one_weights_source(checkpoint=checkpoint, random_init=random_init)
+        weights, on = options.weights(cfg, checkpoint), options.device(device, cfg)
         from rich.console import Console
 
         from cacl_cli.evaluate.finetune import run_finetune
 
         run_dir = options.out_folder(out, "finetune", cfg, options.evaluated(checkpoint))
         with claimed(run_dir, "finetune", overwrite, inputs=(data, checkpoint)):
-            run_finetune(cfg, checkpoint, random_init, data, run_dir, device, Console(), save)
+            run_finetune(cfg, weights, data, run_dir, on, Console(), save)

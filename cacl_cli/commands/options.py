@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import typer
@@ -11,16 +10,20 @@ import typer
 from cacl_cli.config import DEFAULT_PRESETS, Config, check_run, preset_names, resolve
 from cacl_cli.config.schema import field_name
 from cacl_cli.data.layouts import segmentation_layout
+from cacl_cli.distributed import launch_place
 from cacl_cli.errors import CaclError
 from cacl_cli.outputs import default_folder
+from cacl_cli.run_folder import RunFolder
 
 
 def preset_option(command: str):
     """``--preset``, naming the command's own default."""
     return typer.Option(
-        None, "--preset", help="Preset name (see `cacl presets`) or a YAML file; layer several as "
+        None,
+        "--preset",
+        help="Preset name (see `cacl presets`) or a YAML file; layer several as "
         f"a+b [default: {DEFAULT_PRESETS[command]}].",
-    )  # fmt: skip
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,26 +39,35 @@ def key_option(command: str, key: str, *flags: str, help: str, **limits):
     default = getattr(getattr(_default_config(command), section), field_name(name))
     shown = "off" if default is None else default
     return typer.Option(
-        None, *flags, help=f"{help} (sets {key}) [default: {shown}, preset "
-        f"{DEFAULT_PRESETS[command]}].", **limits,
-    )  # fmt: skip
+        None,
+        *flags,
+        help=f"{help} (sets {key}) [default: {shown}, preset {DEFAULT_PRESETS[command]}].",
+        **limits,
+    )
 
 
 # A key each command reads, for its --set example.
 SET_EXAMPLES = {
-    "extract-pairs": "extract.stride=4", "pretrain": "optim.lr=0.5",
-    "probe": "schedule.epochs=100", "finetune": "eval.fractions=[1,5]",
-    "visualize": "model.width=16", "propagate": "propagate.topk=5", "export": "model.arch=resnet50",
-    "world": "world.size=128", "presets": "model.width=16",
-}  # fmt: skip
+    "extract-pairs": "extract.stride=4",
+    "pretrain": "optim.lr=0.5",
+    "probe": "schedule.epochs=100",
+    "finetune": "eval.fractions=[1,5]",
+    "visualize": "model.width=16",
+    "propagate": "propagate.topk=5",
+    "export": "model.arch=resnet50",
+    "world": "world.size=128",
+    "presets": "model.width=16",
+}
 
 
 def set_option(command: str):
     """``--set KEY=VALUE``, with an example of a key this command reads."""
     return typer.Option(
-        None, "--set", help=f"Override one preset key, e.g. --set {SET_EXAMPLES[command]} "
+        None,
+        "--set",
+        help=f"Override one preset key, e.g. --set {SET_EXAMPLES[command]} "
         "(repeatable; every key: presets/defaults.yaml).",
-    )  # fmt: skip
+    )
 
 
 Out = typer.Option(
@@ -106,7 +118,7 @@ def settings(
 def checked(cfg: Config, command: str, data: Path | None = None) -> Config:
     """``cfg`` after ``config.check_run`` for this command, and for pretrain its heads' own rules
     (``model.build.check_heads``), with the ranks torchrun started."""
-    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    ranks = launch_place().world_size
     check_run(cfg, command, data=data)
     if command == "pretrain":
         from cacl_cli.model.build import check_heads  # torch: only once every key is known good
@@ -137,6 +149,24 @@ def one_weights_source(required: bool = True, **given) -> str | None:
     return named[0] if named else None
 
 
+def weights(cfg: Config, checkpoint: Path | None, baseline: str | None = None):
+    """The ``Weights`` an evaluation runs on, resolved once: a checkpoint (read now, so a bad
+    file is refused before any folder is made), a random init of the config's model.arch /
+    model.width seeded by run.seed, or a baseline."""
+    from cacl_cli.pretrained import Weights
+
+    if baseline:
+        return Weights.of_baseline(baseline)
+    return Weights.of(checkpoint, cfg.model.arch, cfg.model.width, cfg.run.seed)
+
+
+def device(name: str | None, cfg: Config):
+    """The device a command runs on: ``--device``, else the config's run.device."""
+    from cacl_cli.device import resolve_device
+
+    return resolve_device(name or cfg.run.device)
+
+
 def either(positional, option, flag: str, what: str):
     """A value given as a positional argument (the older spelling) or as ``flag``, not both."""
     if positional is not None and option is not None:
@@ -151,8 +181,9 @@ def shape_options(command: str) -> tuple:
     the same on every command that evaluates one (a checkpoint brings its own shape)."""
     return (
         key_option(command, "model.arch", "--arch", help="Backbone of --random-init"),
-        key_option(command, "model.width", "--width", min=1,
-                   help="First-stage channels of --random-init"),  # fmt: skip
+        key_option(
+            command, "model.width", "--width", min=1, help="First-stage channels of --random-init"
+        ),
         key_option(command, "run.seed", "--seed", help="Seeds a --random-init backbone"),
     )
 
@@ -176,6 +207,7 @@ def evaluated(checkpoint: Path | None, baseline: str | None = None) -> str:
     path = Path(checkpoint).resolve()
     if path.is_dir():
         return path.name
-    if path.parent.name == "checkpoints":
-        return f"{path.parent.parent.name}-{path.stem}"
+    run = RunFolder.holding(path)
+    if run is not None:
+        return f"{run.root.name}-{path.stem}"
     return path.stem

@@ -12,6 +12,7 @@ from cacl_cli.config import Config, resolve, resumed_config
 from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.files import present, read_text
 from cacl_cli.outputs import claimed
+from cacl_cli.run_folder import RunFolder
 
 
 def pretrain_command(
@@ -59,9 +60,11 @@ def _data_checked(
     """Say which preset trains on --data when none was named; refuse a data.path that is not
     here, saying where it came from (the preset, or --set)."""
     if data is not None and preset is None:
-        typer.echo(f"--data {data}: training with preset {cfg.preset.name} (model.arch "
-                   f"{cfg.model.arch}, model.width {cfg.model.width}, data.size {cfg.data.size});"
-                   " give --preset to choose another")  # fmt: skip
+        typer.echo(
+            f"--data {data}: training with preset {cfg.preset.name} (model.arch "
+            f"{cfg.model.arch}, model.width {cfg.model.width}, data.size {cfg.data.size});"
+            " give --preset to choose another"
+        )
     path = cfg.data.path
     if data is None and path and not Path(path).is_dir():
         set_here = any(o.partition("=")[0].strip() == "data.path" for o in overrides)
@@ -85,7 +88,7 @@ def _config(
     """A new run's config from the preset (and --data, --init). A resumed run keeps its own; the
     same options again (a requeued job) are accepted, and only ``SAFE_ON_RESUME`` keys may
     differ from the saved ones."""
-    saved = out / "config.yaml" if out else None
+    saved = RunFolder(out).config if out else None
     if resume and not out:
         raise CaclError("--resume needs --out RUN_FOLDER, the run to continue")
     paths = {"data.path": data and str(data), "model.init": init and str(init)}
@@ -93,8 +96,10 @@ def _config(
         cfg = options.settings("pretrain", preset, overrides, paths)
         return _data_checked(cfg, preset, data, overrides)
     if not read_text(saved, "the run's config.yaml").strip():
-        raise CaclError(f"{saved} is empty (damaged?); restore the run's config, or move the run "
-                        "aside to start it over")  # fmt: skip
+        raise CaclError(
+            f"{saved} is empty (damaged?); restore the run's config, or move the run "
+            "aside to start it over"
+        )
     kept = resolve(str(saved))
     if preset or overrides or data or init:
         # Without --preset, --set changes the saved config itself: only its keys can differ.

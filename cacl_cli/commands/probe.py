@@ -36,10 +36,11 @@ def probe_command(
         shape = options.shape_values(arch, width, seed)
         cfg = options.settings("probe", preset, overrides, shape, data=data)
         options.one_weights_source(checkpoint=checkpoint, random_init=random_init)
+        weights, on = options.weights(cfg, checkpoint), options.device(device, cfg)
         from rich.console import Console
 
         from cacl_cli.evaluate.probe import run_probe
 
         run_dir = options.out_folder(out, "probe", cfg, options.evaluated(checkpoint))
         with claimed(run_dir, "probe", overwrite, inputs=(data, checkpoint)):
-            run_probe(cfg, checkpoint, random_init, data, run_dir, device, Console())
+            run_probe(cfg, weights, data, run_dir, on, Console())

@@ -11,7 +11,6 @@ from cacl_cli.commands import options
 from cacl_cli.errors import report_errors
 from cacl_cli.outputs import claimed
 
-
 DavisArgument = typer.Argument(
     ..., help="A DAVIS-format folder (JPEGImages/480p, Annotations/480p)."
 )
@@ -20,9 +19,12 @@ SequenceOption = typer.Option(
 )
 ArchOption, WidthOption, SeedOption = options.shape_options("propagate")
 ContextOption = options.key_option(
-    "propagate", "propagate.context", "--context", min=0,
+    "propagate",
+    "propagate.context",
+    "--context",
+    min=0,
     help="Recent predicted frames used as context",
-)  # fmt: skip
+)
 TopkOption = options.key_option(
     "propagate", "propagate.topk", "--topk", min=1, help="Context positions voting per position"
 )
@@ -33,9 +35,11 @@ FramesOption = options.key_option(
     "propagate", "propagate.frames", "--frames", min=0, help="Use only the first N frames (0: all)"
 )
 LayerOption = options.key_option(
-    "propagate", "propagate.layer", "--layer",
+    "propagate",
+    "propagate.layer",
+    "--layer",
     help="Backbone stage whose features vote: layer4 (last), layer3, layer2",
-)  # fmt: skip
+)
 BaselineOption = typer.Option(
     None, "--baseline", help="No network: 'copy' the first mask, or 'colour' features."
 )
@@ -43,7 +47,9 @@ SplitOption = typer.Option(
     None, "--split", help="File of sequence names [default: ImageSets/*/val.txt if present]."
 )
 HtmlOption = typer.Option(
-    False, "--html", help="Also write OUT/SEQUENCE.html, one interactive page per sequence: masks, J and F."
+    False,
+    "--html",
+    help="Also write OUT/SEQUENCE.html, one interactive page per sequence: masks, J and F.",
 )
 
 
@@ -83,8 +89,10 @@ def propagate_command(
         flags |= {"propagate.size": size, "propagate.context": context, "propagate.topk": topk}
         flags |= {"propagate.radius": radius, "propagate.frames": frames, "propagate.layer": layer}
         cfg = options.settings("propagate", preset, overrides, flags)
-        source = {"checkpoint": checkpoint, "random_init": random_init, "baseline": baseline}
-        options.one_weights_source(**source)
+        options.one_weights_source(
+            checkpoint=checkpoint, random_init=random_init, baseline=baseline
+        )
+        weights, on = options.weights(cfg, checkpoint, baseline), options.device(device, cfg)
         from rich.console import Console
 
         from cacl_cli.evaluate.propagate import run_propagation
@@ -93,6 +101,6 @@ def propagate_command(
         folder = options.out_folder(out, "propagate", cfg, options.evaluated(checkpoint, baseline))
         with claimed(folder, "propagate", overwrite, inputs=(davis, checkpoint, split)):
             path = run_propagation(
-                cfg, davis, sequence, split, source, folder, device, console, pages=html
+                cfg, davis, sequence, split, weights, folder, on, console, pages=html
             )
         console.print(f"results in {path}")

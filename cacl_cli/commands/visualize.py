@@ -37,7 +37,10 @@ TargetsOption = typer.Option(
     1, "--targets", min=1, help="Target frames T+S, T+2S ... shown by the --html page."
 )
 ChannelsOption = typer.Option(
-    24, "--channels", min=1, max=2048,  # a ResNet-50's widest stage: no space has more
+    24,
+    "--channels",
+    min=1,
+    max=2048,  # a ResNet-50's widest stage: no space has more
     help="Feature channels kept per space in the --html page.",
 )
 SameScaleOption = typer.Option(
@@ -82,8 +85,9 @@ def visualize_command(
     with report_errors():
         shape = options.shape_values(arch, width, seed)
         cfg = options.settings("visualize", preset, overrides, shape)
-        options.one_weights_source(False, checkpoint=checkpoint, compare=compare,
-                                   random_init=random_init)  # fmt: skip
+        options.one_weights_source(
+            False, checkpoint=checkpoint, compare=compare, random_init=random_init
+        )
         sources = list(compare or [checkpoint])
         view = (frames, frame, stride, sources, size, device or cfg.run.device)
         if html_file is not None:
@@ -106,9 +110,18 @@ def _write_figure(cfg, view, pixels, same_scale, folder) -> None:
     frames, frame, stride, sources, size, device = view
     console = Console()
     figure, rows = run_visualize(
-        cfg.model, frames, pixels, frame, stride, sources, size, folder,
-        resolve_device(device), same_scale, console.print,
-    )  # fmt: skip
+        cfg.model,
+        frames,
+        pixels,
+        frame,
+        stride,
+        sources,
+        size,
+        folder,
+        resolve_device(device),
+        same_scale,
+        console.print,
+    )
     console.print(f"{figure}: {rows} row(s), frames {frame} and {frame + stride}")
 
 
@@ -124,9 +137,17 @@ def _write_page(cfg, view, page, path, overwrite) -> None:
     frames, frame, stride, sources, size, device = view
     targets, channels = page
     size_bytes, shown = run_explorer(
-        cfg.model, frames, frame, stride, targets, sources, size, channels, path,
+        cfg.model,
+        frames,
+        frame,
+        stride,
+        targets,
+        sources,
+        size,
+        channels,
+        path,
         resolve_device(device),
-    )  # fmt: skip
+    )
     Console().print(f"{path}: {size_bytes / 1e6:.1f} MB, frames {', '.join(map(str, shown))}")
 
 

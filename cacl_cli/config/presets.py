@@ -43,6 +43,14 @@ def _names_a_file(name_or_path: str) -> bool:
     return Path(name_or_path).suffix in (".yaml", ".yml") or os.sep in name_or_path
 
 
+def _layers(name_or_path: str, folder: Path = Path(".")) -> list[str] | None:
+    """The presets a layered name ``a+b`` stacks, in order; None for a single preset, and for a
+    file (read from ``folder``) whose own name holds a '+'. The one rule for both."""
+    if "+" not in name_or_path or (folder / name_or_path).is_file():
+        return None
+    return name_or_path.split("+")
+
+
 def _preset_path(name_or_path: str) -> Path:
     shipped = preset_dir() / f"{name_or_path}.yaml"
     if shipped.is_file():
@@ -84,16 +92,19 @@ def _load_chain(
     ``a+b`` layers presets as ``base: [a, b]`` would, with no file of its own. ``loaded``: the
     files this resolution has read, each once (a diamond of bases costs its distinct files)."""
     loaded = {} if loaded is None else loaded
-    if "+" in name_or_path and not Path(name_or_path).is_file():
-        return _layered(name_or_path.split("+"), seen, loaded)
+    layers = _layers(name_or_path)
+    if layers:
+        return _layered(layers, seen, loaded)
     path = _preset_path(name_or_path)
     key = str(path.resolve())
     if key in seen:
         raise CaclError(f"preset {path} inherits itself through 'base'")
     if key not in loaded:
         if len(loaded.keys() | set(seen)) >= MAX_PRESET_FILES:  # read, and being read
-            raise CaclError(f"{path}: the bases reach more than {MAX_PRESET_FILES} preset files; "
-                            "a preset needs a few")  # fmt: skip
+            raise CaclError(
+                f"{path}: the bases reach more than {MAX_PRESET_FILES} preset files; "
+                "a preset needs a few"
+            )
         loaded[key] = _own_chain(path, seen + (key,), loaded)
     return loaded[key]
 
@@ -118,8 +129,9 @@ def _beside(preset: Path, base: str) -> str:
     """A base given as a relative file path is read beside the preset that names it, not in
     the working directory, in every form (``q.yaml``, ``q.yaml+moco-v2``); a name stays a
     name."""
-    if "+" in base and not (preset.parent / base).is_file():
-        return "+".join(_beside(preset, part) for part in base.split("+"))
+    layers = _layers(base, preset.parent)
+    if layers:
+        return "+".join(_beside(preset, part) for part in layers)
     if _names_a_file(base) and not Path(base).is_absolute():
         return str(preset.parent / base)
     return base
@@ -281,9 +293,10 @@ def resolve(
     """
     defaults = _defaults()
     tree, chain = _load_chain(preset)
-    name = preset if "+" in preset and not Path(preset).is_file() else chain[-1]
+    layered = _layers(preset) is not None
+    name = preset if layered else chain[-1]
     # A file (a user's preset, a run's config.yaml) is named as the file the bad key is in.
-    is_file = Path(preset).suffix in (".yaml", ".yml") and Path(preset).is_file()
+    is_file = not layered and _names_a_file(preset)
     tree = _validate(tree, defaults, preset if is_file else f"preset {name}")
     merged = _merge(defaults, tree)
     for text in overrides:

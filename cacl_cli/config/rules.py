@@ -58,8 +58,13 @@ def check_run(cfg: Config, command: str, data: Path | None = None) -> None:
 
 # Keys a resumed run may change: how long it runs and how it logs, not what it learns; and its
 # precision when another is asked for (`auto` keeps the one it started with).
-SAFE_ON_RESUME = ("schedule.steps", "run.checkpoint_every", "run.log_every", "data.num_workers",
-                  "run.amp")
+SAFE_ON_RESUME = (
+    "schedule.steps",
+    "run.checkpoint_every",
+    "run.log_every",
+    "data.num_workers",
+    "run.amp",
+)
 
 
 def resumed_config(saved: Config, asked: Config, source: Path) -> Config:

@@ -44,7 +44,9 @@ class RunSection:
         " a minute on a CPU; same results within 1e-3)",
     )
     checkpoint_every: int = key(
-        1000, "steps between checkpoints (one is always written at the end)", span=(1, INF),
+        1000,
+        "steps between checkpoints (one is always written at the end)",
+        span=(1, INF),
     )
     keep_checkpoints: int = key(2, "how many recent checkpoints to keep", span=(0, 10000))
     log_every: int = key(20, "steps between metrics.jsonl records", span=(1, INF))
@@ -64,7 +66,9 @@ class ModelSection:
         choices=("resnet18", "resnet50"),
     )
     width: int = key(
-        64, "first-stage channels; 16 or 32 make small CPU models (resnet18 only)", span=(1, 4096),
+        64,
+        "first-stage channels; 16 or 32 make small CPU models (resnet18 only)",
+        span=(1, 4096),
     )
     dim: int = key(128, "channels of the contrastive space (MoCo-v2)", span=(1, 65536))
     pixel_shuffle: str = key(
@@ -90,7 +94,8 @@ class ModelSection:
         "module.encoder_q.* keys, or a torchvision ResNet state dict)",
     )
     sync_bn: bool = key(
-        False, "torchrun on CUDA: BN statistics of the online encoder over all GPUs",
+        False,
+        "torchrun on CUDA: BN statistics of the online encoder over all GPUs",
     )
     bn_groups: int = key(
         1,
@@ -121,12 +126,15 @@ class HeadsSection:
 class LossSection:
     tau: float = key(0.07, "temperature of every softmax (MoCo)", span=(ABOVE_ZERO, 100))
     global_weight: float = key(
-        1.0, "w_G, the global term's weight in the total loss", span=(0, 1e6),
+        1.0,
+        "w_G, the global term's weight in the total loss",
+        span=(0, 1e6),
     )
     pixel_weight: float = key(1.0, "w_P, the pixel term's weight in the total loss", span=(0, 1e6))
     cycle_weight: float = key(1.0, "w_C, the cycle term's weight in the total loss", span=(0, 1e6))
     soft_cycle: bool = key(
-        True, "KL to the global head's affinities instead of the identity target",
+        True,
+        "KL to the global head's affinities instead of the identity target",
     )
     soft_target_tau: float = key(
         0.07,
@@ -140,7 +148,9 @@ class LossSection:
         choices=("global", "cycle"),
     )
     cycle_tau: float = key(
-        0.0, "temperature of the cycle's two jumps; 0: tau (the paper)", span=(0, 100),
+        0.0,
+        "temperature of the cycle's two jumps; 0: tau (the paper)",
+        span=(0, 100),
     )
     cycle_pool: int = key(
         1,
@@ -197,10 +207,14 @@ class MocoSection:
         span=(1, 10**8),
     )
     cycle_queue_size: int = key(
-        16384, "negatives in the cycle head's second jump", span=(1, 10**8),
+        16384,
+        "negatives in the cycle head's second jump",
+        span=(1, 10**8),
     )
     pixels_per_image: int = key(
-        8, "momentum pixels per image fed to the pixel and cycle queues per step", span=(1, 65536),
+        8,
+        "momentum pixels per image fed to the pixel and cycle queues per step",
+        span=(1, 65536),
     )
     shuffle_bn_groups: int = key(
         4,
@@ -219,7 +233,8 @@ class MocoSection:
 @dataclass(frozen=True)
 class DataSection:
     path: Optional[str] = key(
-        None, "a pairs folder (cacl extract-pairs) or an image folder; null: the built-in world",
+        None,
+        "a pairs folder (cacl extract-pairs) or an image folder; null: the built-in world",
     )
     batch_size: int = key(
         32,
@@ -241,7 +256,8 @@ class AugmentSection:
     """MoCo-v2's, with one shared crop box and flip for v and v+"""
 
     shared_crop: bool = key(
-        True, "false: independent crop boxes and flips (MoCo-v2 on still images)",
+        True,
+        "false: independent crop boxes and flips (MoCo-v2 on still images)",
     )
     crop_scale: tuple = key(
         (0.2, 1.0),
@@ -282,7 +298,9 @@ class OptimSection:
 class ScheduleSection:
     steps: int = key(100000, "pretrain", span=(1, 10**9))
     warmup_steps: int = key(
-        1000, "pretrain: linear warm-up before the cosine decay", span=(0, 10**9),
+        1000,
+        "pretrain: linear warm-up before the cosine decay",
+        span=(0, 10**9),
     )
     epochs: int = key(300, "probe and finetune (cosine decay, no warm-up)", span=(1, 10**7))
 
@@ -298,11 +316,14 @@ class EvalSection:
         choices=("world", "voc", "cityscapes", "folder"),
     )
     train_split: str = key(
-        "train", "the split trained on (a file under ImageSets or a folder's list)",
+        "train",
+        "the split trained on (a file under ImageSets or a folder's list)",
     )
     val_split: str = key("val", "the split scored")
     resize: int = key(
-        0, "short side in pixels before the backbone; 0 keeps each image's size", span=(0, 8192),
+        0,
+        "short side in pixels before the backbone; 0 keeps each image's size",
+        span=(0, 8192),
     )
     flip: bool = key(False, "probe: random horizontal flips while training the classifier")
     layer: str = key(
@@ -317,19 +338,29 @@ class EvalSection:
         choices=("memory", "disk", "off"),
     )
     cache_gb: float = key(
-        4.0, "probe: memory budget of the cache; the rest spills to disk", span=(0, 1e6),
+        4.0,
+        "probe: memory budget of the cache; the rest spills to disk",
+        span=(0, 1e6),
     )
     fractions: tuple = key(
-        (100,), "finetune: percent of the training images, one run each", span=(ABOVE_ZERO, 100),
+        (100,),
+        "finetune: percent of the training images, one run each",
+        span=(ABOVE_ZERO, 100),
     )
     subset_seed: int = key(
-        0, "finetune: picks the subsets (nested: 1 % lies inside 5 %)", span=SEED,
+        0,
+        "finetune: picks the subsets (nested: 1 % lies inside 5 %)",
+        span=SEED,
     )
     world_train_images: int = key(
-        200, "labelled frames of the built-in world per split", span=(1, 10**7),
+        200,
+        "labelled frames of the built-in world per split",
+        span=(1, 10**7),
     )
     world_val_images: int = key(
-        100, "labelled frames of the built-in world in the validation split", span=(1, 10**7),
+        100,
+        "labelled frames of the built-in world in the validation split",
+        span=(1, 10**7),
     )
 
 
@@ -343,7 +374,9 @@ class WorldSection:
     objects_max: int = key(5, "most objects in a clip", span=(1, 64))
     scale_min: float = key(0.3, "object size relative to the frame side", span=(ABOVE_ZERO, 1))
     scale_max: float = key(
-        0.6, "largest object size relative to the frame side", span=(ABOVE_ZERO, 1),
+        0.6,
+        "largest object size relative to the frame side",
+        span=(ABOVE_ZERO, 1),
     )
     speed: float = key(1.5, "object speed, pixels per frame at most", span=(0, 1000.0))
     pan: float = key(1.0, "camera pan, pixels per frame at most", span=(0, 1000.0))
@@ -359,7 +392,9 @@ class ExtractSection:
     stride: int = key(8, "frames between the two of a pair", span=(1, 100000))
     pairs_per_clip: int = key(1, "draws per clip", span=(1, 100000))
     frames_per_clip: int = key(
-        2, "frames per draw, each `stride` apart (>2: training picks a pair)", span=(2, 10000),
+        2,
+        "frames per draw, each `stride` apart (>2: training picks a pair)",
+        span=(2, 10000),
     )
     short_side: int = key(256, "resize to this short side (0: keep)", span=(0, 8192))
     quality: int = key(90, "JPEG quality", span=(1, 100))
@@ -369,7 +404,8 @@ class ExtractSection:
     extensions: tuple = key((), "video suffixes to take; empty: the common ones")
     seek: bool = key(False, "seek to keyframes: faster, but wrong frames on open-GOP files")
     format: str = key(
-        "folder", "folder: a JPEG per frame | tar: WebDataset-style shards, pairs-NNNNNN.tar",
+        "folder",
+        "folder: a JPEG per frame | tar: WebDataset-style shards, pairs-NNNNNN.tar",
         choices=("folder", "tar"),
     )
     shard_size: float = key(1000.0, "tar format: a new shard past this many MB", span=(0.01, 1e6))
@@ -382,12 +418,16 @@ class PropagateSection:
 
     size: int = key(240, "short side of the frames fed to the backbone", span=(8, 8192))
     context: int = key(
-        5, "recent predicted frames used as context (plus the first)", span=(0, 1000),
+        5,
+        "recent predicted frames used as context (plus the first)",
+        span=(0, 1000),
     )
     topk: int = key(10, "context positions voting per position", span=(1, 1000000))
     radius: float = key(12.0, "vote radius in feature cells (Euclidean)", span=(0, 1e6))
     temperature: float = key(
-        0.07, "softmax temperature of the top-k affinities", span=(ABOVE_ZERO, 100),
+        0.07,
+        "softmax temperature of the top-k affinities",
+        span=(ABOVE_ZERO, 100),
     )
     labels: str = key(
         "auto",
@@ -442,11 +482,21 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
-    "run": RunSection, "model": ModelSection, "heads": HeadsSection, "loss": LossSection,
-    "moco": MocoSection, "data": DataSection, "augment": AugmentSection, "optim": OptimSection,
-    "schedule": ScheduleSection, "eval": EvalSection, "world": WorldSection,
-    "extract": ExtractSection, "propagate": PropagateSection, "preset": PresetInfo,
-}  # fmt: skip
+    "run": RunSection,
+    "model": ModelSection,
+    "heads": HeadsSection,
+    "loss": LossSection,
+    "moco": MocoSection,
+    "data": DataSection,
+    "augment": AugmentSection,
+    "optim": OptimSection,
+    "schedule": ScheduleSection,
+    "eval": EvalSection,
+    "world": WorldSection,
+    "extract": ExtractSection,
+    "propagate": PropagateSection,
+    "preset": PresetInfo,
+}
 
 
 def field_name(key: str) -> str:

@@ -20,8 +20,6 @@ import torch.nn.functional as F
 from cacl_cli.config import AugmentSection
 from cacl_cli.data.images import imagenet_stats
 
-
-
 # One row of colour parameters per frame: whether jitter applies, its four factors, the order of
 # its four adjustments, whether grayscale applies, whether blur applies and its sigma.
 JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE = range(5)

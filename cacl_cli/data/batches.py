@@ -9,7 +9,7 @@ of the global batch: 2 processes x B pairs see the same data as 1 process x 2B.
 from __future__ import annotations
 
 import signal
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch

@@ -37,19 +37,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cacl_cli.data.frames import IMAGE_SUFFIXES, decode, native_stderr_silenced
-from cacl_cli.data.worker_pool import guarded_map
-from cacl_cli.data.images import resize_short_side
-from cacl_cli.data.layouts import VIDEO_SUFFIXES
 from cacl_cli.config import ExtractSection
 from cacl_cli.data import manifest
+from cacl_cli.data.frames import decode, native_stderr_silenced
+from cacl_cli.data.images import resize_short_side
+from cacl_cli.data.layouts import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cacl_cli.data.manifest import MANIFEST, RECORDS, REPORT
 from cacl_cli.data.pairs import PairsFolder
 from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
+from cacl_cli.data.worker_pool import guarded_map
 from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import (
-    refuse_links, remove_stale_temps, temp_prefix, write_atomic, write_text_atomic,
-)  # fmt: skip
+    refuse_links,
+    remove_stale_temps,
+    temp_prefix,
+    write_atomic,
+    write_text_atomic,
+)
 from cacl_cli.progress import progress_bar
 
 DEFAULT_EXTENSIONS = VIDEO_SUFFIXES
@@ -221,9 +225,13 @@ def _write_frames(out: Path, cid: str, names: list[str], jpegs: list[bytes]) -> 
 
 
 def extract_folder(
-    video_dir: Path, out: Path, section: ExtractSection, overwrite: bool, console,
+    video_dir: Path,
+    out: Path,
+    section: ExtractSection,
+    overwrite: bool,
+    console,
     shard: tuple[int, int] = (0, 1),
-) -> dict:  # fmt: skip
+) -> dict:
     """This shard's videos under ``video_dir`` not yet done, in ``section.workers`` processes,
     then the merge. Returns {done, skipped, left, failed: [records]}; failed clips are retried
     by a rerun, ``left`` counts the collection's videos no shard has done yet."""
@@ -238,11 +246,13 @@ def extract_folder(
     ids = assign_ids(video_dir, videos, known)
     mine = [v for v in videos if in_shard(str(v.relative_to(video_dir)), shard)]
     changed = set(_changed_since(out, shard, console))
-    todo = [(v, ids[v]) for v in mine
-            if str(v.relative_to(video_dir)) not in known.keys() - changed]  # fmt: skip
+    todo = [
+        (v, ids[v]) for v in mine if str(v.relative_to(video_dir)) not in known.keys() - changed
+    ]
     which = f" in shard {shard[0]} of {shard[1]}" if shard[1] > 1 else ""
-    console.print(f"{len(mine)} videos{which}, {len(mine) - len(todo)} already done, "
-                  f"{len(todo)} to extract")  # fmt: skip
+    console.print(
+        f"{len(mine)} videos{which}, {len(mine) - len(todo)} already done, {len(todo)} to extract"
+    )
     _end_killed_shards(out, _tag(shard), set(known.values()))
     failed = _run_pool(video_dir, out, section, todo, _tag(shard), console)
     merging = bool(todo or manifest.pending_records(out) or not (out / MANIFEST).is_file())
@@ -268,8 +278,10 @@ def _changed_since(out: Path, shard: tuple[int, int], console) -> list[str]:
         return []
     changed = PairsFolder(out, rebuilding=True).changed_sources(lambda s: in_shard(s, shard))
     if changed:
-        console.print(f"{len(changed)} clips whose frames changed since they were extracted "
-                      f"(first: {changed[0]}): extracted again")  # fmt: skip
+        console.print(
+            f"{len(changed)} clips whose frames changed since they were extracted "
+            f"(first: {changed[0]}): extracted again"
+        )
     return changed
 
 
@@ -301,8 +313,10 @@ def _listing(video_dir: Path, section: ExtractSection) -> list[Path]:
     suffixes = suffixes or DEFAULT_EXTENSIONS
     videos = find_videos(video_dir, tuple(s.lower() for s in suffixes))
     if not videos:
-        raise CaclError(f"{video_dir} holds no videos ({' '.join(suffixes)}) and no frame folders "
-                        f"({' '.join(IMAGE_SUFFIXES)})")  # fmt: skip
+        raise CaclError(
+            f"{video_dir} holds no videos ({' '.join(suffixes)}) and no frame folders "
+            f"({' '.join(IMAGE_SUFFIXES)})"
+        )
     return videos
 
 
@@ -398,5 +412,7 @@ def print_summary(out: Path, summary: dict, console) -> None:
     for record in summary["failed"]:
         console.print(f"[red]failed[/] {record['source']}: {record['reason']} (retried on rerun)")
     if summary["left"] and summary["shards"] != 1:  # unsharded, the failed ones are named above
-        console.print(f"{summary['left']} videos of the collection are in no shard's records yet: "
-                      "run (or rerun) the other shards; the last to finish completes the manifest")
+        console.print(
+            f"{summary['left']} videos of the collection are in no shard's records yet: "
+            "run (or rerun) the other shards; the last to finish completes the manifest"
+        )

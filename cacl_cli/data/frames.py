@@ -20,12 +20,11 @@ import cv2
 import numpy as np
 
 from cacl_cli.data.images import image_size, read_rgb
-from cacl_cli.data.layouts import VIDEO_SUFFIXES
+from cacl_cli.data.layouts import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cacl_cli.errors import CaclError
 from cacl_cli.files import open_regular
 
 NOT_A_VIDEO = "not a video OpenCV or decord can open"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @contextlib.contextmanager
@@ -88,8 +87,10 @@ def _read_folder(folder: Path, pick: Callable[[int], list[int]]) -> tuple:
             sizes.setdefault(image_size(path), path)
         if len(sizes) > 1:
             (first, one), (second, other) = list(sizes.items())[:2]
-            raise ValueError(f"frames of {len(sizes)} sizes: {one.name} is {first[0]}x{first[1]}, "
-                             f"{other.name} {second[0]}x{second[1]}")  # fmt: skip
+            raise ValueError(
+                f"frames of {len(sizes)} sizes: {one.name} is {first[0]}x{first[1]}, "
+                f"{other.name} {second[0]}x{second[1]}"
+            )
         return len(files), 0.0, wanted, [read_rgb(files[i]) for i in wanted]
     except CaclError as err:  # an unreadable frame, named
         raise ValueError(str(err).replace(f"{folder}/", "", 1)) from None

@@ -7,8 +7,6 @@ input side is snapped to a multiple of the output stride.
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,10 +115,15 @@ def normalise_batch(images: np.ndarray) -> "torch.Tensor":
 
 
 def to_input(frame: np.ndarray, short_side: int) -> "torch.Tensor":
-    """A frame as a (1, 3, h, w) batch whose sides are multiples of the output stride
-    (antialiased bilinear resampling)."""
+    """The one way a frame becomes network input, for every command that feeds the backbone: a
+    (1, 3, h, w) ImageNet-normalised batch with about ``short_side`` (0: the frame's own), both
+    sides multiples of the output stride (antialiased bilinear resampling; a frame already of
+    that size is not resampled)."""
     import torch.nn.functional as F
 
-    width, height = stride_size(frame.shape[1], frame.shape[0], short_side)
+    height, width = frame.shape[:2]
+    size = stride_size(width, height, short_side or min(width, height))
     x = normalise(frame).unsqueeze(0)
-    return F.interpolate(x, (height, width), mode="bilinear", align_corners=False, antialias=True)
+    if size == (width, height):
+        return x
+    return F.interpolate(x, size[::-1], mode="bilinear", align_corners=False, antialias=True)

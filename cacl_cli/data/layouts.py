@@ -12,8 +12,23 @@ from cacl_cli.errors import CaclError
 
 # The video suffixes cacl reads (decord/FFmpeg); extract-pairs takes these unless --ext says.
 VIDEO_SUFFIXES = (
-    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
-)  # fmt: skip
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ts",
+)
+
+
+# The image suffixes cacl reads (frames, frame folders, image folders, labelled images).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def holds_videos(root: Path) -> bool:

@@ -28,7 +28,13 @@ from typing import Iterator
 
 from cacl_cli.config import ExtractSection
 from cacl_cli.data.pair_index import (
-    INDEX, PairIndex, index_arrays, read_index, with_clips, write_arrays, write_index,
+    INDEX,
+    PairIndex,
+    index_arrays,
+    read_index,
+    with_clips,
+    write_arrays,
+    write_index,
 )
 from cacl_cli.errors import CaclError
 from cacl_cli.files import (
@@ -41,12 +47,13 @@ from cacl_cli.files import (
     write_atomic,
     write_text_atomic,
 )
+from cacl_cli.run_folder import LOCK
 
 RECORDS = ".records"
 MANIFEST = "manifest.jsonl"
 MANIFEST_WHAT = "the manifest extract-pairs wrote"  # what a reader says it expected
 REPORT = "skipped.tsv"
-MERGE_LOCK = ".cacl.lock.merge"  # outputs.LOCK_NAME + a part: not counted as contents
+MERGE_LOCK = f"{LOCK}.merge"  # the folder's lock name + a part: not counted as contents
 # Settings that change what a pair is; a folder keeps one value of each (workers etc. may change).
 PAIR_SETTINGS = ("stride", "frames_per_clip", "pairs_per_clip", "short_side", "quality", "seed")
 SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")  # what extract.clip_id makes: a name, never a path
@@ -143,12 +150,18 @@ def checked(record: dict, manifest: Path, line: int) -> dict:
     where = f"{manifest}, line {line}"
     clip, source = record.get("clip", f"line-{line}"), record.get("source", "")
     if not (isinstance(clip, str) and SAFE_ID.fullmatch(clip) and isinstance(source, str)):
-        raise CaclError(f"{where}: 'clip' must be a clip id (letters, digits, - _ .) and "
-                        "'source' text")  # fmt: skip
+        raise CaclError(
+            f"{where}: 'clip' must be a clip id (letters, digits, - _ .) and 'source' text"
+        )
     groups = record.get("frames")
-    if not (isinstance(groups, list) and groups and all(
-        isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g) for g in groups
-    )):  # fmt: skip
+    if not (
+        isinstance(groups, list)
+        and groups
+        and all(
+            isinstance(g, list) and len(g) >= 2 and all(isinstance(n, str) for n in g)
+            for g in groups
+        )
+    ):
         raise CaclError(f"{where}: 'frames' must be lists of two or more frame file names")
     tar = record.get("tar")
     if "tar" in record and not isinstance(tar, str):
@@ -160,17 +173,28 @@ def checked(record: dict, manifest: Path, line: int) -> dict:
                 "relative to its own folder"
             )
     members = record.get("members") if "tar" in record else {}
-    if "tar" in record and not (isinstance(members, dict) and all(
-        isinstance(members.get(n), list) and len(members[n]) == 2 and
-        all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in members[n])
-        for g in groups for n in g
-    )):  # fmt: skip
+    if "tar" in record and not (
+        isinstance(members, dict)
+        and all(
+            isinstance(members.get(n), list)
+            and len(members[n]) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in members[n])
+            for g in groups
+            for n in g
+        )
+    ):
         raise CaclError(f"{where}: a frame has no [offset, size] in 'members'")
     checks = record.get("checks")
-    if "checks" in record and not (isinstance(checks, list) and len(checks) == sum(map(
-        len, groups)) and all(isinstance(c, list) and len(c) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in c)
-        for c in checks)):  # fmt: skip
+    if "checks" in record and not (
+        isinstance(checks, list)
+        and len(checks) == sum(map(len, groups))
+        and all(
+            isinstance(c, list)
+            and len(c) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in c)
+            for c in checks
+        )
+    ):
         raise CaclError(f"{where}: 'checks' must give each frame its [size, CRC-32]")
     return {**record, "clip": clip, "source": source}
 

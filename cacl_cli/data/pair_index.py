@@ -36,11 +36,20 @@ from cacl_cli.files import open_regular, parse_json, present, write_atomic
 INDEX = "index.bin"
 ALIGN = 64
 # Every array of an index and its dtype (what index_arrays writes).
-DTYPES = {"draw_start": np.int64, "frame_file": np.int32, "frame_offset": np.int64,
-          "frame_size": np.int64, "frame_bytes": np.int64, "frame_crc": np.int64,
-          "clip_draw_start": np.int64,
-          **{f"{name}_{part}": np.uint8 if part == "blob" else np.int64
-             for name in ("file", "clip", "source") for part in ("blob", "starts")}}  # fmt: skip
+DTYPES = {
+    "draw_start": np.int64,
+    "frame_file": np.int32,
+    "frame_offset": np.int64,
+    "frame_size": np.int64,
+    "frame_bytes": np.int64,
+    "frame_crc": np.int64,
+    "clip_draw_start": np.int64,
+    **{
+        f"{name}_{part}": np.uint8 if part == "blob" else np.int64
+        for name in ("file", "clip", "source")
+        for part in ("blob", "starts")
+    },
+}
 CHECKS = {"frame_bytes", "frame_crc"}  # absent from an index written before frames were checked
 
 
@@ -98,8 +107,11 @@ class PairIndex:
 
     def location(self, frame: int) -> tuple[str, int, int]:
         """(file relative to the pairs folder, byte offset, size or -1 for the whole file)."""
-        return (self.files[int(self.frame_file[frame])], int(self.frame_offset[frame]),
-                int(self.frame_size[frame]))  # fmt: skip
+        return (
+            self.files[int(self.frame_file[frame])],
+            int(self.frame_offset[frame]),
+            int(self.frame_size[frame]),
+        )
 
 
 def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
@@ -121,13 +133,15 @@ def index_arrays(records: list[dict]) -> dict[str, np.ndarray]:
             draw_start.append(len(frame_file))
     files = sorted(file_numbers, key=file_numbers.get)
     checked = np.array(checks, np.int64).reshape(-1, 2)
-    arrays = {"draw_start": np.array(draw_start, np.int64),
-              "frame_file": np.array(frame_file, np.int32),
-              "frame_offset": np.array(frame_offset, np.int64),
-              "frame_size": np.array(frame_size, np.int64),
-              "frame_bytes": np.ascontiguousarray(checked[:, 0]),
-              "frame_crc": np.ascontiguousarray(checked[:, 1]),
-              "clip_draw_start": np.array(clip_draw_start, np.int64)}  # fmt: skip
+    arrays = {
+        "draw_start": np.array(draw_start, np.int64),
+        "frame_file": np.array(frame_file, np.int32),
+        "frame_offset": np.array(frame_offset, np.int64),
+        "frame_size": np.array(frame_size, np.int64),
+        "frame_bytes": np.ascontiguousarray(checked[:, 0]),
+        "frame_crc": np.ascontiguousarray(checked[:, 1]),
+        "clip_draw_start": np.array(clip_draw_start, np.int64),
+    }
     # What training reads first, side by side; the ids and sources (extraction's) last.
     for name, texts in (("file", files), ("clip", clips), ("source", sources)):
         strings = Strings.of(texts)
@@ -150,16 +164,21 @@ def with_clips(index: PairIndex, records: list[dict], before: list[int]) -> dict
     merged = {}
     for name in ("clip", "source"):
         merged[f"{name}_blob"], merged[f"{name}_starts"] = _interleave(
-            old[f"{name}_blob"], old[f"{name}_starts"], new[f"{name}_blob"],
-            new[f"{name}_starts"], before,
-        )  # fmt: skip
+            old[f"{name}_blob"],
+            old[f"{name}_starts"],
+            new[f"{name}_blob"],
+            new[f"{name}_starts"],
+            before,
+        )
     lengths = (np.diff(old["draw_start"]), np.diff(new["draw_start"]))  # frames per draw
     draw_lengths, merged["clip_draw_start"] = _interleave(
         lengths[0], old["clip_draw_start"], lengths[1], new["clip_draw_start"], before
     )
     merged["draw_start"] = np.concatenate([[0], np.cumsum(draw_lengths)]).astype(np.int64)
-    clip_frames = (old["draw_start"][old["clip_draw_start"]],
-                   new["draw_start"][new["clip_draw_start"]])  # fmt: skip
+    clip_frames = (
+        old["draw_start"][old["clip_draw_start"]],
+        new["draw_start"][new["clip_draw_start"]],
+    )
     new = new | {"frame_file": new["frame_file"] + len(index.files)}  # files appended below
     for name in ("frame_file", "frame_offset", "frame_size", "frame_bytes", "frame_crc"):
         merged[name] = _interleave(old[name], clip_frames[0], new[name], clip_frames[1], before)[0]
@@ -176,8 +195,10 @@ def _interleave(values, starts, new_values, new_starts, before):
     pieces, sizes, previous = [], [], 0
     old_sizes, new_sizes = np.diff(starts), np.diff(new_starts)
     for j, position in enumerate(before):
-        pieces += [values[starts[previous] : starts[position]],
-                   new_values[new_starts[j] : new_starts[j + 1]]]  # fmt: skip
+        pieces += [
+            values[starts[previous] : starts[position]],
+            new_values[new_starts[j] : new_starts[j + 1]],
+        ]
         sizes += [old_sizes[previous:position], new_sizes[j : j + 1]]
         previous = position
     pieces.append(values[starts[previous] :])
@@ -203,8 +224,13 @@ def write_arrays(folder: Path, arrays: dict[str, np.ndarray], manifest: Path) ->
     for name, array in arrays.items():
         start = layout[name][2]
         data[start : start + array.nbytes] = array.tobytes()
-    header = {"cacl_index": 1, "arrays": layout, "data_bytes": len(data),
-              "sha256": hashlib.sha256(data).hexdigest(), "manifest": _stamp(manifest)}  # fmt: skip
+    header = {
+        "cacl_index": 1,
+        "arrays": layout,
+        "data_bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "manifest": _stamp(manifest),
+    }
     line = json.dumps(header).encode() + b"\n"
     line += b" " * (-len(line) % ALIGN)
     write_atomic(folder / INDEX, lambda fh: (fh.write(line), fh.write(data)))
@@ -241,8 +267,10 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
     # Hashing touched every page; let them go, so a rank holds only what it reads (the pages
     # stay in the page cache, shared by every process that maps the file).
     mapped.madvise(mmap.MADV_DONTNEED)
-    arrays = {name: np.frombuffer(mapped, np.dtype(dtype), shape[0], start + offset)
-              for name, (dtype, shape, offset) in header["arrays"].items()}  # fmt: skip
+    arrays = {
+        name: np.frombuffer(mapped, np.dtype(dtype), shape[0], start + offset)
+        for name, (dtype, shape, offset) in header["arrays"].items()
+    }
     try:
         return PairIndex(_checked_arrays(arrays), header)
     except ValueError as err:
@@ -250,15 +278,21 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
 
 
 def _damaged(path: Path, what: str) -> CaclError:
-    return CaclError(f"{path}: {what} (damaged or not written by cacl); rerun cacl "
-                     "extract-pairs, which rebuilds it from the manifest")  # fmt: skip
+    return CaclError(
+        f"{path}: {what} (damaged or not written by cacl); rerun cacl "
+        "extract-pairs, which rebuilds it from the manifest"
+    )
 
 
 def _checked_header(header) -> dict:
     """The header's fields, of the types and within the bounds a reader relies on."""
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
-    stamp, data_bytes, layout = header.get("manifest"), header.get("data_bytes"), header.get("arrays")
+    stamp, data_bytes, layout = (
+        header.get("manifest"),
+        header.get("data_bytes"),
+        header.get("arrays"),
+    )
     if not (isinstance(stamp, list) and len(stamp) == 2 and all(_is_int(v) for v in stamp)):
         raise ValueError("its header's 'manifest' is not a [size, time] stamp")
     if not (_is_int(data_bytes) and data_bytes >= 0 and isinstance(header.get("sha256"), str)):
@@ -266,9 +300,15 @@ def _checked_header(header) -> dict:
     if not (isinstance(layout, dict) and layout.keys() in (DTYPES.keys(), DTYPES.keys() - CHECKS)):  # noqa: E501
         raise ValueError(f"its header's 'arrays' must name exactly {', '.join(DTYPES)}")
     for name, entry in layout.items():
-        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                and isinstance(entry[1], list) and len(entry[1]) == 1 and _is_int(entry[1][0])
-                and _is_int(entry[2])):  # fmt: skip
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], list)
+            and len(entry[1]) == 1
+            and _is_int(entry[1][0])
+            and _is_int(entry[2])
+        ):
             raise ValueError(f"array '{name}' is not [dtype, [length], offset]")
         try:
             dtype = np.dtype(entry[0])
@@ -291,8 +331,15 @@ def _checked_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     draws, every frame within the files, every string within its blob; every file is a name
     relative to the folder and inside it."""
     frames = len(arrays["frame_file"])
-    if len({len(arrays[name]) for name in ("frame_file", "frame_offset", "frame_size",
-                                            "frame_bytes", "frame_crc")}) > 1:  # fmt: skip
+    if (
+        len(
+            {
+                len(arrays[name])
+                for name in ("frame_file", "frame_offset", "frame_size", "frame_bytes", "frame_crc")
+            }
+        )
+        > 1
+    ):
         raise ValueError("its frame arrays differ in length")
     if frames and not (0 <= arrays["frame_crc"].min() and arrays["frame_crc"].max() < 2**32):
         raise ValueError("a frame's CRC-32 is out of range")

@@ -17,10 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from cacl_cli.data.frames import IMAGE_SUFFIXES
 from cacl_cli.data.images import decode_rgb, read_rgb
+from cacl_cli.data.layouts import IMAGE_SUFFIXES, holds_videos
 from cacl_cli.data.manifest import MANIFEST, MANIFEST_WHAT, load_index
-from cacl_cli.data.layouts import holds_videos
 from cacl_cli.errors import CaclError
 from cacl_cli.files import open_regular, parse_json, present, read_bytes, regular_descriptor
 
@@ -131,8 +130,10 @@ class PairsFolder:
                 raise CaclError(f"{err}; rerun cacl extract-pairs") from None
         data = os.pread(self._shards[name], size, offset)
         if len(data) != size:
-            raise CaclError(f"{self.root / name} ends before byte {offset + size} (cut short?); "
-                            "rerun cacl extract-pairs")  # fmt: skip
+            raise CaclError(
+                f"{self.root / name} ends before byte {offset + size} (cut short?); "
+                "rerun cacl extract-pairs"
+            )
         return data
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from cacl_cli.config import WorldSection
 from cacl_cli.data.images import read_rgb
-from cacl_cli.data.layouts import voc_base
+from cacl_cli.data.layouts import IMAGE_SUFFIXES, voc_base
 from cacl_cli.data.world import World, class_names
 from cacl_cli.data.world_export import labelled_frame
 from cacl_cli.errors import CaclError
@@ -68,7 +68,6 @@ CITYSCAPES_CLASSES = [
 ]
 # Cityscapes labelIds of the 19 evaluated classes, in train-id order; every other id is ignored.
 CITYSCAPES_EVAL_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def read_index_png(path: Path) -> np.ndarray:
@@ -140,7 +139,8 @@ def _pair_loader(
         if beyond.size:
             raise CaclError(
                 f"{masks[i]}: class id {int(beyond.max())}, but the dataset has {classes} "
-                f"classes (ids 0-{classes - 1}, {IGNORE_INDEX} ignored); fix the mask or its class list"
+                f"classes (ids 0-{classes - 1}, {IGNORE_INDEX} ignored); fix the mask or its "
+                "class list"
             )
         return image, mask
 
@@ -244,7 +244,8 @@ def cityscapes(root: Path, split: str) -> SegmentationSet:
 
 
 def folder(root: Path, split: str) -> SegmentationSet:
-    """Your own data: ``images/`` (jpg/png), ``masks/`` (PNG class ids, same stems, 255 = ignore),
+    """Your own data: ``images/`` (``IMAGE_SUFFIXES``), ``masks/`` (PNG class ids, same stems,
+    255 = ignore),
     ``classes.txt`` (one name per line, id = line number) and ``<split>.txt`` listing stems."""
     classes = _class_names(root / "classes.txt")
     ids = _read_list(root / f"{split}.txt")
@@ -256,7 +257,9 @@ def folder(root: Path, split: str) -> SegmentationSet:
             if (root / "images" / f"{i}{s}").is_file()
         ]
         if not found:
-            raise CaclError(f"{root / 'images'} has no image named '{i}' (.jpg or .png)")
+            raise CaclError(
+                f"{root / 'images'} has no image named '{i}' ({' '.join(IMAGE_SUFFIXES)})"
+            )
         images.append(found[0])
     masks = [_require(root / "masks" / f"{i}.png", f"the mask of '{i}'") for i in ids]
     loader = _pair_loader(images, masks, len(classes))

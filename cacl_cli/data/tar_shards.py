@@ -57,8 +57,9 @@ class ShardWriter:
         ``members`` (name -> [data offset, size]); the frames are then on disk."""
         if self.tar is None:
             self.path = self.out / shard_name(self.tag, self.number)
-            self.tar = tarfile.open(fileobj=open_for_writing(self.path, "wb"), mode="w",
-                                    format=tarfile.PAX_FORMAT)  # fmt: skip
+            self.tar = tarfile.open(
+                fileobj=open_for_writing(self.path, "wb"), mode="w", format=tarfile.PAX_FORMAT
+            )
             self.number += 1
         key = member_key(record["clip"])
         names = [f"{key}.f{n}.jpg" for n in range(len(jpegs))]

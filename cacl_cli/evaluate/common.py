@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from cacl_cli.data.images import normalise, resize_short_side
 from cacl_cli.config import Config, write_config
+from cacl_cli.data.images import to_input
 from cacl_cli.data.segmentation import SegmentationSet, open_splits
-from cacl_cli.device import resolve_device
-from cacl_cli.files import write_text_atomic
 from cacl_cli.evaluate.metrics import CONVENTION, IGNORE_INDEX, confusion_matrix, scores
+from cacl_cli.files import write_text_atomic
+from cacl_cli.run_folder import CONFIG, RESULTS
 
 
 @dataclass
@@ -36,28 +36,23 @@ class EvalRun:
     val: SegmentationSet
 
 
-def start_eval_run(
-    cfg: Config,
-    checkpoint: Path | None,
-    random_init: bool,
-    data: Path | None,
-    run_dir: Path,
-    device: str | None,
-) -> EvalRun:
-    """Open both splits (the command checked that one weights option is given); nothing is
-    written until the report."""
+def start_eval_run(cfg: Config, data: Path | None, run_dir: Path, device: torch.device) -> EvalRun:
+    """Seed the random state and open both splits; nothing is written until the report."""
     torch.manual_seed(cfg.run.seed)  # a random-init backbone is then a function of run.seed
     train, val = open_splits(cfg.eval, cfg.world, data)
-    return EvalRun(cfg, run_dir, resolve_device(device or cfg.run.device), train, val)
+    return EvalRun(cfg, run_dir, device, train, val)
 
 
 def prepare(
     image: np.ndarray, mask: np.ndarray, short_side: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize (short side, 0 = keep), normalise: -> (3, H, W) float and (H, W) long."""
-    image = resize_short_side(image, short_side, cv2.INTER_LINEAR)
-    mask = resize_short_side(mask, short_side, cv2.INTER_NEAREST)
-    return normalise(image), torch.from_numpy(mask.astype(np.int64))
+    """An image as network input (``images.to_input``: short side ``short_side``, 0 = its own,
+    sides multiples of the stride) and its mask resampled to the same size (nearest): ->
+    (3, H, W) float and (H, W) long."""
+    x = to_input(image, short_side)[0]
+    if mask.shape != x.shape[1:]:
+        mask = cv2.resize(mask, (x.shape[2], x.shape[1]), interpolation=cv2.INTER_NEAREST)
+    return x, torch.from_numpy(mask.astype(np.int64))
 
 
 def linear_classifier(channels: int, classes: int) -> nn.Conv2d:
@@ -135,8 +130,8 @@ def write_report(
         "fingerprint": {**fingerprint, "versions": versions()},
         **(extra or {}),
     }
-    write_config(cfg, run_dir / "config.yaml")
-    path = run_dir / "results.json"
+    write_config(cfg, run_dir / CONFIG)
+    path = run_dir / RESULTS
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
     return path
 

@@ -141,10 +141,18 @@ def score_sequence(
         f_all.append(f)
     j_mean = float(np.mean([o["J"]["mean"] for o in per_object.values()]))
     f_mean = float(np.mean([o["F"]["mean"] for o in per_object.values()]))
-    frames = [{"frame": t, "J": float(j), "F": float(f)}
-              for t, j, f in zip(kept, np.mean(j_all, axis=0), np.mean(f_all, axis=0))]  # fmt: skip
-    return {"J": j_mean, "F": f_mean, "J&F": (j_mean + f_mean) / 2, "objects": per_object,
-            "frames_scored": len(kept), "frames": frames}  # fmt: skip
+    frames = [
+        {"frame": t, "J": float(j), "F": float(f)}
+        for t, j, f in zip(kept, np.mean(j_all, axis=0), np.mean(f_all, axis=0))
+    ]
+    return {
+        "J": j_mean,
+        "F": f_mean,
+        "J&F": (j_mean + f_mean) / 2,
+        "objects": per_object,
+        "frames_scored": len(kept),
+        "frames": frames,
+    }
 
 
 def palette() -> list[int]:

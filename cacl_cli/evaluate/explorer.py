@@ -153,13 +153,24 @@ def sequence_page(
     pages = []
     for t, (frame, ids) in enumerate(zip(frames, predicted)):
         scored = per_frame.get(t, {})
-        pages.append({
-            "name": frame_names[t], "jpeg": _jpeg(frame), "pred": _mask_png(ids, colours),
-            "truth": None if truth[t] is None else _mask_png(truth[t][0], colours),
-            "J": scored.get("J"), "F": scored.get("F"),
-        })  # fmt: skip
-    payload = {"sequence": name, "source": source, "frames": pages,
-               "J": scores["J"], "F": scores["F"], "JF": scores["J&F"]}  # fmt: skip
+        pages.append(
+            {
+                "name": frame_names[t],
+                "jpeg": _jpeg(frame),
+                "pred": _mask_png(ids, colours),
+                "truth": None if truth[t] is None else _mask_png(truth[t][0], colours),
+                "J": scored.get("J"),
+                "F": scored.get("F"),
+            }
+        )
+    payload = {
+        "sequence": name,
+        "source": source,
+        "frames": pages,
+        "J": scores["J"],
+        "F": scores["F"],
+        "JF": scores["J&F"],
+    }
     data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
     html = SEQUENCE_PAGE.read_text().replace("/*DATA*/null", data)
     write_text_atomic(path, html)

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from torch import nn
-
 from rich.table import Table
+from torch import nn
 
 from cacl_cli.config import Config
 from cacl_cli.data.segmentation import SegmentationSet
@@ -33,17 +32,16 @@ from cacl_cli.evaluate.common import (
 from cacl_cli.evaluate.metrics import IGNORE_INDEX
 from cacl_cli.files import write_atomic, write_text_atomic
 from cacl_cli.optim import lr_at
+from cacl_cli.pretrained import Weights, backbone_of
 from cacl_cli.progress import progress_bar
-from cacl_cli.pretrained import load_backbone
 
 
 def run_finetune(
     cfg: Config,
-    checkpoint: Path | None,
-    random_init: bool,
+    weights: Weights,
     data: Path | None,
     run_dir: Path,
-    device: str | None,
+    device: torch.device,
     console: Console,
     save: bool = True,
 ) -> Path:
@@ -51,17 +49,18 @@ def run_finetune(
     Table 4's layout and writes subset-F.txt files, with ``save`` the fine-tuned network of each
     (model-F.pt: ``backbone.*`` and ``classifier.*`` tensors), and results.json (returned) into
     ``run_dir``."""
-    run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
+    run = start_eval_run(cfg, data, run_dir, device)
     train, val = run.train, run.val
     rows, loaded = {}, {}
     for fraction in cfg.eval.fractions:
         indices = subset(len(train), fraction, cfg.eval.subset_seed)
         write_subset(run_dir / f"subset-{fraction:g}.txt", train, indices)
-        backbone, loaded = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+        backbone, loaded = backbone_of(weights)
         label = f"finetune {fraction:g}% ({len(indices)} images)"
-        weights = run_dir / f"model-{fraction:g}.pt" if save else None
-        result = finetune_once(cfg, backbone, train, indices, val, run.device, console, label,
-                               weights)  # fmt: skip
+        tuned = run_dir / f"model-{fraction:g}.pt" if save else None
+        result = finetune_once(
+            cfg, backbone, train, indices, val, run.device, console, label, tuned
+        )
         rows[f"{fraction:g}%"] = {"images": len(indices), **result}
     table = Table("", *rows, title=f"fine-tuning from {loaded['source']}: mIoU (mAcc)")
     table.add_row(

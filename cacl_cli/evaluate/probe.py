@@ -34,23 +34,22 @@ from cacl_cli.evaluate.common import (
 from cacl_cli.files import atomic_path, write_atomic
 from cacl_cli.model.backbone import through_stage
 from cacl_cli.optim import lr_at
+from cacl_cli.pretrained import Weights, backbone_of
 from cacl_cli.progress import progress_bar
-from cacl_cli.pretrained import load_backbone
 
 
 def run_probe(
     cfg: Config,
-    checkpoint: Path | None,
-    random_init: bool,
+    weights: Weights,
     data: Path | None,
     run_dir: Path,
-    device: str | None,
+    device: torch.device,
     console: Console,
 ) -> Path:
     """The whole protocol into ``run_dir``: config.yaml, classifier.pt, results.json (returned)."""
-    run = start_eval_run(cfg, checkpoint, random_init, data, run_dir, device)
+    run = start_eval_run(cfg, data, run_dir, device)
     train, val = run.train, run.val
-    backbone, loaded = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    backbone, loaded = backbone_of(weights)
     console.print(
         f"probe: {loaded['source']} ({cfg.eval.layer}) on {train.name} ({len(train)} images), "
         f"evaluated on {val.name} ({len(val)})"
@@ -151,9 +150,16 @@ def _batch_loss(
     return total / len(items)
 
 
-def _probe_epoch(cfg: Config, head: nn.Module, optimizer, cache: "FeatureCache",
-                 rng: np.random.Generator, step: int, total: int,
-                 device: torch.device) -> tuple[int, torch.Tensor]:  # fmt: skip
+def _probe_epoch(
+    cfg: Config,
+    head: nn.Module,
+    optimizer,
+    cache: "FeatureCache",
+    rng: np.random.Generator,
+    step: int,
+    total: int,
+    device: torch.device,
+) -> tuple[int, torch.Tensor]:
     """One pass over the training images in a random order (random flips with ``eval.flip``),
     the learning rate on its cosine; returns the next step and the last batch's loss."""
     order, batch = rng.permutation(len(cache.dataset)), cfg.data.batch_size

@@ -33,6 +33,7 @@ from cacl_cli.device import autocast
 from cacl_cli.errors import CaclError
 from cacl_cli.evaluate import davis
 from cacl_cli.files import present, read_text, write_atomic, write_text_atomic
+from cacl_cli.run_folder import RESULTS
 
 BASELINES = ("copy", "colour")
 Featurizer = Callable[[np.ndarray], torch.Tensor]  # RGB frame -> unit features (C, h, w)
@@ -43,9 +44,15 @@ TILE = 8  # target cells per side of an affinity block (the window adds the radi
 
 def protocol_record(section) -> dict:
     """The ``propagate`` section (a ``PropagateSection``) as results.json names it."""
-    return {"context": section.context, "topk": section.topk, "radius": section.radius,
-            "temperature": section.temperature, "short_side": section.size,
-            "labels": section.labels, "tile": TILE}  # fmt: skip
+    return {
+        "context": section.context,
+        "topk": section.topk,
+        "radius": section.radius,
+        "temperature": section.temperature,
+        "short_side": section.size,
+        "labels": section.labels,
+        "tile": TILE,
+    }
 
 
 @dataclass
@@ -156,13 +163,15 @@ def propagate_step(
     """Soft labels (L, h, w) of ``target`` (C, h, w) from context ``keys`` (N, C, h, w) and their
     ``labels`` (N, L, h, w) (``cfg``: the ``propagate`` section): ``vote`` in the channels-first
     layout a script holds its maps in."""
-    cells_last = vote(target.permute(1, 2, 0), keys.permute(2, 3, 0, 1),
-                      labels.permute(2, 3, 0, 1), cfg, tile)  # fmt: skip
+    cells_last = vote(
+        target.permute(1, 2, 0), keys.permute(2, 3, 0, 1), labels.permute(2, 3, 0, 1), cfg, tile
+    )
     return cells_last.permute(2, 0, 1)
 
 
-def vote(target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg,
-         tile: int = TILE) -> torch.Tensor:  # fmt: skip
+def vote(
+    target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg, tile: int = TILE
+) -> torch.Tensor:
     """Soft labels (h, w, L) of ``target`` (h, w, C) from context ``keys`` (h, w, N, C) and their
     ``labels`` (h, w, N, L): top-k affinities within the radius, softmax-weighted.
 
@@ -183,9 +192,12 @@ def vote(target: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, cfg,
             wr, wc = window.shape[:2]
             query = target[rows, cols].reshape(-1, c)  # q x C
             affinity = window.reshape(-1, c) @ query.t()  # (rows cols N) x q
-            far = _beyond_radius((rows.stop - top, cols.stop - left),
-                                 (top - near_rows.start, left - near_cols.start), (wr, wc),
-                                 cfg.radius).to(target.device)  # fmt: skip
+            far = _beyond_radius(
+                (rows.stop - top, cols.stop - left),
+                (top - near_rows.start, left - near_cols.start),
+                (wr, wc),
+                cfg.radius,
+            ).to(target.device)
             affinity.view(wr, wc, n, -1).masked_fill_(far, float("-inf"))
             best, index = affinity.topk(min(cfg.topk, len(affinity)), dim=0)  # k x q
             weight = torch.softmax(best.t().float() / cfg.temperature, dim=1)  # q x k
@@ -289,25 +301,23 @@ def run_propagation(
     root: Path,
     names: list[str] | None,
     split: Path | None,
-    source_options: dict,
+    weights,
     out: Path,
-    device: str | None,
+    device: torch.device,
     console,
     pages: bool = False,
 ) -> Path:
     """Propagate every chosen sequence; write its masks and results.json (returned) into ``out``,
     and with ``pages`` one HTML page per sequence (masks over frames, a slider, J and F per frame).
 
-    ``source_options``: {checkpoint, random_init, baseline}, one given (the command checks).
-    ``cfg`` gives the ``propagate`` section, and ``model`` / ``run.seed`` for a random init.
+    ``weights``: a ``pretrained.Weights`` (a checkpoint, a random init, a baseline); ``cfg``
+    gives the ``propagate`` section, and ``run.seed`` seeds a random init.
     """
-    from cacl_cli.device import resolve_device
     from cacl_cli.progress import progress_bar
 
     protocol = cfg.propagate
     names = chosen_sequences(root, names, split)
-    run_device = resolve_device(device or cfg.run.device)
-    featurize, source = _featurizer(cfg, source_options, protocol, run_device)
+    featurize, source = _featurizer(cfg, weights, protocol, device)
     scores = {}
     with progress_bar(console, "propagate") as progress:
         opened = [open_sequence(root, n, cfg.propagate.frames, protocol.labels) for n in names]
@@ -321,12 +331,15 @@ def run_propagation(
                 step = lambda t: progress.advance(task)  # noqa: E731
                 progress.advance(task)
                 predicted = segment_sequence(
-                    featurize, sequence.frames, truth[0], protocol, run_device, step
+                    featurize, sequence.frames, truth[0], protocol, device, step
                 )
             write_masks(out, sequence, predicted)
             scored = davis.score_sequence(predicted, truth)
-            scores[sequence.name] = {"labels": sequence.kind, **scored,
-                                     **davis.x100({k: scored[k] for k in ("J", "F", "J&F")})}
+            scores[sequence.name] = {
+                "labels": sequence.kind,
+                **scored,
+                **davis.x100({k: scored[k] for k in ("J", "F", "J&F")}),
+            }
             if pages:
                 _write_page(sequence, predicted, truth, scored, source, out)
             jf = scores[sequence.name]["J&F_x100"]
@@ -338,11 +351,18 @@ def _write_results(cfg, protocol, scores: dict, source: dict, out: Path, console
     """results.json (returned) with every score and the protocol's constants, and the table."""
     from rich.table import Table
 
-    result = {**overall_scores(scores), "sequences": scores, "weights": source,
-              "protocol": {**protocol_record(protocol), "preset": cfg.preset.name,
-                           "frames": cfg.propagate.frames or "all",
-                           "boundary_tolerance": davis.BOUNDARY_TOLERANCE}}  # fmt: skip
-    path = out / "results.json"
+    result = {
+        **overall_scores(scores),
+        "sequences": scores,
+        "weights": source,
+        "protocol": {
+            **protocol_record(protocol),
+            "preset": cfg.preset.name,
+            "frames": cfg.propagate.frames or "all",
+            "boundary_tolerance": davis.BOUNDARY_TOLERANCE,
+        },
+    }
+    path = out / RESULTS
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     title = f"label propagation, {source['source']} (J, F and J&F x100)"
     table = Table("sequence", "J", "F", "J&F", title=title)
@@ -363,23 +383,21 @@ def _write_page(sequence: Sequence, predicted, truth, scored: dict, source: dict
     sequence_page(sequence.name, frames, names, predicted, truth, scored, source["source"], path)
 
 
-def _featurizer(cfg, source_options: dict, protocol, device) -> tuple:
-    """(frame -> features or None for copy, a description of the source)."""
+def _featurizer(cfg, weights, protocol, device) -> tuple:
+    """(frame -> features or None for copy, a description of the source) of ``weights``."""
     from cacl_cli.device import amp_dtype, precision_name
     from cacl_cli.model.backbone import through_stage
-    from cacl_cli.pretrained import load_backbone
+    from cacl_cli.pretrained import backbone_of
 
-    baseline = source_options.get("baseline")
-    if baseline:
-        if baseline not in BASELINES:
-            raise CaclError(f"--baseline {baseline}: use one of {', '.join(BASELINES)}")
-        source = {"source": f"{baseline} baseline"}
-        if baseline == "copy":
+    if weights.baseline:
+        if weights.baseline not in BASELINES:
+            raise CaclError(f"--baseline {weights.baseline}: use one of {', '.join(BASELINES)}")
+        source = {"source": weights.source}
+        if weights.baseline == "copy":
             return None, source
         return colour_features(protocol.size, device), source
-    torch.manual_seed(cfg.run.seed)
-    checkpoint = source_options.get("checkpoint")
-    backbone, report = load_backbone(checkpoint, cfg.model.arch, cfg.model.width)
+    torch.manual_seed(weights.seed)
+    backbone, report = backbone_of(weights)
     backbone = through_stage(backbone, cfg.propagate.layer).to(device).eval()
     source = {k: v for k, v in report.items() if k != "unused"} | {"layer": cfg.propagate.layer}
     dtype = amp_dtype(cfg.run.amp, device)

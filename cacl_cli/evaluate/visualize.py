@@ -77,9 +77,11 @@ def source_pixels(specs: list[str], width: int, height: int) -> list[tuple[int, 
     points = []
     for spec in specs:
         for word in spec.split():
-            points += grid_pixels(word, width, height) if word.startswith("grid:") else [
-                parse_pixel(word)
-            ]
+            points += (
+                grid_pixels(word, width, height)
+                if word.startswith("grid:")
+                else [parse_pixel(word)]
+            )
     if not points:
         raise CaclError("give --pixel X,Y (or --pixel grid:3x2) to choose the source pixels")
     for point in points:
@@ -256,8 +258,10 @@ def run_visualize(
         figure_row(frame_t, frame_s, point, maps, title, frame + stride, shared if same else None)
         for title, point, maps in found
     ]
-    legend = f"cosine {shared[0]:.2f} (left) to {shared[1]:.2f} (right), every panel" if same else (
-        "each panel from its own lowest (left) to highest (right) cosine"
+    legend = (
+        f"cosine {shared[0]:.2f} (left) to {shared[1]:.2f} (right), every panel"
+        if same
+        else ("each panel from its own lowest (left) to highest (right) cosine")
     )
     rows.append(colour_bar(min(rows[0].shape[1], 3 * PANEL_WIDTH), legend))
     figure = out / "similarity.png"

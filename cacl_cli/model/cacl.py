@@ -44,8 +44,10 @@ class Encoder(nn.Module):
         # Without a dense head a neck would be parameters no loss reaches (DDP refuses those).
         neck = model.dense_neck if any(head.dense for head in heads) else 0
         self.neck = extra_blocks(self.backbone, model.dense_stage, neck)
-        channels = {False: self.backbone.out_channels,
-                    True: stage_channels(self.backbone, model.dense_stage)}  # fmt: skip
+        channels = {
+            False: self.backbone.out_channels,
+            True: stage_channels(self.backbone, model.dense_stage),
+        }
         self.heads = nn.ModuleDict(
             {head.name: head.projection(channels[head.dense], model.dim) for head in heads}
         )
@@ -143,8 +145,7 @@ class CACL(nn.Module):
     def _terms(self, q: Maps, k: Maps, landing: Maps | None = None) -> dict[str, torch.Tensor]:
         """Each head's loss for online features q of one frame and keys k of the other."""
         return {
-            name: head.loss(q, k, self.queues[name](), landing)
-            for name, head in self.heads.items()
+            name: head.loss(q, k, self.queues[name](), landing) for name, head in self.heads.items()
         }
 
     @torch.no_grad()
@@ -153,21 +154,15 @@ class CACL(nn.Module):
         for name, head in self.heads.items():
             self.queues[name].enqueue(distributed.gather(head.keys(k)))
 
-    def forward(
-        self,
-        v: torch.Tensor,
-        v_plus: torch.Tensor,
-        update_momentum: bool = True,
-        diagnose: bool = True,
-    ) -> CACLOutput:
-        """Loss for a batch of frame pairs (B, 3, H, W) each; updates momentum net and queues.
+    def forward(self, v: torch.Tensor, v_plus: torch.Tensor, diagnose: bool = True) -> CACLOutput:
+        """Loss for a batch of frame pairs (B, 3, H, W) each; enqueues the keys.
 
-        ``update_momentum`` False skips the EMA step: the inner micro-batches of an accumulated
-        step share one momentum encoder. ``diagnose`` False skips the health signals (they cost
-        a few percent of a step; the loop computes them only on the steps it logs).
+        The momentum encoder is not updated here: the training loop calls ``momentum_update``
+        once per optimiser step, before its first micro-batch (as DINO's loop does), so the
+        micro-batches of an accumulated step share one momentum encoder. ``diagnose`` False skips
+        the health signals (they cost a few percent of a step; the loop computes them only on
+        the steps it logs).
         """
-        if update_momentum:
-            self.momentum_update()
         q, k = self.encode(v, v_plus)
         terms = self._terms(q, k, self.landing_view(v))
         keys = [k]

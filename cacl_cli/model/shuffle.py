@@ -63,9 +63,15 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         means = torch.zeros(g * c, device=x.device, dtype=self.running_mean.dtype)
         variances = torch.ones(g * c, device=x.device, dtype=self.running_var.dtype)
         y = F.batch_norm(
-            x.view(n, g * c, *x.shape[2:]), means, variances,
-            self.weight.repeat(g), self.bias.repeat(g), True, 1.0, self.eps,
-        )  # fmt: skip
+            x.view(n, g * c, *x.shape[2:]),
+            means,
+            variances,
+            self.weight.repeat(g),
+            self.bias.repeat(g),
+            True,
+            1.0,
+            self.eps,
+        )
         self._absorb_in_turn(means.view(g, c), variances.view(g, c))
         return y.view_as(x)
 

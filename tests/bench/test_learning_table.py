@@ -17,8 +17,11 @@ def record(method: str, seed: int, kind: str, value: float) -> dict:
 
 
 def test_each_yardstick_lists_its_seeds_in_seed_order_whatever_order_they_finished():
-    records = [record("CACL", seed, kind, value) for seed, value in ((2, 0.3), (0, 0.1), (1, 0.2))
-               for kind in ("probe", "davis", "world")]  # fmt: skip
+    records = [
+        record("CACL", seed, kind, value)
+        for seed, value in ((2, 0.3), (0, 0.1), (1, 0.2))
+        for kind in ("probe", "davis", "world")
+    ]
     (row,) = learning.summarise(records, ["CACL"], final=10)
     for yardstick in ("probe", "davis", "world"):
         assert row[yardstick]["values"] == [10.0, 20.0, 30.0]
@@ -29,8 +32,10 @@ def test_records_on_either_scale_give_the_same_table():
     """Records from before the x100 fields hold fractions under ``davis_jf``; newer ones hold
     ``davis_jf_x100``: a redraw from a mix scales each once."""
     old = [record("CACL", seed, "davis", value) for seed, value in ((0, 0.25), (1, 0.35))]
-    new = [{**{k: v for k, v in r.items() if k != "davis_jf"}, "davis_jf_x100": 100 * r["davis_jf"]}
-           for r in old]  # fmt: skip
+    new = [
+        {**{k: v for k, v in r.items() if k != "davis_jf"}, "davis_jf_x100": 100 * r["davis_jf"]}
+        for r in old
+    ]
     probes = [record("CACL", seed, "probe", 0.2) for seed in (0, 1)]
     for records in (old, new, [old[0], new[1]]):
         (row,) = learning.summarise(probes + records, ["CACL"], final=10)
@@ -51,18 +56,21 @@ def test_a_row_names_what_its_dense_heads_read_unless_it_is_the_last_stage():
     from cacl_cli.config import resolve
 
     assert learning.recipe(resolve("tiny-world", ["model.dense_neck=0"]))[0] == "G P C"
-    assert learning.recipe(
-        resolve("tiny-world", ["model.dense_stage=layer3", "model.dense_neck=0"])
-    )[0] == "G P C (P C on layer3)"
+    assert (
+        learning.recipe(resolve("tiny-world", ["model.dense_stage=layer3", "model.dense_neck=0"]))[
+            0
+        ]
+        == "G P C (P C on layer3)"
+    )
     no_pixel = resolve(
         "tiny-world", ["heads.pixel=false", "model.dense_stage=layer3", "model.dense_neck=0"]
     )
     assert learning.recipe(no_pixel)[0] == "G C (C on layer3)"
     necked = resolve("tiny-world", ["model.dense_neck=1"])
     assert learning.recipe(necked)[0] == "G P C (P C on layer4 + 1-block neck)"
-    moco = resolve("tiny-world", [
-        "heads.pixel=false", "heads.cycle=false", "model.dense_stage=layer3"
-    ])  # fmt: skip
+    moco = resolve(
+        "tiny-world", ["heads.pixel=false", "heads.cycle=false", "model.dense_stage=layer3"]
+    )
     assert learning.recipe(moco)[0] == "G"
 
 
@@ -90,9 +98,12 @@ def test_each_run_gets_its_share_of_the_cores_unless_the_caller_set_the_threads(
 
 def test_the_yardsticks_figure_draws_a_panel_for_each_measured_yardstick_only(tmp_path):
     pytest.importorskip("matplotlib")
-    records = [record(method, seed, kind, value + seed / 100)
-               for method, value in (("MoCo-v2", 0.3), ("CACL", 0.35))
-               for seed in (0, 1, 2) for kind in ("probe", "world")]  # fmt: skip
+    records = [
+        record(method, seed, kind, value + seed / 100)
+        for method, value in (("MoCo-v2", 0.3), ("CACL", 0.35))
+        for seed in (0, 1, 2)
+        for kind in ("probe", "world")
+    ]
     rows = learning.summarise(records, ["MoCo-v2", "CACL"], final=10)
     figure = tmp_path / "yardsticks.png"
     assert learning.plot_yardsticks(rows, figure) == ["probe", "world"]  # no DAVIS measured

@@ -30,7 +30,9 @@ def test_the_issues_six_seeds_give_its_intervals_and_verdicts():
     moco = dict(enumerate([0.0] * 6))
     probe = ledger.paired(dict(enumerate([0.83, 2.15, 1.14, 0.44, -0.44, 0.59])), moco)
     near = lambda *values: pytest.approx(values, abs=0.012)  # noqa: E731
-    assert (probe["mean"], probe["sd"], probe["low"], probe["high"]) == near(0.79, 0.86, -0.11, 1.68)
+    assert (probe["mean"], probe["sd"], probe["low"], probe["high"]) == near(
+        0.79, 0.86, -0.11, 1.68
+    )
     assert probe["verdict"] == "not separated" and probe["ahead"] == 5
     world = ledger.paired(dict(enumerate([8.46, 10.11, 10.59, 12.62, 10.53, 11.41])), moco)
     assert (world["mean"], world["low"], world["high"]) == near(10.62, 9.17, 12.07)
@@ -47,12 +49,17 @@ def test_only_seeds_both_methods_hold_are_paired():
 
 def test_a_recipe_differs_only_in_values_both_sides_hold():
     saved = {"pretrain/CACL": {"loss.tau": 0.07, "loss.retired": 1}, "probe": {"optim.lr": 0.6}}
-    later = {"pretrain/CACL": {"loss.tau": 0.07, "loss.added_later": True},
-             "probe": {"optim.lr": 0.6}, "pretrain/MoCo-v2": {"loss.tau": 0.2}}  # fmt: skip
+    later = {
+        "pretrain/CACL": {"loss.tau": 0.07, "loss.added_later": True},
+        "probe": {"optim.lr": 0.6},
+        "pretrain/MoCo-v2": {"loss.tau": 0.2},
+    }
     assert ledger.differences(saved, later) == []
     changed = {"pretrain/CACL": {"loss.tau": 0.2}, "probe": {"optim.lr": 0.5}}
     assert ledger.differences(saved, changed) == [
-        "pretrain/CACL loss.tau: 0.07 -> 0.2", "probe optim.lr: 0.6 -> 0.5"]
+        "pretrain/CACL loss.tau: 0.07 -> 0.2",
+        "probe optim.lr: 0.6 -> 0.5",
+    ]
 
 
 def test_settings_leave_out_what_says_where_or_how_often_not_what():
@@ -70,23 +77,28 @@ def test_a_record_cut_short_by_a_kill_is_no_record_and_the_next_one_does_not_joi
         fh.write('{"method": "MoCo-v2", "se')  # a kill in the middle of a write
     assert ledger.read_records(path) == [{"method": "CACL", "seed": 0}]
     ledger.append_record(path, {"method": "MoCo-v2", "seed": 0})
-    assert ledger.read_records(path) == [{"method": "CACL", "seed": 0},
-                                         {"method": "MoCo-v2", "seed": 0}]  # fmt: skip
+    assert ledger.read_records(path) == [
+        {"method": "CACL", "seed": 0},
+        {"method": "MoCo-v2", "seed": 0},
+    ]
 
 
 def test_the_cpu_is_named_with_the_flags_that_decide_its_arithmetic(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("model name\t: AMD EPYC 9654\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert ledger.cpu_model_and_flags(cpuinfo) == ("AMD EPYC 9654",
-                                                   ["avx2", "avx512f", "avx512_bf16"])  # fmt: skip
+    assert ledger.cpu_model_and_flags(cpuinfo) == (
+        "AMD EPYC 9654",
+        ["avx2", "avx512f", "avx512_bf16"],
+    )
 
 
 def _learning(*args, wait=True):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "bench" / "learning.py"), "--quick", *map(str, args)]
     if not wait:
-        return subprocess.Popen(command, env=env, process_group=0, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.Popen(
+            command, env=env, process_group=0, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -48,8 +48,11 @@ def test_learning_benchmark_writes_raw_results_table_and_plot_and_resumes(tmp_pa
     world = {r["method"]: r["world_jf_x100"] for r in records if r["kind"] == "world"}
     assert set(world) == {"random init", "MoCo-v2", "CACL"}  # the world's clips need no data
     assert all(0 <= j <= 100 for j in world.values())
-    assert sorted(p.name for p in (tmp_path / "world-davis" / "JPEGImages" / "480p").iterdir()) \
-        == ["world_0000", "world_0001"] and not (tmp_path / "world-davis.partial").exists()
+    assert (
+        sorted(p.name for p in (tmp_path / "world-davis" / "JPEGImages" / "480p").iterdir())
+        == ["world_0000", "world_0001"]
+        and not (tmp_path / "world-davis.partial").exists()
+    )
     table = (tmp_path / "table.md").read_text()
     assert "world propagation J&F x100" in table  # the column, and its protocol in the header:
     protocol = "(propagate-cpu, propagate.frames=3, propagate.size=64)"
@@ -85,10 +88,14 @@ def test_step_speed_times_an_older_commit_side_by_side():
     parent = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD~1"], capture_output=True)
     if parent.returncode:
         pytest.skip("needs a git checkout with history (HEAD~1)")
-    out = bench(BENCH / "step_speed.py", "--quick", "--steps", "1", "--repeats", "1",
-                "--against", "HEAD~1")  # fmt: skip
-    rows = [line.split() for line in out.splitlines()
-            if line.startswith(("this tree ", "HEAD~1 ")) and " against " not in line]  # fmt: skip
+    out = bench(
+        BENCH / "step_speed.py", "--quick", "--steps", "1", "--repeats", "1", "--against", "HEAD~1"
+    )
+    rows = [
+        line.split()
+        for line in out.splitlines()
+        if line.startswith(("this tree ", "HEAD~1 ")) and " against " not in line
+    ]
     assert [row[0] for row in rows] == ["this", "HEAD~1"]
     assert all(float(value.rstrip("x")) > 0 for row in rows for value in row[-5:])
     assert "faster than at HEAD~1" in out
@@ -163,18 +170,40 @@ def test_davis_speed_times_each_tree_and_compares_their_masks(tmp_path, shared_d
     """This tree in float32 against itself in bf16, three frames of blackswan at 64 px: the
     timing table with each row's precision, then the masks compared pixel by pixel and both
     scored x100."""
-    out = bench(BENCH / "davis_speed.py", "--no-against", "--amp", "off", "--other-precision",
-                "--davis", shared_data / "davis-2016", "--seq", "blackswan", "--frames", "3",
-                "--preset", "propagate-cpu", "--width", "8", "--out", tmp_path)  # fmt: skip
+    out = bench(
+        BENCH / "davis_speed.py",
+        "--no-against",
+        "--amp",
+        "off",
+        "--other-precision",
+        "--davis",
+        shared_data / "davis-2016",
+        "--seq",
+        "blackswan",
+        "--frames",
+        "3",
+        "--preset",
+        "propagate-cpu",
+        "--width",
+        "8",
+        "--out",
+        tmp_path,
+    )
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    table = {line[:18].strip(): line[18:].split() for line in out.splitlines()
-             if line.startswith("this tree")}  # fmt: skip - the timing table's rows
+    table = {
+        line[:18].strip(): line[18:].split()
+        for line in out.splitlines()
+        if line.startswith("this tree")
+    }  # the timing table's rows
     assert table["this tree"][0] == "float32" and table["this tree, bf16"][0] == "bfloat16"
     assert float(table["this tree, bf16"][1]) > 0  # its total seconds
     agree, ours, other = (float(v) for v in rows["blackswan"][1:4])
     assert 90 <= agree <= 100 and 0 <= ours <= 100 and 0 <= other <= 100
     assert sorted(p.name for p in (tmp_path / "this-tree-bf16" / "blackswan").glob("*.png")) == [
-        "00000.png", "00001.png", "00002.png"]  # fmt: skip
+        "00000.png",
+        "00001.png",
+        "00002.png",
+    ]
 
 
 def test_same_training_finds_identical_runs_identical_and_a_changed_one_different(tmp_path):
@@ -183,8 +212,18 @@ def test_same_training_finds_identical_runs_identical_and_a_changed_one_differen
     spec = importlib.util.spec_from_file_location("same_training", BENCH / "same_training.py")
     same_training = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(same_training)
-    tiny = ["--preset", "tiny-world", "--set", "model.width=8", "--set", "data.size=32",
-            "--set", "world.size=40", "--set", "data.batch_size=8"]  # fmt: skip
+    tiny = [
+        "--preset",
+        "tiny-world",
+        "--set",
+        "model.width=8",
+        "--set",
+        "data.size=32",
+        "--set",
+        "world.size=40",
+        "--set",
+        "data.batch_size=8",
+    ]
     runs = [tmp_path / name for name in ("a", "b", "c")]
     for run, seed in zip(runs, (0, 0, 1)):
         same_training.train(ROOT, [*tiny, "--set", f"run.seed={seed}"], run, steps=2)

@@ -73,8 +73,9 @@ def test_the_exported_layout_rebuilds_the_same_network_in_torchvision_and_is_che
     ours = build_backbone("resnet18", 64)
     ours.load_state_dict(torch.load(run / "export" / "backbone.pt", weights_only=True))
     x = torch.randn(1, 3, 64, 64)
-    stem = torch.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
-                               net.layer3, net.layer4).eval()  # fmt: skip
+    stem = torch.nn.Sequential(
+        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
+    ).eval()
     torch.testing.assert_close(stem(x), ours.eval()(x))
     layout["convs"]["layer4.0.conv2"]["dilation"] = [4, 4]  # a network that differs
     (run / "export" / "layout.json").write_text(json.dumps(layout))

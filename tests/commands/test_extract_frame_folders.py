@@ -1,10 +1,6 @@
 """`cacl extract-pairs` on frame folders: a folder of frames is one video, beside video files."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import cv2
 import numpy as np
@@ -12,16 +8,30 @@ import pytest
 
 from cacl_cli.data.extract import in_shard
 from cacl_cli.data.manifest import read_report
-from tests.commands.test_extract_pairs import manifest, same_pairs
-from tests.conftest import run_cacl
+from tests.commands.test_extract_pairs import (
+    extracted,
+    killed_after_records,
+    manifest,
+    same_pairs,
+    start_extraction,
+)
+
+
+def into(videos, out, *args):
+    """The pairs folder ``out``, extracted from ``videos`` (which must succeed)."""
+    extracted(videos, out, *args)
+    return out
 
 
 def frames(count, size=(64, 48), seed=0):
     """``count`` RGB frames of smooth noise drifting sideways: a video whose frames differ."""
     rng = np.random.default_rng(seed)
     width, height = size
-    world = cv2.resize(rng.integers(0, 256, (height // 4, width // 2, 3), dtype=np.uint8),
-                       (2 * width, height), interpolation=cv2.INTER_CUBIC)  # fmt: skip
+    world = cv2.resize(
+        rng.integers(0, 256, (height // 4, width // 2, 3), dtype=np.uint8),
+        (2 * width, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
     return [np.ascontiguousarray(world[:, t : t + width]) for t in range(count)]
 
 
@@ -43,19 +53,22 @@ def lossless_video(path, images):
     return path
 
 
-def extracted(root, out, *args):
-    done = run_cacl("extract-pairs", root, "--out", out, "--workers", "1", *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return out
-
-
 def test_a_frame_folder_and_a_lossless_video_of_its_frames_give_the_same_pairs(tmp_path):
     images = frames(20)
     lossless_video(tmp_path / "videos" / "walk" / "clip.avi", images)
     frame_folder(tmp_path / "folders" / "walk" / "clip", images)
-    args = ["--pairs-per-clip", "3", "--frames-per-clip", "3", "--stride", "4", "--short-side", "32"]
-    from_video = extracted(tmp_path / "videos", tmp_path / "from-video", *args)
-    from_folder = extracted(tmp_path / "folders", tmp_path / "from-folder", *args)
+    args = [
+        "--pairs-per-clip",
+        "3",
+        "--frames-per-clip",
+        "3",
+        "--stride",
+        "4",
+        "--short-side",
+        "32",
+    ]
+    from_video = into(tmp_path / "videos", tmp_path / "from-video", *args)
+    from_folder = into(tmp_path / "folders", tmp_path / "from-folder", *args)
     (video,), (folder,) = manifest(from_video), manifest(from_folder)
     assert folder["clip"] == video["clip"] == "walk__clip" and folder["source"] == "walk/clip"
     assert folder["decoder"] == "frames" and folder["frame_count"] == video["frame_count"] == 20
@@ -72,7 +85,7 @@ def test_frame_folders_that_are_no_video_are_skipped_with_their_reasons(tmp_path
     frame_folder(root / "single", frames(1))
     nested = frame_folder(root / "nested", frames(12))
     frame_folder(nested / "inner", frames(12, seed=1))  # a video of its own
-    out = extracted(root, tmp_path / "pairs")
+    out = into(root, tmp_path / "pairs")
     assert sorted(r["source"] for r in manifest(out)) == ["good", "nested/inner"]
     reasons = dict(read_report(out))
     assert set(reasons) == {"sizes", "damaged", "single", "nested"}
@@ -87,10 +100,12 @@ def test_frame_folders_sit_beside_video_files_and_the_root_may_be_one(tmp_path, 
     frame_folder(root / "frames" / "walk", frames(12))
     (root / "files").mkdir()
     os.symlink(shared_data / "videos" / "realshort.mp4", root / "files" / "short.mp4")
-    out = extracted(root, tmp_path / "pairs", "--short-side", "32")
+    out = into(root, tmp_path / "pairs", "--short-side", "32")
     assert {(r["source"], r["decoder"]) for r in manifest(out)} == {
-        ("frames/walk", "frames"), ("files/short.mp4", "decord")}
-    one = extracted(root / "frames" / "walk", tmp_path / "one", "--short-side", "32")
+        ("frames/walk", "frames"),
+        ("files/short.mp4", "decord"),
+    }
+    one = into(root / "frames" / "walk", tmp_path / "one", "--short-side", "32")
     assert [(r["clip"], r["source"]) for r in manifest(one)] == [("walk", ".")]
 
 
@@ -98,15 +113,16 @@ def test_shards_split_frame_folders_as_they_split_files(tmp_path):
     root = tmp_path / "collection"
     for i in range(8):
         frame_folder(root / f"class{i % 2}" / f"seq{i}", frames(10, seed=i))
-    whole = extracted(root, tmp_path / "whole", "--short-side", "32")
+    whole = into(root, tmp_path / "whole", "--short-side", "32")
     out = tmp_path / "sharded"
     for k in (0, 1):
-        extracted(root, out, "--short-side", "32", "--shard", f"{k}/2")
+        into(root, out, "--short-side", "32", "--shard", f"{k}/2")
     records = manifest(out)
     assert records == manifest(whole) and len(records) == 8
-    first = extracted(root, tmp_path / "first", "--short-side", "32", "--shard", "0/2")
+    first = into(root, tmp_path / "first", "--short-side", "32", "--shard", "0/2")
     assert sorted(r["source"] for r in manifest(first)) == sorted(
-        r["source"] for r in records if in_shard(r["source"], (0, 2)))
+        r["source"] for r in records if in_shard(r["source"], (0, 2))
+    )
     assert 0 < len(manifest(first)) < 8
 
 
@@ -118,21 +134,11 @@ def test_a_killed_run_over_frame_folders_resumes_to_one_runs_pairs(tmp_path):
         (root / f"seq{i:02d}").mkdir(parents=True)
         for frame in pool.iterdir():
             os.symlink(frame, root / f"seq{i:02d}" / frame.name)
-    reference = extracted(root, tmp_path / "reference")
+    reference = into(root, tmp_path / "reference")
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "extract-pairs", str(root), "--out", str(out),
-         "--workers", "1"],
-        process_group=0, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 600
-    while (time.time() < deadline and proc.poll() is None
-           and len(list((out / ".records").glob("*.json"))) < 3):  # fmt: skip
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    killed_after_records(start_extraction(root, out, "--workers", "1"), out, 3)
     done_before = len(list((out / ".records").glob("*.json")))
     assert 3 <= done_before < 48 and not (out / "manifest.jsonl").exists()
-    extracted(root, out)
+    into(root, out)
     assert (out / "manifest.jsonl").read_bytes() == (reference / "manifest.jsonl").read_bytes()
     assert same_pairs(out, reference) and not list(out.rglob("*.tmp"))

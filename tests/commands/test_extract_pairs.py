@@ -113,30 +113,9 @@ def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
     assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "1").returncode == 0
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cacl_cli",
-            "extract-pairs",
-            str(videos),
-            "--out",
-            str(out),
-            "--workers",
-            "1",
-            "--pairs-per-clip",
-            "1",
-        ],
-        process_group=0,  # killpg reaches its workers; a new session would be scheduled apart
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed_after_records(
+        start_extraction(videos, out, "--workers", "1", "--pairs-per-clip", "1"), out, 3
     )
-    deadline = time.time() + 600  # a ceiling for a busy machine; progress ends the wait
-    while (time.time() < deadline and proc.poll() is None
-           and len(list((out / ".records").glob("*.json"))) < 3):  # fmt: skip
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
     done_before = len(list((out / ".records").glob("*.json")))
     assert 3 <= done_before < 24 and not (out / "manifest.jsonl").exists()
 
@@ -192,8 +171,9 @@ def test_pairs_share_the_crop_box_while_colours_differ(tmp_path, shared_data):
     )
 
     def correlations(shared):
-        augment = PairAugment(section("augment", blur_p=0.0, jitter_p=1.0, grayscale_p=0.0,
-                                      shared_crop=shared), 64)  # fmt: skip
+        augment = PairAugment(
+            section("augment", blur_p=0.0, jitter_p=1.0, grayscale_p=0.0, shared_crop=shared), 64
+        )
         v, v_plus = StepBatches(PairsFolder(folder), augment, 16, 8, seed=0).views(0)
         assert not np.allclose(v.numpy(), v_plus.numpy())  # colours are drawn per frame
         luma = lambda x: x.mean(1).flatten(1).numpy()  # noqa: E731
@@ -239,8 +219,9 @@ def test_names_that_differ_only_in_punctuation_script_or_suffix_stay_apart(tmp_p
     source = shared_data / "videos" / "realshort.mp4"
     names = ["a b.mp4", "a_b.mp4", "日本.mp4", "中国.mp4", "clip.mp4", "clip.webm"]
     for name in names:
-        shutil.copy(source if name != "clip.webm" else shared_data / "videos" / "test.webm",
-                    videos / name)  # fmt: skip
+        shutil.copy(
+            source if name != "clip.webm" else shared_data / "videos" / "test.webm", videos / name
+        )
     out = tmp_path / "pairs"
     done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "2", "--short-side", "64")
     assert done.returncode == 0, done.stderr
@@ -269,8 +250,9 @@ def test_other_settings_into_an_extracted_folder_are_refused(tmp_path, shared_da
     )
     assert "extracted with stride 8, not 4" in line and "--overwrite" in line
     assert (out / "manifest.jsonl").read_bytes() == before
-    redo = run_cacl("extract-pairs", videos, "--out", out, "--short-side", "64", "--stride", "4",
-                    "--overwrite")  # fmt: skip
+    redo = run_cacl(
+        "extract-pairs", videos, "--out", out, "--short-side", "64", "--stride", "4", "--overwrite"
+    )
     assert redo.returncode == 0 and manifest(out)[0]["stride"] == 4
 
 
@@ -307,11 +289,43 @@ def copies(folder, shared_data, n, name="cockatoo.mp4"):
 
 
 def start_extraction(videos, out, *args):
+    """``cacl extract-pairs`` as a process of its own group (a kill reaches its workers)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos), "--out", str(out),
-         *map(str, args)],
-        process_group=0, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cacl_cli",
+            "extract-pairs",
+            str(videos),
+            "--out",
+            str(out),
+            *map(str, args),
+        ],
+        process_group=0,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def extracted(videos, out, *args):
+    """``cacl extract-pairs VIDEOS --out OUT ARGS`` (one worker), which must succeed."""
+    done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "1", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def killed_after_records(proc, out, count):
+    """SIGKILL an extraction (and its workers) once ``count`` clip records are on disk."""
+    deadline = time.time() + 600  # a ceiling for a busy machine; progress ends the wait
+    while (
+        time.time() < deadline
+        and proc.poll() is None
+        and len(list((out / ".records").glob("*.json"))) < count
+    ):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def records_per_shard(out, videos):
@@ -354,7 +368,8 @@ def test_two_shards_at_once_each_killed_and_rerun_equal_one_run(tmp_path, shared
     merged = run_cacl("extract-pairs", videos, "--out", out, "--merge", *common)
     assert merged.returncode == 0 and len(manifest(out)) == recorded, merged.stdout
     assert f"{12 - recorded} videos of the collection are in no shard's records" in " ".join(
-        merged.stdout.split())
+        merged.stdout.split()
+    )
     reruns = [start_extraction(videos, out, "--shard", f"{k}/2", *common) for k in (0, 1)]
     for proc in reruns:
         assert proc.wait(timeout=600) == 0, proc.stderr.read()
@@ -365,7 +380,8 @@ def test_two_shards_at_once_each_killed_and_rerun_equal_one_run(tmp_path, shared
     else:
         where = ("frames", "tar", "members")
         assert [{k: v for k, v in r.items() if k not in where} for r in mine] == [
-            {k: v for k, v in r.items() if k not in where} for r in theirs]
+            {k: v for k, v in r.items() if k not in where} for r in theirs
+        ]
         for shard in out.glob("pairs-*.tar"):  # the killed ones were ended on the rerun
             assert subprocess.run(["tar", "tf", shard], capture_output=True).returncode == 0
     assert not list((out / ".records").glob("*")) and not list(out.rglob("*.tmp"))
@@ -382,11 +398,18 @@ def test_tar_pairs_equal_folder_pairs_and_pretrain_reads_them(tmp_path, video_tr
     assert same_pairs(tmp_path / "tar", tmp_path / "folder")
     folder, tar = PairsFolder(tmp_path / "folder"), PairsFolder(tmp_path / "tar")
     for seed in range(6):
-        for a, b in zip(folder.pair(np.random.default_rng(seed), 8),
-                        tar.pair(np.random.default_rng(seed), 8)):  # fmt: skip
+        for a, b in zip(
+            folder.pair(np.random.default_rng(seed), 8), tar.pair(np.random.default_rng(seed), 8)
+        ):
             assert np.array_equal(a, b)
-    run = run_cacl("pretrain", "--data", tmp_path / "tar", "--out", tmp_path / "run",
-                   *sets("schedule.steps=2", "data.batch_size=4", "data.num_workers=2"))
+    run = run_cacl(
+        "pretrain",
+        "--data",
+        tmp_path / "tar",
+        "--out",
+        tmp_path / "run",
+        *sets("schedule.steps=2", "data.batch_size=4", "data.num_workers=2"),
+    )
     assert run.returncode == 0, run.stderr
 
 
@@ -408,13 +431,16 @@ def test_a_rerun_reads_only_the_records_it_has_to(tmp_path, shared_data, monkeyp
     assert "2 to extract" in more.stdout and len(reads) == 2 and len(manifest(out)) == 6
 
 
-@pytest.mark.parametrize("args,env,expected", [
-    (["--shard", "2/2"], {}, "--shard 2/2: give K/N with 0 <= K < N"),
-    (["--shard", "x"], {}, "--shard x: give K/N"),
-    (["--shard", "slurm"], {}, "SLURM_ARRAY_TASK_ID/COUNT are not set"),
-    (["--shard", "0/2", "--overwrite"], {}, "--overwrite redoes the whole folder"),
-    (["--merge"], {}, "holds no extraction (no manifest.jsonl, no .records/)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,env,expected",
+    [
+        (["--shard", "2/2"], {}, "--shard 2/2: give K/N with 0 <= K < N"),
+        (["--shard", "x"], {}, "--shard x: give K/N"),
+        (["--shard", "slurm"], {}, "SLURM_ARRAY_TASK_ID is not set"),
+        (["--shard", "0/2", "--overwrite"], {}, "--overwrite redoes the whole folder"),
+        (["--merge"], {}, "holds no extraction (no manifest.jsonl, no .records/)"),
+    ],
+)
 def test_bad_shards_are_refused_before_anything_is_written(tmp_path, args, env, expected):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "a.mp4").write_bytes(b"")
@@ -425,11 +451,15 @@ def test_bad_shards_are_refused_before_anything_is_written(tmp_path, args, env, 
 
 def test_a_slurm_array_task_is_its_shard(tmp_path, shared_data, monkeypatch):
     videos = copies(tmp_path / "videos", shared_data, 1, "realshort.mp4")
-    for name, value in {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "6",
-                        "SLURM_ARRAY_TASK_COUNT": "3"}.items():  # fmt: skip
+    for name, value in {
+        "SLURM_ARRAY_TASK_ID": "7",
+        "SLURM_ARRAY_TASK_MIN": "6",
+        "SLURM_ARRAY_TASK_COUNT": "3",
+    }.items():
         monkeypatch.setenv(name, value)
-    done = run_cacl("extract-pairs", videos, "--out", tmp_path / "o", "--shard", "slurm",
-                    "--stride", "2")  # fmt: skip
+    done = run_cacl(
+        "extract-pairs", videos, "--out", tmp_path / "o", "--shard", "slurm", "--stride", "2"
+    )
     assert done.returncode == 0, done.stderr
     assert "in shard 1 of 3" in done.stdout
 
@@ -439,7 +469,8 @@ def test_a_record_missing_a_field_is_redone_not_a_traceback(tmp_path, shared_dat
     out = tmp_path / "pairs"
     (out / ".records").mkdir(parents=True)
     (out / ".records" / "class0__clip.00.json").write_text(
-        '{"clip": "class0__clip.00", "source": "class0/clip.00.mp4"}')  # no status
+        '{"clip": "class0__clip.00", "source": "class0/clip.00.mp4"}'
+    )  # no status
     done = run_cacl("extract-pairs", videos, "--out", out, "--stride", "2")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "2 to extract" in done.stdout and len(manifest(out)) == 2
@@ -447,11 +478,13 @@ def test_a_record_missing_a_field_is_redone_not_a_traceback(tmp_path, shared_dat
 
 def _grandchildren(pid):
     """The processes two generations below ``pid``: the workers its forkserver started."""
+
     def children(p):
         try:
             return [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
         except OSError:
             return []
+
     return [g for c in children(pid) for g in children(c)]
 
 
@@ -463,8 +496,11 @@ def test_a_worker_killed_mid_clip_costs_no_clip_and_no_hang(tmp_path, shared_dat
     out = tmp_path / "out"
     proc = start_extraction(videos, out, "--workers", "2")
     deadline = time.monotonic() + 600  # a ceiling for a busy machine; progress ends the wait
-    while (proc.poll() is None and time.monotonic() < deadline
-           and not list((out / ".records").glob("*.json"))):  # fmt: skip
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and not list((out / ".records").glob("*.json"))
+    ):
         time.sleep(0.02)
     workers = _grandchildren(proc.pid)
     assert workers and proc.poll() is None, "no worker found mid-run"

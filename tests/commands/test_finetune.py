@@ -51,9 +51,15 @@ def test_each_fine_tuned_network_is_kept_unless_asked_not_to(tmp_path):
     import torch
 
     small = []
-    for item in ("model.width=8", "schedule.epochs=1", "eval.world_train_images=4",
-                 "eval.world_val_images=2", "eval.fractions=[50, 100]", "world.size=40",
-                 "data.size=32"):  # fmt: skip
+    for item in (
+        "model.width=8",
+        "schedule.epochs=1",
+        "eval.world_train_images=4",
+        "eval.world_val_images=2",
+        "eval.fractions=[50, 100]",
+        "world.size=40",
+        "data.size=32",
+    ):
         small += ["--set", item]
     assert run_cacl("finetune", "--random-init", "--out", tmp_path / "a", *small).returncode == 0
     state = torch.load(tmp_path / "a" / "model-100.pt", weights_only=True)

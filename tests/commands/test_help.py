@@ -10,8 +10,17 @@ from typer.testing import CliRunner
 from cacl_cli.cli import app
 from tests.conftest import ROOT
 
-COMMANDS = ["extract-pairs", "pretrain", "probe", "finetune", "visualize", "propagate", "export",
-            "world", "presets"]  # fmt: skip
+COMMANDS = [
+    "extract-pairs",
+    "pretrain",
+    "probe",
+    "finetune",
+    "visualize",
+    "propagate",
+    "export",
+    "world",
+    "presets",
+]
 
 
 def _flat(text: str) -> str:
@@ -36,10 +45,15 @@ def test_bracketed_defaults_read_whole_at_any_width(command, columns):
     assert not re.search(r" \.( |$)", page)  # no text dropped before a full stop
 
 
-@pytest.mark.parametrize("command,preset", [
-    ("probe", "probe-world"), ("finetune", "finetune-world"), ("pretrain", "tiny-world"),
-    ("propagate", "propagate-dino"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command,preset",
+    [
+        ("probe", "probe-world"),
+        ("finetune", "finetune-world"),
+        ("pretrain", "tiny-world"),
+        ("propagate", "propagate-dino"),
+    ],
+)
 def test_each_command_names_its_default_preset(command, preset):
     assert f"layer several as a+b [default: {preset}]" in _flat(_page(command, 200))
 
@@ -53,7 +67,8 @@ def test_flags_that_set_preset_keys_show_the_value_a_run_gets():
 
 def test_the_page_is_the_same_text_when_piped():
     command = [sys.executable, "-m", "cacl_cli", "probe", "--help"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={"COLUMNS": "80", "PATH": ""})  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={"COLUMNS": "80", "PATH": ""}
+    )
     assert done.returncode == 0 and "\x1b[" not in done.stdout
     assert "[default: a new runs/COMMAND-PRESET-DATE-TIME]" in _flat(done.stdout)

@@ -20,9 +20,15 @@ def test_several_or_none_are_refused_naming_every_flag():
         one_weights_source(checkpoint=None, random_init=False, baseline=None)
 
 
-@pytest.mark.parametrize("command,extra", [
-    ("probe", []), ("finetune", []), ("propagate", ["DAVIS"]), ("visualize", ["frames"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command,extra",
+    [
+        ("probe", []),
+        ("finetune", []),
+        ("propagate", ["DAVIS"]),
+        ("visualize", ["frames"]),
+    ],
+)
 def test_every_command_refuses_two_sources_before_anything_is_written(tmp_path, command, extra):
     out = tmp_path / "out"
     args = [*extra, "--checkpoint", tmp_path / "x.pt", "--random-init", "--out", out]
@@ -44,7 +50,8 @@ def test_default_folders_say_what_was_evaluated_and_by_which_protocol(tmp_path, 
     assert evaluated(None, "copy") == "copy-baseline"
     assert default_folder("probe", "probe-world", "mine").name.startswith("mine-probe-world-")
     assert default_folder("propagate", "propagate-dino", "copy-baseline").name.startswith(
-        "copy-baseline-propagate-dino-")
+        "copy-baseline-propagate-dino-"
+    )
     assert default_folder("pretrain", "tiny-world").name.startswith("pretrain-tiny-world-")
 
 
@@ -64,10 +71,26 @@ def test_one_vocabulary_old_spellings_still_work(tmp_path):
     pretrained(run, "schedule.steps=1")
     assert run_cacl("export", "--checkpoint", run, "--out", tmp_path / "e").returncode == 0
     assert (tmp_path / "e" / "layout.json").is_file()
-    probe = run_cacl("probe", "--random-init", "--arch", "resnet18", "--width", "8", "--seed", "3",
-                     "--set", "schedule.epochs=1", "--set", "eval.world_train_images=2",
-                     "--set", "eval.world_val_images=1", "--set", "world.size=32",
-                     "--out", tmp_path / "p")  # fmt: skip
+    probe = run_cacl(
+        "probe",
+        "--random-init",
+        "--arch",
+        "resnet18",
+        "--width",
+        "8",
+        "--seed",
+        "3",
+        "--set",
+        "schedule.epochs=1",
+        "--set",
+        "eval.world_train_images=2",
+        "--set",
+        "eval.world_val_images=1",
+        "--set",
+        "world.size=32",
+        "--out",
+        tmp_path / "p",
+    )
     assert probe.returncode == 0, probe.stderr
     saved = (tmp_path / "p" / "config.yaml").read_text()
     assert "width: 8" in saved and "seed: 3" in saved

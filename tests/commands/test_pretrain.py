@@ -126,7 +126,9 @@ def test_resume_via_cli_keeps_the_saved_config(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "already finished 2 steps" in again.stdout
     refused = run_cacl("pretrain", "--out", run, "--resume", "--set", "optim.lr=2")
-    assert refused.returncode == 2 and "key 'optim.lr' is 2.0 here but" in refused.stderr
+    assert (
+        refused.returncode == 2 and "'optim.lr' is 2.0 here but 16.0 in the run" in refused.stderr
+    )
 
 
 def one_line_error(result, exit_code=2):
@@ -279,16 +281,26 @@ def _cpu_has(monkeypatch, *flags):
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset(flags))
 
 
-@pytest.mark.parametrize("flags,amp,precision", [
-    (("avx512f", "avx512_bf16"), "bf16", "bfloat16"), (("amx_tile", "amx_bf16"), "bf16", "bfloat16"),
-    (("avx2", "avx512f"), "off", "float32"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flags,amp,precision",
+    [
+        (("avx512f", "avx512_bf16"), "bf16", "bfloat16"),
+        (("amx_tile", "amx_bf16"), "bf16", "bfloat16"),
+        (("avx2", "avx512f"), "off", "float32"),
+    ],
+)
 def test_run_amp_auto_trains_in_bf16_only_on_a_cpu_with_native_bf16_and_says_so(
     tmp_path, monkeypatch, flags, amp, precision
 ):
     _cpu_has(monkeypatch, *flags)
-    done = run_cacl("pretrain", "--out", tmp_path / "run", "--device", "cpu",
-                    *sets("schedule.steps=2", "run.amp=auto"))  # fmt: skip
+    done = run_cacl(
+        "pretrain",
+        "--out",
+        tmp_path / "run",
+        "--device",
+        "cpu",
+        *sets("schedule.steps=2", "run.amp=auto"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("precision: ") == 1 and f"precision: {precision}" in done.stdout
     assert resolve(str(tmp_path / "run" / "config.yaml")).run.amp == amp
@@ -301,8 +313,15 @@ def test_a_resumed_run_keeps_its_precision_on_another_cpu_unless_told_otherwise(
     tmp_path, monkeypatch
 ):
     run = tmp_path / "run"
-    command = ["pretrain", "--out", run, "--device", "cpu", "--resume",
-               *sets("run.amp=auto", "run.checkpoint_every=1")]  # fmt: skip
+    command = [
+        "pretrain",
+        "--out",
+        run,
+        "--device",
+        "cpu",
+        "--resume",
+        *sets("run.amp=auto", "run.checkpoint_every=1"),
+    ]
     _cpu_has(monkeypatch, "avx512_bf16")
     assert run_cacl(*command, "--set", "schedule.steps=2").returncode == 0
     _cpu_has(monkeypatch, "avx2")  # requeued on a machine without native bf16: still bf16
@@ -322,12 +341,14 @@ def test_a_run_whose_config_predates_recorded_precision_resumes_in_float32_on_th
     """Before the precision was recorded, config.yaml said ``auto`` and the CPU trained float32."""
     run = pretrained(tmp_path / "run", "schedule.steps=2", "run.amp=off")
     config = run / "config.yaml"
-    config.write_text(config.read_text().replace("amp: 'off'", "amp: auto").replace(
-        "amp: off", "amp: auto"))  # fmt: skip
+    config.write_text(
+        config.read_text().replace("amp: 'off'", "amp: auto").replace("amp: off", "amp: auto")
+    )
     assert resolve(str(config)).run.amp == "auto"
     _cpu_has(monkeypatch, "avx512_bf16")
-    done = run_cacl("pretrain", "--out", run, "--resume", "--device", "cpu",
-                    "--set", "schedule.steps=3")  # fmt: skip
+    done = run_cacl(
+        "pretrain", "--out", run, "--resume", "--device", "cpu", "--set", "schedule.steps=3"
+    )
     assert done.returncode == 0, done.stderr
     assert "precision: float32" in done.stdout
     assert [r["precision"] for r in read_metrics(run)] == ["float32"] * 3

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 import torch
 
 from cacl_cli.config import resolve
@@ -150,14 +149,27 @@ def test_data_alone_picks_the_dataset_from_its_layout(tmp_path, shared_data):
 
 def test_the_exported_world_is_probed_with_its_own_class_names(tmp_path):
     exported = run_cacl(
-        "world", tmp_path / "w", "--clips", "0", "--train-images", "4", "--val-images", "2",
-        "--set", "world.size=40",
-    )  # fmt: skip
+        "world",
+        tmp_path / "w",
+        "--clips",
+        "0",
+        "--train-images",
+        "4",
+        "--val-images",
+        "2",
+        "--set",
+        "world.size=40",
+    )
     assert exported.returncode == 0, exported.stderr
     done = run_cacl(
-        "probe", "--random-init", "--data", tmp_path / "w" / "voc", "--out", tmp_path / "p",
+        "probe",
+        "--random-init",
+        "--data",
+        tmp_path / "w" / "voc",
+        "--out",
+        tmp_path / "p",
         *FAST_VOC,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     names = list(json.loads((tmp_path / "p" / "results.json").read_text())["per_class"])
     assert names == (tmp_path / "w" / "voc" / "VOC2012" / "classes.txt").read_text().split()

@@ -118,8 +118,10 @@ def test_empty_folder_and_non_image_file(tmp_path):
 
 def test_one_colour_scale_shows_a_flat_map_as_flat():
     frame = np.full((60, 80, 3), 128, np.uint8)
-    flat = [SimilarityMap("low", np.full((8, 10), 0.2), (5, 5)),
-            SimilarityMap("high", np.full((8, 10), 0.8), (5, 5))]  # fmt: skip
+    flat = [
+        SimilarityMap("low", np.full((8, 10), 0.2), (5, 5)),
+        SimilarityMap("high", np.full((8, 10), 0.8), (5, 5)),
+    ]
     colour = lambda row, k: row[3 * LABEL_HEIGHT, int((k + 0.5) * PANEL_WIDTH)]  # noqa: E731
     own = figure_row(frame, frame, (5, 5), flat, "t", 8)
     shared = figure_row(frame, frame, (5, 5), flat, "t", 8, shared=(0.0, 1.0))
@@ -129,8 +131,9 @@ def test_one_colour_scale_shows_a_flat_map_as_flat():
 
 def test_without_pixel_the_frames_centre_is_taken_and_said(tmp_path, shared_data):
     bedroom = shared_data / "frames" / "bedroom"
-    result = run_cacl("visualize", bedroom, "--out", tmp_path, "--set", "model.width=8",
-                      "--size", "64")  # fmt: skip
+    result = run_cacl(
+        "visualize", bedroom, "--out", tmp_path, "--set", "model.width=8", "--size", "64"
+    )
     assert result.returncode == 0, result.stderr
     assert "no --pixel given: using the frame's centre, 480,270" in result.stdout
     assert (tmp_path / "sim-r0-p0-backbone.npy").is_file()

@@ -159,18 +159,23 @@ def test_presets_layer_left_to_right_in_a_file_and_with_a_plus(tmp_path):
     assert cfg.model.width == 16 and cfg.heads.on() == ("global",) and cfg.optim.lr == 2.0
     plus = resolve("tiny-world+moco-v2")
     assert plus.preset.name == "tiny-world+moco-v2"
-    assert {**plus.plain(), "preset": None} == {**resolve(str(layered), ["optim.lr=16.0"]).plain(),
-                                                "preset": None}  # fmt: skip
+    assert {**plus.plain(), "preset": None} == {
+        **resolve(str(layered), ["optim.lr=16.0"]).plain(),
+        "preset": None,
+    }
     later = tmp_path / "pixel-on.yaml"
     later.write_text("heads: {pixel: true}\n")
     assert resolve(f"moco-v2+{later}").heads.on() == ("global", "pixel")  # the later layer wins
 
 
-@pytest.mark.parametrize("base,message", [
-    ("base: [tiny-world, 3]", "list presets to layer"),
-    ("base: []", "list presets to layer"),
-    ("base: [tiny-world, nosuch]", "unknown preset 'nosuch'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "base,message",
+    [
+        ("base: [tiny-world, 3]", "list presets to layer"),
+        ("base: []", "list presets to layer"),
+        ("base: [tiny-world, nosuch]", "unknown preset 'nosuch'"),
+    ],
+)
 def test_a_bad_layer_is_named(tmp_path, base, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(base + "\n")
@@ -234,10 +239,13 @@ def test_a_deeply_nested_preset_is_one_line(tmp_path):
         resolve(str(flow))
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.init=true", "key 'model.init' must be a path or null, got True"),
-    ("data.path=[1]", "key 'data.path' must be a path or null, got [1]"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.init=true", "key 'model.init' must be a path or null, got True"),
+        ("data.path=[1]", "key 'data.path' must be a path or null, got [1]"),
+    ],
+)
 def test_a_path_key_takes_text_or_null(override, message):
     with pytest.raises(CaclError, match=re.escape(message)):
         resolve("tiny-world", [override])

@@ -26,13 +26,16 @@ def test_every_key_has_help_and_a_default_its_own_rule_accepts():
             low, high = meta["span"]
             values = field.default if isinstance(field.default, tuple) else (field.default,)
             assert all(low <= v <= high for v in values), dotted
-    assert resolve("defaults").plain() == {**schema.defaults_tree(), "preset": {
-        "name": "defaults", "chain": ["defaults"]}}  # fmt: skip
+    assert resolve("defaults").plain() == {
+        **schema.defaults_tree(),
+        "preset": {"name": "defaults", "chain": ["defaults"]},
+    }
 
 
 def _section_keys() -> list[set[str]]:
-    return [{schema.key_name(f.name) for f in schema.fields(kind)}
-            for kind in schema.SECTIONS.values()]  # fmt: skip
+    return [
+        {schema.key_name(f.name) for f in schema.fields(kind)} for kind in schema.SECTIONS.values()
+    ]
 
 
 def test_no_class_outside_the_schema_restates_a_sections_keys():
@@ -58,11 +61,16 @@ def test_no_table_of_ranges_or_choices_outside_the_schema():
     found = []
     for path in (ROOT / "cacl_cli").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Dict) and len(node.keys) >= 3 and all(
-                isinstance(k, ast.Constant) and k.value in schema.KEYS
-                and isinstance(v, ast.Tuple)  # (low, high) or ("a", "b")
-                for k, v in zip(node.keys, node.values)
-            ):  # fmt: skip
+            if (
+                isinstance(node, ast.Dict)
+                and len(node.keys) >= 3
+                and all(
+                    isinstance(k, ast.Constant)
+                    and k.value in schema.KEYS
+                    and isinstance(v, ast.Tuple)  # (low, high) or ("a", "b")
+                    for k, v in zip(node.keys, node.values)
+                )
+            ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found
     assert math.isinf(schema.span("run.log_every")[1])

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from cacl_cli.data.pairs import PairsFolder
+from tests.commands.test_extract_pairs import extracted as extract_pairs
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import run_cacl, sets
 
@@ -21,10 +22,7 @@ def videos(tmp_path, shared_data):
 
 
 def extracted(videos, out, form):
-    done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "1", "--short-side", "64",
-                    "--format", form)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+    return extract_pairs(videos, out, "--short-side", "64", "--format", form)
 
 
 def same_size_other_bytes(data: bytes) -> bytes:
@@ -55,11 +53,19 @@ def test_a_frame_changed_after_extraction_fails_training_and_a_rerun_redoes_its_
 ):
     out = tmp_path / "pairs"
     extracted(videos, out, form)
-    assert all(len(json.loads(line)["checks"]) == 2
-               for line in (out / "manifest.jsonl").read_text().splitlines()[1:])  # fmt: skip
+    assert all(
+        len(json.loads(line)["checks"]) == 2
+        for line in (out / "manifest.jsonl").read_text().splitlines()[1:]
+    )
     where, clip = tamper(out, form)
-    training = run_cacl("pretrain", "--data", out, "--out", tmp_path / "run",
-                        *sets("schedule.steps=12", "data.batch_size=4"))  # fmt: skip
+    training = run_cacl(
+        "pretrain",
+        "--data",
+        out,
+        "--out",
+        tmp_path / "run",
+        *sets("schedule.steps=12", "data.batch_size=4"),
+    )
     line = one_line_error(training, exit_code=1)
     assert where in line and f"clip {clip}" in line and "rerun cacl extract-pairs" in line
     assert not PairsFolder(out)._intact(0)
@@ -69,8 +75,14 @@ def test_a_frame_changed_after_extraction_fails_training_and_a_rerun_redoes_its_
     assert "1 to extract" in " ".join(again.stdout.split())
     folder = PairsFolder(out)
     assert all(folder._intact(f) for f in range(len(folder.index.frame_file)))
-    trained = run_cacl("pretrain", "--data", out, "--out", tmp_path / "run2",
-                       *sets("schedule.steps=12", "data.batch_size=4"))  # fmt: skip
+    trained = run_cacl(
+        "pretrain",
+        "--data",
+        out,
+        "--out",
+        tmp_path / "run2",
+        *sets("schedule.steps=12", "data.batch_size=4"),
+    )
     assert trained.returncode == 0, trained.stderr
 
 
@@ -79,8 +91,10 @@ def test_a_manifest_from_before_the_checks_trains_unchecked(tmp_path, videos):
     out = tmp_path / "pairs"
     extracted(videos, out, "folder")
     lines = (out / "manifest.jsonl").read_text().splitlines()
-    older = [lines[0]] + [json.dumps({k: v for k, v in json.loads(line).items() if k != "checks"})
-                          for line in lines[1:]]  # fmt: skip
+    older = [lines[0]] + [
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "checks"})
+        for line in lines[1:]
+    ]
     (out / "manifest.jsonl").write_text("\n".join(older) + "\n")
     tamper(out, "folder")
     folder = PairsFolder(out)

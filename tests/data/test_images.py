@@ -45,9 +45,7 @@ def test_network_input_sides_are_multiples_of_the_stride_and_normalised():
     frame = np.full((75, 100, 3), 124, np.uint8)  # about ImageNet's mean red
     x = to_input(frame, 64)
     assert x.shape == (1, 3, 64, 88)
-    assert float(x[0, 0].mean()) == pytest.approx(
-        (124 / 255 - IMAGENET_MEAN[0]) / 0.229, abs=1e-4
-    )
+    assert float(x[0, 0].mean()) == pytest.approx((124 / 255 - IMAGENET_MEAN[0]) / 0.229, abs=1e-4)
     torch.testing.assert_close(normalise(frame)[:, :64, :88], x[0], atol=1e-4, rtol=0)
 
 

@@ -76,8 +76,15 @@ def test_a_stale_index_makes_the_merge_read_the_manifest_whole(tmp_path):
     assert read_index(tmp_path, tmp_path / MANIFEST).draws == 5
 
 
-@pytest.mark.parametrize("text", ['{"clip": "c", "source": "c.mp4"}', '{"source": 3}', "[1]",
-                                  '{"clip": "c", "source": "c.mp4", "status": "skipped"}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"clip": "c", "source": "c.mp4"}',
+        '{"source": 3}',
+        "[1]",
+        '{"clip": "c", "source": "c.mp4", "status": "skipped"}',
+    ],
+)
 def test_a_record_missing_a_field_is_dropped_not_a_traceback(tmp_path, text):
     record_files(tmp_path, kinetics_like(1))
     (tmp_path / RECORDS / "odd.json").write_text(text)

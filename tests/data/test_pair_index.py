@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from cacl_cli.data.manifest import MANIFEST, load_index
@@ -57,12 +56,15 @@ def test_a_hand_edited_manifest_is_read_from_its_text_not_the_old_index(tmp_path
     assert load_index(tmp_path).draws == 2
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda data: data[:-7], "wrong size"),
-    (lambda data: data[:-3] + b"\x01\x02\x03", "checksum differs"),
-    (lambda data: b"garbage\n" + data, "its header is not JSON"),
-    (lambda data: b"[" * 200_000 + b"\n" + data, "its header is nested too deep"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda data: data[:-7], "wrong size"),
+        (lambda data: data[:-3] + b"\x01\x02\x03", "checksum differs"),
+        (lambda data: b"garbage\n" + data, "its header is not JSON"),
+        (lambda data: b"[" * 200_000 + b"\n" + data, "its header is nested too deep"),
+    ],
+)
 def test_a_damaged_index_is_a_one_line_error_naming_it(tmp_path, damage, message):
     write_folder(tmp_path, kinetics_like(5))
     stamp = os.stat(tmp_path / MANIFEST)
@@ -76,8 +78,8 @@ def test_a_damaged_index_is_a_one_line_error_naming_it(tmp_path, damage, message
 def _with_arrays(folder, change):
     """Rewrite the folder's index with ``change(arrays)`` applied, stamp and checksum made to
     match: an index made by hand, which only its contents can give away."""
-    from cacl_cli.data.pair_index import index_arrays, write_arrays
     from cacl_cli.data.manifest import read_manifest
+    from cacl_cli.data.pair_index import index_arrays, write_arrays
 
     arrays = index_arrays(read_manifest(folder / MANIFEST)[1])
     change(arrays)
@@ -91,16 +93,19 @@ def _names(*names):
     return lambda a: a.update(file_blob=strings.blob, file_starts=strings.starts)
 
 
-@pytest.mark.parametrize("change,message", [
-    (_names("/etc/passwd", "b.jpg", "c.jpg", "d.jpg"), "empty or an absolute path"),
-    (_names("../../outside.jpg", "b.jpg", "c.jpg", "d.jpg"), "lies outside the folder"),
-    (_names("a\0.jpg", "b.jpg", "c.jpg", "d.jpg"), "NUL"),
-    (lambda a: a["frame_file"].__setitem__(0, 999), "names a file the index does not hold"),
-    (lambda a: a["draw_start"].__setitem__(1, 99), "'draw_start'"),
-    (lambda a: a.update(frame_size=a["frame_size"][:-1]), "frame arrays differ in length"),
-    (lambda a: a["frame_offset"].__setitem__(0, -5), "negative offset"),
-    (lambda a: a.update(clip_draw_start=a["clip_draw_start"][:-1]), "'clip_draw_start'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (_names("/etc/passwd", "b.jpg", "c.jpg", "d.jpg"), "empty or an absolute path"),
+        (_names("../../outside.jpg", "b.jpg", "c.jpg", "d.jpg"), "lies outside the folder"),
+        (_names("a\0.jpg", "b.jpg", "c.jpg", "d.jpg"), "NUL"),
+        (lambda a: a["frame_file"].__setitem__(0, 999), "names a file the index does not hold"),
+        (lambda a: a["draw_start"].__setitem__(1, 99), "'draw_start'"),
+        (lambda a: a.update(frame_size=a["frame_size"][:-1]), "frame arrays differ in length"),
+        (lambda a: a["frame_offset"].__setitem__(0, -5), "negative offset"),
+        (lambda a: a.update(clip_draw_start=a["clip_draw_start"][:-1]), "'clip_draw_start'"),
+    ],
+)
 def test_a_hand_made_index_that_names_frames_outside_or_out_of_range_is_refused(
     tmp_path, change, message
 ):
@@ -123,15 +128,18 @@ def _with_header(folder, change):
     path.write_bytes(line + data)
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda h: h["arrays"].pop("frame_size"), "must name exactly"),
-    (lambda h: h["arrays"]["frame_file"].__setitem__(0, "|O"), "dtype"),
-    (lambda h: h.update(arrays=[1, 2]), "must name exactly"),
-    (lambda h: h.update(data_bytes="many"), "'data_bytes'"),
-    (lambda h: h["arrays"]["draw_start"].__setitem__(1, [10**12]), "outside the file's data"),
-    (lambda h: h["arrays"]["draw_start"].__setitem__(1, [2, 3]), "not \\[dtype, \\[length\\]"),
-    (lambda h: h.update(manifest="now"), "stamp"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda h: h["arrays"].pop("frame_size"), "must name exactly"),
+        (lambda h: h["arrays"]["frame_file"].__setitem__(0, "|O"), "dtype"),
+        (lambda h: h.update(arrays=[1, 2]), "must name exactly"),
+        (lambda h: h.update(data_bytes="many"), "'data_bytes'"),
+        (lambda h: h["arrays"]["draw_start"].__setitem__(1, [10**12]), "outside the file's data"),
+        (lambda h: h["arrays"]["draw_start"].__setitem__(1, [2, 3]), "not \\[dtype, \\[length\\]"),
+        (lambda h: h.update(manifest="now"), "stamp"),
+    ],
+)
 def test_an_index_header_of_the_wrong_shape_is_refused_before_any_array_is_mapped(
     tmp_path, change, message
 ):
@@ -188,8 +196,12 @@ def test_24k_clips_cost_a_rank_little_and_a_worker_no_copy(tmp_path):
     process on the machine), no copy; a forked worker that reads every entry copies nothing.
     The manifest read as dicts: 22.9 MB of private heap at 24k clips, copied by each worker."""
     write_folder(tmp_path, kinetics_like(24_000))
-    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     used = json.loads(done.stdout)
     assert used["rank_dirty_kb"] < 1_000, used

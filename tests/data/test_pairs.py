@@ -33,11 +33,14 @@ def test_a_pair_is_two_consecutive_frames_of_one_draw(tmp_path):
         assert int(b[0, 0, 0]) - int(a[0, 0, 0]) == 40  # 0 then 1, or 1 then 2
 
 
-@pytest.mark.parametrize("record,message", [
-    ({"clip": "c", "frames": [["../outside.png", "c/1.png"]]}, "lies outside"),
-    ({"clip": "c", "frames": [["c/0.png"]]}, "two or more frame file names"),
-    ({"clip": "c"}, "two or more frame file names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        ({"clip": "c", "frames": [["../outside.png", "c/1.png"]]}, "lies outside"),
+        ({"clip": "c", "frames": [["c/0.png"]]}, "two or more frame file names"),
+        ({"clip": "c"}, "two or more frame file names"),
+    ],
+)
 def test_a_manifest_that_points_astray_is_refused_with_its_line(tmp_path, record, message):
     _manifest(tmp_path, record)
     with pytest.raises(CaclError, match=f"manifest.jsonl, line 2: .*{message}"):
@@ -48,7 +51,10 @@ def test_a_listed_frame_that_is_gone_points_back_to_the_extraction(tmp_path):
     _frame(tmp_path / "c" / "0.png", 10)
     _manifest(tmp_path, {"clip": "c", "frames": [["c/0.png", "c/1.png"]]})
     source = PairsFolder(tmp_path)
-    gone = "1.png: no such file or directory; give a frame extract-pairs wrote; rerun cacl extract-pairs"
+    gone = (
+        "1.png: no such file or directory; give a frame extract-pairs wrote; rerun cacl "
+        "extract-pairs"
+    )
     with pytest.raises(CaclError, match=gone):
         for seed in range(8):
             source.pair(np.random.default_rng(seed), stride=1)

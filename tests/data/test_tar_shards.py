@@ -11,8 +11,13 @@ from cacl_cli.data.tar_shards import ShardWriter, is_ended, member_key, repair, 
 
 
 def clip(n, frames=2, size=3000):
-    record = {"clip": f"cls__clip.{n}", "source": f"cls/clip.{n}.mp4", "indices": [[0, 8]],
-              "fps": 25.0, "size": [64, 48]}  # fmt: skip
+    record = {
+        "clip": f"cls__clip.{n}",
+        "source": f"cls/clip.{n}.mp4",
+        "indices": [[0, 8]],
+        "fps": 25.0,
+        "size": [64, 48],
+    }
     return record, [bytes([n % 251 + 1, k + 1]) * (size // 2) + b"\xff\xd9" for k in range(frames)]
 
 
@@ -49,7 +54,9 @@ def test_a_rerun_starts_a_new_shard_instead_of_appending(tmp_path):
         writer.add_clip(*clip(1))
         writer.close()
     assert [s.name for s in shard_files(tmp_path, "3of8-")] == [
-        "pairs-3of8-000000.tar", "pairs-3of8-000001.tar"]
+        "pairs-3of8-000000.tar",
+        "pairs-3of8-000001.tar",
+    ]
     assert shard_files(tmp_path, "") == []  # another writer's shards are not this one's
 
 
@@ -73,7 +80,9 @@ def test_a_killed_writers_shard_is_cut_back_to_its_recorded_clips_and_ended(tmp_
 
 
 def test_webdataset_reads_the_samples(tmp_path):
-    wds = pytest.importorskip("webdataset", reason="webdataset is optional (pip install webdataset)")
+    wds = pytest.importorskip(
+        "webdataset", reason="webdataset is optional (pip install webdataset)"
+    )
     writer = ShardWriter(tmp_path, "", limit=10**9)
     records = [writer.add_clip(*clip(n)) for n in range(3)]
     writer.close()

@@ -1,7 +1,5 @@
 """Exporting the world: mp4 clips a decoder can read, a VOC-style labelled set, DAVIS clips."""
 
-import json
-
 import cv2
 import numpy as np
 from PIL import Image
@@ -15,7 +13,6 @@ from cacl_cli.data.world_export import (
     export_videos,
     labelled_frame,
 )
-from tests.conftest import run_cacl
 
 
 def test_videos_decode_to_the_rendered_frames(tmp_path):
@@ -75,30 +72,3 @@ def test_davis_clips_are_held_out_lossless_frames_with_one_id_per_instance(tmp_p
     assert np.array_equal(ids > 0, labels > 0)  # instances cover exactly the objects
     for k in np.unique(ids[ids > 0]):  # and each instance is one object of one class
         assert len(np.unique(labels[ids == k])) == 1
-
-
-def test_world_command(tmp_path):
-    result = run_cacl(
-        "world",
-        tmp_path / "out",
-        "--clips",
-        "2",
-        "--train-images",
-        "2",
-        "--val-images",
-        "1",
-        "--set",
-        "world.size=32",
-        "--set",
-        "world.frames=10",
-        "--davis-clips",
-        "1",
-    )
-    assert result.returncode == 0, result.stderr
-    davis = tmp_path / "out" / "davis"
-    assert len(list((davis / "Annotations" / "480p" / "world_0000").glob("*.png"))) == 10
-    scored = run_cacl("propagate", davis, "--baseline", "copy", "--out", tmp_path / "prop")
-    assert scored.returncode == 0, scored.stderr
-    assert 0 < json.loads((tmp_path / "prop" / "results.json").read_text())["J&F_mean"] <= 1
-    assert len(list((tmp_path / "out" / "videos").rglob("*.mp4"))) == 2
-    assert len(list((tmp_path / "out" / "voc" / "VOC2012" / "JPEGImages").glob("*.jpg"))) == 3

@@ -13,11 +13,14 @@ def test_prepare_resizes_image_and_labels_together_keeping_every_label():
     mask = np.zeros((40, 60), np.uint8)
     mask[:, 30:] = 1
     mask[0, 0] = 255  # ignored pixels stay ignored, not blended
-    x, labels = prepare(image, mask, 20)
-    assert x.shape == (3, 20, 30) and labels.shape == (20, 30) and labels.dtype == torch.long
+    x, labels = prepare(image, mask, 20)  # about 20 px, both sides multiples of the stride
+    assert x.shape == (3, 16, 32) and labels.shape == (16, 32) and labels.dtype == torch.long
     assert set(labels.unique().tolist()) <= {0, 1, 255}
-    kept_x, kept = prepare(image, mask, 0)
-    assert kept_x.shape == (3, 40, 60) and torch.equal(kept, torch.from_numpy(mask).long())
+    kept_x, kept = prepare(image, mask, 0)  # its own size, snapped to the stride
+    assert kept_x.shape == (3, 40, 64) and kept.shape == (40, 64)
+    image_80 = image[:, :40].copy()  # a frame already of the stride's size is not resampled
+    own_x, own = prepare(image_80, mask[:, :40].copy(), 0)
+    assert torch.equal(own, torch.from_numpy(mask[:, :40]).long()) and own_x.shape == (3, 40, 40)
 
 
 def test_segment_loss_upsamples_and_ignores_255():
@@ -42,6 +45,10 @@ def test_evaluate_scores_a_perfect_and_a_constant_predictor():
         return torch.cat([1 - bright, bright], dim=1)
 
     assert evaluate(perfect, data, 0, torch.device("cpu"))["miou"] == pytest.approx(1.0)
-    constant = evaluate(lambda x: torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2),
-                        data, 0, torch.device("cpu"))  # fmt: skip
+    constant = evaluate(
+        lambda x: torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 2, 2),
+        data,
+        0,
+        torch.device("cpu"),
+    )
     assert constant["miou"] == pytest.approx(0.25)  # class a: IoU 1/2, class b: 0 (fractions)

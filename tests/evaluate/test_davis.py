@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cacl_cli.evaluate import davis
 from cacl_cli.config import section
+from cacl_cli.evaluate import davis
 from cacl_cli.evaluate.propagate import segment_sequence
 
 H, W = 100, 120  # diagonal 156.2: the boundary tolerance is ceil(0.008 * 156.2) = 2 pixels

@@ -59,7 +59,9 @@ def test_every_sequence_has_the_official_mean_recall_and_decay(official, copy_sc
                 key = f"{measure}_{stat}"
                 if key in reference:
                     assert obj[measure][stat] == pytest.approx(reference[key], abs=TOLERANCE), (
-                        name, key)  # fmt: skip
+                        name,
+                        key,
+                    )
 
 
 def test_the_overall_means_are_the_official_ones(official, copy_scores):

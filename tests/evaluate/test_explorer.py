@@ -16,9 +16,15 @@ from cacl_cli.evaluate.explorer import compress
 from tests.conftest import ROOT, pretrained, run_cacl
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # 32 of the features' channels and float16: the compressed cosine follows the exact one closely
 # but not exactly (about 1 % of the energy is dropped here); 0.99 leaves room for that and
 # still fails a page that computes anything else (a wrong cell, frame or head scores far lower).
@@ -35,10 +41,17 @@ def chromium():
 
 def browse(chromium, page, fragment, tmp_path, *extra):
     done = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *extra,
-         f"file://{page}#{fragment}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *extra,
+            f"file://{page}#{fragment}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.stdout
 
 
@@ -68,8 +81,9 @@ def test_the_page_in_a_browser_matches_the_exact_maps(tmp_path, shared_data, chr
     exact = run_cacl("visualize", bedroom, "--pixel", "120,80", *common, "--out", tmp_path / "png")
     assert exact.returncode == 0, exact.stderr
     page = tmp_path / "page.html"
-    made = run_cacl("visualize", bedroom, "--html", page, "--targets", "7", "--channels", "32",
-                    *common)  # fmt: skip
+    made = run_cacl(
+        "visualize", bedroom, "--html", page, "--targets", "7", "--channels", "32", *common
+    )
     assert made.returncode == 0, made.stderr
     assert not re.search(r"(src|href)=\"?(https?:)?//", page.read_text())  # nothing to fetch
     for head in ("backbone", "global", "pixel", "cycle"):
@@ -88,8 +102,14 @@ def test_the_page_in_a_browser_matches_the_exact_maps(tmp_path, shared_data, chr
         wrong = np.array(probe(chromium, page, fragment, tmp_path)["values"])
         assert np.corrcoef(wrong, truth)[0, 1] < MIN_CORRELATION, fragment
     shot = tmp_path / "explorer.png"
-    browse(chromium, page, "pixel=120,80&head=all", tmp_path, f"--screenshot={shot}",
-           "--window-size=1600,1000")  # fmt: skip
+    browse(
+        chromium,
+        page,
+        "pixel=120,80&head=all",
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1600,1000",
+    )
     assert shot.stat().st_size > 50_000
     if os.environ.get("CACL_DOC_FIGURES"):  # refresh the screenshot in the docs
         shutil.copy(shot, Path(ROOT) / "docs" / "figures" / "visualize-html.png")
@@ -98,9 +118,23 @@ def test_the_page_in_a_browser_matches_the_exact_maps(tmp_path, shared_data, chr
 def test_the_propagation_page_shows_each_frame_and_its_scores(tmp_path, shared_data, chromium):
     out = tmp_path / "prop"
     done = run_cacl(
-        "propagate", shared_data / "davis", "--seq", "blackswan", "--random-init", "--width", "8",
-        "--preset", "propagate-cpu", "--frames", "6", "--size", "64", "--html", "--out", out,
-    )  # fmt: skip
+        "propagate",
+        shared_data / "davis",
+        "--seq",
+        "blackswan",
+        "--random-init",
+        "--width",
+        "8",
+        "--preset",
+        "propagate-cpu",
+        "--frames",
+        "6",
+        "--size",
+        "64",
+        "--html",
+        "--out",
+        out,
+    )
     assert done.returncode == 0, done.stderr
     page = out / "blackswan.html"
     data = json.loads(re.search(r"const DATA = (.*?);\n", page.read_text()).group(1))

@@ -1,17 +1,19 @@
 """Label propagation (DAVIS protocol): the vote, the J score, and the command on a real sequence."""
 
-import json
-
 import numpy as np
-from PIL import Image
 import pytest
 import torch
 
 from cacl_cli.config import resolve, section
 from cacl_cli.data.images import read_rgb
 from cacl_cli.evaluate.propagate import _featurizer, propagate_step
-from tests.commands.test_pretrain import one_line_error
-from tests.conftest import run_cacl
+
+
+def random_init(cfg):
+    """The weights ``--random-init`` gives an evaluation of ``cfg``."""
+    from cacl_cli.pretrained import Weights
+
+    return Weights.of(None, cfg.model.arch, cfg.model.width, cfg.run.seed)
 
 
 def test_each_position_takes_the_label_of_its_identical_context_position():
@@ -38,66 +40,14 @@ def test_votes_come_only_from_within_the_radius():
     assert out[1, 0, 4] == pytest.approx(1 / 2)  # itself and its one neighbour within reach
 
 
-def test_propagate_on_the_davis_sample_writes_scores_and_masks(tmp_path, shared_data):
-    out = tmp_path / "prop"
-    args = ["--random-init", "--width", "8", "--frames", "4", "--size", "64", "--out", out]
-    done = run_cacl("propagate", shared_data / "davis", *args)
-    assert done.returncode == 0, done.stderr
-    result = json.loads((out / "results.json").read_text())
-    scores = result["sequences"]["blackswan"]
-    assert scores["labels"] == "binary" and 0.0 <= scores["J&F"] <= 1.0
-    assert scores["J&F_x100"] == pytest.approx(100 * scores["J&F"])
-    assert scores["frames_scored"] == 2  # frames 1 and 2: the first and the last are not scored
-    assert result["protocol"]["topk"] == 5 and result["weights"]["source"] == "random init"
-    written = sorted(p.name for p in (out / "blackswan").glob("*.png"))
-    assert written == ["00000.png", "00001.png", "00002.png", "00003.png"]
-    mask = Image.open(out / "blackswan" / "00002.png")
-    assert mask.mode == "P" and set(np.unique(np.array(mask))) <= {0, 1}
-    assert "blackswan" in done.stdout
-
-
 @pytest.mark.parametrize("layer,channels", [("layer4", 64), ("layer3", 32), ("layer2", 16)])
 def test_the_chosen_stage_gives_the_votes_features(layer, channels):
     cfg = resolve("propagate-cpu", ["model.width=8", f"propagate.layer={layer}"])
-    featurize, source = _featurizer(cfg, {"random_init": True}, cfg.propagate, torch.device("cpu"))
+    featurize, source = _featurizer(cfg, random_init(cfg), cfg.propagate, torch.device("cpu"))
     features = featurize(np.zeros((48, 64, 3), np.uint8))  # cells last: (h, w, C)
     assert features.shape == (240 // 8, 320 // 8, channels) and source["layer"] == layer
     norms = features.float().norm(dim=2)  # unit vectors, to bf16's step where bf16 is native
     torch.testing.assert_close(norms, torch.ones(features.shape[:2]), atol=4e-3, rtol=0)
-
-
-def test_propagate_errors_name_the_problem(tmp_path, shared_data):
-    assert "not a DAVIS-format folder" in one_line_error(
-        run_cacl("propagate", tmp_path, "--random-init")
-    )
-    davis = shared_data / "davis"
-    assert "sequence nope" in one_line_error(
-        run_cacl("propagate", davis, "--random-init", "--seq", "nope")
-    )
-    assert "--checkpoint" in one_line_error(run_cacl("propagate", davis))
-    assert "--baseline nope" in one_line_error(run_cacl("propagate", davis, "--baseline", "nope"))
-    assert "propagate.layer" in one_line_error(
-        run_cacl("propagate", davis, "--random-init", "--layer", "layer1")
-    )
-
-
-def test_a_mask_of_another_size_is_refused_before_any_mask_is_written(tmp_path, shared_data):
-    import shutil
-
-    davis = tmp_path / "davis"
-    for kind, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".png")):
-        folder = davis / kind / "480p" / "blackswan"
-        folder.mkdir(parents=True)
-        for n in range(3):
-            name = f"{n:05d}{suffix}"
-            shutil.copy(shared_data / "davis" / kind / "480p" / "blackswan" / name, folder / name)
-    mask = davis / "Annotations" / "480p" / "blackswan" / "00002.png"
-    image = Image.open(mask)
-    image.resize((image.width // 2, image.height // 2), Image.NEAREST).save(mask)
-    out = tmp_path / "out"
-    done = run_cacl("propagate", davis, "--baseline", "copy", "--out", out)
-    assert "00002.png is 427x240 but 00000.jpg is 854x480" in one_line_error(done)
-    assert done.returncode == 2 and not out.exists()
 
 
 def full_affinity_step(target, keys, labels, cfg):
@@ -109,7 +59,8 @@ def full_affinity_step(target, keys, labels, cfg):
     cells = torch.stack([ys.flatten(), xs.flatten()], dim=1).float()
     far = (torch.cdist(cells, cells) > cfg.radius).repeat(1, n)
     affinity = (target.flatten(1).t() @ keys.permute(1, 0, 2, 3).reshape(c, -1)).masked_fill(
-        far, float("-inf"))  # fmt: skip
+        far, float("-inf")
+    )
     best, index = affinity.topk(cfg.topk, dim=1)
     weight = torch.softmax(best / cfg.temperature, dim=1)
     value = labels.permute(0, 2, 3, 1).reshape(n * h * w, -1)
@@ -153,9 +104,9 @@ def test_bf16_features_stay_close_to_float32_and_are_recorded():
     (bf16 keeps 8 bits of mantissa, ~0.4 % per value), recorded as the precision used."""
     cfg = resolve("propagate-cpu", ["model.width=8", "run.amp=bf16"])
     cpu = torch.device("cpu")
-    featurize, source = _featurizer(cfg, {"random_init": True}, cfg.propagate, cpu)
+    featurize, source = _featurizer(cfg, random_init(cfg), cfg.propagate, cpu)
     cfg32 = resolve("propagate-cpu", ["model.width=8", "run.amp=off"])
-    featurize32, source32 = _featurizer(cfg32, {"random_init": True}, cfg32.propagate, cpu)
+    featurize32, source32 = _featurizer(cfg32, random_init(cfg32), cfg32.propagate, cpu)
     frame = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     low, full = featurize(frame), featurize32(frame)
     assert (source["precision"], source32["precision"]) == ("bfloat16", "float32")
@@ -191,11 +142,12 @@ def test_bf16_votes_stay_with_float32_on_real_frames(shared_data):
 
     sequence = open_sequence(shared_data / "davis", "blackswan", 5, "auto")
     cfg = resolve("propagate-cpu", ["model.width=16", "run.amp=off"])
-    featurize, _ = _featurizer(cfg, {"random_init": True}, cfg.propagate, torch.device("cpu"))
+    featurize, _ = _featurizer(cfg, random_init(cfg), cfg.propagate, torch.device("cpu"))
     feats = torch.stack([featurize(read_rgb(p)) for p in sequence.frames], dim=2)  # h w N C
     size = tuple(feats.shape[:2])
-    labels = torch.stack([one_hot(ids, void, 2, size).permute(1, 2, 0)
-                          for ids, void in sequence.truth()[:4]], dim=2)  # fmt: skip
+    labels = torch.stack(
+        [one_hot(ids, void, 2, size).permute(1, 2, 0) for ids, void in sequence.truth()[:4]], dim=2
+    )
     full = vote(feats[:, :, 4], feats[:, :, :4], labels, cfg.propagate)
     low = vote(feats[:, :, 4].bfloat16(), feats[:, :, :4].bfloat16(), labels, cfg.propagate)
     assert low.dtype == torch.float32

@@ -110,36 +110,69 @@ CASES = [
     ),
     ("extract from a folder without videos", ["extract-pairs", "{tmp}/empty"], "holds no videos"),
     # the option parser's own refusals: one line, as the app's
-    ("NaN radius", ["propagate", "{data}/davis", "--radius", "nan"], "Invalid value for '--radius'"),
-    ("an extra argument", ["visualize", BEDROOM, "--html", "{tmp}/page.html", "{tmp}/empty"],
-     "unexpected extra argument"),
+    (
+        "NaN radius",
+        ["propagate", "{data}/davis", "--radius", "nan"],
+        "Invalid value for '--radius'",
+    ),
+    (
+        "an extra argument",
+        ["visualize", BEDROOM, "--html", "{tmp}/page.html", "{tmp}/empty"],
+        "unexpected extra argument",
+    ),
     ("an unknown option", ["pretrain", "--stpes", "3"], "No such option: --stpes"),
-    ("channels past every space", ["visualize", BEDROOM, "--html", "--channels", "100000"],
-     "'--channels'"),
+    (
+        "channels past every space",
+        ["visualize", BEDROOM, "--html", "--channels", "100000"],
+        "'--channels'",
+    ),
     # values that reached a traceback before
-    ("a shard count of 5000 digits", ["extract-pairs", "{tmp}/empty", "--shard", "0/" + "9" * 5000],
-     "give K/N with 0 <= K < N"),
-    ("a --set nested past YAML's depth", ["pretrain", "--set", "model.width=" + "[" * 100_000],
-     "the value is not a YAML scalar or list"),
-    ("a list of numbers for words", ["extract-pairs", "{tmp}/empty", "--set",
-                                     "extract.extensions=[1]"], "takes a list of words"),
-    ("an empty list of fractions", ["finetune", "--random-init", "--set", "eval.fractions=[]"],
-     "'eval.fractions' needs at least one value"),
-    ("a sequence name with a newline", ["propagate", "{data}/davis", "--random-init", "--seq",
-                                        "black\nswan"], "sequence black\\nswan: not in"),
-]  # fmt: skip
+    (
+        "a shard count of 5000 digits",
+        ["extract-pairs", "{tmp}/empty", "--shard", "0/" + "9" * 5000],
+        "give K/N with 0 <= K < N",
+    ),
+    (
+        "a --set nested past YAML's depth",
+        ["pretrain", "--set", "model.width=" + "[" * 100_000],
+        "the value is not a YAML scalar or list",
+    ),
+    (
+        "a list of numbers for words",
+        ["extract-pairs", "{tmp}/empty", "--set", "extract.extensions=[1]"],
+        "takes a list of words",
+    ),
+    (
+        "an empty list of fractions",
+        ["finetune", "--random-init", "--set", "eval.fractions=[]"],
+        "'eval.fractions' needs at least one value",
+    ),
+    (
+        "a sequence name with a newline",
+        ["propagate", "{data}/davis", "--random-init", "--seq", "black\nswan"],
+        "sequence black\\nswan: not in",
+    ),
+]
 
 
-@pytest.mark.parametrize("task,message", [("abc", "'abc', not a whole number"),
-                                          ("", "'', not a whole number"),
-                                          (None, "SLURM_ARRAY_TASK_ID is not set")])
+@pytest.mark.parametrize(
+    "task,message",
+    [
+        ("abc", "'abc', not a whole number"),
+        ("", "'', not a whole number"),
+        (None, "SLURM_ARRAY_TASK_ID is not set"),
+    ],
+)
 def test_slurm_variables_are_checked_as_options_are(bad_things, monkeypatch, task, message):
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     if task is not None:
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
-    line = one_line_error(run_cacl("extract-pairs", bad_things / "empty", "--shard", "slurm",
-                                   "--out", bad_things / "out"))  # fmt: skip
+    line = one_line_error(
+        run_cacl(
+            "extract-pairs", bad_things / "empty", "--shard", "slurm", "--out", bad_things / "out"
+        )
+    )
     assert message in line, line
 
 

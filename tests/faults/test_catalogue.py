@@ -87,21 +87,26 @@ CASES = {  # name -> (build(tmp, run) -> argv, expected words of the one line)
     "classes.txt empty": (lambda t, r: image_folder(t, b""), "classes.txt names no classes"),
     "classes.txt binary": (lambda t, r: image_folder(t, BINARY), "classes.txt is not UTF-8"),
     "manifest line not JSON": (
-        lambda t, r: manifest(t, "not json\n"), "manifest.jsonl, line 2: not a JSON record"
+        lambda t, r: manifest(t, "not json\n"),
+        "manifest.jsonl, line 2: not a JSON record",
     ),
     "manifest frame outside its folder": (
-        lambda t, r: manifest(t, '{"frames": [["../x.jpg", "../y.jpg"]]}\n'), "lies outside"
+        lambda t, r: manifest(t, '{"frames": [["../x.jpg", "../y.jpg"]]}\n'),
+        "lies outside",
     ),
     "manifest absolute frame path": (
-        lambda t, r: manifest(t, '{"frames": [["/etc/passwd", "/etc/hosts"]]}\n'), "lies outside"
+        lambda t, r: manifest(t, '{"frames": [["/etc/passwd", "/etc/hosts"]]}\n'),
+        "lies outside",
     ),
     "manifest frames of the wrong kind": (
-        lambda t, r: manifest(t, '{"frames": "a"}\n'), "'frames' must be lists"
+        lambda t, r: manifest(t, '{"frames": "a"}\n'),
+        "'frames' must be lists",
     ),
     "preset binary": (lambda t, r: preset_file(t, BINARY), "p.yaml is not UTF-8 text"),
     "preset a list": (lambda t, r: preset_file(t, b"- a\n"), "must be a mapping of sections"),
     "preset inherits itself": (
-        lambda t, r: preset_file(t, f"base: {t}/p.yaml\n".encode()), "inherits itself"
+        lambda t, r: preset_file(t, f"base: {t}/p.yaml\n".encode()),
+        "inherits itself",
     ),
     "run config binary on resume": (
         lambda t, r: resumed(t, r, lambda c: (c / "config.yaml").write_bytes(BINARY)),

@@ -58,11 +58,29 @@ def base(tmp_path_factory):
     (root / "images").mkdir()
     for name in ("00000.png", "00001.png"):
         shutil.copy(root / SEQUENCE / name, root / "images" / name)
-    extracted = run_cacl("extract-pairs", root / "world" / "videos", "--out", root / "pairs",
-                         "--workers", "1", "--pairs-per-clip", "1")  # fmt: skip
+    extracted = run_cacl(
+        "extract-pairs",
+        root / "world" / "videos",
+        "--out",
+        root / "pairs",
+        "--workers",
+        "1",
+        "--pairs-per-clip",
+        "1",
+    )
     assert extracted.returncode == 0, extracted.stderr
-    tarred = run_cacl("extract-pairs", root / "world" / "videos", "--out", root / "pairs-tar",
-                      "--format", "tar", "--workers", "1", "--pairs-per-clip", "1")  # fmt: skip
+    tarred = run_cacl(
+        "extract-pairs",
+        root / "world" / "videos",
+        "--out",
+        root / "pairs-tar",
+        "--format",
+        "tar",
+        "--workers",
+        "1",
+        "--pairs-per-clip",
+        "1",
+    )
     assert tarred.returncode == 0, tarred.stderr
     (root / "pairs" / ".records").mkdir(exist_ok=True)  # a killed run left a record: merged next
     record = (root / "pairs" / "manifest.jsonl").read_text().splitlines()[1]
@@ -79,10 +97,16 @@ def base(tmp_path_factory):
 
 
 PRESETS = {
-    "pretrain": "tiny-world", "probe": "probe-voc", "finetune": "finetune-world",
-    "propagate": "propagate-cpu", "visualize": "tiny-world", "extract-pairs": "tiny-world",
-    "export": "tiny-world", "world": "tiny-world", "presets": "tiny-world",
-}  # fmt: skip
+    "pretrain": "tiny-world",
+    "probe": "probe-voc",
+    "finetune": "finetune-world",
+    "propagate": "propagate-cpu",
+    "visualize": "tiny-world",
+    "extract-pairs": "tiny-world",
+    "export": "tiny-world",
+    "world": "tiny-world",
+    "presets": "tiny-world",
+}
 
 FAST_EVAL = ["--set", "model.width=8", "--set", "eval.resize=32", "--set", "schedule.epochs=1"]
 
@@ -94,6 +118,7 @@ def _first(folder, pattern):
 def _lock_in(folder):
     """The lock file of an output folder, made so that a mutation can put a link or a FIFO in
     its place before the command claims the folder."""
+
     def target(d):
         (d / folder).mkdir(parents=True, exist_ok=True)
         (d / folder / ".cacl.lock").touch()
@@ -115,32 +140,52 @@ def _next_shard(d):
 
 def pretrain_rows():
     tiny = sets("schedule.steps=2")
+
+    def trained_on(data):  # the command line that pretrains on the cell's ``data`` folder
+        return lambda d, f: ["pretrain", "--data", d / data, "--out", d / "out", *tiny]
+
     return {
-        "frame": (lambda d: d / "images" / "00001.png",
-                  lambda d, f: ["pretrain", "--data", d / "images", "--out", d / "out", *tiny]),
-        "pairs frame": (lambda d: _first(d / "pairs", "*/*.jpg"),
-                        lambda d, f: ["pretrain", "--data", d / "pairs", "--out", d / "out",
-                                      *tiny]),
-        "manifest": (lambda d: d / "pairs" / "manifest.jsonl",
-                     lambda d, f: ["pretrain", "--data", d / "pairs", "--out", d / "out", *tiny]),
-        "pairs index": (lambda d: d / "pairs" / "index.bin",
-                        lambda d, f: ["pretrain", "--data", d / "pairs", "--out", d / "out",
-                                      *tiny]),
-        "tar shard": (lambda d: _first(d / "pairs-tar", "*.tar"),
-                      lambda d, f: ["pretrain", "--data", d / "pairs-tar", "--out", d / "out",
-                                    *tiny]),
-        "checkpoint": (lambda d: d / CHECKPOINT,
-                       lambda d, f: ["pretrain", "--out", d / "run", "--resume", *tiny,
-                                     "--set", "schedule.steps=3"]),
-        "run log": (lambda d: d / "run" / "metrics.jsonl",
-                    lambda d, f: ["pretrain", "--out", d / "run", "--resume", *tiny,
-                                  "--set", "schedule.steps=3"]),
-        "init weights": (lambda d: d / CHECKPOINT,
-                         lambda d, f: ["pretrain", "--out", d / "out", "--init", f, *tiny]),
-        "config": (lambda d: d / "run" / "config.yaml",
-                   lambda d, f: ["pretrain", "--out", d / "run", "--resume"]),
-        "preset": (lambda d: d / "preset-pretrain.yaml",
-                   lambda d, f: ["pretrain", "--preset", f, "--out", d / "out", *tiny]),
+        "frame": (lambda d: d / "images" / "00001.png", trained_on("images")),
+        "pairs frame": (lambda d: _first(d / "pairs", "*/*.jpg"), trained_on("pairs")),
+        "manifest": (lambda d: d / "pairs" / "manifest.jsonl", trained_on("pairs")),
+        "pairs index": (lambda d: d / "pairs" / "index.bin", trained_on("pairs")),
+        "tar shard": (lambda d: _first(d / "pairs-tar", "*.tar"), trained_on("pairs-tar")),
+        "checkpoint": (
+            lambda d: d / CHECKPOINT,
+            lambda d, f: [
+                "pretrain",
+                "--out",
+                d / "run",
+                "--resume",
+                *tiny,
+                "--set",
+                "schedule.steps=3",
+            ],
+        ),
+        "run log": (
+            lambda d: d / "run" / "metrics.jsonl",
+            lambda d, f: [
+                "pretrain",
+                "--out",
+                d / "run",
+                "--resume",
+                *tiny,
+                "--set",
+                "schedule.steps=3",
+            ],
+        ),
+        "init weights": (
+            lambda d: d / CHECKPOINT,
+            lambda d, f: ["pretrain", "--out", d / "out", "--init", f, *tiny],
+        ),
+        "config": (
+            lambda d: d / "run" / "config.yaml",
+            lambda d, f: ["pretrain", "--out", d / "run", "--resume"],
+        ),
+        "preset": (
+            lambda d: d / "preset-pretrain.yaml",
+            lambda d, f: ["pretrain", "--preset", f, "--out", d / "out", *tiny],
+        ),
         "lock file": (_lock_in("out"), lambda d, f: ["pretrain", "--out", d / "out", *tiny]),
     }
 
@@ -151,32 +196,48 @@ def evaluation_rows(command):
     def line(d, weights=("--random-init",)):
         return [command, *weights, "--data", d / VOC, "--out", d / "out", *FAST_EVAL, *extra]
 
-    train_id = lambda d: (d / VOC / "ImageSets/Segmentation/train.txt").read_text().split()[0]
+    def train_id(d):
+        return (d / VOC / "ImageSets/Segmentation/train.txt").read_text().split()[0]
+
     return {
         "frame": (lambda d: d / VOC / "JPEGImages" / f"{train_id(d)}.jpg", lambda d, f: line(d)),
-        "mask": (lambda d: d / VOC / "SegmentationClass" / f"{train_id(d)}.png",
-                 lambda d, f: line(d)),
-        "split list": (lambda d: d / VOC / "ImageSets" / "Segmentation" / "train.txt",
-                       lambda d, f: line(d)),
+        "mask": (
+            lambda d: d / VOC / "SegmentationClass" / f"{train_id(d)}.png",
+            lambda d, f: line(d),
+        ),
+        "split list": (
+            lambda d: d / VOC / "ImageSets" / "Segmentation" / "train.txt",
+            lambda d, f: line(d),
+        ),
         "checkpoint": (lambda d: d / CHECKPOINT, lambda d, f: line(d, ("--checkpoint", f))),
-        "preset": (lambda d: d / f"preset-{command}.yaml",
-                   lambda d, f: [*line(d), "--preset", f]),
+        "preset": (lambda d: d / f"preset-{command}.yaml", lambda d, f: [*line(d), "--preset", f]),
         "lock file": (_lock_in("out"), lambda d, f: line(d)),
     }
 
 
 def propagate_rows():
     def line(d, *more, weights=("--random-init", "--set", "model.width=8"), preset="propagate-cpu"):
-        return ["propagate", d / "world" / "davis", *weights, "--preset", preset, "--frames", "3",
-                "--size", "32", "--out", d / "out", *more]  # fmt: skip
+        return [
+            "propagate",
+            d / "world" / "davis",
+            *weights,
+            "--preset",
+            preset,
+            "--frames",
+            "3",
+            "--size",
+            "32",
+            "--out",
+            d / "out",
+            *more,
+        ]
 
     annotations = "world/davis/Annotations/480p/world_0000"
     return {
         "frame": (lambda d: d / SEQUENCE / "00001.png", lambda d, f: line(d)),
         "mask": (lambda d: d / annotations / "00000.png", lambda d, f: line(d)),
         "split list": (lambda d: d / "split.txt", lambda d, f: line(d, "--split", f)),
-        "checkpoint": (lambda d: d / CHECKPOINT,
-                       lambda d, f: line(d, weights=("--checkpoint", f))),
+        "checkpoint": (lambda d: d / CHECKPOINT, lambda d, f: line(d, weights=("--checkpoint", f))),
         "preset": (lambda d: d / "preset-propagate.yaml", lambda d, f: line(d, preset=f)),
         "lock file": (_lock_in("out"), lambda d, f: line(d)),
     }
@@ -184,34 +245,66 @@ def propagate_rows():
 
 def visualize_rows():
     def line(d, frames, weights=("--random-init",)):
-        return ["visualize", frames, "--pixel", "4,4", "--stride", "1", "--size", "32", *weights,
-                "--set", "model.width=8", "--out", d / "out"]  # fmt: skip
+        return [
+            "visualize",
+            frames,
+            "--pixel",
+            "4,4",
+            "--stride",
+            "1",
+            "--size",
+            "32",
+            *weights,
+            "--set",
+            "model.width=8",
+            "--out",
+            d / "out",
+        ]
 
     return {
         "frame": (lambda d: d / SEQUENCE / "00000.png", lambda d, f: line(d, d / SEQUENCE)),
         "video": (lambda d: d / "world/videos/world/clip_000000.mp4", lambda d, f: line(d, f)),
-        "checkpoint": (lambda d: d / CHECKPOINT,
-                       lambda d, f: line(d, d / SEQUENCE, ("--checkpoint", f))),
-        "preset": (lambda d: d / "preset-visualize.yaml",
-                   lambda d, f: [*line(d, d / SEQUENCE), "--preset", f]),
+        "checkpoint": (
+            lambda d: d / CHECKPOINT,
+            lambda d, f: line(d, d / SEQUENCE, ("--checkpoint", f)),
+        ),
+        "preset": (
+            lambda d: d / "preset-visualize.yaml",
+            lambda d, f: [*line(d, d / SEQUENCE), "--preset", f],
+        ),
         "lock file": (_lock_in("out"), lambda d, f: line(d, d / SEQUENCE)),
     }
 
 
 def extract_rows():
     def line(d, out, *more):
-        return ["extract-pairs", d / "world" / "videos", "--out", out, "--workers", "1",
-                "--pairs-per-clip", "1", *more]  # fmt: skip
+        return [
+            "extract-pairs",
+            d / "world" / "videos",
+            "--out",
+            out,
+            "--workers",
+            "1",
+            "--pairs-per-clip",
+            "1",
+            *more,
+        ]
 
     return {
-        "video": (lambda d: d / "world/videos/world/clip_000000.mp4",
-                  lambda d, f: line(d, d / "out")),
+        "video": (
+            lambda d: d / "world/videos/world/clip_000000.mp4",
+            lambda d, f: line(d, d / "out"),
+        ),
         "manifest": (lambda d: d / "pairs" / "manifest.jsonl", lambda d, f: line(d, d / "pairs")),
         "pairs index": (lambda d: d / "pairs" / "index.bin", lambda d, f: line(d, d / "pairs")),
-        "record": (lambda d: _first(d / "pairs" / ".records", "*.json"),
-                   lambda d, f: line(d, d / "pairs")),
-        "preset": (lambda d: d / "preset-extract-pairs.yaml",
-                   lambda d, f: line(d, d / "out", "--preset", f)),
+        "record": (
+            lambda d: _first(d / "pairs" / ".records", "*.json"),
+            lambda d, f: line(d, d / "pairs"),
+        ),
+        "preset": (
+            lambda d: d / "preset-extract-pairs.yaml",
+            lambda d, f: line(d, d / "out", "--preset", f),
+        ),
         "lock file": (_lock_in("pairs"), lambda d, f: line(d, d / "pairs")),
         "next tar shard": (_next_shard, lambda d, f: line(d, d / "pairs-tar", "--format", "tar")),
     }
@@ -225,18 +318,46 @@ ROWS = {
     "visualize": visualize_rows(),
     "extract-pairs": extract_rows(),
     "export": {
-        "checkpoint": (lambda d: d / CHECKPOINT,
-                       lambda d, f: ["export", "--checkpoint", f, "--out", d / "out"]),
-        "lock file": (_lock_in("out"),
-                      lambda d, f: ["export", "--checkpoint", d / CHECKPOINT, "--out", d / "out"]),
-        "preset": (lambda d: d / "preset-export.yaml",
-                   lambda d, f: ["export", "--checkpoint", d / CHECKPOINT, "--preset", f,
-                                 "--out", d / "out"]),
+        "checkpoint": (
+            lambda d: d / CHECKPOINT,
+            lambda d, f: ["export", "--checkpoint", f, "--out", d / "out"],
+        ),
+        "lock file": (
+            _lock_in("out"),
+            lambda d, f: ["export", "--checkpoint", d / CHECKPOINT, "--out", d / "out"],
+        ),
+        "preset": (
+            lambda d: d / "preset-export.yaml",
+            lambda d, f: [
+                "export",
+                "--checkpoint",
+                d / CHECKPOINT,
+                "--preset",
+                f,
+                "--out",
+                d / "out",
+            ],
+        ),
     },
     "world": {
-        "preset": (lambda d: d / "preset-world.yaml",
-                   lambda d, f: ["world", "--preset", f, "--out", d / "out", "--clips", "1",
-                                 "--train-images", "1", "--val-images", "1", "--davis-clips", "1"]),
+        "preset": (
+            lambda d: d / "preset-world.yaml",
+            lambda d, f: [
+                "world",
+                "--preset",
+                f,
+                "--out",
+                d / "out",
+                "--clips",
+                "1",
+                "--train-images",
+                "1",
+                "--val-images",
+                "1",
+                "--davis-clips",
+                "1",
+            ],
+        ),
     },
     "presets": {"preset": (lambda d: d / "preset-presets.yaml", lambda d, f: ["presets", f])},
 }
@@ -333,8 +454,11 @@ def wrong_field_types(path, d):
         first = {"clip": 5, "source": ["x"], "frames": "frame.jpg"}
         path.write_text("\n".join([lines[0], json.dumps(first), *lines[2:]]) + "\n")
     else:
-        path.write_text(yaml.safe_dump({"base": 7, "model": [1, 2], "schedule": {"steps": "x"},
-                                        "data": {"path": {"a": 1}}}))  # fmt: skip
+        path.write_text(
+            yaml.safe_dump(
+                {"base": 7, "model": [1, 2], "schedule": {"steps": "x"}, "data": {"path": {"a": 1}}}
+            )
+        )
     return path
 
 
@@ -370,29 +494,56 @@ def nested_deep(path, d):
     return path
 
 
-FILE = [zero_bytes, truncated, wrong_header, non_utf8_name, fifo, link_out_of_the_tree,
-        dangling_link]  # fmt: skip
+FILE = [
+    zero_bytes,
+    truncated,
+    wrong_header,
+    non_utf8_name,
+    fifo,
+    link_out_of_the_tree,
+    dangling_link,
+]
 IMAGE = [huge_header, other_size, other_mode, sixteen_bit]
 STRUCTURED = [wrong_field_types, hostile_content, nested_deep]  # files cacl wrote: input too
 # Where cacl writes in place (a lock, a log, a shard): a link or a FIFO put there first.
 WRITE_TARGET = [fifo, dangling_link, link_out_of_the_tree]
 MUTATIONS = {m.__name__: m for m in [*FILE, *IMAGE, ids_out_of_range, *STRUCTURED]}
 KINDS = {  # input kind -> the mutations that apply to it
-    "frame": FILE + IMAGE, "pairs frame": FILE + IMAGE, "mask": FILE + IMAGE + [ids_out_of_range],
-    "video": FILE, "split list": FILE, "tar shard": FILE, "run log": FILE + [nested_deep],
-    "pairs index": FILE + [hostile_content, nested_deep], "record": FILE + STRUCTURED,
+    "frame": FILE + IMAGE,
+    "pairs frame": FILE + IMAGE,
+    "mask": FILE + IMAGE + [ids_out_of_range],
+    "video": FILE,
+    "split list": FILE,
+    "tar shard": FILE,
+    "run log": FILE + [nested_deep],
+    "pairs index": FILE + [hostile_content, nested_deep],
+    "record": FILE + STRUCTURED,
     "checkpoint": FILE + [wrong_field_types, hostile_content],
     "init weights": FILE + [wrong_field_types, hostile_content],
     **{k: FILE + STRUCTURED for k in ("config", "preset", "manifest")},
-    "lock file": WRITE_TARGET, "next tar shard": WRITE_TARGET,
-}  # fmt: skip
+    "lock file": WRITE_TARGET,
+    "next tar shard": WRITE_TARGET,
+}
 # Names the layout fixes: a file renamed is a missing file (tested elsewhere), not an odd name.
-FIXED_NAMES = {("pretrain", "pairs frame"), ("pretrain", "manifest"), ("pretrain", "pairs index"),
-               ("pretrain", "config"), ("pretrain", "checkpoint"), ("probe", "frame"),
-               ("probe", "mask"), ("probe", "split list"), ("finetune", "frame"),
-               ("finetune", "mask"), ("finetune", "split list"), ("propagate", "mask"),
-               ("extract-pairs", "manifest"), ("pretrain", "tar shard"), ("pretrain", "run log"),
-               ("extract-pairs", "pairs index"), ("extract-pairs", "record")}  # fmt: skip
+FIXED_NAMES = {
+    ("pretrain", "pairs frame"),
+    ("pretrain", "manifest"),
+    ("pretrain", "pairs index"),
+    ("pretrain", "config"),
+    ("pretrain", "checkpoint"),
+    ("probe", "frame"),
+    ("probe", "mask"),
+    ("probe", "split list"),
+    ("finetune", "frame"),
+    ("finetune", "mask"),
+    ("finetune", "split list"),
+    ("propagate", "mask"),
+    ("extract-pairs", "manifest"),
+    ("pretrain", "tar shard"),
+    ("pretrain", "run log"),
+    ("extract-pairs", "pairs index"),
+    ("extract-pairs", "record"),
+}
 NOT_APPLICABLE = {
     "non_utf8_name": "the layout fixes the name: renamed, the file is missing",
 }
@@ -404,8 +555,12 @@ def cells():
             for mutation in KINDS[kind]:
                 if mutation is non_utf8_name and (command, kind) in FIXED_NAMES:
                     continue
-                yield pytest.param(command, kind, mutation.__name__,
-                                   id=f"{command}-{kind}-{mutation.__name__}".replace(" ", "_"))
+                yield pytest.param(
+                    command,
+                    kind,
+                    mutation.__name__,
+                    id=f"{command}-{kind}-{mutation.__name__}".replace(" ", "_"),
+                )
 
 
 def test_every_command_has_a_row():
@@ -424,7 +579,7 @@ def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
     stderr = [x for x in done.stderr.splitlines() if x.strip()]
     expected = expected_exit(command, kind, mutation)
     report = f"exit {done.returncode}, stderr: {done.stderr[-2000:]}"
-    print(f"CELL {command}|{kind}|{mutation}|{done.returncode}|{stderr[-1:] }")
+    print(f"CELL {command}|{kind}|{mutation}|{done.returncode}|{stderr[-1:]}")
     assert "Traceback" not in done.stderr, report
     assert done.returncode == expected, report
     if expected:
@@ -442,9 +597,14 @@ def test_hostile_input(base, cell_runner, tmp_path, command, kind, mutation):
 
 # Native decoders write to the process's own stderr, which the in-process cells cannot see: one
 # cell per mutation runs again as a real process, where every byte of stderr counts.
-REAL_PROCESS_ROWS = [("visualize", "frame"), ("probe", "mask"), ("visualize", "video"),
-                     ("probe", "checkpoint"), ("pretrain", "pairs frame"),
-                     ("pretrain", "manifest")]  # fmt: skip
+REAL_PROCESS_ROWS = [
+    ("visualize", "frame"),
+    ("probe", "mask"),
+    ("visualize", "video"),
+    ("probe", "checkpoint"),
+    ("pretrain", "pairs frame"),
+    ("pretrain", "manifest"),
+]
 
 
 def real_process_cells():

@@ -1,7 +1,7 @@
 """Runs killed or stopped at any point lose nothing and resume to the same weights."""
 
-import errno
 import csv
+import errno
 import json
 import os
 import signal
@@ -245,8 +245,20 @@ def tar_pairs(tmp_path_factory):
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     root = tmp_path_factory.mktemp("tar")
     videos = copies(root / "videos", SHARED_DATA, 6, "realshort.mp4")
-    done = run_cacl("extract-pairs", videos, "--out", root / "pairs", "--format", "tar",
-                    "--stride", "2", "--frames-per-clip", "3", "--short-side", "64")  # fmt: skip
+    done = run_cacl(
+        "extract-pairs",
+        videos,
+        "--out",
+        root / "pairs",
+        "--format",
+        "tar",
+        "--stride",
+        "2",
+        "--frames-per-clip",
+        "3",
+        "--short-side",
+        "64",
+    )
     assert done.returncode == 0, done.stderr
     return root / "pairs"
 
@@ -276,14 +288,36 @@ def test_a_killed_probes_cached_features_are_never_credited_to_the_next_model(tm
     """Probe checkpoint A with features on disk, killed; then --random-init into the same --out:
     its results must be those of a random init probed in a fresh folder, not of A's features."""
     run = pretrained(tmp_path / "a", "schedule.steps=4")
-    probe = ["--set", "model.width=8", "--set", "eval.cache=disk", "--set", "eval.cache_gb=0",
-             "--set", "eval.world_train_images=24", "--set", "eval.world_val_images=8"]  # fmt: skip
+    probe = [
+        "--set",
+        "model.width=8",
+        "--set",
+        "eval.cache=disk",
+        "--set",
+        "eval.cache_gb=0",
+        "--set",
+        "eval.world_train_images=24",
+        "--set",
+        "eval.world_val_images=8",
+    ]
     out = tmp_path / "probe"
     killed = subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "probe", "--checkpoint", str(run), "--out", str(out),
-         *probe, "--set", "schedule.epochs=1000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cacl_cli",
+            "probe",
+            "--checkpoint",
+            str(run),
+            "--out",
+            str(out),
+            *probe,
+            "--set",
+            "schedule.epochs=1000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600  # a ceiling for a busy machine; progress ends the wait
     while killed.poll() is None and time.monotonic() < deadline:
         if len(list((out / "feature-cache").rglob("*.pt"))) >= 24:

@@ -49,8 +49,17 @@ def test_a_killed_worker_is_named_with_the_step_and_the_files_its_batch_reads(tm
         pixels = np.random.default_rng(i).integers(0, 255, (48, 48, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"frame {i}.png")
     args = sets("schedule.steps=100000", "data.num_workers=1")
-    command = [sys.executable, "-m", "cacl_cli", "pretrain", "--data", images, "--out",
-               tmp_path / "run", *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "cacl_cli",
+        "pretrain",
+        "--data",
+        images,
+        "--out",
+        tmp_path / "run",
+        *args,
+    ]
     run = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (tmp_path / "run" / "metrics.jsonl").is_file() and time.monotonic() < deadline:

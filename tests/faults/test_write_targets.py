@@ -5,21 +5,13 @@ blocks; two commands that may not share a folder exclude each other."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.commands.test_extract_pairs import extracted, start_extraction
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import fill_disk, run_cacl, sets, tree_digest
-
-
-def _extracted(videos, out, *more):
-    done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "1", "--short-side", "48",
-                    *more)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_outside_cha
 @pytest.mark.parametrize("plant", ["link", "fifo"])
 def test_a_shard_name_taken_by_a_link_or_fifo_is_not_written_through(tmp_path, videos, plant):
     out, victim = tmp_path / "pairs", tmp_path / "victim.bin"
-    _extracted(videos, out, "--format", "tar")
+    extracted(videos, out, "--short-side", "48", "--format", "tar")
     victim.write_bytes(b"precious " * 1000)
     shard = out / "pairs-000001.tar"  # the next shard's name, as a killed run's open one
     if plant == "link":
@@ -62,8 +54,18 @@ def test_a_shard_name_taken_by_a_link_or_fifo_is_not_written_through(tmp_path, v
     else:
         os.mkfifo(shard)
     shutil.copy(videos / "a.mp4", videos / "b.mp4")  # a rerun with a clip to do
-    done = run_cacl("extract-pairs", videos, "--out", out, "--workers", "1", "--short-side", "48",
-                    "--format", "tar")  # fmt: skip
+    done = run_cacl(
+        "extract-pairs",
+        videos,
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--short-side",
+        "48",
+        "--format",
+        "tar",
+    )
     line = one_line_error(done)
     assert "pairs-000001.tar" in line
     assert victim.read_bytes() == b"precious " * 1000
@@ -78,14 +80,6 @@ def test_a_full_disk_on_resume_names_the_file_it_could_not_write(small_tmpfs):
     assert "No space left on device" in line and str(run) in line, line
 
 
-def _start(videos, out, *args):
-    return subprocess.Popen(
-        [sys.executable, "-m", "cacl_cli", "extract-pairs", str(videos), "--out", str(out),
-         "--workers", "1", *map(str, args)],
-        process_group=0, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
 @pytest.mark.slow  # a shard extraction of 16 clips, an overwrite refused beside it: about 30 s
 def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, shared_data):
     videos = tmp_path / "videos"
@@ -93,7 +87,7 @@ def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, 
     for i in range(16):
         shutil.copy(shared_data / "videos" / "cockatoo.mp4", videos / f"clip{i:02d}.mp4")
     out = tmp_path / "pairs"
-    shard = _start(videos, out, "--shard", "0/2")
+    shard = start_extraction(videos, out, "--shard", "0/2")
     deadline = time.time() + 300
     while time.time() < deadline and not list((out / ".records").glob("*.json")):
         time.sleep(0.05)
@@ -101,7 +95,7 @@ def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, 
     for args in (["--overwrite"], [], ["--merge"]):  # each writes the whole folder
         line = one_line_error(run_cacl("extract-pairs", videos, "--out", out, *args))
         assert "is in use by another cacl process" in line
-    other = _start(videos, out, "--shard", "1/2")  # another shard may write beside it
+    other = start_extraction(videos, out, "--shard", "1/2")  # another shard may write beside it
     assert shard.wait(timeout=600) == 0 and other.wait(timeout=600) == 0, other.stderr.read()
     merged = run_cacl("extract-pairs", videos, "--out", out, "--merge")
     assert merged.returncode == 0, merged.stderr
@@ -112,11 +106,11 @@ def test_a_video_whose_name_fills_the_name_limit_is_extracted_once(tmp_path, vid
     long = videos / ("v" * 251 + ".mp4")  # 255 bytes: the longest name a file may have
     (videos / "a.mp4").rename(long)
     out = tmp_path / "pairs"
-    first = _extracted(videos, out)
+    first = extracted(videos, out)
     assert "0 already done, 1 to extract" in " ".join(first.stdout.split())
     (record,) = [line for line in (out / "manifest.jsonl").read_text().splitlines()[1:]]
     assert len(json.loads(record)["clip"]) <= 200 and not list(out.rglob("*.tmp"))
-    again = _extracted(videos, out)
+    again = extracted(videos, out)
     assert "1 already done, 0 to extract" in " ".join(again.stdout.split())
 
 

@@ -9,8 +9,14 @@ from cacl_cli.model import heads
 from cacl_cli.model.build import check_heads, compile_encoders, model_from_config
 from cacl_cli.model.cacl import CACL
 
-SMALL = ["model.width=8", "data.size=32", "data.batch_size=8", "moco.queue_size=64",
-         "moco.cycle_queue_size=16", "moco.pixels_per_image=2"]  # fmt: skip
+SMALL = [
+    "model.width=8",
+    "data.size=32",
+    "data.batch_size=8",
+    "moco.queue_size=64",
+    "moco.cycle_queue_size=16",
+    "moco.pixels_per_image=2",
+]
 
 
 def one_step(model, v, v_plus):
@@ -73,10 +79,19 @@ def test_a_new_head_is_one_class_and_trains_beside_the_others(monkeypatch):
 
 def test_each_head_refuses_what_it_cannot_train_on():
     with pytest.raises(CaclError, match="all false"):
-        check_heads(resolve("tiny-world", ["heads.global=false", "heads.pixel=false",
-                                           "heads.cycle=false"]))  # fmt: skip
+        check_heads(
+            resolve("tiny-world", ["heads.global=false", "heads.pixel=false", "heads.cycle=false"])
+        )
     with pytest.raises(CaclError, match="'loss.pixel_positive' is 'global'"):
-        check_heads(resolve("tiny-world", ["heads.global=false", "loss.soft_cycle=false",
-                                           "loss.pixel_positive=global"]))  # fmt: skip
-    check_heads(resolve("tiny-world", ["heads.global=false", "loss.soft_cycle=false",
-                                       "loss.pixel_positive=position"]))  # fmt: skip
+        check_heads(
+            resolve(
+                "tiny-world",
+                ["heads.global=false", "loss.soft_cycle=false", "loss.pixel_positive=global"],
+            )
+        )
+    check_heads(
+        resolve(
+            "tiny-world",
+            ["heads.global=false", "loss.soft_cycle=false", "loss.pixel_positive=position"],
+        )
+    )

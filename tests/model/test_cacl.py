@@ -42,13 +42,27 @@ def test_momentum_update_is_an_ema_of_parameters_only():
     assert not any(p.requires_grad for p in model.momentum_encoder.parameters())
 
 
-def test_forward_updates_momentum_before_keys_and_enqueues_after_the_loss():
+def test_forward_leaves_the_momentum_encoder_to_the_loop():
+    """One home for the momentum update, the training loop: forward, called once or per
+    micro-batch, never moves the momentum encoder."""
+    model = small_model("moco.momentum=0.5")
+    with torch.no_grad():
+        for p in model.online.parameters():
+            p.add_(1.0)  # an update would now move every momentum parameter
+    before = [p.clone() for p in model.momentum_encoder.parameters()]
+    for _ in range(2):
+        model(*frames())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.momentum_encoder.parameters()))
+    assert "update_momentum" not in model.forward.__code__.co_varnames
+
+
+def test_forward_keys_come_from_the_momentum_encoder_and_enqueue_after_the_loss():
     model = small_model("model.pixel_shuffle=off", "moco.shuffle_bn_groups=1")
     v, v_plus = frames()
     queue_before = {h: q.features.clone() for h, q in model.queues.items()}
     ptr_before = {h: int(q.ptr) for h, q in model.queues.items()}
     out = model(v, v_plus)
-    # Keys come from the already-updated momentum encoder, negatives from the old queue.
+    # Keys come from the momentum encoder as it stands, negatives from the old queue.
     with torch.no_grad():
         q = model.online(v)
         k = model.momentum_encoder(v_plus)
@@ -192,9 +206,7 @@ def test_diagnostics_separate_spread_features_from_collapsed_ones():
     collapsed = {n: torch.nn.functional.normalize(t, dim=1) for n, t in collapsed.items()}
     assert health(model, collapsed, k)["cycle/spread"] == pytest.approx(0.0, abs=1e-6)
     random = torch.nn.functional.normalize(torch.randn(64, 128, 4, 4), dim=1)
-    assert health(model, {**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(
-        1.0, abs=0.1
-    )
+    assert health(model, {**q, "cycle": random}, k)["cycle/spread"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_rerolled_cycle_return_trains_and_differs_from_the_papers_return():
@@ -263,8 +275,10 @@ def test_own_soft_target_is_the_landing_views_affinities_and_needs_no_global_hea
     expected = torch.softmax(own @ own.transpose(1, 2) / 0.05, 2)
     torch.testing.assert_close(model.heads["cycle"].target({"cycle": c}, {}), expected)
     alone = small_model(
-        "heads.global=false", "loss.pixel_positive=position",
-        "loss.soft_cycle=true", "loss.soft_target_head=cycle",
+        "heads.global=false",
+        "loss.pixel_positive=position",
+        "loss.soft_cycle=true",
+        "loss.soft_target_head=cycle",
     )
     assert torch.isfinite(alone(*frames()).terms["cycle"])
     with pytest.raises(CaclError, match="loss.soft_target_head=cycle"):

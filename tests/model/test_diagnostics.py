@@ -10,13 +10,13 @@ from cacl_cli.data.images import normalise_batch
 from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.model.build import model_from_config
 from cacl_cli.model.diagnostics import (
-    verdict,
     first_jumps,
     jump_quality,
     match_quality,
     position_r2,
     roll_offset_cells,
     truth_health,
+    verdict,
 )
 
 SIDE = 8
@@ -37,6 +37,7 @@ def test_a_padding_code_scores_as_a_cheat():
     truth = world_truth()
     shifts = ((8, 24), (40, 16))  # the rolls of v and v+, in input pixels
     cells = torch.arange(SIDE * SIDE).expand(len(truth), -1)
+
     # Each cell codes the place it had in its rolled input: cell - roll (mod the grid).
     def code(shift):
         rows = (cells // SIDE - shift[0] // 8) % SIDE
@@ -58,9 +59,9 @@ def test_the_worlds_true_identity_scores_as_correct():
     c_plus = one_hot_cells(torch.arange(SIDE * SIDE).expand(len(truth), -1))
     jumps = first_jumps(c, c_plus)
     assert match_quality(jumps, truth, SIDE) == {"exact": 1.0, "near": 1.0}
-    assert jump_quality(jumps, truth, torch.zeros(SIDE * SIDE, dtype=torch.long), SIDE)[
-        "near"
-    ] == 1.0
+    assert (
+        jump_quality(jumps, truth, torch.zeros(SIDE * SIDE, dtype=torch.long), SIDE)["near"] == 1.0
+    )
 
 
 def test_position_r2_separates_coordinates_from_noise():
@@ -87,10 +88,14 @@ def test_truth_health_leaves_training_state_untouched():
 
 
 HEALTHY = {
-    "global/spread": 0.5, "pixel/spread": 0.5, "cycle/spread": 0.9, "global/top1_batch": 0.3,
-    "truth/pixel_positive_near": 0.98, "truth/cycle_jump_roll_offset": 0.01,
+    "global/spread": 0.5,
+    "pixel/spread": 0.5,
+    "cycle/spread": 0.9,
+    "global/top1_batch": 0.3,
+    "truth/pixel_positive_near": 0.98,
+    "truth/cycle_jump_roll_offset": 0.01,
     "truth/backbone_match_near": 0.4,
-}  # fmt: skip
+}
 
 
 def test_the_verdict_of_a_healthy_run_is_empty():

@@ -247,8 +247,10 @@ def test_image_negatives_add_the_far_cells_of_the_same_image():
     for b in range(2):
         for i in range(16):
             far = [j for j in range(16) if max(abs(j // 4 - i // 4), abs(j % 4 - i % 4)) > 1]
-            logits = torch.cat([(q[b, i] @ k[b, i])[None], q[b, i] @ k[b, far].t(),
-                                q[b, i] @ queue.t()]) / tau  # fmt: skip
+            logits = (
+                torch.cat([(q[b, i] @ k[b, i])[None], q[b, i] @ k[b, far].t(), q[b, i] @ queue.t()])
+                / tau
+            )
             total += -torch.log_softmax(logits, 0)[0]
     assert torch.allclose(got, total / 32, atol=1e-5)
     assert got > pixel_info_nce(p, p_plus, match, queue, tau)  # more negatives, higher loss

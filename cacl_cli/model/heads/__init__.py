@@ -9,5 +9,15 @@ from cacl_cli.model.heads.pixel_head import PixelHead
 # In the paper's order; a config's heads.* keys turn them on.
 HEADS: dict[str, type[Head]] = {"global": GlobalHead, "pixel": PixelHead, "cycle": CycleHead}
 
-__all__ = ["HEADS", "CycleHead", "DenseHead", "GlobalHead", "Head", "Maps",
-           "PixelHead", "ProjectionHead", "global_vector", "normalize_pixels"]  # fmt: skip
+__all__ = [
+    "HEADS",
+    "CycleHead",
+    "DenseHead",
+    "GlobalHead",
+    "Head",
+    "Maps",
+    "PixelHead",
+    "ProjectionHead",
+    "global_vector",
+    "normalize_pixels",
+]

@@ -115,8 +115,14 @@ class DenseHead(Head):
     (``float32``, ``bfloat16``, or ``auto``: bfloat16 where ``device.bf16_matmul_pays``).
     """
 
-    def __init__(self, weight: float, queue_size: int, tau: float, pixels_per_image: int,
-                 queue_matmul: str = "float32") -> None:  # fmt: skip
+    def __init__(
+        self,
+        weight: float,
+        queue_size: int,
+        tau: float,
+        pixels_per_image: int,
+        queue_matmul: str = "float32",
+    ) -> None:
         super().__init__(weight, queue_size, tau)
         self.pixels_per_image, self.queue_matmul = pixels_per_image, queue_matmul
 
@@ -146,4 +152,3 @@ class DenseHead(Head):
         ranks, me = distributed.world_size(), distributed.rank()
         picks = torch.randint(h * w, (ranks * b, self.pixels_per_image), device=keys.device)
         return losses.gather_pixels(keys, picks[me * b : (me + 1) * b]).reshape(-1, d)
-

@@ -28,10 +28,21 @@ class CycleHead(DenseHead):
     name = "cycle"
     queue_key = "moco.cycle_queue_size"
 
-    def __init__(self, weight: float, queue_size: int, tau: float, pixels_per_image: int,
-                 queue_matmul: str = "float32", soft: bool = True, soft_target_tau: float = 0.07,
-                 soft_target_head: str = "global", target_sigma: float = 0.0, pool: int = 1,
-                 reroll: bool = False, memory_mb: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        weight: float,
+        queue_size: int,
+        tau: float,
+        pixels_per_image: int,
+        queue_matmul: str = "float32",
+        soft: bool = True,
+        soft_target_tau: float = 0.07,
+        soft_target_head: str = "global",
+        target_sigma: float = 0.0,
+        pool: int = 1,
+        reroll: bool = False,
+        memory_mb: float = 0.0,
+    ) -> None:
         super().__init__(weight, queue_size, tau, pixels_per_image, queue_matmul)
         self.soft, self.soft_target_tau = soft, soft_target_tau
         self.soft_target_head = soft_target_head
@@ -42,11 +53,19 @@ class CycleHead(DenseHead):
     def from_config(cls, cfg) -> "CycleHead":
         loss = cfg.loss
         return cls(
-            loss.cycle_weight, cls.queue_size_in(cfg), loss.cycle_tau or loss.tau,
-            cfg.moco.pixels_per_image, loss.queue_matmul, loss.soft_cycle, loss.soft_target_tau,
-            loss.soft_target_head, loss.cycle_target_sigma, loss.cycle_pool,
-            loss.cycle_return == "reroll", loss.cycle_memory_mb,
-        )  # fmt: skip
+            loss.cycle_weight,
+            cls.queue_size_in(cfg),
+            loss.cycle_tau or loss.tau,
+            cfg.moco.pixels_per_image,
+            loss.queue_matmul,
+            loss.soft_cycle,
+            loss.soft_target_tau,
+            loss.soft_target_head,
+            loss.cycle_target_sigma,
+            loss.cycle_pool,
+            loss.cycle_return == "reroll",
+            loss.cycle_memory_mb,
+        )
 
     @classmethod
     def check(cls, cfg, ranks: int) -> None:
@@ -79,9 +98,7 @@ class CycleHead(DenseHead):
     def queued_map(self, k: Maps) -> torch.Tensor:
         return self.pooled(k["cycle"])
 
-    def target(
-        self, q: Maps, k: Maps, landing: torch.Tensor | None = None
-    ) -> torch.Tensor | None:
+    def target(self, q: Maps, k: Maps, landing: torch.Tensor | None = None) -> torch.Tensor | None:
         """The target (B, HW, HW) for maps q, k (``view``) and the landing map: soft, a
         neighbourhood of each cell, or None for eq. 6's identity."""
         if self.soft and self.soft_target_head == "cycle":
@@ -99,10 +116,15 @@ class CycleHead(DenseHead):
         qc, kc = self.view(q), self.view(k)
         back = None if landing is None else self.pooled(landing["cycle"])
         return losses.cycle_loss(
-            qc["cycle"], kc["cycle"], queue, self.tau, self.target(qc, kc, back),
-            chunk_rows=self._chunk_rows(), c_back=back,
+            qc["cycle"],
+            kc["cycle"],
+            queue,
+            self.tau,
+            self.target(qc, kc, back),
+            chunk_rows=self._chunk_rows(),
+            c_back=back,
             matmul_dtype=self.queue_dtype(q["cycle"].device),
-        )  # fmt: skip
+        )
 
     def _chunk_rows(self) -> int:
         """Rows (cells of the batch) of the second jump whose queue logits fit the budget."""

@@ -42,5 +42,7 @@ class GlobalHead(Head):
         nearest key in the batch is k_i (chance 1/B, whatever the queue holds)."""
         g_q, g_k = q["global_vector"], k["global_vector"]
         in_batch = (g_q @ g_k.t()).argmax(1) == torch.arange(len(g_q), device=g_q.device)
-        return {"global/top1_queue": top1(g_q, g_k, queue, self.tau),
-                "global/top1_batch": rate(in_batch)}  # fmt: skip
+        return {
+            "global/top1_queue": top1(g_q, g_k, queue, self.tau),
+            "global/top1_batch": rate(in_batch),
+        }

@@ -19,18 +19,31 @@ from cacl_cli.model.heads.base import DenseHead, Maps
 class PixelHead(DenseHead):
     name = "pixel"
 
-    def __init__(self, weight: float, queue_size: int, tau: float, pixels_per_image: int,
-                 queue_matmul: str = "float32", positive: str = "global",
-                 image_negatives: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        weight: float,
+        queue_size: int,
+        tau: float,
+        pixels_per_image: int,
+        queue_matmul: str = "float32",
+        positive: str = "global",
+        image_negatives: bool = False,
+    ) -> None:
         super().__init__(weight, queue_size, tau, pixels_per_image, queue_matmul)
         self.positive, self.image_negatives = positive, image_negatives
 
     @classmethod
     def from_config(cls, cfg) -> "PixelHead":
         loss = cfg.loss
-        return cls(loss.pixel_weight, cls.queue_size_in(cfg), loss.tau, cfg.moco.pixels_per_image,
-                   loss.queue_matmul, loss.pixel_positive,
-                   loss.pixel_negatives == "queue_and_image")  # fmt: skip
+        return cls(
+            loss.pixel_weight,
+            cls.queue_size_in(cfg),
+            loss.tau,
+            cfg.moco.pixels_per_image,
+            loss.queue_matmul,
+            loss.pixel_positive,
+            loss.pixel_negatives == "queue_and_image",
+        )
 
     @classmethod
     def check(cls, cfg, ranks: int) -> None:
@@ -48,9 +61,14 @@ class PixelHead(DenseHead):
 
     def loss(self, q: Maps, k: Maps, queue: torch.Tensor, landing: Maps | None) -> torch.Tensor:
         return losses.pixel_info_nce(
-            q["pixel"], k["pixel"], self.match(q, k), queue, self.tau, self.image_negatives,
+            q["pixel"],
+            k["pixel"],
+            self.match(q, k),
+            queue,
+            self.tau,
+            self.image_negatives,
             self.queue_dtype(q["pixel"].device),
-        )  # fmt: skip
+        )
 
     def health(self, q: Maps, k: Maps, queue: torch.Tensor) -> dict[str, float]:
         """``same_position``: share of positives at the query's own cell (a roll code)."""
@@ -59,5 +77,7 @@ class PixelHead(DenseHead):
         d = q["pixel"].shape[1]
         p_q = losses.flat_pixels(q["pixel"]).reshape(-1, d)
         p_k = losses.gather_pixels(k["pixel"], match).reshape(-1, d)
-        return {"pixel/same_position": rate(match == positions),
-                "pixel/top1_queue": top1(p_q, p_k, queue, self.tau)}  # fmt: skip
+        return {
+            "pixel/same_position": rate(match == positions),
+            "pixel/top1_queue": top1(p_q, p_k, queue, self.tau),
+        }

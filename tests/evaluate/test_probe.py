@@ -1,4 +1,4 @@
-"""The probe's feature cache: what it keeps on disk belongs to one backbone and protocol."""
+"""The probe engine: its feature cache keeps on disk what belongs to one backbone and protocol."""
 
 import torch
 
