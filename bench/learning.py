@@ -455,9 +455,11 @@ def paired_markdown(rows: list[dict], planned: int) -> str:
             continue
         each = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(pair["seeds"], pair["diffs"]))
         partial = f" (partial: {pair['n']} of {planned} pairs)" if pair["n"] < planned else ""
-        interval = f"[{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair["n"] > 1 else "-"
+        spread = pair["n"] > 1  # one pair has no sd and no interval
+        interval = f"[{pair['low']:+.2f}, {pair['high']:+.2f}]" if spread else "-"
+        sd = f"{pair['sd']:.2f}" if spread else "-"
         lines.append(
-            f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {pair['sd']:.2f} | "
+            f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {sd} | "
             f"{interval} | {pair['ahead']} of {pair['n']} | {pair['verdict']}{partial} |"
         )
     return "\n".join(lines) + "\n"
