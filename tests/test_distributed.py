@@ -17,6 +17,7 @@ WORKER = Path(__file__).parent / "rank_worker.py"
 # everything else (data, queue picks, initial weights) is the same by construction.
 SAME_WORK = ["model.pixel_shuffle=off", "moco.batch_shuffle=false", "schedule.steps=2"]
 SAME_WORK += ["run.checkpoint_every=1", "run.keep_checkpoints=5", "data.num_workers=0"]
+SAME_WORK += ["run.amp=off"]  # float32: bf16 would round two placements of a batch apart
 
 
 def torchrun(record_dir: Path, *cacl_args) -> subprocess.CompletedProcess:

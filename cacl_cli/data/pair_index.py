@@ -264,17 +264,18 @@ def read_index(folder: Path, manifest: Path) -> PairIndex | None:
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     if hashlib.sha256(memoryview(mapped)[start:]).hexdigest() != header["sha256"]:
         raise _damaged(path, "checksum differs")
-    # Hashing touched every page; let them go, so a rank holds only what it reads (the pages
-    # stay in the page cache, shared by every process that maps the file).
-    mapped.madvise(mmap.MADV_DONTNEED)
     arrays = {
         name: np.frombuffer(mapped, np.dtype(dtype), shape[0], start + offset)
         for name, (dtype, shape, offset) in header["arrays"].items()
     }
     try:
-        return PairIndex(_checked_arrays(arrays), header)
+        index = PairIndex(_checked_arrays(arrays), header)
     except ValueError as err:
         raise _damaged(path, str(err)) from None
+    # Hashing and checking touched every page; let them go, so a rank holds only what it reads
+    # (the pages stay in the page cache, shared by every process that maps the file).
+    mapped.madvise(mmap.MADV_DONTNEED)
+    return index
 
 
 def _damaged(path: Path, what: str) -> CaclError:

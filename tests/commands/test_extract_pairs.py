@@ -107,8 +107,8 @@ def test_rerun_skips_done_clips_and_overwrite_redoes_them(tmp_path, video_tree):
 def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
     videos = tmp_path / "many"
     videos.mkdir()
-    for i in range(24):
-        shutil.copy(shared_data / "videos" / "cockatoo.mp4", videos / f"clip{i:02d}.mp4")
+    for i in range(48):  # short clips: the kill comes after the third of them, the run goes on
+        shutil.copy(shared_data / "videos" / "realshort.mp4", videos / f"clip{i:02d}.mp4")
     reference = tmp_path / "reference"
     assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "1").returncode == 0
 
@@ -117,7 +117,7 @@ def test_killed_run_resumes_to_the_same_manifest(tmp_path, shared_data):
         start_extraction(videos, out, "--workers", "1", "--pairs-per-clip", "1"), out, 3
     )
     done_before = len(list((out / ".records").glob("*.json")))
-    assert 3 <= done_before < 24 and not (out / "manifest.jsonl").exists()
+    assert 3 <= done_before < 48 and not (out / "manifest.jsonl").exists()
 
     assert run_cacl("extract-pairs", videos, "--out", out, "--workers", "1").returncode == 0
     assert manifest(out) == manifest(reference)
@@ -350,7 +350,7 @@ def same_pairs(a, b):
 @pytest.mark.slow  # per format: one extraction, two shards killed and rerun: about 40 s
 @pytest.mark.parametrize("form", ["folder", "tar"])
 def test_two_shards_at_once_each_killed_and_rerun_equal_one_run(tmp_path, shared_data, form):
-    videos = copies(tmp_path / "videos", shared_data, 12)
+    videos = copies(tmp_path / "videos", shared_data, 12, name="test.webm")  # 94 frames each
     common = ["--workers", "1", "--short-side", "64", "--format", form, "--shard-size", "0.02"]
     reference = tmp_path / "reference"
     assert run_cacl("extract-pairs", videos, "--out", reference, *common).returncode == 0

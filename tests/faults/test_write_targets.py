@@ -84,7 +84,7 @@ def test_a_full_disk_on_resume_names_the_file_it_could_not_write(small_tmpfs):
 def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, shared_data):
     videos = tmp_path / "videos"
     videos.mkdir()
-    for i in range(16):
+    for i in range(10):  # long clips: the shard is still at work while the others are refused
         shutil.copy(shared_data / "videos" / "cockatoo.mp4", videos / f"clip{i:02d}.mp4")
     out = tmp_path / "pairs"
     shard = start_extraction(videos, out, "--shard", "0/2")
@@ -99,7 +99,7 @@ def test_an_overwrite_is_refused_while_a_shard_writes_into_the_folder(tmp_path, 
     assert shard.wait(timeout=600) == 0 and other.wait(timeout=600) == 0, other.stderr.read()
     merged = run_cacl("extract-pairs", videos, "--out", out, "--merge")
     assert merged.returncode == 0, merged.stderr
-    assert len((out / "manifest.jsonl").read_text().splitlines()) == 1 + 16  # no clip lost
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 1 + 10  # no clip lost
 
 
 def test_a_video_whose_name_fills_the_name_limit_is_extracted_once(tmp_path, videos):
