@@ -91,12 +91,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except OSError as err:
-        if err.filename is not None or err.errno is None:
-            raise
-        # A failed write() names no file ("No space left on device"); say which one it was.
-        raise type(err)(err.errno, err.strerror, str(path)) from None
+        raise named(err, path) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def named(err: OSError, path: Path) -> OSError:
+    """``err`` naming ``path`` where it names no file: a failed write() says only "No space
+    left on device", and the user must learn which file it was."""
+    if err.filename is not None or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path))
 
 
 def open_for_writing(path: Path, mode: str = "ab") -> "NamedFile":
@@ -163,9 +168,7 @@ class NamedFile:
         try:
             return call(*args)
         except OSError as err:
-            if err.filename is not None or err.errno is None:
-                raise
-            raise type(err)(err.errno, err.strerror, str(self._path)) from None
+            raise named(err, self._path) from None
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -231,14 +234,6 @@ def parse_json(data: str | bytes, where: str) -> Any:
         raise ValueError(f"{where} is nested too deep to be a file cacl wrote") from None
     except ValueError:
         raise ValueError(f"{where} is not JSON") from None
-
-
-def read_json(path: Path, what: str) -> Any:
-    """A JSON file's values (``parse_json``); unreadable or not JSON, a one-line error."""
-    try:
-        return parse_json(read_bytes(path, what), str(path))
-    except ValueError as err:
-        raise CaclError(f"{err}; it should be {what}") from None
 
 
 def remove_stale_temps(folder: Path, recursive: bool = False) -> None:

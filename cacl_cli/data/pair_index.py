@@ -289,38 +289,39 @@ def _checked_header(header) -> dict:
     """The header's fields, of the types and within the bounds a reader relies on."""
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object")
-    stamp, data_bytes, layout = (
-        header.get("manifest"),
-        header.get("data_bytes"),
-        header.get("arrays"),
-    )
+    stamp, data_bytes = header.get("manifest"), header.get("data_bytes")
     if not (isinstance(stamp, list) and len(stamp) == 2 and all(_is_int(v) for v in stamp)):
         raise ValueError("its header's 'manifest' is not a [size, time] stamp")
     if not (_is_int(data_bytes) and data_bytes >= 0 and isinstance(header.get("sha256"), str)):
         raise ValueError("its header's 'data_bytes' or 'sha256' is missing or of the wrong type")
-    if not (isinstance(layout, dict) and layout.keys() in (DTYPES.keys(), DTYPES.keys() - CHECKS)):  # noqa: E501
+    layout = header.get("arrays")
+    if not (isinstance(layout, dict) and layout.keys() in (DTYPES.keys(), DTYPES.keys() - CHECKS)):
         raise ValueError(f"its header's 'arrays' must name exactly {', '.join(DTYPES)}")
     for name, entry in layout.items():
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 3
-            and isinstance(entry[0], str)
-            and isinstance(entry[1], list)
-            and len(entry[1]) == 1
-            and _is_int(entry[1][0])
-            and _is_int(entry[2])
-        ):
-            raise ValueError(f"array '{name}' is not [dtype, [length], offset]")
-        try:
-            dtype = np.dtype(entry[0])
-        except TypeError:
-            dtype = None
-        (length,), offset = entry[1], entry[2]
-        if dtype != np.dtype(DTYPES[name]):
-            raise ValueError(f"array '{name}' has dtype {entry[0]!r}, not {np.dtype(DTYPES[name])}")
-        if length < 0 or offset < 0 or offset + length * dtype.itemsize > data_bytes:
-            raise ValueError(f"array '{name}' lies outside the file's data")
+        _check_entry(name, entry, data_bytes)
     return header
+
+
+def _check_entry(name: str, entry, data_bytes: int) -> None:
+    """One array's ``[dtype, [length], offset]``: its own dtype, inside the file's data."""
+    shaped = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[1], list)
+    if not (
+        shaped
+        and isinstance(entry[0], str)
+        and len(entry[1]) == 1
+        and _is_int(entry[1][0])
+        and _is_int(entry[2])
+    ):
+        raise ValueError(f"array '{name}' is not [dtype, [length], offset]")
+    try:
+        dtype = np.dtype(entry[0])
+    except TypeError:
+        dtype = None
+    if dtype != np.dtype(DTYPES[name]):
+        raise ValueError(f"array '{name}' has dtype {entry[0]!r}, not {np.dtype(DTYPES[name])}")
+    (length,), offset = entry[1], entry[2]
+    if length < 0 or offset < 0 or offset + length * dtype.itemsize > data_bytes:
+        raise ValueError(f"array '{name}' lies outside the file's data")
 
 
 def _is_int(value) -> bool:
