@@ -8,22 +8,14 @@ file is that rendering, so the YAML a user reads cannot drift from what the code
 
 from __future__ import annotations
 
-import math
 import textwrap
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, Iterator, Optional
 
 import yaml
 
-INF = math.inf
-SEED = (0, 2**32 - 1)  # numpy's seeds are 32-bit and non-negative
-ABOVE_ZERO = 0.0 + 1e-300  # a range's low end that means "above zero"
-
-
-def key(default: Any, help: str, *, choices: tuple[str, ...] = (), span: tuple | None = None):
-    """One key: its default (its type is the default's), a line of help, and either the words
-    it may be (``choices``) or the numbers, both ends included (``span``; lists element-wise)."""
-    return field(default=default, metadata={"help": help, "choices": choices, "span": span})
+from cacl_cli.config.head_keys import HEAD_KEYS
+from cacl_cli.config.keys import ABOVE_ZERO, INF, SEED, key
 
 
 @dataclass(frozen=True)
@@ -106,89 +98,23 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
-class HeadsSection:
+class HeadsBase:
     """which heads are trained (Table 1a)"""
-
-    global_: bool = key(True, "train g_G, the global head (eq. 3)")
-    pixel: bool = key(True, "train g_P, the pixel head (eq. 4)")
-    cycle: bool = key(True, "train g_C, the cycle-attention head (eqs. 5-6)")
 
     def __getitem__(self, head: str) -> bool:
         """``heads["global"]``: ``global`` is a Python keyword, so not an attribute name."""
         return getattr(self, field_name(head))
 
     def on(self) -> tuple[str, ...]:
-        """The heads that are trained, in the paper's order."""
-        return tuple(h for h in ("global", "pixel", "cycle") if self[h])
+        """The heads that are trained, in the heads' order (the paper's)."""
+        return tuple(key_name(f.name) for f in fields(self) if getattr(self, f.name))
 
 
 @dataclass(frozen=True)
-class LossSection:
+class LossBase:
+    # The loss terms' shared keys; each head declares its own (its weight, its options).
     tau: float = key(0.07, "temperature of every softmax (MoCo)", span=(ABOVE_ZERO, 100))
-    global_weight: float = key(
-        1.0,
-        "w_G, the global term's weight in the total loss",
-        span=(0, 1e6),
-    )
-    pixel_weight: float = key(1.0, "w_P, the pixel term's weight in the total loss", span=(0, 1e6))
-    cycle_weight: float = key(1.0, "w_C, the cycle term's weight in the total loss", span=(0, 1e6))
-    soft_cycle: bool = key(
-        True,
-        "KL to the global head's affinities instead of the identity target",
-    )
-    soft_target_tau: float = key(
-        0.07,
-        "temperature of the soft cycle's target (the paper uses tau)",
-        span=(ABOVE_ZERO, 100),
-    )
-    soft_target_head: str = key(
-        "global",
-        "whose affinities the soft target is: global (the paper, v to v+) or cycle (the cycle "
-        "head's own among v's cells; docs/method.md)",
-        choices=("global", "cycle"),
-    )
-    cycle_tau: float = key(
-        0.0,
-        "temperature of the cycle's two jumps; 0: tau (the paper)",
-        span=(0, 100),
-    )
-    cycle_pool: int = key(
-        1,
-        "the cycle runs on regions of N x N cells (average-pooled maps; its queue holds pooled "
-        "keys); 1: on cells, as the paper (docs/method.md)",
-        span=(1, 64),
-    )
-    cycle_target_sigma: float = key(
-        0.0,
-        "hard cycle only: 0 returns each pixel to itself (eq. 6); s > 0 accepts a Gaussian of s"
-        " cells around it (not in the paper; docs/method.md)",
-        span=(0, 100),
-    )
-    pixel_positive: str = key(
-        "global",
-        "global: eq. 4's argmax over the global head; position: the same cell",
-        choices=("global", "position"),
-    )
-    pixel_negatives: str = key(
-        "queue",
-        "queue: other images' pixels (the paper); queue_and_image: also the cells of v+'s own "
-        "image outside the 3x3 block around the positive",
-        choices=("queue", "queue_and_image"),
-    )
     symmetric: bool = key(False, "also compute v+ -> v (MoCo-v2 does not symmetrise)")
-    cycle_memory_mb: float = key(
-        0.0,
-        "budget for the cycle's queue logits (B x HW x Q floats); over it they are computed in "
-        "chunks of rows, with the same result. 0: no budget",
-        span=(0, 1e9),
-    )
-    cycle_return: str = key(
-        "self",
-        "where the cycle's second jump lands in v: self (the paper: v's online features) or "
-        "reroll (momentum features of v under a fresh roll, so a code of the padding's place "
-        "cannot close the loop; docs/method.md)",
-        choices=("self", "reroll"),
-    )
     queue_matmul: str = key(
         "float32",
         "dtype of the pixel and cycle heads' products with their queues (the largest of a "
@@ -199,16 +125,11 @@ class LossSection:
 
 
 @dataclass(frozen=True)
-class MocoSection:
+class MocoBase:
     momentum: float = key(0.999, "EMA of the momentum encoder", span=(0, 1))
     queue_size: int = key(
         16384,
         "negatives of the global and pixel heads (a quarter of MoCo's, as the paper)",
-        span=(1, 10**8),
-    )
-    cycle_queue_size: int = key(
-        16384,
-        "negatives in the cycle head's second jump",
         span=(1, 10**8),
     )
     pixels_per_image: int = key(
@@ -454,9 +375,9 @@ class Config:
 
     run: RunSection
     model: ModelSection
-    heads: HeadsSection
-    loss: LossSection
-    moco: MocoSection
+    heads: HeadsBase  # each a dataclass of its base's keys and the heads' (sections_with)
+    loss: LossBase
+    moco: MocoBase
     data: DataSection
     augment: AugmentSection
     optim: OptimSection
@@ -481,30 +402,62 @@ class Config:
         return {f.name: _plain_section(getattr(self, f.name)) for f in fields(self)}
 
 
-SECTIONS: dict[str, type] = {
-    "run": RunSection,
-    "model": ModelSection,
-    "heads": HeadsSection,
-    "loss": LossSection,
-    "moco": MocoSection,
-    "data": DataSection,
-    "augment": AugmentSection,
-    "optim": OptimSection,
-    "schedule": ScheduleSection,
-    "eval": EvalSection,
-    "world": WorldSection,
-    "extract": ExtractSection,
-    "propagate": PropagateSection,
-    "preset": PresetInfo,
-}
-
-
 def field_name(key: str) -> str:
     return "global_" if key == "global" else key  # `global` is a Python keyword
 
 
 def key_name(field_name: str) -> str:
     return "global" if field_name == "global_" else field_name
+
+
+def _note(section: type) -> str:
+    """A section's docstring on one line; none where dataclass made one up from the fields."""
+    doc = section.__doc__ or ""
+    return "" if doc.startswith(section.__name__ + "(") else " ".join(doc.split())
+
+
+def with_head_keys(name: str, base: type, section: str, head_keys: dict) -> type:
+    """``base`` and, after its own, every head's keys of ``section``, in the heads' order."""
+    declared = [
+        (field_name(dotted.split(".", 1)[1]), type(spec.default), _fresh(spec))
+        for keys in head_keys.values()
+        for dotted, spec in keys.items()
+        if dotted.split(".", 1)[0] == section
+    ]
+    section_class = make_dataclass(name, declared, bases=(base,), frozen=True)
+    if _note(base):  # the base's docstring, not the one dataclass makes up from the fields
+        section_class.__doc__ = base.__doc__
+    return section_class
+
+
+def _fresh(spec):
+    """A field like ``spec`` that no dataclass has taken yet (a field belongs to one class)."""
+    return key(spec.default, spec.metadata["help"], choices=spec.metadata["choices"],
+               span=spec.metadata["span"])  # fmt: skip
+
+
+def sections_with(head_keys: dict) -> dict[str, type]:
+    """Every section, the heads' keys (``head_keys``: name -> their declarations) added to the
+    sections they name, in the order of presets/defaults.yaml."""
+    return {
+        "run": RunSection,
+        "model": ModelSection,
+        "heads": with_head_keys("HeadsSection", HeadsBase, "heads", head_keys),
+        "loss": with_head_keys("LossSection", LossBase, "loss", head_keys),
+        "moco": with_head_keys("MocoSection", MocoBase, "moco", head_keys),
+        "data": DataSection,
+        "augment": AugmentSection,
+        "optim": OptimSection,
+        "schedule": ScheduleSection,
+        "eval": EvalSection,
+        "world": WorldSection,
+        "extract": ExtractSection,
+        "propagate": PropagateSection,
+        "preset": PresetInfo,
+    }
+
+
+SECTIONS: dict[str, type] = sections_with(HEAD_KEYS)
 
 
 def _frozen(value: Any) -> Any:
@@ -568,12 +521,6 @@ def _commented(text: str, comment: str) -> list[str]:
 
 def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(_plain(value), default_flow_style=True, width=1000).split("\n")[0]
-
-
-def _note(section: type) -> str:
-    """A section's docstring on one line; none where dataclass made one up from the fields."""
-    doc = section.__doc__ or ""
-    return "" if doc.startswith(section.__name__ + "(") else " ".join(doc.split())
 
 
 def render_defaults() -> str:

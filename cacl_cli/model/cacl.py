@@ -71,8 +71,8 @@ class Encoder(nn.Module):
 class CACL(nn.Module):
     """Cycle-Attention Contrastive Learning on top of MoCo.
 
-    ``model`` (a ``ModelSection``) shapes the backbone and the pixel-shuffle rolls, ``moco`` (a
-    ``MocoSection``) the momentum encoder; ``heads`` are the heads trained, in order.
+    ``model`` (a ``ModelSection``) shapes the backbone and the pixel-shuffle rolls, ``moco``
+    (the ``moco`` section) the momentum encoder; ``heads`` are the heads trained, in order.
     ``symmetric`` also computes the losses with v and v+ swapped, and averages.
     """
 

@@ -121,13 +121,8 @@ def truth_health(
         torch.manual_seed(seed)
         shifts = model.draw_shifts(v)
         q, k = model.encode(v, v_plus, shifts)
-        if "pixel" in model.heads:
-            quality = match_quality(model.heads["pixel"].match(q, k), truth, w)
-            out.update({f"truth/pixel_positive_{n}": x for n, x in quality.items()})
-        if "cycle" in model.heads:
-            offset = roll_offset_cells(shifts, h, w, OUTPUT_STRIDE)
-            jumps = jump_quality(first_jumps(q["cycle"], k["cycle"]), truth, offset, w)
-            out.update({f"truth/cycle_jump_{n}": x for n, x in jumps.items()})
+        for head in model.heads.values():  # each head's own checks against the truth
+            out.update(head.truth(q, k, truth, shifts, (h, w)))
         plain, plain_plus = model.encode(v, v_plus, ((0, 0), (0, 0)))
         backbone = first_jumps(plain["backbone"], plain_plus["backbone"])
         out["truth/backbone_match_near"] = match_quality(backbone, truth, w)["near"]

@@ -103,6 +103,11 @@ class Head:
         """The head's own signals (``diagnostics.health`` adds the spread and the chance)."""
         return {}
 
+    def truth(self, q: Maps, k: Maps, truth: torch.Tensor, shifts, grid) -> dict[str, float]:
+        """``truth/*`` signals of the head on pairs whose true correspondence ``truth`` is known
+        (the world's; ``shifts``: the rolls q and k were made with, ``grid``: (h, w) cells)."""
+        return {}
+
     def chance(self, q: Maps, k: Maps) -> float:
         """The loss when every feature is equal: log(Q + 1) for a contrastive head."""
         return math.log(self.queue_size + 1)

@@ -13,9 +13,64 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cacl_cli.config.keys import ABOVE_ZERO, key
 from cacl_cli.errors import CaclError
 from cacl_cli.model import losses
+from cacl_cli.model.backbone import OUTPUT_STRIDE
+from cacl_cli.model.diagnostics import first_jumps, jump_quality, roll_offset_cells
 from cacl_cli.model.heads.base import DenseHead, Maps
+
+# This head's preset keys (section.key -> its declaration); cacl_cli/config/head_keys.py holds
+# them rendered, so that the config never imports torch.
+KEYS = {
+    "heads.cycle": key(True, "train g_C, the cycle-attention head (eqs. 5-6)"),
+    "loss.cycle_weight": key(1.0, "w_C, the cycle term's weight in the total loss", span=(0, 1e6)),
+    "loss.soft_cycle": key(
+        True, "KL to the global head's affinities instead of the identity target"
+    ),
+    "loss.soft_target_tau": key(
+        0.07,
+        "temperature of the soft cycle's target (the paper uses tau)",
+        span=(ABOVE_ZERO, 100),
+    ),
+    "loss.soft_target_head": key(
+        "global",
+        "whose affinities the soft target is: global (the paper, v to v+) or cycle (the cycle "
+        "head's own among v's cells; docs/method.md)",
+        choices=("global", "cycle"),
+    ),
+    "loss.cycle_tau": key(
+        0.0, "temperature of the cycle's two jumps; 0: tau (the paper)", span=(0, 100)
+    ),
+    "loss.cycle_pool": key(
+        1,
+        "the cycle runs on regions of N x N cells (average-pooled maps; its queue holds pooled "
+        "keys); 1: on cells, as the paper (docs/method.md)",
+        span=(1, 64),
+    ),
+    "loss.cycle_target_sigma": key(
+        0.0,
+        "hard cycle only: 0 returns each pixel to itself (eq. 6); s > 0 accepts a Gaussian of s"
+        " cells around it (not in the paper; docs/method.md)",
+        span=(0, 100),
+    ),
+    "loss.cycle_memory_mb": key(
+        0.0,
+        "budget for the cycle's queue logits (B x HW x Q floats); over it they are computed in "
+        "chunks of rows, with the same result. 0: no budget",
+        span=(0, 1e9),
+    ),
+    "loss.cycle_return": key(
+        "self",
+        "where the cycle's second jump lands in v: self (the paper: v's online features) or "
+        "reroll (momentum features of v under a fresh roll, so a code of the padding's place "
+        "cannot close the loop; docs/method.md)",
+        choices=("self", "reroll"),
+    ),
+    "moco.cycle_queue_size": key(
+        16384, "negatives in the cycle head's second jump", span=(1, 10**8)
+    ),
+}
 
 
 class CycleHead(DenseHead):
@@ -51,20 +106,20 @@ class CycleHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg) -> "CycleHead":
-        loss = cfg.loss
+        loss = cfg.loss  # this head's keys (``KEYS``) and the ones every dense head shares
         return cls(
-            loss.cycle_weight,
-            cls.queue_size_in(cfg),
-            loss.cycle_tau or loss.tau,
-            cfg.moco.pixels_per_image,
-            loss.queue_matmul,
-            loss.soft_cycle,
-            loss.soft_target_tau,
-            loss.soft_target_head,
-            loss.cycle_target_sigma,
-            loss.cycle_pool,
-            loss.cycle_return == "reroll",
-            loss.cycle_memory_mb,
+            weight=loss.cycle_weight,
+            queue_size=cls.queue_size_in(cfg),
+            tau=loss.cycle_tau or loss.tau,
+            pixels_per_image=cfg.moco.pixels_per_image,
+            queue_matmul=loss.queue_matmul,
+            soft=loss.soft_cycle,
+            soft_target_tau=loss.soft_target_tau,
+            soft_target_head=loss.soft_target_head,
+            target_sigma=loss.cycle_target_sigma,
+            pool=loss.cycle_pool,
+            reroll=loss.cycle_return == "reroll",
+            memory_mb=loss.cycle_memory_mb,
         )
 
     @classmethod
@@ -132,6 +187,13 @@ class CycleHead(DenseHead):
             return 0
         # float32 logits and their exp while a block is computed: about 2 copies of rows x Q
         return max(1, int(self.memory_mb * 2**20 // (2 * 4 * self.queue_size)))
+
+    def truth(self, q: Maps, k: Maps, truth: torch.Tensor, shifts, grid) -> dict[str, float]:
+        """Where the cycle's first jumps land: near the true point, or on the place a code of
+        the padding's roll would send them (a position shortcut)."""
+        offset = roll_offset_cells(shifts, *grid, OUTPUT_STRIDE)
+        jumps = jump_quality(first_jumps(q["cycle"], k["cycle"]), truth, offset, grid[1])
+        return {f"truth/cycle_jump_{n}": x for n, x in jumps.items()}
 
     def health(self, q: Maps, k: Maps, queue: torch.Tensor, images: int = 4) -> dict[str, float]:
         """``back_rate``: cells whose most likely return is themselves (on ``images`` images)."""

@@ -9,9 +9,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cacl_cli.config.keys import key
 from cacl_cli.model import losses
 from cacl_cli.model.diagnostics import rate, top1
 from cacl_cli.model.heads.base import Head, Maps, normalize_pixels
+
+# This head's preset keys (section.key -> its declaration); cacl_cli/config/head_keys.py holds
+# them rendered, so that the config never imports torch.
+KEYS = {
+    "heads.global": key(True, "train g_G, the global head (eq. 3)"),
+    "loss.global_weight": key(
+        1.0, "w_G, the global term's weight in the total loss", span=(0, 1e6)
+    ),
+}
 
 
 def global_vector(x: torch.Tensor) -> torch.Tensor:

@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import torch
 
+from cacl_cli.config.keys import key
 from cacl_cli.errors import CaclError
 from cacl_cli.model import losses
-from cacl_cli.model.diagnostics import rate, top1
+from cacl_cli.model.diagnostics import match_quality, rate, top1
 from cacl_cli.model.heads.base import DenseHead, Maps
+
+# This head's preset keys (section.key -> its declaration); cacl_cli/config/head_keys.py holds
+# them rendered, so that the config never imports torch.
+KEYS = {
+    "heads.pixel": key(True, "train g_P, the pixel head (eq. 4)"),
+    "loss.pixel_weight": key(1.0, "w_P, the pixel term's weight in the total loss", span=(0, 1e6)),
+    "loss.pixel_positive": key(
+        "global",
+        "global: eq. 4's argmax over the global head; position: the same cell",
+        choices=("global", "position"),
+    ),
+    "loss.pixel_negatives": key(
+        "queue",
+        "queue: other images' pixels (the paper); queue_and_image: also the cells of v+'s own "
+        "image outside the 3x3 block around the positive",
+        choices=("queue", "queue_and_image"),
+    ),
+}
 
 
 class PixelHead(DenseHead):
@@ -34,15 +53,15 @@ class PixelHead(DenseHead):
 
     @classmethod
     def from_config(cls, cfg) -> "PixelHead":
-        loss = cfg.loss
+        loss = cfg.loss  # this head's keys (``KEYS``) and the ones every dense head shares
         return cls(
-            loss.pixel_weight,
-            cls.queue_size_in(cfg),
-            loss.tau,
-            cfg.moco.pixels_per_image,
-            loss.queue_matmul,
-            loss.pixel_positive,
-            loss.pixel_negatives == "queue_and_image",
+            weight=loss.pixel_weight,
+            queue_size=cls.queue_size_in(cfg),
+            tau=loss.tau,
+            pixels_per_image=cfg.moco.pixels_per_image,
+            queue_matmul=loss.queue_matmul,
+            positive=loss.pixel_positive,
+            image_negatives=loss.pixel_negatives == "queue_and_image",
         )
 
     @classmethod
@@ -53,6 +72,12 @@ class PixelHead(DenseHead):
                 "set loss.pixel_positive=position or heads.global=true"
             )
         super().check(cfg, ranks)
+
+    def truth(self, q: Maps, k: Maps, truth: torch.Tensor, shifts, grid) -> dict[str, float]:
+        """How often eq. 4's positives lie at (``exact``) or within one cell of (``near``) the
+        true point."""
+        quality = match_quality(self.match(q, k), truth, grid[1])
+        return {f"truth/pixel_positive_{n}": x for n, x in quality.items()}
 
     def match(self, q: Maps, k: Maps) -> torch.Tensor:
         """Where each cell of v finds its positive in v+, (B, HW) indices."""
