@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser run test test-fast clean
+.PHONY: install browser run test test-fast docs clean
 
 $(BIN)/cacl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: install browser
 
 test-fast: install
 	$(BIN)/python -m pytest -q -rs -m "not slow"
+
+# docs/commands.md is every command's help page and every preset key, generated from the app.
+docs: install
+	$(BIN)/python -c "from cacl_cli.cli import reference_page; print(reference_page(), end='')" \
+		> docs/commands.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

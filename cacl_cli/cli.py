@@ -112,9 +112,9 @@ REFERENCE_HEADER = """# Commands and their options
 
 Every command's help page, as `cacl COMMAND --help` prints it. Options that set a
 preset key say which (`sets propagate.topk`) and the value the command's default preset gives
-it; `--set KEY=VALUE` reaches every key (`presets/defaults.yaml` lists them). Generated from the
-app: `python -c "from cacl_cli.cli import reference_page; print(reference_page(), end='')" >
-docs/commands.md` (tests/test_cli.py fails when this page and the app differ).
+it; `--set KEY=VALUE` reaches every key (the last section lists them, as `presets/defaults.yaml`
+does). Generated from the app by `make docs` (tests/test_cli.py fails when this page and the
+app differ).
 """
 
 
@@ -122,10 +122,13 @@ def reference_page(width: int = 100) -> str:
     """docs/commands.md: each command's help page, in the order ``cacl --help`` lists them."""
     from typer.testing import CliRunner
 
+    from cacl_cli.config.schema import render_defaults
+
     parts = [REFERENCE_HEADER]
     for command in app.registered_commands:
         page = CliRunner().invoke(app, [command.name, "--help"], env={"COLUMNS": str(width)})
         parts.append(f"## cacl {command.name}\n\n```\n{page.output.rstrip()}\n```\n")
+    parts.append(f"## Every preset key\n\n```yaml\n{render_defaults().rstrip()}\n```\n")
     return "\n".join(parts)
 
 

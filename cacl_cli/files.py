@@ -7,7 +7,6 @@ the final name, which POSIX makes atomic.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import errno
 import hashlib
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from cacl_cli.errors import CaclError, RunFailed
+from cacl_cli.run_folder import LOCK
 
 
 def _umask() -> int:
@@ -30,37 +30,20 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
-# The output folder of the command now writing (outputs.claimed sets it): no write may pass
-# through a link below it.
-_OUT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cacl_out", default=None)
-
-
-@contextlib.contextmanager
-def writing_into(folder: Path) -> Iterator[None]:
-    """Every atomic write below ``folder`` refuses a link on its way, while this is open."""
-    token = _OUT.set(Path(folder).absolute())
-    try:
-        yield
-    finally:
-        _OUT.reset(token)
-
-
-def refuse_links(path: Path, out: Path | None = None) -> None:
-    """A folder link planted inside the output folder (``out``, by default the one the command
-    now writes into) would carry a write to ``path`` elsewhere, over someone's files: refuse it,
-    naming the link. The output folder itself may be a link."""
-    out = _OUT.get() if out is None else Path(out).absolute()
-    target = path.absolute()
-    if out is None or not target.is_relative_to(out):
-        return
-    step = out
-    for part in target.relative_to(out).parts[:-1]:
-        step = step / part
-        if step.is_symlink():
+def refuse_links(path: Path) -> None:
+    """A folder link planted inside an output folder would carry a write to ``path`` elsewhere,
+    over someone's files: refuse it, naming the link. An output folder is one a command has
+    claimed, which its lock file marks on disk (``outputs.claimed``), so every writer, in any
+    process, finds it from the path alone. The output folder itself may be a link."""
+    links_below: list[Path] = []  # the links met so far on the way up from ``path``
+    for folder in Path(path).absolute().parents:
+        if links_below and (folder / LOCK).is_file():
             raise RunFailed(
-                f"{step} is a link inside {out}; cacl writes no file through a "
+                f"{links_below[-1]} is a link inside {folder}; cacl writes no file through a "
                 "link: remove it, or choose another --out"
             )
+        if folder.is_symlink():
+            links_below.append(folder)
 
 
 NAME_MAX = 255  # bytes in one file name on the file systems cacl writes to

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 
 from cacl_cli.distributed import launch_place
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_for_writing, writing_into
+from cacl_cli.files import open_for_writing
 from cacl_cli.run_folder import LOCK, RESULTS, RunFolder
 
 RUNS = Path("runs")
@@ -145,7 +145,7 @@ def claimed(
     check_folder(folder, command, continues, named, inputs)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    with writing_into(folder), contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as locks:
         try:
             # The folder's lock first, then its part's: shared by the parts working at once,
             # held alone by a command that writes the whole folder (docs/reliability.md).

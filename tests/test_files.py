@@ -47,18 +47,24 @@ def planted_link(tmp_path, name):
 
 def test_no_write_passes_through_a_link_planted_inside_the_output_folder(tmp_path):
     from cacl_cli.errors import RunFailed
-    from cacl_cli.files import write_text_atomic, writing_into
+    from cacl_cli.files import write_text_atomic
+    from cacl_cli.run_folder import LOCK
 
     foreign, out = planted_link(tmp_path, "seq")
-    with writing_into(out):
-        with pytest.raises(RunFailed, match=f"{out / 'seq'} is a link inside {out}"):
-            write_text_atomic(out / "seq" / "00000.png", "ours")
-        write_text_atomic(out / "mine" / "a.txt", "ours")  # real folders are fine
+    write_text_atomic(out / "seq" / "00000.png", "ours")  # no command claimed out: no check
+    (foreign / "00000.png").write_text("theirs")
+    (out / LOCK).touch()  # now a command's output folder, as outputs.claimed marks it
+    with pytest.raises(RunFailed, match=f"{out / 'seq'} is a link inside {out}"):
+        write_text_atomic(out / "seq" / "00000.png", "ours")
+    (foreign / LOCK).touch()  # a link to another command's output folder is refused as well
+    with pytest.raises(RunFailed, match=f"{out / 'seq'} is a link inside {out}"):
+        write_text_atomic(out / "seq" / "deeper" / "00000.png", "ours")
+    write_text_atomic(out / "mine" / "a.txt", "ours")  # real folders are fine
     assert (foreign / "00000.png").read_text() == "theirs" and (out / "mine" / "a.txt").is_file()
+    assert not (foreign / "deeper").exists()
     linked_out = tmp_path / "linked-out"
     linked_out.symlink_to(out)  # the output folder itself may be a link the user chose
-    with writing_into(linked_out):
-        write_text_atomic(linked_out / "b.txt", "ours")
+    write_text_atomic(linked_out / "b.txt", "ours")
     assert (out / "b.txt").is_file()
 
 

@@ -212,8 +212,8 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: 
 
 
 def _write_frames(out: Path, cid: str, names: list[str], jpegs: list[bytes]) -> None:
-    try:  # a worker writes outside the parent's claimed folder: name it here
-        refuse_links(out / cid / "frame", out)
+    try:  # a link here fails this clip alone: the others go on
+        refuse_links(out / cid / "frame")
     except RunFailed as err:
         raise ValueError(str(err)) from None  # this clip is skipped, the others go on
     remove_stale_temps(out / cid)  # a killed run's; this clip's folder is this worker's alone

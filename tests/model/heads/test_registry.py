@@ -6,6 +6,7 @@ import textwrap
 
 import yaml
 
+from cacl_cli.cli import reference_page
 from cacl_cli.config import schema
 from cacl_cli.model import heads
 from tests.conftest import ROOT, run_cacl, sets
@@ -50,7 +51,7 @@ class ToyHead(DenseHead):
 
 def test_a_new_head_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     """A toy head added the way the docs say: its keys reach the presets, --set, the rendered
-    defaults and the rendered head keys, and it trains beside the others."""
+    defaults, docs/commands.md and the rendered head keys, and it trains beside the others."""
     (tmp_path / "toyheads").mkdir()
     (tmp_path / "toyheads" / "toy_head.py").write_text(textwrap.dedent(TOY))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -67,6 +68,7 @@ def test_a_new_head_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     shown = yaml.safe_load(run_cacl("presets", "tiny-world", "--set", "loss.toy_weight=2").stdout)
     assert shown["heads"]["toy"] is True and shown["loss"]["toy_weight"] == 2.0
     assert "toy_weight: 0.5" in schema.render_defaults()  # presets/defaults.yaml's rendering
+    assert "toy_weight: 0.5" in reference_page()  # docs/commands.md's rendering
     refused = run_cacl("presets", "tiny-world", "--set", "loss.toy_weight=99")
     assert refused.returncode == 2 and "'loss.toy_weight' must be from 0 to 10" in refused.stderr
 
