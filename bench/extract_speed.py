@@ -1,76 +1,56 @@
 """extract-pairs against the naive baseline, on the same real clips, side by side.
 
 Naive baseline: one process reads each clip frame by frame with OpenCV (``read()``, colour
-conversion included) up to the last frame it needs. Ours: ``cacl extract-pairs``' own code with 1
-and 2 worker processes, in its default exact mode and with ``--seek``. Every variant writes the same
-pairs (same seeded frame indices, same JPEG settings). Reports clips/s (median of --repeats) and
-the speed-up over the naive baseline.
+conversion included), counting its frames, then again up to the last frame it needs, and writes
+those frames resized. Ours: ``cacl extract-pairs`` itself (a fresh process, its start included)
+with 1 and 2 workers, in its default exact mode and with ``--seek``. The baseline writes the frames
+the command chose (read from the command's own manifest.jsonl) with the same resize and JPEG
+quality. Reports clips/s (median of --repeats) and the speed-up over the naive baseline.
 Usage: python bench/extract_speed.py [--copies 6] [--repeats 3]   (needs ../shared/data/videos)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
 import time
-from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
-
-from cacl_cli.api import (
-    ExtractSection,
-    assign_ids,
-    choose_starts,
-    clip_id,
-    find_videos,
-    process_clip,
-    resize_short_side,
-    section,
-    worker_init,
-)
+from command import cacl  # bench/ is this script's own folder
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
+SHORT_SIDE, QUALITY = 256, 90  # extract-pairs' defaults (presets/defaults.yaml)
 
 
-def naive(root: Path, videos: list[Path], out: Path, settings: ExtractSection) -> None:
-    for path in videos:
-        cid = clip_id(root, path)
-        cap = cv2.VideoCapture(str(path))
-        count = 0
-        while True:  # count by reading: the baseline trusts nothing either
-            ok, frame = cap.read()
-            if not ok:
-                break
-            count += 1
+def chosen_frames(pairs: Path) -> dict[str, list[int]]:
+    """Source (relative to the videos folder) -> the frame numbers the command wrote."""
+    lines = (pairs / "manifest.jsonl").read_text().splitlines()[1:]
+    records = [json.loads(line) for line in lines]
+    return {r["source"]: sorted({t for draw in r["indices"] for t in draw}) for r in records}
+
+
+def naive(root: Path, wanted: dict[str, list[int]], out: Path) -> None:
+    for number, (source, frames) in enumerate(wanted.items()):
+        cap = cv2.VideoCapture(str(root / source))
+        while cap.read()[0]:  # count by reading: the baseline trusts nothing either
+            pass
         cap.release()
-        wanted = [
-            s + k * settings.stride
-            for s in choose_starts(count, settings, cid)
-            for k in range(settings.frames_per_clip)
-        ]
-        cap, t = cv2.VideoCapture(str(path)), 0
-        while t <= max(wanted):
+        cap, t = cv2.VideoCapture(str(root / source)), 0
+        while t <= frames[-1]:
             ok, frame = cap.read()
-            if t in wanted:
-                small = resize_short_side(frame, settings.short_side)
-                cv2.imwrite(
-                    str(out / f"{cid}_{t:06d}.jpg"),
-                    small,
-                    [cv2.IMWRITE_JPEG_QUALITY, settings.quality],
-                )
+            if t in frames:
+                h, w = frame.shape[:2]
+                scale = SHORT_SIDE / min(h, w)
+                size = (round(w * scale), round(h * scale))
+                small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                name = str(out / f"{number}_{t:06d}.jpg")
+                cv2.imwrite(name, small, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])
             t += 1
         cap.release()
-
-
-def ours(root: Path, videos: list[Path], out: Path, settings: ExtractSection, workers: int) -> None:
-    ids = assign_ids(root, videos, {})
-    clips = [(path, ids[path], out, settings) for path in videos]
-    with get_context("forkserver").Pool(workers, initializer=worker_init) as pool:
-        pool.starmap(partial(process_clip, root), clips)
 
 
 def timed(fn, repeats: int) -> float:
@@ -96,32 +76,19 @@ def main() -> None:
         for k in range(args.copies):
             for name in ("01_dog.mp4", "04_coffee.mp4", "cockatoo.mp4"):
                 shutil.copy(SHARED_VIDEOS / name, root / f"{k}_{name}")
-        videos = find_videos(root)
-        exact = section("extract")
-        seek = section("extract", seek=True)
-        rows = [
-            (
-                "naive OpenCV, 1 process",
-                timed(lambda o: naive(root, videos, o, exact), args.repeats),
-            )
-        ]
+        settings = ["--short-side", SHORT_SIDE, "--quality", QUALITY]
+        cacl("extract-pairs", root, "--out", Path(tmp) / "chosen", *settings)
+        wanted = chosen_frames(Path(tmp) / "chosen")
+        rows = [("naive OpenCV, 1 process", timed(lambda o: naive(root, wanted, o), args.repeats))]
         for workers in (1, 2):
-            rows.append(
-                (
-                    f"ours exact, {workers} worker(s)",
-                    timed(lambda o: ours(root, videos, o, exact, workers), args.repeats),
-                )
-            )
-            rows.append(
-                (
-                    f"ours --seek, {workers} worker(s)",
-                    timed(lambda o: ours(root, videos, o, seek, workers), args.repeats),
-                )
-            )
-    n = len(videos)
+            for mode in ("exact", "--seek"):
+                flags = [*settings, "--workers", workers] + ([mode] if mode != "exact" else [])
+                run = lambda o: cacl("extract-pairs", root, "--out", o, *flags)  # noqa: E731
+                rows.append((f"ours {mode}, {workers} worker(s)", timed(run, args.repeats)))
+    n = len(wanted)
     print(
-        f"{n} clips (1280x720 H.264, 280-289 frames; {args.copies} copies of 3 real clips), "
-        f"one pair each at stride 8, short side 256; median of {args.repeats} runs"
+        f"{n} clips ({args.copies} copies of 3 real 1280x720 H.264 clips), the command's "
+        f"default pairs, short side {SHORT_SIDE}; median of {args.repeats} runs"
     )
     base = n / rows[0][1]
     for name, seconds in rows:

@@ -1,11 +1,13 @@
 """The pairs index at Kinetics-400's size: load time and memory per rank and per loader worker.
 
 Writes a synthetic manifest of ``--clips`` clips shaped like Kinetics-400's (readable ids, two
-frames a clip) and its ``index.bin``, then in fresh processes, side by side and ``--repeats``
-times each: (a) the index as ``cacl pretrain`` opens it (``PairsFolder``), (b) the manifest read
-as a list of dicts (the former working form). For each: the load time, the private memory it
-added (USS: clean = file pages only this process maps, dirty = heap), after 20k random draws,
-and what a forked loader worker copies (its private dirty growth) when it reads every entry.
+frames a clip), has ``cacl extract-pairs --merge`` write its ``index.bin`` and then merge one new
+clip (each timed, the command's start included), then in fresh processes, side by side and
+``--repeats`` times each: (a) the index as ``cacl pretrain`` opens it (``PairsFolder``), (b) the
+manifest read as a list of dicts (the former working form). For each: the load time, the private
+memory it added (USS: clean = file pages only this process maps, dirty = heap), after 20k random
+draws, and what a forked loader worker copies (its private dirty growth) when it reads every
+entry.
 Usage: python bench/index_memory.py [--clips 240000] [--repeats 3]
 """
 
@@ -17,10 +19,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import asdict
 from pathlib import Path
 
-from cacl_cli.api import known_sources, merge, section, write_index
+from command import cacl  # bench/ is this script's own folder
+
+from cacl_cli.api import section
 
 PROBE = """
 import json, os, sys, time
@@ -99,29 +103,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="index-memory-"))
+    videos = folder.parent / f"{folder.name}-videos"  # --merge reads no video, but names a folder
+    videos.mkdir()
+    (videos / "unread.mp4").touch()
     records = kinetics_like(args.clips)
-    start = time.perf_counter()
-    header = {"cacl_pairs": 1, "settings": {}}
+    header = {"cacl_pairs": 1, "settings": asdict(section("extract"))}
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in [header] + records))
-    write_index(folder, records, manifest)
+    seconds = cacl("extract-pairs", videos, "--merge", "--out", folder)
     print(
         f"{args.clips} clips: manifest {manifest.stat().st_size / 1e6:.1f} MB, index "
-        f"{(folder / 'index.bin').stat().st_size / 1e6:.1f} MB, written in "
-        f"{time.perf_counter() - start:.1f} s"
-    )
-    start = time.perf_counter()
-    known = known_sources(folder)
-    print(
-        f"a rerun's look at what is done: {len(known)} sources in "
-        f"{time.perf_counter() - start:.2f} s"
+        f"{(folder / 'index.bin').stat().st_size / 1e6:.1f} MB, written by "
+        f"`cacl extract-pairs --merge` in {seconds:.1f} s (the command's start included)"
     )
     (folder / ".records").mkdir()
     new = kinetics_like(1)[0] | {"clip": "zzz__new", "source": "zzz/new.mp4"}
     (folder / ".records" / "zzz__new.json").write_text(json.dumps(new))
-    start = time.perf_counter()
-    merge(folder, section("extract"))
-    print(f"merging one new clip into the manifest and index: {time.perf_counter() - start:.1f} s")
+    seconds = cacl("extract-pairs", videos, "--merge", "--out", folder)
+    print(f"merging one new clip into the manifest and index: {seconds:.1f} s (the command)")
     runs = {"index": [], "dicts": []}
     for _ in range(args.repeats):
         for form in runs:  # side by side, alternating

@@ -19,17 +19,16 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import torch
+from command import cacl  # bench/ is this script's own folder
 from torch.utils.data import DataLoader
 
-from cacl_cli.api import build_batches, read_rgb, resolve, write_index
+from cacl_cli.api import build_batches, read_rgb, resolve
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 # pairs/s one H100 trains on (docs/results.md, "Real training steps on the H100", the median of
@@ -43,43 +42,28 @@ def extract(copies: int, root: Path) -> dict[str, Path]:
         for i in range(copies):
             (videos / str(i)).mkdir(parents=True, exist_ok=True)
             shutil.copy(SHARED_VIDEOS / name, videos / str(i) / name)
-    outs = {}
+    outs, settings = {}, ["--pairs-per-clip", 4, "--stride", 4, "--short-side", 256]
     for form in ("folder", "tar"):
         outs[form] = root / form
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cacl_cli",
-                "extract-pairs",
-                str(videos),
-                "--out",
-                str(outs[form]),
-                "--format",
-                form,
-                "--pairs-per-clip",
-                "4",
-                "--stride",
-                "4",
-                "--short-side",
-                "256",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        cacl("extract-pairs", videos, "--out", outs[form], "--format", form, *settings)
     for form in ("folder", "tar"):
-        outs[f"{form}, unchecked"] = unchecked(outs[form], root / f"{form}-unchecked")
+        outs[f"{form}, unchecked"] = unchecked(
+            outs[form], root / f"{form}-unchecked", [videos, *settings]
+        )
     return outs
 
 
-def unchecked(folder: Path, copy: Path) -> Path:
-    """A copy of a pairs folder whose manifest and index hold no frame checks."""
+def unchecked(folder: Path, copy: Path, extraction: list) -> Path:
+    """A copy of a pairs folder whose manifest and index hold no frame checks (a folder
+    extracted before them): the manifest's lines without them, indexed by ``--merge``."""
     shutil.copytree(folder, copy)
     lines = (copy / "manifest.jsonl").read_text().splitlines()
     records = [{k: v for k, v in json.loads(line).items() if k != "checks"} for line in lines[1:]]
     text = "\n".join([lines[0], *map(json.dumps, records)]) + "\n"
     (copy / "manifest.jsonl").write_text(text)
-    write_index(copy, records, copy / "manifest.jsonl")
+    (copy / "index.bin").unlink()
+    form = folder.name  # extract() names each folder after its format
+    cacl("extract-pairs", *extraction, "--format", form, "--merge", "--out", copy)
     return copy
 
 

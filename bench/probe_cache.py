@@ -1,24 +1,34 @@
 """What the probe's feature cache saves: epoch times with and without it, side by side.
 
-Trains the linear probe on the built-in world's labelled frames from a random-init backbone (the
-cost does not depend on the weights) with ``eval.cache`` memory and off, and prints the median
-epoch time of each (the cached run's first epoch, which fills the cache, reported apart), their
-ratio, and one backbone pass over the training images for reference.
+Runs ``cacl probe --preset probe-world --random-init`` (the cost does not depend on the weights)
+with ``eval.cache`` memory and off, and prints the median epoch time of each from the runs'
+``results.json`` (the cached run's first epoch, which fills the cache with one backbone pass
+over the images, reported apart) and their ratio.
 Usage: python bench/probe_cache.py [--width 32] [--images 200] [--epochs 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import torch
-from rich.console import Console
+from command import cacl  # bench/ is this script's own folder
 
-from cacl_cli.api import load_backbone, open_splits, prepare, resolve, train_probe
+
+def epoch_seconds(args: argparse.Namespace, cache: str, out: Path) -> list[float]:
+    settings = {
+        "schedule.epochs": args.epochs,
+        "eval.world_train_images": args.images,
+        "eval.cache": cache,
+    }
+    sets = [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
+    width = ["--random-init", "--width", args.width]
+    cacl("probe", "--preset", "probe-world", *width, *sets, "--out", out)
+    return json.loads((out / "results.json").read_text())["epoch_seconds"]
 
 
 def main() -> None:
@@ -27,47 +37,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
-    cfg = resolve(
-        "probe-world",
-        [
-            f"model.width={args.width}",
-            f"schedule.epochs={args.epochs}",
-            f"eval.world_train_images={args.images}",
-        ],
-    )
-    train, _ = open_splits(cfg.eval, cfg.world, None)
-    device = torch.device("cpu")
-    backbone, _ = load_backbone(None, "resnet18", args.width)
-    backbone.eval()
-    quiet = Console(quiet=True)
-    times = {}
-    for mode in ("memory", "off"):
-        run_cfg = resolve(
-            "probe-world",
-            [
-                f"model.width={args.width}",
-                f"schedule.epochs={args.epochs}",
-                f"eval.world_train_images={args.images}",
-                f"eval.cache={mode}",
-            ],
-        )
-        with TemporaryDirectory() as tmp:
-            _, facts = train_probe(run_cfg, backbone, train, Path(tmp), device, quiet)
-        times[mode] = facts["epoch_seconds"]
-    start = time.perf_counter()
-    with torch.no_grad():
-        for i in range(len(train)):
-            backbone(prepare(*train[i], 0)[0].unsqueeze(0))
-    one_pass = time.perf_counter() - start
+    with TemporaryDirectory() as tmp:
+        times = {mode: epoch_seconds(args, mode, Path(tmp) / mode) for mode in ("memory", "off")}
     cached, uncached = statistics.median(times["memory"][1:]), statistics.median(times["off"])
     print(
-        f"probe, built-in world, {args.images} images of {cfg.world.size}px, resnet18 width "
-        f"{args.width}, CPU threads {torch.get_num_threads()}, {args.epochs} epochs each"
+        f"probe, built-in world (probe-world), {args.images} images, resnet18 width {args.width}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.epochs} epochs each"
     )
-    print(f"  uncached epoch (median):             {uncached:7.3f} s")
+    print(f"  uncached epoch (median):               {uncached:7.3f} s")
     print(f"  cached epoch after the first (median): {cached:7.3f} s")
     print(f"  first cached epoch (fills the cache):  {times['memory'][0]:7.3f} s")
-    print(f"  one backbone pass over the images:     {one_pass:7.3f} s")
     print(f"  speed-up of cached epochs: {uncached / cached:.1f}x")
 
 

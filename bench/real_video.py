@@ -24,9 +24,7 @@ folders of links and the pairs are extracted into ``--work``; the ledgers, the b
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import davis_table  # noqa: E402
 import learning  # noqa: E402
 import ledger as ledgers  # noqa: E402
+from command import cacl  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DAVIS = SHARED / "davis-2016"
@@ -68,15 +67,6 @@ def collection(sources: list[Path], folder: Path) -> Path:
             if not link.is_symlink():
                 link.symlink_to(path.resolve())
     return folder
-
-
-def cacl(*args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    done = subprocess.run(
-        [sys.executable, "-m", "cacl_cli", *args], env=env, capture_output=True, text=True
-    )
-    if done.returncode:
-        sys.exit(f"cacl {args[0]} failed:\n{done.stdout[-1500:]}{done.stderr[-1500:]}")
 
 
 def pairs(variant: str, sources: list[Path], work: Path, quick: bool) -> Path:

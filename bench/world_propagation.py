@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cacl(*args: object) -> None:
-    command = [sys.executable, "-m", "cacl_cli", *map(str, args)]
-    subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+sys.path.insert(0, str(ROOT / "bench"))
+from command import cacl  # noqa: E402
 
 
 def propagate(davis: Path, out: Path, how: list[str], args: argparse.Namespace) -> float:

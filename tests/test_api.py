@@ -2,6 +2,8 @@
 
 import ast
 
+import numpy as np
+
 import cacl_cli.api as api
 from tests.conftest import ROOT
 
@@ -49,3 +51,18 @@ def test_benchmarks_use_only_the_command_and_the_public_api():
                     continue
                 reaching.append(f"bench/{path.name}: {module} {names}")
     assert not reaching
+
+
+def test_a_script_takes_features_of_a_world_frame_with_the_public_names_alone():
+    cfg = api.resolve("tiny-world", ["model.width=8"])
+    frame, later = api.World(cfg.world).pair(np.random.default_rng(0), cfg.data.stride)
+    backbone, report = api.load_backbone(None, cfg.model.arch, cfg.model.width)
+    features = backbone.eval()(api.to_input(frame, 64))
+    assert report["arch"] == cfg.model.arch and frame.shape == later.shape
+    assert features.shape[0] == 1 and features.shape[-2:] == (64 // 8, 64 // 8)
+
+
+def test_the_extraction_and_probe_internals_are_not_public():
+    internals = {"assign_ids", "process_clip", "write_index", "merge", "train_probe", "prepare"}
+    assert not internals & set(api.__all__)
+    assert all(not hasattr(api, name) for name in internals)
