@@ -35,6 +35,24 @@ def test_a_full_disk_names_the_file_it_could_not_write(small_tmpfs):
     assert [p.name for p in small_tmpfs.iterdir()] == ["filler"]  # no temporary file left
 
 
+def test_a_full_disk_names_the_file_an_in_place_write_could_not_extend(small_tmpfs):
+    """Appends (a metrics log, a shard) fail in write() or flush(), whose OSError names no file;
+    the writer names it."""
+    from cacl_cli.files import open_for_writing
+    from tests.conftest import fill_disk
+
+    log = small_tmpfs / "metrics.jsonl"
+    log.write_text("{}\n")
+    fill_disk(small_tmpfs, leave=0)
+    with pytest.raises(OSError) as caught:
+        with open_for_writing(log) as fh:
+            fh.write(b"x" * 1_000_000)
+            fh.flush()
+    assert caught.value.strerror == "No space left on device"
+    assert caught.value.filename == str(log)
+    assert log.read_text().startswith("{}\n")  # what was there before is kept
+
+
 def planted_link(tmp_path, name):
     """``out/name`` -> a foreign folder holding someone's ``00000.png``."""
     foreign, out = tmp_path / "foreign", tmp_path / "out"

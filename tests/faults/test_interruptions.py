@@ -275,10 +275,12 @@ def test_sigkill_then_resume_is_bit_identical_on_tar_shards_read_by_two_workers(
     assert run_cacl("pretrain", "--out", unbroken_run, *sets(*EXACT), *loader).returncode == 0
     run = tmp_path / "run"
     proc = start(run, *loader)
-    caught = wait_for(lambda: logged_steps(run) >= 4)
+    # two loader workers start slowly on a busy machine: wait long, return at once when seen
+    caught = wait_for(lambda: logged_steps(run) >= 4, seconds=600)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert caught and not (run / "checkpoints" / "step-0000010.pt").exists()
+    assert caught, "the run logged no 4 steps in 10 minutes"
+    assert not (run / "checkpoints" / "step-0000010.pt").exists(), "killed too late to resume"
     resumed = run_cacl("pretrain", "--out", run, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     weights, got = final_model(unbroken_run), final_model(run)
