@@ -127,6 +127,8 @@ class LoadedBatches:
             batch = next(self._iterator)
         except CaclError as err:  # bad data met mid-run: the run failed (exit 1), files named
             raise RunFailed(_original_message(err)) from None
+        except ConnectionError:  # a worker died while handing over its batch's shared memory
+            raise self._died("it closed its connection mid-batch") from None
         self.step += 1
         return batch
 
@@ -134,16 +136,30 @@ class LoadedBatches:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
-        shutdown = getattr(self._iterator, "_shutdown_workers", None)
-        if shutdown is not None:
-            shutdown()
-        if isinstance(error, RuntimeError) and "DataLoader worker" in str(error):
-            # The dead worker may have been building a later batch than the one awaited.
-            raise RunFailed(
-                f"a data loader worker died ({str(error).splitlines()[0].strip()}) at "
-                f"micro-step {self.step}, whose batch reads {self.batches.describe(self.step)}; "
-                "check those files, or give fewer data.num_workers or more memory, then --resume"
-            ) from None
+        late = None
+        try:
+            shutdown = getattr(self._iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+        except RuntimeError as told:  # the SIGCHLD handler may tell a death during the shutdown
+            if not _tells_a_death(told):
+                raise
+            late = told
+        death = error if _tells_a_death(error) else late
+        if death is not None and (error is None or error is death):
+            raise self._died(str(death).splitlines()[0].strip()) from None
+
+    def _died(self, how: str) -> RunFailed:
+        # The dead worker may have been building a later batch than the one awaited.
+        return RunFailed(
+            f"a data loader worker died ({how}) at micro-step {self.step}, whose batch reads "
+            f"{self.batches.describe(self.step)}; check those files, or give fewer "
+            "data.num_workers or more memory, then --resume"
+        )
+
+
+def _tells_a_death(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and "DataLoader worker" in str(error)
 
 
 def _original_message(err: Exception) -> str:
