@@ -107,7 +107,7 @@ def test_a_killed_ledgers_cells_are_kept_a_rerun_skips_them_and_another_recipe_i
     tmp_path,
 ):
     folder, work = tmp_path / "ledger", tmp_path / "work"
-    args = ["--ledger", folder, "--work", work, "--methods", "MoCo-v2", "CACL", "--jobs", "1"]
+    args = ["--ledger", folder, "--work", work, "--methods", "MoCo-v2", "CACL", "--jobs", "2"]
     results = folder / "results.jsonl"
     proc = _learning(*args, wait=False)
     deadline = time.time() + 300

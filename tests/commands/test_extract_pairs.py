@@ -490,7 +490,7 @@ def _grandchildren(pid):
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_clip_costs_no_clip_and_no_hang(tmp_path, shared_data):
-    videos = copies(tmp_path / "videos", shared_data, 24)
+    videos = copies(tmp_path / "videos", shared_data, 12)
     reference = tmp_path / "reference"
     assert run_cacl("extract-pairs", videos, "--out", reference, "--workers", "2").returncode == 0
     out = tmp_path / "out"
