@@ -432,8 +432,8 @@ def with_head_keys(name: str, base: type, section: str, head_keys: dict) -> type
 
 def _fresh(spec):
     """A field like ``spec`` that no dataclass has taken yet (a field belongs to one class)."""
-    return key(spec.default, spec.metadata["help"], choices=spec.metadata["choices"],
-               span=spec.metadata["span"])  # fmt: skip
+    meta = spec.metadata
+    return key(spec.default, meta["help"], choices=meta["choices"], span=meta["span"])
 
 
 def sections_with(head_keys: dict) -> dict[str, type]:
