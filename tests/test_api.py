@@ -3,6 +3,7 @@
 import ast
 
 import numpy as np
+import pytest
 
 import cacl_cli.api as api
 from tests.conftest import ROOT
@@ -66,3 +67,19 @@ def test_the_extraction_and_probe_internals_are_not_public():
     internals = {"assign_ids", "process_clip", "write_index", "merge", "train_probe", "prepare"}
     assert not internals & set(api.__all__)
     assert all(not hasattr(api, name) for name in internals)
+
+
+@pytest.mark.slow  # a TINY pretrain in a process of its own
+def test_the_readmes_script_takes_a_runs_backbone_features_of_a_frame(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tests.conftest import pretrained
+
+    pretrained(tmp_path / "runs" / "mine")
+    pixels = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "frame.jpg")
+    monkeypatch.chdir(tmp_path)
+    backbone, report = api.load_backbone("runs/mine", "resnet18", 64)
+    features = backbone.eval()(api.to_input(api.read_rgb("frame.jpg"), 240))
+    assert report["loaded"] > 0 and report["source"].startswith("runs/mine")
+    assert features.shape[-2:] == (240 // 8, 320 // 8)
