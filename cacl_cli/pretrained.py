@@ -26,6 +26,7 @@ from cacl_cli.files import (
 )
 from cacl_cli.model.backbone import OUTPUT_STRIDE, build_backbone, conv_layout
 from cacl_cli.model.build import encoder_from_config
+from cacl_cli.run_folder import judged_name
 
 # Prefixes under which a backbone's parameters appear in the files we read.
 PREFIXES = ("online.backbone.", "module.encoder_q.", "encoder_q.", "module.", "backbone.", "")
@@ -46,6 +47,7 @@ class Weights:
     config: Config | None = None  # a cacl checkpoint's own: its arch and width win
     sha256: str | None = None
     baseline: str | None = None
+    name: str = "random-init"  # what was judged, as an output folder names it (judged_name)
 
     @classmethod
     def of(cls, checkpoint: Path | None, arch: str, width: int, seed: int = 0) -> "Weights":
@@ -54,11 +56,12 @@ class Weights:
             return cls("random init", arch, width, seed)
         path = find_checkpoint(Path(checkpoint))
         state, config, digest = read_weights(path)
-        return cls(str(path), arch, width, seed, path, state, config, digest)
+        name = judged_name(checkpoint)
+        return cls(str(path), arch, width, seed, path, state, config, digest, name=name)
 
     @classmethod
     def of_baseline(cls, name: str) -> "Weights":
-        return cls(f"{name} baseline", "none", 0, baseline=name)
+        return cls(f"{name} baseline", "none", 0, baseline=name, name=f"{name}-baseline")
 
 
 def _backbone_keys(state: dict, wanted: set[str]) -> tuple[dict, str]:

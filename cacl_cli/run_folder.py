@@ -85,6 +85,18 @@ class RunFolder:
         return run if checkpoint.parent.name == CHECKPOINTS and run.is_run() else None
 
 
+def judged_name(weights: Path | None) -> str:
+    """What an evaluation judged, as a folder name: a run folder's name, a checkpoint's run and
+    step, a weights file's stem, or ``random-init`` (None)."""
+    if weights is None:
+        return "random-init"
+    path = Path(weights).resolve()
+    if path.is_dir():
+        return path.name
+    run = RunFolder.holding(path)
+    return f"{run.root.name}-{path.stem}" if run is not None else path.stem
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}.pt"
 

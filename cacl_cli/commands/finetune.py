@@ -47,6 +47,6 @@ def finetune_command(
 
         from cacl_cli.evaluate.finetune import run_finetune
 
-        run_dir = options.out_folder(out, "finetune", cfg, options.evaluated(checkpoint))
+        run_dir = options.out_folder(out, "finetune", cfg, weights.name)
         with claimed(run_dir, "finetune", overwrite, inputs=(data, checkpoint)):
             run_finetune(cfg, weights, data, run_dir, on, Console(), save)

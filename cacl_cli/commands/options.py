@@ -13,7 +13,6 @@ from cacl_cli.data.layouts import segmentation_layout
 from cacl_cli.distributed import launch_place
 from cacl_cli.errors import CaclError
 from cacl_cli.outputs import default_folder
-from cacl_cli.run_folder import RunFolder
 
 
 def preset_option(command: str):
@@ -195,19 +194,3 @@ def shape_values(arch: str | None, width: int | None, seed: int | None) -> dict:
 def out_folder(out: Path | None, command: str, cfg: Config, subject: str | None = None) -> Path:
     """``--out`` if given, else a new folder of this run's own (``outputs.default_folder``)."""
     return out or default_folder(command, cfg.preset.name, subject)
-
-
-def evaluated(checkpoint: Path | None, baseline: str | None = None) -> str:
-    """What an evaluation judged, as a folder name: a run folder's name, a checkpoint's run and
-    step, a weights file's stem, ``random-init`` or the baseline."""
-    if baseline:
-        return f"{baseline}-baseline"
-    if checkpoint is None:
-        return "random-init"
-    path = Path(checkpoint).resolve()
-    if path.is_dir():
-        return path.name
-    run = RunFolder.holding(path)
-    if run is not None:
-        return f"{run.root.name}-{path.stem}"
-    return path.stem

@@ -41,6 +41,6 @@ def probe_command(
 
         from cacl_cli.evaluate.probe import run_probe
 
-        run_dir = options.out_folder(out, "probe", cfg, options.evaluated(checkpoint))
+        run_dir = options.out_folder(out, "probe", cfg, weights.name)
         with claimed(run_dir, "probe", overwrite, inputs=(data, checkpoint)):
             run_probe(cfg, weights, data, run_dir, on, Console())

@@ -98,7 +98,7 @@ def propagate_command(
         from cacl_cli.evaluate.propagate import run_propagation
 
         console = Console()
-        folder = options.out_folder(out, "propagate", cfg, options.evaluated(checkpoint, baseline))
+        folder = options.out_folder(out, "propagate", cfg, weights.name)
         with claimed(folder, "propagate", overwrite, inputs=(davis, checkpoint, split)):
             path = run_propagation(
                 cfg, davis, sequence, split, weights, folder, on, console, pages=html

@@ -11,6 +11,7 @@ from typer.core import TyperCommand
 from cacl_cli.commands import options
 from cacl_cli.errors import CaclError, report_errors
 from cacl_cli.outputs import claimed
+from cacl_cli.run_folder import judged_name
 
 ARCH, WIDTH, SEED = options.shape_options("visualize")
 
@@ -92,7 +93,7 @@ def visualize_command(
         view = (frames, frame, stride, sources, size, device or cfg.run.device)
         if html_file is not None:
             return _write_page(cfg, view, (targets, channels), html_file, overwrite)
-        subject = "-vs-".join(options.evaluated(source) for source in sources)
+        subject = "-vs-".join(judged_name(source) for source in sources)
         folder = options.out_folder(out, "visualize", cfg, subject)
         with claimed(folder, "visualize", overwrite, inputs=(frames, *sources)):
             if html:

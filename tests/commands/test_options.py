@@ -38,8 +38,9 @@ def test_every_command_refuses_two_sources_before_anything_is_written(tmp_path, 
 
 
 def test_default_folders_say_what_was_evaluated_and_by_which_protocol(tmp_path, monkeypatch):
-    from cacl_cli.commands.options import evaluated
     from cacl_cli.outputs import default_folder
+    from cacl_cli.pretrained import Weights
+    from cacl_cli.run_folder import judged_name as evaluated
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "runs" / "mine"
@@ -47,7 +48,8 @@ def test_default_folders_say_what_was_evaluated_and_by_which_protocol(tmp_path, 
     step = run / "checkpoints" / "step-0000300.pt"
     assert evaluated(run) == "mine" and evaluated(step) == "mine-step-0000300"
     assert evaluated(tmp_path / "resnet18.pth") == "resnet18" and evaluated(None) == "random-init"
-    assert evaluated(None, "copy") == "copy-baseline"
+    assert Weights.of_baseline("copy").name == "copy-baseline"
+    assert Weights.of(None, "resnet18", 8).name == "random-init"
     assert default_folder("probe", "probe-world", "mine").name.startswith("mine-probe-world-")
     assert default_folder("propagate", "propagate-dino", "copy-baseline").name.startswith(
         "copy-baseline-propagate-dino-"
