@@ -43,13 +43,12 @@ def extract(copies: int, root: Path) -> dict[str, Path]:
             (videos / str(i)).mkdir(parents=True, exist_ok=True)
             shutil.copy(SHARED_VIDEOS / name, videos / str(i) / name)
     outs, settings = {}, ["--pairs-per-clip", 4, "--stride", 4, "--short-side", 256]
-    for form in ("folder", "tar"):
+    extraction = {form: [videos, *settings, "--format", form] for form in ("folder", "tar")}
+    for form, args in extraction.items():
         outs[form] = root / form
-        cacl("extract-pairs", videos, "--out", outs[form], "--format", form, *settings)
-    for form in ("folder", "tar"):
-        outs[f"{form}, unchecked"] = unchecked(
-            outs[form], root / f"{form}-unchecked", [videos, *settings]
-        )
+        cacl("extract-pairs", *args, "--out", outs[form])
+    for form, args in extraction.items():
+        outs[f"{form}, unchecked"] = unchecked(outs[form], root / f"{form}-unchecked", args)
     return outs
 
 
@@ -62,8 +61,7 @@ def unchecked(folder: Path, copy: Path, extraction: list) -> Path:
     text = "\n".join([lines[0], *map(json.dumps, records)]) + "\n"
     (copy / "manifest.jsonl").write_text(text)
     (copy / "index.bin").unlink()
-    form = folder.name  # extract() names each folder after its format
-    cacl("extract-pairs", *extraction, "--format", form, "--merge", "--out", copy)
+    cacl("extract-pairs", *extraction, "--merge", "--out", copy)  # the same settings: no refusal
     return copy
 
 

@@ -212,7 +212,7 @@ def _extract(path: Path, cid: str, out: Path, settings: ExtractSection, to_tar: 
 
 
 def _write_frames(out: Path, cid: str, names: list[str], jpegs: list[bytes]) -> None:
-    try:  # a link here fails this clip alone: the others go on
+    try:
         refuse_links(out / cid / "frame")
     except RunFailed as err:
         raise ValueError(str(err)) from None  # this clip is skipped, the others go on
