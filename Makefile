@@ -1,8 +1,11 @@
 # Two entry points: `make run` (install, then pretrain on the built-in world) and `make test`
-# (every test; CI runs it). `make test-fast` leaves out the tests marked slow.
+# (every test; CI runs it). `make test-fast` leaves out the tests marked slow. Both run one
+# pytest-xdist worker per core; a module whose tests share an expensive fixture is one
+# xdist_group, so the fixture is built once.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PARALLEL ?= -n auto --dist loadgroup
 
 .PHONY: install browser run test test-fast docs clean
 
@@ -23,10 +26,10 @@ browser:
 		|| echo "note: no Chromium (apt-get install chromium failed); the browser test will skip"
 
 test: install browser
-	$(BIN)/python -m pytest -q -rs --durations=10
+	$(BIN)/python -m pytest -q -rs --durations=10 $(PARALLEL)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -rs -m "not slow"
+	$(BIN)/python -m pytest -q -rs -m "not slow" $(PARALLEL)
 
 # docs/commands.md is every command's help page and every preset key, generated from the app.
 docs: install

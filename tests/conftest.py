@@ -22,6 +22,22 @@ from cacl_cli.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+
+def _share_the_cores_between_test_workers():
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker and the processes
+    it starts get their share of the cores: oversubscribed OpenMP threads spin and slow every
+    worker several times over. A caller's OMP_NUM_THREADS wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        import torch
+
+        torch.set_num_threads(share)
+
+
+_share_the_cores_between_test_workers()
+
 # A model and world small enough for a few seconds of CPU per run.
 TINY = [
     "model.width=8",

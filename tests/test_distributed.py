@@ -10,7 +10,10 @@ import torch
 
 from tests.conftest import ROOT, run_cacl, sets
 
-pytestmark = pytest.mark.slow  # two-rank torchrun runs
+pytestmark = [
+    pytest.mark.slow,  # two-rank torchrun runs
+    pytest.mark.xdist_group("test_distributed"),  # one worker builds the module's fixtures once
+]
 
 WORKER = Path(__file__).parent / "rank_worker.py"
 # Pixel shuffle and batch shuffle draw random permutations that differ between the two layouts;

@@ -14,6 +14,9 @@ from cacl_cli.evaluate import davis
 from cacl_cli.evaluate.propagate import open_sequence, overall_scores
 from tests.conftest import ROOT, run_cacl
 
+# One worker builds the module's fixtures once.
+pytestmark = pytest.mark.xdist_group("test_davis_official")
+
 REFERENCE = ROOT.parent / "shared" / "reference" / "davis-official-copy-baseline.json"
 TOLERANCE = 1e-6
 

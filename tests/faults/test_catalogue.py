@@ -12,6 +12,9 @@ from PIL import Image
 from tests.commands.test_pretrain import one_line_error
 from tests.conftest import SHARED_DATA, pretrained, run_cacl, sets
 
+# One worker builds the module's fixtures once.
+pytestmark = pytest.mark.xdist_group("test_catalogue")
+
 BINARY = b"\xff\xfe\x00\x01 not text"
 PROBE_FAST = ["--set", "model.width=8", "--set", "schedule.epochs=1", "--set", "eval.resize=64"]
 

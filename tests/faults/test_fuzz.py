@@ -34,7 +34,10 @@ from typer.main import get_command
 from cacl_cli.cli import app
 from tests.conftest import huge_png, run_cacl, run_cacl_process, sets, tree_digest
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_fuzz"),  # one worker builds the module's fixtures once
+]
 
 ALARM_S = 60  # a cell that takes longer is blocked, not slow: the slowest takes ~10 s
 CHECKPOINT = "run/checkpoints/step-0000002.pt"

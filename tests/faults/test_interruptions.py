@@ -18,7 +18,10 @@ from cacl_cli.errors import CaclError
 from cacl_cli.training import pretrain
 from tests.conftest import TINY, pretrained, run_cacl, sets
 
-pytestmark = pytest.mark.slow  # kills, signals and resumes of real processes
+pytestmark = [
+    pytest.mark.slow,  # kills, signals and resumes of real processes
+    pytest.mark.xdist_group("test_interruptions"),  # one worker builds the module's fixtures once
+]
 
 # Deterministic, and with queues big enough (2 x 51 MB) that a checkpoint write takes long enough
 # to be caught in the middle by a kill.
