@@ -1,7 +1,7 @@
 # Two entry points: `make run` (install, then pretrain on the built-in world) and `make test`
 # (every test; CI runs it). `make test-fast` leaves out the tests marked slow. Both run one
 # pytest-xdist worker per core; a module whose tests share an expensive fixture is one
-# xdist_group, so the fixture is built once.
+# xdist_group, so the fixture is built once. `make test PARALLEL=` runs them in one process.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -20,6 +20,9 @@ Writes OUT/results.jsonl (one record per evaluation, appended as each finishes),
 OUT/probe-vs-steps.png, OUT/yardsticks.png (every seed of every yardstick at the last step) and
 the world's held-out clips, OUT/world-davis. Rerunning the same command resumes: finished
 evaluations are skipped and unfinished pretrain runs continue from their checkpoints.
+Ctrl-C or SIGTERM stops it between sessions without losing a run in flight: no new run starts,
+each pretrain in flight writes a checkpoint at its step and ends (as `cacl pretrain` does on
+either signal), and the same command goes on from there (exit 128 + the signal's number).
 
 ``--ledger DIR`` keeps a table that grows across sessions and machines: DIR holds only what is
 committed (``recipe.json``, ``results.jsonl``, ``table.md`` with the seed-paired differences of
@@ -37,12 +40,13 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import date
 from pathlib import Path
 
@@ -101,6 +105,18 @@ def sets(items: list[str]) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 
 
+class Stopped(Exception):
+    """SIGINT or SIGTERM reached the benchmark; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
 class Benchmark:
     """Runs every (method, seed) task, each pretrain then its probes, ``jobs`` at a time."""
 
@@ -113,6 +129,9 @@ class Benchmark:
         self.pretrain_seconds: dict[tuple[str, int], float] = {}
         self.lock = threading.Lock()
         self.world_lock = threading.Lock()
+        self.processes_lock = threading.Lock()  # guards live and stopping
+        self.live: list[subprocess.Popen] = []  # every cacl process started, to stop them
+        self.stopping = False
         self.done = {_key(r) for r in self.records()}
         self.eval_steps = [args.steps * (i + 1) // args.evals for i in range(args.evals)]
         # Two invocations side by side each think the machine is theirs; OMP_NUM_THREADS set by
@@ -154,10 +173,14 @@ class Benchmark:
     def start_cacl(self, *args: str, log: Path) -> subprocess.Popen:
         env = {**os.environ, "OMP_NUM_THREADS": self.threads, "COLUMNS": "200"}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        with open(log, "a") as fh:
-            return subprocess.Popen(
+        with self.processes_lock, open(log, "a") as fh:
+            if self.stopping:  # a task that was running when the stop came starts nothing new
+                raise Stopped(signal.SIGTERM)
+            process = subprocess.Popen(
                 [sys.executable, "-m", "cacl_cli", *args], stdout=fh, stderr=fh, env=env
             )
+            self.live.append(process)
+        return process
 
     def cacl(self, *args: str, log: Path) -> None:
         if self.start_cacl(*args, log=log).wait() != 0:
@@ -333,12 +356,37 @@ class Benchmark:
         self.out.mkdir(parents=True, exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
         tasks = [(m, s) for s in self.args.seeds for m in self.args.methods]
-        with progress_bar(console, "learning benchmark") as progress:
-            bar = progress.add_task("", total=len(tasks) * len(self.eval_steps), status="probes")
-            with ThreadPoolExecutor(self.args.jobs) as pool:
-                futures = [pool.submit(self.task, m, s, progress, bar) for m, s in tasks]
-                for future in futures:
-                    future.result()
+        handlers = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with progress_bar(console, "learning benchmark") as progress:
+                total = len(tasks) * len(self.eval_steps)
+                bar = progress.add_task("", total=total, status="probes")
+                with ThreadPoolExecutor(self.args.jobs) as pool:
+                    futures = []
+                    try:
+                        futures += [pool.submit(self.task, m, s, progress, bar) for m, s in tasks]
+                        for future in futures:
+                            future.result()
+                    except Stopped:
+                        self.stop(futures)
+                        raise
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+    def stop(self, futures: list) -> None:
+        """No task starts, each live cacl process is asked to end (a pretrain writes a checkpoint
+        at its step first), and the running tasks are waited for: their failures are the stop's."""
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C waits for the first
+            signal.signal(signum, signal.SIG_IGN)
+        with self.processes_lock:
+            self.stopping = True
+            for process in self.live:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+        for future in futures:
+            future.cancel()
+        wait(futures)  # their errors are the stop's: what was cut short, the next invocation redoes
 
 
 def _key(record: dict) -> tuple:
@@ -734,7 +782,18 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"error: {refused}", markup=False, highlight=False, soft_wrap=True)
             return 2
     if not args.summary_only:
-        bench.run(console)
+        try:
+            bench.run(console)
+        except Stopped as stop:
+            console.print(
+                f"stopped by {stop}: {len(bench.records())} records in {bench.results_path}; "
+                "the pretrain runs in flight wrote a checkpoint; the same command goes on from "
+                "there",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 128 + stop.signum
     records = bench.records()
     final = last_complete_step(records, args.methods, args.seeds)
     complete = "the last step every method reached with every seed"

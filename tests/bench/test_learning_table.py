@@ -1,6 +1,13 @@
-"""The learning table: seeds in order, gaps against twice the larger spread, one world clip set."""
+"""The learning table: seeds in order, gaps against twice the larger spread, one world clip set;
+and a stop between sessions that loses no run in flight."""
 
 import importlib.util
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
 
 import pytest
 
@@ -121,3 +128,56 @@ def test_a_yardstick_not_measured_or_measured_once_prints_no_nan():
     assert learning._mean_std(rows[1]["world"]) == "-"
     assert learning._mean_std(rows[1]["probe"]) == "30.00"
     assert "+10.00 (one seed: no spread)" in table
+
+
+# Stands in for `cacl`: trains until SIGTERM, then does what `cacl pretrain` does on it (writes a
+# checkpoint, tests/faults/test_interruptions.py) and ends with 128 + 15.
+FAKE_CACL = """
+import os, signal, sys, time
+from pathlib import Path
+
+mark = Path(os.environ["FAKE_CACL_MARKS"]) / str(os.getpid())
+
+
+def checkpoint_and_end(signum, frame):
+    mark.write_text("checkpointed")
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, checkpoint_and_end)
+mark.write_text("training")
+time.sleep(120)
+"""
+
+
+def test_a_stop_ends_the_runs_in_flight_starts_no_other_and_says_the_command_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    """SIGTERM to a ledger of two jobs and three tasks: both live runs are asked to end (and so
+    checkpoint), the third task never starts a process, and the exit code is 128 + 15."""
+    marks, script, python = tmp_path / "marks", tmp_path / "fake_cacl.py", tmp_path / "python"
+    marks.mkdir()
+    script.write_text(FAKE_CACL)
+    python.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(script))}\n")
+    python.chmod(0o755)
+    monkeypatch.setattr(learning.sys, "executable", str(python))
+    monkeypatch.setenv("FAKE_CACL_MARKS", str(marks))
+
+    def stop_once_both_train():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if [m.read_text() for m in marks.iterdir()] == ["training", "training"]:
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_once_both_train, daemon=True).start()
+    methods = ["--methods", "MoCo-v2", "CACL", "random init", "--jobs", "2"]
+    ledger = tmp_path / "ledger"
+    argv = ["--quick", "--ledger", ledger, "--work", tmp_path / "work", *methods]
+    code = learning.main(list(map(str, argv)))
+    assert code == 128 + signal.SIGTERM
+    assert [m.read_text() for m in marks.iterdir()] == ["checkpointed", "checkpointed"]
+    out = capsys.readouterr().out
+    assert "stopped by SIGTERM: 0 records in" in out and "the same command goes on" in out
+    assert learning.ledgers.read_records(ledger / "results.jsonl") == []
