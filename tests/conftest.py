@@ -29,7 +29,8 @@ def _share_the_cores_between_test_workers():
     worker several times over. A caller's OMP_NUM_THREADS wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        share = max(1, (os.cpu_count() or 1) // workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        share = max(1, (cores or os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         import torch
 
