@@ -364,7 +364,8 @@ class Benchmark:
                 with ThreadPoolExecutor(self.args.jobs) as pool:
                     futures = []
                     try:
-                        futures += [pool.submit(self.task, m, s, progress, bar) for m, s in tasks]
+                        for method, seed in tasks:  # one at a time: a stop mid-way cancels these
+                            futures.append(pool.submit(self.task, method, seed, progress, bar))
                         for future in futures:
                             future.result()
                     except Stopped:
