@@ -49,6 +49,11 @@ VARIANTS = {  # name -> (what the collection holds, methods, seeds)
 QUICK_SOURCES = [SHARED / "videos" / "realshort.mp4", SHARED / "frames" / "bedroom"]
 PRESET = "video-cpu"
 LABELS = {"novel": "no DAVIS frame seen", "davis-seen": "DAVIS frames seen without labels"}
+# The learning table's backbones, pretrained on the built-in world at the same width and scored
+# with the same propagation: what a real-video backbone must beat to count (the design's rule).
+WORLD_LEDGER = ROOT / "bench" / "experiments" / "2026-12-06-deciding"
+WORLD_LABEL = "built-in world, 3000 steps"
+WORLD_SEEDS = {0, 1, 2}
 
 
 def collection(sources: list[Path], folder: Path) -> Path:
@@ -169,11 +174,60 @@ def summary(args: argparse.Namespace, rows: list[dict]) -> str:
                 f"| {label} | {pair['n']} | {each} | {pair['mean']:+.2f} | {interval} | "
                 f"{pair['verdict']} |"
             )
+    lines += targets(rows)
     return "\n".join(lines) + "\n"
 
 
+def targets(rows: list[dict]) -> list[str]:
+    """The design's rule for each method pretrained on the novel variant: the least that counts
+    (mean above the world-pretrained CACL, and above random init by more than the seed spread,
+    the larger sd of the two) and the moonshot (above the colour baseline)."""
+    by = {(r["name"], r["data"]): r["values"] for r in rows}
+    floor, world = by.get(("random init", "-")), by.get(("CACL", WORLD_LABEL))
+    colour = by.get(("colour baseline", "-"), {}).get(0)
+    if not floor or not world or colour is None:
+        return []
+    lines = [
+        "",
+        "| pretrained with no DAVIS frame seen | mean | - world CACL | - random init | seed spread "
+        "| least that counts | above colour |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for method in ("MoCo-v2", "CACL"):
+        values = by.get((method, LABELS["novel"]))
+        if not values or len(values) < 2 or len(floor) < 2:
+            continue
+        mean = statistics.fmean(values.values())
+        over_world = mean - statistics.fmean(world.values())
+        over_floor = mean - statistics.fmean(floor.values())
+        spread = max(statistics.stdev(values.values()), statistics.stdev(floor.values()))
+        counts = over_world > 0 and over_floor > spread
+        lines.append(
+            f"| {method} ({len(values)} seeds) | {mean:.2f} | {over_world:+.2f} | "
+            f"{over_floor:+.2f} | {spread:.2f} | {'met' if counts else 'not met'} | "
+            f"{'yes' if mean > colour else 'no'} ({colour:.2f}) |"
+        )
+    return lines
+
+
+def world_rows() -> list[dict]:
+    """The claim ledger's world-pretrained backbones at seeds 0-2, on the same DAVIS scorer."""
+    records = ledgers.read_records(WORLD_LEDGER / "results.jsonl")
+    rows = []
+    for method in ("MoCo-v2", "CACL"):
+        values = {
+            r["seed"]: learning.jf_x100(r, "davis")
+            for r in records
+            if r["method"] == method and r.get("kind") == "davis" and r["seed"] in WORLD_SEEDS
+        }
+        if values:
+            rows.append({"name": method, "data": WORLD_LABEL, "values": values})
+    return rows
+
+
 def rows_of(args: argparse.Namespace, fixed: list[dict]) -> list[dict]:
-    """Every backbone's DAVIS J&F by seed: the baselines, then each variant's ledger."""
+    """Every backbone's DAVIS J&F by seed: the baselines, the world-pretrained backbones, then
+    each variant's ledger."""
     rows = [
         {
             "name": f"{r['row']} (width 16, seed 0)"
@@ -184,6 +238,7 @@ def rows_of(args: argparse.Namespace, fixed: list[dict]) -> list[dict]:
         }
         for r in fixed
     ]
+    rows += world_rows()
     for variant in args.variants:
         records = ledgers.read_records(Path(args.out) / variant / "results.jsonl")
         for method in VARIANTS[variant][1]:

@@ -247,12 +247,43 @@ def test_real_video_extracts_a_variant_and_keeps_its_ledger(tmp_path, shared_dat
     assert "CACL - MoCo-v2 per seed" in text
 
 
-def test_real_videos_second_variant_holds_the_davis_frames_as_frame_folders(tmp_path):
-    """The davis-seen collection: links to every DAVIS-2016 frame, one folder a sequence, and
-    no mask among them."""
+def _load_real_video():
     spec = importlib.util.spec_from_file_location("real_video", BENCH / "real_video.py")
     real_video = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(real_video)
+    return real_video
+
+
+def test_real_videos_targets_follow_the_rule_written_before_the_runs():
+    """Least that counts: the mean above the world-pretrained CACL and above random init by more
+    than the larger seed sd of the two; the moonshot: above the colour baseline."""
+    real_video = _load_real_video()
+    novel = real_video.LABELS["novel"]
+
+    def rows(moco: dict, cacl: dict) -> list[dict]:
+        return [
+            {"name": "colour baseline", "data": "-", "values": {0: 44.19}},
+            {"name": "CACL", "data": real_video.WORLD_LABEL, "values": {0: 34.0, 1: 35.0}},
+            {"name": "random init", "data": "-", "values": {0: 25.0, 1: 23.0, 2: 24.0}},
+            {"name": "MoCo-v2", "data": novel, "values": moco},
+            {"name": "CACL", "data": novel, "values": cacl},
+        ]
+
+    lines = real_video.targets(rows({0: 21.0, 1: 22.0, 2: 21.5}, {0: 36.0, 1: 37.0, 2: 36.5}))
+    moco, cacl = (line for line in lines if line.startswith(("| MoCo-v2", "| CACL")))
+    assert "| not met |" in moco and "| met |" in cacl and cacl.endswith("| no (44.19) |")
+    # above the world CACL (mean 35 > 34.5), above random init by 11 but the seed sd is 14.5
+    spread = real_video.targets(rows({0: 20.0, 1: 36.0, 2: 49.0}, {0: 36.0, 1: 37.0, 2: 36.5}))
+    assert "| not met |" in next(line for line in spread if line.startswith("| MoCo-v2"))
+    above = real_video.targets(rows({0: 45.0, 1: 46.0, 2: 45.5}, {0: 36.0, 1: 37.0, 2: 36.5}))
+    assert next(line for line in above if line.startswith("| MoCo-v2")).endswith("| yes (44.19) |")
+    assert real_video.targets(rows({}, {})[:2]) == []  # no random init yet: nothing to judge
+
+
+def test_real_videos_second_variant_holds_the_davis_frames_as_frame_folders(tmp_path):
+    """The davis-seen collection: links to every DAVIS-2016 frame, one folder a sequence, and
+    no mask among them."""
+    real_video = _load_real_video()
     sources = real_video.VARIANTS["davis-seen"][0]
     if not all(path.exists() for path in sources):
         pytest.skip(f"real test data not found at {real_video.SHARED}")
