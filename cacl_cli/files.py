@@ -164,6 +164,29 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
+def files_under(root: Path) -> list[Path]:
+    """Every name under the folder ``root`` at any depth that is not a folder (files, links to
+    files, dangling links, FIFOs: callers pick), through links to folders too: a collection
+    assembled from links is read as the user sees it (``Path.rglob`` skips linked folders). A
+    folder met twice, through a link loop or two links to it, is read once (under the first of
+    its paths in name order), so a loop ends."""
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(folder)
+        except OSError:  # gone or unreadable since it was listed: nothing to read in it
+            subfolders[:] = []
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            subfolders[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        subfolders.sort()  # the same path wins on every machine, whatever the listing order
+        found += [Path(folder, name) for name in names]
+    return found
+
+
 def present(path: Path) -> bool:
     """Whether anything stands at ``path``: a file, but also a FIFO or a dangling link, which
     the readers below refuse by name where ``is_file()`` would pass them over in silence."""

@@ -1,5 +1,6 @@
 """Atomic writes (cacl_cli/files.py): whole files only, with the permissions the umask gives."""
 
+import os
 import subprocess
 import sys
 
@@ -109,3 +110,23 @@ def test_propagate_refuses_a_link_planted_in_its_output_and_leaves_the_target_al
     assert "blackswan is a link inside" in done.stderr
     assert [p.name for p in foreign.iterdir()] == ["00000.png"]
     assert (foreign / "00000.png").read_text() == "theirs"
+
+
+def test_files_under_follows_linked_folders_and_reads_each_folder_once(tmp_path):
+    """A collection assembled from links is read as the user sees it; a link loop ends and a
+    folder linked twice is read once; dangling links and FIFOs are listed for callers to judge."""
+    from cacl_cli.files import files_under
+
+    elsewhere = tmp_path / "elsewhere" / "clip"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "0.jpg").write_bytes(b"x")
+    root = tmp_path / "collection"
+    (root / "nested").mkdir(parents=True)
+    (root / "a.mp4").write_bytes(b"v")
+    (root / "clip").symlink_to(elsewhere)
+    (root / "nested" / "same-clip").symlink_to(elsewhere)
+    (root / "nested" / "loop").symlink_to(root)
+    (root / "gone.mp4").symlink_to(tmp_path / "missing.mp4")
+    os.mkfifo(root / "pipe")
+    found = sorted(str(p.relative_to(root)) for p in files_under(root))
+    assert found == ["a.mp4", "clip/0.jpg", "gone.mp4", "pipe"]

@@ -48,6 +48,7 @@ from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
 from cacl_cli.data.worker_pool import guarded_map
 from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import (
+    files_under,
     refuse_links,
     remove_stale_temps,
     temp_prefix,
@@ -65,9 +66,9 @@ class ClipTimeout(Exception):
 
 
 def find_videos(root: Path, extensions: tuple[str, ...] = DEFAULT_EXTENSIONS) -> list[Path]:
-    """Every video under ``root`` (any depth, ``root`` included), sorted: each file whose suffix
-    is a video extension, and each folder holding frames (image files)."""
-    paths = [root, *root.rglob("*")]
+    """Every video under ``root`` (any depth, ``root`` included, through linked folders), sorted:
+    each file whose suffix is a video extension, and each folder holding frames (image files)."""
+    paths = files_under(root) if root.is_dir() else [root]
     files = [p for p in paths if p.is_file()]
     folders = {p.parent for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
     return sorted([p for p in files if p.suffix.lower() in extensions] + list(folders))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cacl_cli.errors import CaclError
+from cacl_cli.files import files_under
 
 # The video suffixes cacl reads (decord/FFmpeg); extract-pairs takes these unless --ext says.
 VIDEO_SUFFIXES = (
@@ -32,8 +33,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def holds_videos(root: Path) -> bool:
-    """Whether any file under ``root`` (any depth) has a video suffix."""
-    return any(p.suffix.lower() in VIDEO_SUFFIXES for p in root.rglob("*"))
+    """Whether any file under ``root`` (any depth, through linked folders) has a video suffix."""
+    return any(p.suffix.lower() in VIDEO_SUFFIXES for p in files_under(root))
 
 
 def voc_base(root: Path) -> Path | None:

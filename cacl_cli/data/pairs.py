@@ -21,7 +21,14 @@ from cacl_cli.data.images import decode_rgb, read_rgb
 from cacl_cli.data.layouts import IMAGE_SUFFIXES, holds_videos
 from cacl_cli.data.manifest import MANIFEST, MANIFEST_WHAT, load_index
 from cacl_cli.errors import CaclError
-from cacl_cli.files import open_regular, parse_json, present, read_bytes, regular_descriptor
+from cacl_cli.files import (
+    files_under,
+    open_regular,
+    parse_json,
+    present,
+    read_bytes,
+    regular_descriptor,
+)
 
 
 def _read(path: Path, remedy: str) -> np.ndarray:
@@ -148,10 +155,11 @@ def _header(manifest: Path) -> dict:
 
 
 class ImageFolder:
-    """Every image under ``root`` (any depth); v and v+ are the same image."""
+    """Every image under ``root`` (any depth, through linked folders); v and v+ are the same
+    image."""
 
     def __init__(self, root: Path) -> None:
-        self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.images = sorted(p for p in files_under(root) if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.images:
             videos = holds_videos(root)
             hint = f"; it holds videos: run `cacl extract-pairs {root}` first" if videos else ""

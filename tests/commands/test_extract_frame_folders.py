@@ -142,3 +142,17 @@ def test_a_killed_run_over_frame_folders_resumes_to_one_runs_pairs(tmp_path):
     into(root, out)
     assert (out / "manifest.jsonl").read_bytes() == (reference / "manifest.jsonl").read_bytes()
     assert same_pairs(out, reference) and not list(out.rglob("*.tmp"))
+
+
+def test_a_linked_frame_folder_is_a_video_and_a_link_loop_ends(tmp_path):
+    """Collections are often assembled from links: a link to a frame folder (or to a folder of
+    videos) counts as the folder does, and a link back up the tree does not recurse forever."""
+    frame_folder(tmp_path / "kept" / "walk", frames(12))
+    root = tmp_path / "collection"
+    root.mkdir()
+    (root / "walk").symlink_to(tmp_path / "kept" / "walk")
+    (root / "up").symlink_to(root)
+    out = into(root, tmp_path / "pairs", "--short-side", "32")
+    assert [(r["clip"], r["source"], r["status"]) for r in manifest(out)] == [
+        ("walk", "walk", "done")
+    ]
