@@ -79,6 +79,7 @@ def run_row(name: str, weights: list[str], args: argparse.Namespace, out: Path) 
         "sequences_x100": {n: s["J&F_x100"] for n, s in result["sequences"].items()},
         "frames": sum(s["frames_scored"] + 2 for s in result["sequences"].values()),
         "seconds": round(time.perf_counter() - tick, 1),
+        "precision": result["weights"].get("precision", "-"),  # a baseline has no network
     }
 
 
@@ -121,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="propagate-cpu", help="the propagate protocol")
     parser.add_argument("--width", type=int, default=16, help="random init: first-stage channels")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "davis-table")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="for every row's propagate"
+    )
     parser.add_argument("--quick", action="store_true", help="two frames of blackswan: plumbing")
     args = parser.parse_args(argv)
-    args.extra = []
+    args.extra = [option for pair in args.set for option in ("--set", pair)]
     if args.quick:
         args.davis = SHARED / "davis"
-        args.extra = ["--set", "propagate.frames=3", "--set", "propagate.size=64"]
+        args.extra += ["--set", "propagate.frames=3", "--set", "propagate.size=64"]
     if not args.davis.is_dir():
         print(f"no DAVIS folder at {args.davis}; give one with --davis", file=sys.stderr)
         return 2

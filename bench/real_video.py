@@ -139,7 +139,10 @@ def baselines(args: argparse.Namespace) -> list[dict]:
     them back): they depend on no pretraining."""
     out = Path(args.out) / "baselines"
     if not args.summary_only:
-        davis_table.main(["--out", str(out), "--width", "16", *(["--quick"] if args.quick else [])])
+        quick = ["--quick"] if args.quick else []
+        # float32, as every ledger cell (bench/learning.py): the random network's J&F moves by
+        # about half a point between bf16 and float32 on this scorer
+        davis_table.main(["--out", str(out), "--width", "16", "--set", "run.amp=off", *quick])
     return ledgers.read_records(out / "results.jsonl")
 
 

@@ -242,6 +242,9 @@ def test_real_video_extracts_a_variant_and_keeps_its_ledger(tmp_path, shared_dat
     assert len(recipe["bench"]["pairs"]) == 1 and "data.path" not in recipe["pretrain/CACL"]
     assert (work / "novel" / "pairs" / "manifest.jsonl").is_file()
     assert (work / "novel" / "videos" / "bedroom").is_dir()  # the frame folder, as links
+    baselines = {r["row"]: r for r in map(json.loads, (out / "baselines" / "results.jsonl").open())}
+    assert baselines["random init"]["precision"] == "float32"  # as the ledger's cells
+    assert baselines["copy"]["precision"] == "-"
     summary = (out / "summary.md").read_text()
     assert "| copy baseline |" in summary and "| CACL | no DAVIS frame seen |" in summary
     assert "CACL - MoCo-v2 per seed" in text
