@@ -17,6 +17,7 @@ folders of links and the pairs are extracted into ``--work``; the ledgers, the b
 
     python bench/real_video.py                          # both variants: hours on a CPU
     python bench/real_video.py --variants novel --seeds 0 --jobs 2
+    python bench/real_video.py --variants novel --methods CACL --jobs 1   # one core's share
     python bench/real_video.py --summary-only           # redraw summary.md from the ledgers
     python bench/real_video.py --quick                  # seconds: the plumbing only
 """
@@ -97,6 +98,8 @@ def run_variant(variant: str, args: argparse.Namespace) -> int:
     """The variant's ledger: its pretrain cells (and random init's), each scored on DAVIS and by
     the world probe; cells already in the ledger are skipped."""
     sources, methods, seeds = VARIANTS[variant]
+    if args.methods:  # a share of the variant's cells, for a second process on the other core
+        methods = [m for m in methods if m in args.methods]
     if args.quick:
         sources = QUICK_SOURCES
     data = pairs(variant, sources, Path(args.work), args.quick)
@@ -260,6 +263,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", help="instead of each variant's own")
+    parser.add_argument(
+        "--methods", nargs="+", choices=list(learning.METHODS), help="only these of each variant's"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
