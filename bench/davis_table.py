@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
-from cacl_cli.api import RunFolder, progress_bar  # noqa: E402
+from cacl_cli.api import RunFolder, progress_bar, usable_cores  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     header = (
         f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; {date.today()}, "
-        f"commit {commit or 'unknown'}, {platform.machine()} with {os.cpu_count()} cores; "
+        f"commit {commit or 'unknown'}, {platform.machine()} with {usable_cores()} cores; "
         f"{time.perf_counter() - started:.0f} s this invocation.\n\n"
         f"Command: python bench/davis_table.py {' '.join(sys.argv[1:] if argv is None else argv)}"
     )

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from cacl_cli.api import PairsFolder
+from cacl_cli.api import PairsFolder, usable_cores
 
 ARGS = ["--workers", "1", "--short-side", "64", "--stride", "4"]
 
@@ -100,7 +100,7 @@ def main() -> None:
             target = (extra if path in clips[args.clips :] else videos) / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    results = {"clips": args.clips, "cores": os.cpu_count()}
+    results = {"clips": args.clips, "cores": usable_cores()}
     for form in ("folder", "tar"):
         out = args.out / f"pairs-{form}"
         shutil.rmtree(out, ignore_errors=True)

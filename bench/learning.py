@@ -56,7 +56,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cacl_cli.api import HEADS, RunFolder, progress_bar  # noqa: E402
+from cacl_cli.api import HEADS, RunFolder, progress_bar, usable_cores  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import ledger as ledgers  # noqa: E402
@@ -136,9 +136,7 @@ class Benchmark:
         self.eval_steps = [args.steps * (i + 1) // args.evals for i in range(args.evals)]
         # Two invocations side by side each think the machine is theirs; OMP_NUM_THREADS set by
         # the caller wins, as oversubscribed threads spin and slow every run several times over.
-        self.threads = os.environ.get("OMP_NUM_THREADS") or str(
-            max(1, (os.cpu_count() or 1) // args.jobs)
-        )
+        self.threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, usable_cores() // args.jobs))
 
     def method_preset(self, method: str) -> str:
         """The recipe with the method's preset layered on it (``tiny-world+moco-v2``)."""
@@ -667,7 +665,7 @@ def describe_machine(device: str) -> str:
     ).stdout.strip()
     return (
         f"{date.today()}, commit {commit or 'unknown'}, {platform.machine()}"
-        f" with {os.cpu_count()} cores, {gpu}, device {device}, torch {torch.__version__}"
+        f" with {usable_cores()} cores, {gpu}, device {device}, torch {torch.__version__}"
     )
 
 

@@ -83,6 +83,8 @@ def source_state(root: Path) -> tuple[str, bool]:
 def provenance(root: Path) -> dict:
     import torch
 
+    from cacl_cli.api import usable_cores
+
     commit, dirty = source_state(root)
     model, flags = cpu_model_and_flags()
     return {
@@ -91,7 +93,7 @@ def provenance(root: Path) -> dict:
         "measured": str(date.today()),
         "cpu": model,
         "cpu_flags": flags,
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
         "machine": platform.machine(),
         "torch": torch.__version__,
     }

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import tempfile
@@ -28,7 +27,7 @@ import torch
 from command import cacl  # bench/ is this script's own folder
 from torch.utils.data import DataLoader
 
-from cacl_cli.api import build_batches, read_rgb, resolve
+from cacl_cli.api import build_batches, read_rgb, resolve, usable_cores
 
 SHARED_VIDEOS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos"
 # pairs/s one H100 trains on (docs/results.md, "Real training steps on the H100", the median of
@@ -130,7 +129,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # 4 on 2 cores
     root = Path(tempfile.mkdtemp(prefix="loader-speed-"))
     outs = extract(args.copies, root)

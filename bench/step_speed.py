@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -62,6 +61,7 @@ from cacl_cli.api import (  # noqa: E402  # noqa: E402
     model_from_config,  # noqa: E402
     resolve,  # noqa: E402
     reuse_freed_memory,  # noqa: E402
+    usable_cores,
 )
 
 GLOBAL_ONLY = ["heads.pixel=false", "heads.cycle=false"]
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     model, flags = cpu_model_and_flags()
     print(
         f"machine: {platform.machine()} {model} ({', '.join(flags) or 'no listed flags'}), "
-        f"{os.cpu_count()} cores, {gpu}; torch {torch.__version__}; threads "
+        f"{usable_cores()} cores, {gpu}; torch {torch.__version__}; threads "
         f"{torch.get_num_threads()}"
     )
     print(

@@ -11,6 +11,7 @@ from cacl_cli.config import Config, resolve, section
 from cacl_cli.data.images import normalise_batch, read_rgb, to_input
 from cacl_cli.data.pairs import PairsFolder
 from cacl_cli.data.segmentation import read_index_png
+from cacl_cli.data.worker_pool import usable_cores
 from cacl_cli.data.world import World, correspondence_pairs
 from cacl_cli.device import amp_dtype, autocast
 from cacl_cli.evaluate.davis import read_annotation, score_sequence
@@ -63,4 +64,5 @@ __all__ = [
     "autocast",
     "progress_bar",
     "reuse_freed_memory",
+    "usable_cores",
 ]

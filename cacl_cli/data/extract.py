@@ -45,7 +45,7 @@ from cacl_cli.data.layouts import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from cacl_cli.data.manifest import MANIFEST, RECORDS, REPORT
 from cacl_cli.data.pairs import PairsFolder
 from cacl_cli.data.tar_shards import ShardWriter, is_ended, repair, shard_files
-from cacl_cli.data.worker_pool import guarded_map
+from cacl_cli.data.worker_pool import guarded_map, usable_cores
 from cacl_cli.errors import CaclError, RunFailed
 from cacl_cli.files import (
     files_under,
@@ -336,7 +336,7 @@ def _run_pool(video_dir, out, section, todo, tag, console) -> list[dict]:
     writer = ShardWriter(out, tag, int(section.shard_size * 1e6)) if to_tar else None
     failed = []
     job = partial(_safe_process, video_dir, out, section, to_tar)
-    workers = section.workers or os.cpu_count() or 1
+    workers = section.workers or usable_cores()
     with progress_bar(console, "extract") as progress:
         task = progress.add_task("extract", total=len(todo), status="")
         for clip, record in guarded_map(job, todo, workers, section.timeout + 60, worker_init):

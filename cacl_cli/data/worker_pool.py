@@ -11,6 +11,7 @@ the others (held by chance when another item crashed) finish normally.
 from __future__ import annotations
 
 import itertools
+import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -18,6 +19,15 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: fewer than the machine holds under taskset, a batch
+    scheduler or a container's CPU set, where one worker per machine core oversubscribes."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity call on this platform (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 def guarded_map(

@@ -294,3 +294,27 @@ def test_real_videos_second_variant_holds_the_davis_frames_as_frame_folders(tmp_
     sequences = [p for p in folder.iterdir() if p.is_dir() and p.name not in ("videos", "bedroom")]
     assert len(sequences) == 10 and all(any(s.glob("*.jpg")) for s in sequences)
     assert not list(folder.rglob("*.png")) and all(p.is_symlink() for p in folder.rglob("*.jpg"))
+
+
+def test_real_video_methods_takes_a_share_of_each_variants_cells(tmp_path, monkeypatch):
+    """--methods keeps the variant's own seeds and order, and only the methods named; a method
+    the variant does not hold is not added (random init is only in the novel variant)."""
+    real_video = _load_real_video()
+    commands = []
+    monkeypatch.setattr(real_video, "pairs", lambda *args: tmp_path / "pairs")
+    monkeypatch.setattr(real_video.learning, "main", lambda command: commands.append(command) or 0)
+    args = real_video.parse_args(["--methods", "random init", "CACL", "--work", str(tmp_path)])
+    for variant in args.variants:
+        assert real_video.run_variant(variant, args) == 0
+
+    def listed(command: list[str], flag: str) -> list[str]:
+        start = command.index(flag) + 1
+        return command[
+            start : next(i for i in range(start, len(command)) if command[i][:2] == "--")
+        ]
+
+    novel, seen = commands
+    assert listed(novel, "--methods") == ["random init", "CACL"] and listed(seen, "--methods") == [
+        "CACL"
+    ]
+    assert listed(novel, "--seeds") == ["0", "1", "2"] and listed(seen, "--seeds") == ["0"]
