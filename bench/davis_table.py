@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["row"] for r in records}
     rows = rows_to_run(args)
     started = time.perf_counter()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    measured = 0
     with progress_bar(Console(), "davis table") as progress:
         finished = len(done & {n for n, _ in rows})
         task = progress.add_task("", total=len(rows), completed=finished, status="")
@@ -148,20 +152,22 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             progress.update(task, status=name)
             record = run_row(name, weights, args, args.out)
+            record |= {"commit": commit or "unknown", "measured": str(date.today())}
+            measured += 1
             with open(raw, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             records.append(record)
             progress.advance(task)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    header = (
-        f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; {date.today()}, "
-        f"commit {commit or 'unknown'}, {platform.machine()} with {usable_cores()} cores; "
-        f"{time.perf_counter() - started:.0f} s this invocation.\n\n"
-        f"Command: python bench/davis_table.py {' '.join(sys.argv[1:] if argv is None else argv)}"
-    )
-    (args.out / "table.md").write_text(table_markdown(records, header))
+    table = args.out / "table.md"
+    if measured or not table.is_file():  # a rerun that measured nothing keeps the table's story
+        invocation = " ".join(sys.argv[1:] if argv is None else argv)
+        header = (
+            f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; {date.today()}, "
+            f"commit {commit or 'unknown'}, {platform.machine()} with {usable_cores()} cores; "
+            f"{measured} rows measured, {time.perf_counter() - started:.0f} s this invocation.\n\n"
+            f"Command: python bench/davis_table.py {invocation}"
+        )
+        table.write_text(table_markdown(records, header))
     print(f"raw: {raw}\ntable: {args.out / 'table.md'}")
     return 0
 
