@@ -762,10 +762,12 @@ def ledger_header(records: list[dict], args: argparse.Namespace) -> str:
         {f"{r.get('cpu', '?')} ({', '.join(r.get('cpu_flags', [])) or 'no flags'})" for r in done}
     )
     commits = sorted({r.get("commit", "?") + ("+changes" if r.get("dirty") else "") for r in done})
+    ledger = Path(args.ledger)  # a ledger of several keeps its design in the folder above
+    design = "design.md" if (ledger / "design.md").is_file() else "../README.md"
     return (
         f"# Ledger {Path(args.ledger).name}: {len(done)} of {planned} cells\n\n"
         f"Commits: {', '.join(commits) or '-'}. Machines: {'; '.join(machines) or '-'}. "
-        "The design and the verdict rule: design.md.\n\n"
+        f"The design and the verdict rule: {design}.\n\n"
     )
 
 

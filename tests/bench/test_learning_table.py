@@ -96,7 +96,8 @@ def test_each_run_gets_its_share_of_the_cores_unless_the_caller_set_the_threads(
     tmp_path, monkeypatch
 ):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(learning.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(learning.os, "cpu_count", lambda: 64)  # the node; 8 of them are ours
+    monkeypatch.setattr(learning.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     args = learning.parse_args(["--out", str(tmp_path), "--jobs", "2"])
     assert learning.Benchmark(args).threads == "4"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # another invocation runs beside this one
@@ -181,3 +182,12 @@ def test_a_stop_ends_the_runs_in_flight_starts_no_other_and_says_the_command_goe
     out = capsys.readouterr().out
     assert "stopped by SIGTERM: 0 records in" in out and "the same command goes on" in out
     assert learning.ledgers.read_records(ledger / "results.jsonl") == []
+
+
+def test_a_ledgers_header_names_where_its_design_is_written(tmp_path):
+    """The claim's ledger holds its design.md; the real-video ledgers share the README above."""
+    args = learning.parse_args(["--ledger", str(tmp_path / "novel"), "--methods", "CACL"])
+    (tmp_path / "novel").mkdir()
+    assert "verdict rule: ../README.md." in learning.ledger_header([], args)
+    (tmp_path / "novel" / "design.md").write_text("the verdict, written before the runs")
+    assert "verdict rule: design.md." in learning.ledger_header([], args)
