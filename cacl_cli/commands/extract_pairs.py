@@ -34,7 +34,9 @@ ShortSideOption = _key(
     "extract.short_side", "--short-side", min=0, help="Resize to this short side (0: keep)"
 )
 QualityOption = _key("extract.quality", "--quality", min=1, max=100, help="JPEG quality")
-WorkersOption = _key("extract.workers", "--workers", min=0, help="Processes (0: one per core)")
+WorkersOption = _key(
+    "extract.workers", "--workers", min=0, help="Processes (0: one per core this process may use)"
+)
 SeedOption = _key("extract.seed", "--seed", help="Seeds the start frames (per clip id)")
 TimeoutOption = _key("extract.timeout", "--timeout", min=1.0, help="Seconds allowed per clip")
 ExtensionsOption = typer.Option(

@@ -319,7 +319,7 @@ class ExtractSection:
     )
     short_side: int = key(256, "resize to this short side (0: keep)", span=(0, 8192))
     quality: int = key(90, "JPEG quality", span=(1, 100))
-    workers: int = key(0, "processes (0: one per core)", span=(0, 1024))
+    workers: int = key(0, "processes (0: one per core this process may use)", span=(0, 1024))
     seed: int = key(0, "seeds the start frames (per clip id)", span=SEED)
     timeout: float = key(120.0, "seconds allowed per clip", span=(1, 1e7))
     extensions: tuple = key((), "video suffixes to take; empty: the common ones")
