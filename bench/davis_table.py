@@ -15,19 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
-from cacl_cli.api import RunFolder, progress_bar, usable_cores  # noqa: E402
+from cacl_cli.api import RunFolder, progress_bar  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import ledger  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -140,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {r["row"] for r in records}
     rows = rows_to_run(args)
     started = time.perf_counter()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    machine = ledger.provenance(ROOT)  # each row says which commit and CPU measured it
     measured = 0
     with progress_bar(Console(), "davis table") as progress:
         finished = len(done & {n for n, _ in rows})
@@ -151,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in done:
                 continue
             progress.update(task, status=name)
-            record = run_row(name, weights, args, args.out)
-            record |= {"commit": commit or "unknown", "measured": str(date.today())}
+            record = run_row(name, weights, args, args.out) | machine
             measured += 1
             with open(raw, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
@@ -162,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     if measured or not table.is_file():  # a rerun that measured nothing keeps the table's story
         invocation = " ".join(sys.argv[1:] if argv is None else argv)
         header = (
-            f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; {date.today()}, "
-            f"commit {commit or 'unknown'}, {platform.machine()} with {usable_cores()} cores; "
+            f"DAVIS J&F x100 of label propagation ({args.preset}) on {args.davis}; "
+            f"{machine['measured']}, commit {ledger.commit_label(machine)}, "
+            f"{ledger.cpu_label(machine)} with {machine['cores']} cores; "
             f"{measured} rows measured, {time.perf_counter() - started:.0f} s this invocation.\n\n"
             f"Command: python bench/davis_table.py {invocation}"
         )
         table.write_text(table_markdown(records, header))
-    print(f"raw: {raw}\ntable: {args.out / 'table.md'}")
+    print(f"raw: {raw}\ntable: {table}")
     return 0
 
 

@@ -660,11 +660,9 @@ def describe_machine(device: str) -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit, _ = ledgers.source_state(ROOT)
     return (
-        f"{date.today()}, commit {commit or 'unknown'}, {platform.machine()}"
+        f"{date.today()}, commit {commit}, {platform.machine()}"
         f" with {usable_cores()} cores, {gpu}, device {device}, torch {torch.__version__}"
     )
 
@@ -758,14 +756,12 @@ def ledger_header(records: list[dict], args: argparse.Namespace) -> str:
     planned = len(trained) * len(args.seeds) * (1 + bool(args.davis) + bool(args.world_clips))
     wanted = {(m, s) for m in trained for s in args.seeds}
     done = [r for r in records if (r["method"], r["seed"]) in wanted]
-    machines = sorted(
-        {f"{r.get('cpu', '?')} ({', '.join(r.get('cpu_flags', [])) or 'no flags'})" for r in done}
-    )
-    commits = sorted({r.get("commit", "?") + ("+changes" if r.get("dirty") else "") for r in done})
+    machines = sorted({ledgers.cpu_label(r) for r in done})
+    commits = sorted({ledgers.commit_label(r) for r in done})
     ledger = Path(args.ledger)  # a ledger of several keeps its design in the folder above
     design = "design.md" if (ledger / "design.md").is_file() else "../README.md"
     return (
-        f"# Ledger {Path(args.ledger).name}: {len(done)} of {planned} cells\n\n"
+        f"# Ledger {ledger.name}: {len(done)} of {planned} cells\n\n"
         f"Commits: {', '.join(commits) or '-'}. Machines: {'; '.join(machines) or '-'}. "
         f"The design and the verdict rule: {design}.\n\n"
     )

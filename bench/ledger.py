@@ -80,6 +80,16 @@ def source_state(root: Path) -> tuple[str, bool]:
     return git("rev-parse", "--short=12", "HEAD") or "unknown", bool(changed)
 
 
+def commit_label(record: dict) -> str:
+    """A record's commit as tables print it: ``+changes`` where the sources differed from it."""
+    return record.get("commit", "?") + ("+changes" if record.get("dirty") else "")
+
+
+def cpu_label(record: dict) -> str:
+    """A record's CPU with the flags that decide its speed, as tables print it."""
+    return f"{record.get('cpu', '?')} ({', '.join(record.get('cpu_flags', [])) or 'no flags'})"
+
+
 def provenance(root: Path) -> dict:
     import torch
 

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cacl_cli.cli import app
+from cacl_cli.data.worker_pool import usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -29,8 +30,7 @@ def _share_the_cores_between_test_workers():
     worker several times over. A caller's OMP_NUM_THREADS wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        share = max(1, (cores or os.cpu_count() or 1) // workers)
+        share = max(1, usable_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         import torch
 

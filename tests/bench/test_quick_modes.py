@@ -145,7 +145,7 @@ def test_davis_table_scores_baselines_and_resumes(tmp_path, shared_data):
     assert rows[0]["J&F_x100"] > rows[2]["J&F_x100"]
     table = (tmp_path / "table.md").read_text()
     assert "| copy |" in table and "3 rows measured" in table
-    assert all(r["commit"] and r["measured"] for r in rows)  # each row says where it comes from
+    assert all(r["commit"] and r["measured"] and r["cpu"] for r in rows)  # where each comes from
     bench(BENCH / "davis_table.py", "--quick", "--out", tmp_path)  # resumes: nothing is redone
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "table.md").read_text() == table  # its header still tells the measuring run
