@@ -24,9 +24,10 @@ def test_the_t_quantiles_are_students():
 
 
 def test_the_issues_six_seeds_give_its_intervals_and_verdicts():
-    """CACL minus MoCo-v2 at commit 97ae707 (docs/results.md, six seeds), as the issue paired
-    them (the differences rounded to two places, so the figures agree to about 0.01): the probe's
-    interval straddles 0, the world's lies above it."""
+    """CACL minus MoCo-v2 at commit 97ae707 ("Paired by seed" in the README of
+    bench/experiments/2026-11-28-learning-table-shipped/), as the issue paired them (the
+    differences rounded to two places, so the figures agree to about 0.01): the probe's interval
+    straddles 0, the world's lies above it."""
     moco = dict(enumerate([0.0] * 6))
     probe = ledger.paired(dict(enumerate([0.83, 2.15, 1.14, 0.44, -0.44, 0.59])), moco)
     near = lambda *values: pytest.approx(values, abs=0.012)  # noqa: E731
